@@ -1,0 +1,59 @@
+"""Source formats: one module each with ``parse(data, *, source, received_at_ms) -> ParseResult``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .result import ParseResult
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    module: str
+    feed: str  # the feed its records go to (GTFS-RT: the default, a source may say metro)
+    description: str
+
+    @property
+    def parse(self) -> Callable[..., ParseResult]:
+        parser: Callable[..., ParseResult] = importlib.import_module(self.module).parse
+        return parser
+
+
+FORMATS: dict[str, FormatSpec] = {
+    spec.name: spec
+    for spec in (
+        FormatSpec("sh-bus-gps", "adapters.formats.sh_bus_gps", "bus", "Shanghai bus GPS JSON"),
+        FormatSpec("sh-parking", "adapters.formats.sh_parking", "parking", "Shanghai parking free slots JSON"),
+        FormatSpec("sh-charging", "adapters.formats.sh_charging", "charging", "Shanghai charging piles JSON"),
+        FormatSpec("sh-scenic", "adapters.formats.sh_scenic", "scenic", "Shanghai scenic visitor counts JSON"),
+        FormatSpec("gtfs-rt-vp", "adapters.formats.gtfs_rt_vp", "bus", "GTFS-Realtime VehiclePositions"),
+        FormatSpec("gtfs-rt-tu", "adapters.formats.gtfs_rt_tu", "bus", "GTFS-Realtime TripUpdates"),
+        FormatSpec("ocpi-locations", "adapters.formats.ocpi_locations", "charging", "OCPI 2.2.1 Locations"),
+        FormatSpec("parking-geojson", "adapters.formats.parking_geojson", "parking", "ParkAPI-style GeoJSON"),
+        FormatSpec(
+            "parking-geojson-utm",
+            "adapters.formats.parking_geojson_utm",
+            "parking",
+            "GeoJSON in EPSG:25832 (UTM 32N metres)",
+        ),
+        FormatSpec("parking-ngsi", "adapters.formats.parking_ngsi", "parking", "FIWARE NGSI-v2 OffStreetParking"),
+    )
+}
+
+
+def get_format(name: str) -> FormatSpec:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown format {name!r}; known formats: {', '.join(FORMATS)}") from None
+
+
+def parse_with(name: str, data: bytes, *, source: str, received_at_ms: int, **options: Any) -> ParseResult:
+    return get_format(name).parse(data, source=source, received_at_ms=received_at_ms, **options)
+
+
+__all__ = ["FORMATS", "FormatSpec", "ParseResult", "get_format", "parse_with"]

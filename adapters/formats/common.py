@@ -1,0 +1,248 @@
+"""Helpers shared by the format parsers: field access with clear reasons, times, coordinates, rejects."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from schemas import InvalidRecord, Record, from_dict
+
+from .result import ParseResult
+
+BEIJING = timezone(timedelta(hours=8))
+
+# How long a record stays current if the source says nothing newer: a few poll intervals per feed.
+DEFAULT_TTL_MS: dict[str, int] = {
+    "bus": 120_000,
+    "metro": 120_000,
+    "parking": 900_000,
+    "charging": 900_000,
+    "scenic": 900_000,
+    "charging_sessions": 86_400_000,
+}
+
+
+class ItemError(ValueError):
+    """An item that cannot become a record; ``str(err)`` is the reason."""
+
+
+JsonDict = dict[str, Any]
+
+
+def load_json(data: bytes) -> Any:
+    """Parse JSON or raise ItemError with the decoder's reason."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise ItemError(f"not valid JSON: {err}") from None
+
+
+def item_bytes(item: Any) -> bytes:
+    """The bytes of one item of a parsed response, for the DLQ (JSON of exactly what was received)."""
+    try:
+        return orjson.dumps(item)
+    except (TypeError, orjson.JSONEncodeError):
+        # orjson refuses integers beyond 64 bits; the stdlib keeps them.
+        try:
+            return json.dumps(item, ensure_ascii=False, default=repr).encode()
+        except (TypeError, ValueError, RecursionError):
+            return repr(item).encode("utf-8", "replace")
+
+
+def require_dict(value: Any, what: str) -> JsonDict:
+    if not isinstance(value, dict):
+        raise ItemError(f"{what} is {type_name(value)}, expected an object")
+    return value
+
+
+def require_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ItemError(f"{what} is {type_name(value)}, expected an array")
+    return value
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def as_number(value: Any, key: str) -> float:
+    """A finite number; numeric strings are accepted because many sources quote their numbers."""
+    if isinstance(value, bool) or value is None:
+        raise ItemError(f"{key} is {type_name(value)}, expected a number")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ItemError(f"{key} is {value[:40]!r}, expected a number") from None
+    else:
+        raise ItemError(f"{key} is {type_name(value)}, expected a number")
+    if not math.isfinite(number):
+        raise ItemError(f"{key} is not a finite number")
+    return number
+
+
+def req_num(d: JsonDict, key: str) -> float:
+    if key not in d:
+        raise ItemError(f"missing {key}")
+    return as_number(d[key], key)
+
+
+def opt_num(d: JsonDict, key: str) -> float | None:
+    value = d.get(key)
+    return None if value is None else as_number(value, key)
+
+
+def as_int(value: Any, key: str) -> int:
+    number = as_number(value, key)
+    if not number.is_integer():
+        raise ItemError(f"{key} is {number}, expected a whole number")
+    return int(number)
+
+
+def req_int(d: JsonDict, key: str) -> int:
+    if key not in d:
+        raise ItemError(f"missing {key}")
+    return as_int(d[key], key)
+
+
+def opt_int(d: JsonDict, key: str) -> int | None:
+    value = d.get(key)
+    return None if value is None else as_int(value, key)
+
+
+def req_str(d: JsonDict, key: str) -> str:
+    value = d.get(key)
+    if value is None:
+        raise ItemError(f"missing {key}")
+    return as_str(value, key)
+
+
+def opt_str(d: JsonDict, key: str) -> str | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    text = as_str(value, key)
+    return text or None
+
+
+def as_str(value: Any, key: str) -> str:
+    """Ids may arrive as numbers; booleans and containers are errors."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ItemError(f"{key} is {type_name(value)}, expected a string")
+
+
+def beijing_time_ms(text: Any, key: str) -> int:
+    """``YYYY-MM-DD HH:MM:SS`` in Beijing time (or ISO 8601 with a zone) → UTC epoch ms."""
+    if not isinstance(text, str):
+        raise ItemError(f"{key} is {type_name(text)}, expected a time string")
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ItemError(f"{key} {text[:40]!r} is not a time like 2026-11-27 13:05:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=BEIJING)
+    return epoch_ms(moment)
+
+
+def iso_time_ms(text: Any, key: str, *, naive_zone: timezone = UTC) -> int:
+    """ISO 8601 (``Z`` or offset) → UTC epoch ms; a zoneless time is read in ``naive_zone``."""
+    if not isinstance(text, str):
+        raise ItemError(f"{key} is {type_name(text)}, expected a time string")
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ItemError(f"{key} {text[:40]!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=naive_zone)
+    return epoch_ms(moment)
+
+
+def epoch_ms(moment: datetime) -> int:
+    try:
+        return int(moment.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        raise ItemError(f"time {moment.isoformat()} is out of range") from None
+
+
+def to_wgs84(lng: float, lat: float, crs: Any) -> tuple[float, float]:
+    """Convert a point published in ``crs`` (wgs84, gcj02, bd09) to WGS-84."""
+    from geo import crs as geo_crs  # the transforms live in geo/, one implementation for the project
+
+    name = str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
+    if not (-180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0):
+        raise ItemError(f"coordinates ({lng}, {lat}) are outside the globe")
+    if name == "wgs84":
+        return lng, lat
+    if name == "gcj02":
+        out = geo_crs.gcj02_to_wgs84(lng, lat)
+    elif name in ("bd09", "bd09ll"):
+        out = geo_crs.bd09_to_wgs84(lng, lat)
+    else:
+        raise ItemError(f"unknown coordinate system {crs!r} (expected wgs84, gcj02 or bd09)")
+    return float(out[0]), float(out[1])
+
+
+def check_in_shanghai(lng: float, lat: float) -> None:
+    from geo.crs import plausibly_in_shanghai
+
+    if not plausibly_in_shanghai(lng, lat):
+        raise ItemError(f"position ({lng:.6f}, {lat:.6f}) is outside Shanghai")
+
+
+def build(feed: str, fields: JsonDict) -> Record:
+    """Validate through the schema; drops None values so the record's defaults apply."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return from_dict(feed, clean)
+    except InvalidRecord as err:
+        raise ItemError(f"invalid {feed} record: {err}") from None
+
+
+ParseFn = Callable[..., ParseResult]
+
+
+def never_raises(feed: str) -> Callable[[ParseFn], ParseFn]:
+    """Last line of defence: an unexpected error in a parser becomes a whole-response reject."""
+
+    def wrap(fn: ParseFn) -> ParseFn:
+        @functools.wraps(fn)
+        def parse(data: bytes, *, source: str, received_at_ms: int, **options: Any) -> ParseResult:
+            try:
+                return fn(data, source=source, received_at_ms=received_at_ms, **options)
+            except Exception as err:  # deliberate: the contract is that no input can crash ingest
+                result = ParseResult()
+                result.reject(
+                    bytes(data) if isinstance(data, bytes | bytearray | memoryview) else repr(data).encode(),
+                    source=source,
+                    feed=str(options.get("mode") or feed),  # GTFS-RT parsers take the feed as mode
+                    reason=f"parser error {type(err).__name__}: {err}",
+                    received_at_ms=received_at_ms,
+                )
+                return result
+
+        return parse
+
+    return wrap

@@ -1,0 +1,86 @@
+"""``sh-bus-gps``: Shanghai bus GPS JSON (GCJ-02 / BD-09 / WGS-84 points, Beijing times)."""
+
+from __future__ import annotations
+
+from schemas import Record
+
+from .common import (
+    DEFAULT_TTL_MS,
+    JsonDict,
+    build,
+    check_in_shanghai,
+    never_raises,
+    opt_int,
+    opt_num,
+    opt_str,
+    req_num,
+    req_str,
+    to_wgs84,
+)
+from .result import ParseResult
+from .sh_envelope import item_time_ms, parse_envelope
+
+FEED = "bus"
+
+
+def occupancy_status(load_pct: float) -> str:
+    """Map a load rate (% of capacity) onto the GTFS-Realtime occupancy bands."""
+    if load_pct <= 0:
+        return "EMPTY"
+    if load_pct < 30:
+        return "MANY_SEATS_AVAILABLE"
+    if load_pct < 60:
+        return "FEW_SEATS_AVAILABLE"
+    if load_pct < 90:
+        return "STANDING_ROOM_ONLY"
+    if load_pct < 100:
+        return "CRUSHED_STANDING_ROOM_ONLY"
+    return "FULL"
+
+
+def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+    obu_id = req_str(item, "obuId")
+    lng, lat = to_wgs84(req_num(item, "lng"), req_num(item, "lat"), item.get("coordType"))
+    check_in_shanghai(lng, lat)
+    observed = item_time_ms(item, "gpsTime", header_ms)
+    angle = opt_num(item, "angle")
+    if angle is not None and angle == 360.0:
+        angle = 0.0
+    load = opt_num(item, "loadRate")
+    return build(
+        FEED,
+        {
+            "id": obu_id,
+            "source": source,
+            "observed_at": observed,
+            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "lng": lng,
+            "lat": lat,
+            "mode": "bus",
+            "route_id": opt_str(item, "lineId"),
+            "direction_id": opt_int(item, "direction"),
+            "label": opt_str(item, "vehicleNo"),
+            "vehicle_id": obu_id,
+            "bearing": angle,
+            "speed_kmh": opt_num(item, "speed"),
+            "occupancy_pct": load,
+            "occupancy_status": None if load is None or not 0 <= load <= 100 else occupancy_status(load),
+            "next_stop_id": opt_str(item, "nextStationId"),
+            "seq": opt_int(item, "seq"),
+            "plate": opt_str(item, "plate"),
+            "driver_id": opt_str(item, "driverNo"),
+        },
+    )
+
+
+@never_raises(FEED)
+def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
+    return parse_envelope(
+        data,
+        source=source,
+        feed=FEED,
+        received_at_ms=received_at_ms,
+        list_key="data",
+        time_key="updateTime",
+        parse_item=lambda item, header_ms: _record(item, header_ms, source),
+    )

@@ -1,0 +1,135 @@
+"""The ingest runtime shared by all adapters: poll or receive, parse, skip unchanged, produce to Kafka.
+
+``run_adapter(name, settings)`` runs one configured source forever; ``run_all(names, settings)`` several,
+sharing one Kafka producer. Per-source figures are in ``AdapterRuntime.stats`` (plain objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+
+from settings import Settings
+
+from .kafka_sink import KafkaSink, SinkStats
+from .polling_adapter import PollingAdapter
+from .push import PushReceiver
+from .sources import PUSH_SOURCES, SOURCES, SourceConfig, get_source
+from .stats import SourceStats
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUSH_PORT = 18090
+
+
+async def ensure_topics_if_available(settings: Settings) -> None:
+    """Create the topics up front through streams' admin helper, when that module is installed."""
+    try:
+        admin = importlib.import_module("streams.topics_admin")
+    except ModuleNotFoundError:
+        log.warning("streams.topics_admin not found: topics must already exist")
+        return
+    outcome = admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+class AdapterRuntime:
+    def __init__(self, settings: Settings, *, sink: KafkaSink | None = None) -> None:
+        self.settings = settings
+        self.sink = sink or KafkaSink(settings.kafka_bootstrap)
+        self.stats: dict[str, SourceStats] = {}
+
+    def figures(self) -> dict[str, Any]:
+        """Everything the health work needs, as plain values."""
+        return {
+            "sources": {name: s.as_dict() for name, s in self.stats.items()},
+            "kafka": self.sink.stats.as_dict(),
+        }
+
+    async def run(
+        self,
+        names: Iterable[str],
+        *,
+        urls: dict[str, str] | None = None,
+        push_port: int = DEFAULT_PUSH_PORT,
+        create_topics: bool = True,
+    ) -> None:
+        names = list(names)
+        for name in names:
+            if name not in PUSH_SOURCES:
+                get_source(name)  # unknown names fail before anything starts
+        if create_topics:
+            try:
+                await ensure_topics_if_available(self.settings)
+            except Exception as err:  # Kafka may be down; the sink keeps retrying and says so
+                log.error("could not create topics: %s", err)
+        await self.sink.start()
+        urls = urls or {}
+        async with aiohttp.ClientSession() as session:
+            tasks: list[asyncio.Task[None]] = []
+            receivers: list[PushReceiver] = []
+            try:
+                for name in names:
+                    stats = self.stats.setdefault(name, SourceStats(source=name))
+                    if name in PUSH_SOURCES:
+                        receiver = PushReceiver(name=name, sink=self.sink, stats=stats)
+                        await receiver.start("0.0.0.0", push_port)
+                        receivers.append(receiver)
+                        continue
+                    config: SourceConfig = SOURCES[name]
+                    adapter = PollingAdapter(
+                        name=name,
+                        format_name=config.format,
+                        url=urls.get(name) or config.resolved_url(self.settings),
+                        interval_s=config.interval_s,
+                        timeout_s=config.timeout_s,
+                        session=session,
+                        sink=self.sink,
+                        options=dict(config.options),
+                        stats=stats,
+                    )
+                    tasks.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
+                if tasks:
+                    await asyncio.gather(*tasks)
+                else:
+                    await asyncio.Event().wait()  # push-only: serve until cancelled
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                for receiver in receivers:
+                    await receiver.stop()
+                await self.sink.close()
+
+
+async def run_adapter(name: str, settings: Settings, *, url: str | None = None, **kwargs: Any) -> None:
+    """Run one named source forever."""
+    await AdapterRuntime(settings).run([name], urls={name: url} if url else None, **kwargs)
+
+
+async def run_all(names: Iterable[str], settings: Settings, **kwargs: Any) -> None:
+    """Run several named sources forever, sharing one Kafka producer."""
+    await AdapterRuntime(settings).run(names, **kwargs)
+
+
+__all__ = [
+    "PUSH_SOURCES",
+    "SOURCES",
+    "AdapterRuntime",
+    "KafkaSink",
+    "SinkStats",
+    "SourceConfig",
+    "SourceStats",
+    "run_adapter",
+    "run_all",
+]

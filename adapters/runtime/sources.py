@@ -1,0 +1,53 @@
+"""The configured sources: name → format, feed, where to fetch it and how often."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from settings import Settings
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    format: str
+    feed: str
+    path: str  # on the simulator (or the city's endpoint when ``url`` is given)
+    interval_s: float
+    timeout_s: float = 10.0
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the parser
+    url: str | None = None  # overrides simulator_url + path
+
+    def resolved_url(self, settings: Settings) -> str:
+        return self.url or settings.simulator_url.rstrip("/") + self.path
+
+
+SOURCES: dict[str, SourceConfig] = {
+    config.name: config
+    for config in (
+        SourceConfig("sh-bus", "sh-bus-gps", "bus", "/bus/gps.json", interval_s=10.0),
+        SourceConfig(
+            "sh-metro",
+            "gtfs-rt-vp",
+            "metro",
+            "/metro/vehicle-positions.pb",
+            interval_s=10.0,
+            options={"mode": "metro"},
+        ),
+        SourceConfig("sh-parking", "sh-parking", "parking", "/parking/lots.json", interval_s=60.0),
+        SourceConfig("sh-charging", "sh-charging", "charging", "/charging/stations.json", interval_s=30.0),
+        SourceConfig("sh-scenic", "sh-scenic", "scenic", "/scenic/visitors.json", interval_s=60.0),
+    )
+}
+
+# Sources that push to us rather than being polled (see ``push.py``).
+PUSH_SOURCES: dict[str, str] = {"ocpi-push": "ocpi-locations"}
+
+
+def get_source(name: str) -> SourceConfig:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        known = ", ".join([*SOURCES, *PUSH_SOURCES])
+        raise ValueError(f"unknown source {name!r}; known sources: {known}") from None

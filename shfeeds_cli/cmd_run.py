@@ -1,0 +1,54 @@
+"""``shfeeds run``: the whole service with simulated Shanghai feeds, until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import settings as settings_mod
+
+from . import stack
+from .supervisor import ChildSpec, Supervisor, component_argv, log
+
+# The simulated city's sources, as named in the adapters' source registry.
+SIMULATED_SOURCES = ("sh-bus-gps", "sh-parking", "sh-charging", "sh-scenic", "sh-metro-gtfs-rt")
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server)"
+    )
+    parser.add_argument("--buses", type=int, default=None, help="simulated buses (default: the simulator's)")
+    parser.add_argument("--seed", type=int, default=2019)
+    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    parser.add_argument("--no-simulator", action="store_true", help="poll configured real sources only")
+    parser.set_defaults(func=handle)
+
+
+def children(args: argparse.Namespace) -> list[ChildSpec]:
+    specs: list[ChildSpec] = []
+    if not args.no_simulator:
+        sim = ["simulate", "--seed", str(args.seed), "--time-scale", str(args.time_scale)]
+        if args.buses is not None:
+            sim += ["--buses", str(args.buses)]
+        specs.append(ChildSpec("simulator", component_argv(*sim)))
+    specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
+    specs.append(ChildSpec("streams", component_argv("streams", "worker")))
+    specs.append(ChildSpec("ws-server", component_argv("serve")))
+    return specs
+
+
+def handle(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    try:
+        stack.up(settings)
+    except stack.StackError as err:
+        print(f"shfeeds run: the stack could not start: {err}", file=sys.stderr)
+        return 1
+    log(f"WebSocket server: ws://127.0.0.1:{settings.ws_port}/  (map page: http://127.0.0.1:{settings.ws_port}/)")
+    log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
+    log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")
+    asyncio.run(Supervisor(settings, children(args)).run())
+    return 0

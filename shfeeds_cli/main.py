@@ -1,0 +1,55 @@
+"""The one command-line entry point, ``shfeeds``.
+
+Each subcommand lives in its own ``cmd_<name>`` module with a ``register(subparsers)`` function that adds
+its parser and sets ``func`` (taking the parsed args, returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "cmd_stack",
+    "cmd_run",
+    "cmd_tail",
+    "cmd_policy",
+    "cmd_adapters",
+    "cmd_simulate",
+    "cmd_streams",
+    "cmd_serve",
+    "cmd_keys",
+    "cmd_audit",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shfeeds", description="Shanghai Open Feeds")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"shfeeds_cli.{name}")
+        except ModuleNotFoundError as err:
+            # Only a missing command module itself is tolerated; a missing dependency inside it is a bug.
+            if err.name != f"shfeeds_cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The local stack: a real single-node Apache Kafka (KRaft) and a real redis-server, as local processes.
+
+Kafka comes from the Maven Central artifacts (resolved by Maven from ``scripts/kafka-pom.xml``) and runs
+with ``java``; Redis is Debian's ``redis-server``. Data, logs and pid files live under the stack folder
+(``SHFEEDS_STACK_DIR``, git-ignored). ``up`` is idempotent and ``down`` stops only what ``up`` started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from settings import PROJECT_ROOT, Settings
+
+KAFKA_VERSION = "4.1.1"
+KAFKA_POM = PROJECT_ROOT / "scripts" / "kafka-pom.xml"
+
+
+class StackError(RuntimeError):
+    """A stack component could not be installed or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    pid: int | None
+    address: str
+    data_dir: Path
+    log: Path
+
+    def describe(self) -> str:
+        state = f"running (pid {self.pid})" if self.running else "stopped"
+        return f"{self.name:<6} {state:<22} {self.address:<22} data {self.data_dir}  log {self.log}"
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); check its state where /proc exists.
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().split(") ", 1)[1][0] != "Z"
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+class KafkaService:
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.stack_dir / "kafka"
+        self.libs = settings.stack_dir / f"kafka-libs-{KAFKA_VERSION}"
+        self.data_dir = self.home / "data"
+        self.config = self.home / "server.properties"
+        self.log = self.home / "kafka.log"
+        self.pid_file = self.home / "kafka.pid"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    def status(self) -> ServiceStatus:
+        pid = _read_pid(self.pid_file)
+        running = pid is not None and port_open(self.settings.kafka_port)
+        return ServiceStatus(self.name, running, pid, self.address, self.data_dir, self.log)
+
+    def ensure_libs(self) -> None:
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError("Maven ('mvn') is needed to fetch Apache Kafka: apt-get install -y maven")
+        if shutil.which("java") is None:
+            raise StackError("Java 17+ is needed to run Apache Kafka: apt-get install -y openjdk-17-jre-headless")
+        print(f"fetching Apache Kafka {KAFKA_VERSION} and its runtime dependencies with Maven...", flush=True)
+        tmp = self.libs.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [
+            mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime", f"-Dkafka.version={KAFKA_VERSION}",
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"Maven could not fetch Kafka:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        shutil.rmtree(self.libs, ignore_errors=True)
+        tmp.rename(self.libs)
+        marker.touch()
+
+    def _classpath(self) -> str:
+        return str(self.libs / "*")
+
+    def _write_config(self) -> None:
+        s = self.settings
+        self.home.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "# Written by `shfeeds stack up`; edits are overwritten.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.kafka_controller_port}",
+            f"log.dirs={self.data_dir}",
+            f"num.partitions={s.topic_partitions}",
+            # Topics are created by the project with explicit partition counts (faust-rules 5).
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "log.segment.bytes=67108864",
+            "socket.listen.backlog.size=1024",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def _format_storage(self) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            "java", "-cp", self._classpath(), "kafka.tools.StorageTool", "format", "--standalone",
+            "-t", _kafka_cluster_id(), "-c", str(self.config),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def start(self) -> bool:
+        """Start Kafka unless it already runs; True when this call started it."""
+        if self.status().running:
+            return False
+        if port_open(self.settings.kafka_port):
+            raise StackError(
+                f"port {self.settings.kafka_port} is taken by a process this stack did not start; "
+                "set SHFEEDS_KAFKA_PORT to another port"
+            )
+        self.ensure_libs()
+        self._write_config()
+        self._format_storage()
+        heap = self.settings.kafka_heap
+        cmd = [
+            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", "-cp", self._classpath(), "kafka.Kafka", str(self.config),
+        ]  # fmt: skip
+        pid = _spawn(cmd, self.log)
+        self.pid_file.write_text(str(pid))
+        return True
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _read_pid(self.pid_file) is None:
+                raise StackError(f"Kafka exited during start-up; see {self.log}:\n{_tail(self.log)}")
+            if port_open(self.settings.kafka_port) and _kafka_answers(self.settings.kafka_bootstrap):
+                return
+            time.sleep(0.5)
+        raise StackError(f"Kafka did not answer on {self.address} within {timeout:.0f} s; see {self.log}")
+
+    def stop(self) -> bool:
+        return _stop(self.pid_file)
+
+
+class RedisService:
+    name = "redis"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.stack_dir / "redis"
+        self.data_dir = self.home / "data"
+        self.config = self.home / "redis.conf"
+        self.log = self.home / "redis.log"
+        self.pid_file = self.home / "redis.pid"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.redis_port}"
+
+    def status(self) -> ServiceStatus:
+        pid = _read_pid(self.pid_file)
+        running = pid is not None and port_open(self.settings.redis_port)
+        return ServiceStatus(self.name, running, pid, self.address, self.data_dir, self.log)
+
+    @staticmethod
+    def ensure_installed() -> str:
+        binary = shutil.which("redis-server")
+        if binary:
+            return binary
+        if os.geteuid() != 0:
+            raise StackError("redis-server is missing; install it with: sudo apt-get install -y redis-server")
+        print("installing redis-server with apt-get...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
+            result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                raise StackError(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError("redis-server is still missing after apt-get install redis-server")
+        return binary
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "# Written by `shfeeds stack up`; edits are overwritten.",
+            "bind 127.0.0.1",
+            f"port {self.settings.redis_port}",
+            "daemonize no",
+            f"dir {self.data_dir}",
+            # API keys live here; latest state can be rebuilt from Kafka but keys cannot.
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "tcp-backlog 4096",
+            "maxclients 10000",
+            "protected-mode yes",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> bool:
+        if self.status().running:
+            return False
+        if port_open(self.settings.redis_port):
+            raise StackError(
+                f"port {self.settings.redis_port} is taken by a process this stack did not start; "
+                "set SHFEEDS_REDIS_PORT to another port"
+            )
+        binary = self.ensure_installed()
+        self._write_config()
+        pid = _spawn([binary, str(self.config)], self.log)
+        self.pid_file.write_text(str(pid))
+        return True
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _read_pid(self.pid_file) is None:
+                raise StackError(f"redis-server exited during start-up; see {self.log}:\n{_tail(self.log)}")
+            if _redis_answers(self.settings.redis_port):
+                return
+            time.sleep(0.2)
+        raise StackError(f"redis-server did not answer on {self.address} within {timeout:.0f} s")
+
+    def stop(self) -> bool:
+        return _stop(self.pid_file)
+
+
+def services(settings: Settings) -> tuple[KafkaService, RedisService]:
+    return KafkaService(settings), RedisService(settings)
+
+
+def up(settings: Settings, *, quiet: bool = False) -> None:
+    """Start whatever is not running yet and wait until both answer."""
+    kafka, redis = services(settings)
+    for service in (redis, kafka):
+        started = service.start()
+        service.wait_ready()
+        if not quiet:
+            verb = "started" if started else "already running"
+            print(f"{service.name} {verb} on {service.address}", flush=True)
+    create_topics(settings)
+
+
+def create_topics(settings: Settings) -> None:
+    """Every topic the service uses, created up front with explicit partition counts."""
+    import asyncio
+
+    from streams.topics_admin import ensure_topics
+
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
+
+
+def down(settings: Settings) -> None:
+    for service in services(settings):
+        stopped = service.stop()
+        print(f"{service.name} {'stopped' if stopped else 'was not running (nothing to stop)'}", flush=True)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [service.status() for service in services(settings)]
+
+
+def _spawn(cmd: list[str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        # A new session so Ctrl-C in the terminal that ran `stack up` does not stop the stack.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+    return proc.pid
+
+
+def _stop(pid_file: Path, timeout: float = 30.0) -> bool:
+    pid = _read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's cluster id is a base64url-encoded UUID without padding, like StorageTool random-uuid.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _kafka_answers(bootstrap: str) -> bool:
+    """True once the broker serves metadata (the port opens a little before that)."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            await asyncio.wait_for(admin.list_topics(), 5)
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    return asyncio.run(probe())
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for debugging
+    up(Settings())
+    sys.exit(0)

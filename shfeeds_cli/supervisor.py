@@ -1,0 +1,137 @@
+"""Runs the service's components as child processes, restarts the ones that exit, and watches the stack.
+
+Each component is its own process (as it would be in production), so a crash in one does not take the
+others down. The watchdog reports Kafka or Redis going away in plain words and brings back a stack
+process that died, since ``shfeeds run`` owns the stack it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from settings import Settings
+
+from . import stack
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: list[str]
+    restarts: int = 0
+    started_at: float = 0.0
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+
+def restart_delay(restarts: int, ran_for_s: float) -> float:
+    """Back off on a crash loop, but restart at once a child that ran fine for a while."""
+    if ran_for_s > 60:
+        return 0.5
+    return float(min(30.0, 0.5 * 2 ** min(restarts, 6)))
+
+
+def log(line: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"{stamp} [run] {line}", flush=True)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, children: Sequence[ChildSpec], *, watch_stack: bool = True) -> None:
+        self.settings = settings
+        self.children = list(children)
+        self.watch_stack = watch_stack
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        tasks = [asyncio.create_task(self._keep_running(child)) for child in self.children]
+        if self.watch_stack:
+            tasks.append(asyncio.create_task(self._watch_stack()))
+        await self._stopping.wait()
+        log("stopping every component...")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(self._terminate(c) for c in self.children), return_exceptions=True)
+        log("stopped (the Kafka + Redis stack keeps running; `shfeeds stack down` stops it)")
+
+    async def _keep_running(self, child: ChildSpec) -> None:
+        while not self._stopping.is_set():
+            child.started_at = time.monotonic()
+            child.process = await asyncio.create_subprocess_exec(
+                *child.argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+            log(f"{child.name} started (pid {child.process.pid})")
+            assert child.process.stdout is not None
+            await _copy_lines(child.process.stdout, child.name)
+            code = await child.process.wait()
+            if self._stopping.is_set():
+                return
+            ran_for = time.monotonic() - child.started_at
+            delay = restart_delay(child.restarts, ran_for)
+            child.restarts += 1
+            log(f"{child.name} exited with code {code} after {ran_for:.0f} s; restarting in {delay:.1f} s")
+            await asyncio.sleep(delay)
+
+    async def _terminate(self, child: ChildSpec) -> None:
+        proc = child.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def _watch_stack(self) -> None:
+        """Say clearly when Kafka or Redis stops answering, and start it again if its process died."""
+        down_since: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(2)
+            for service in stack.services(self.settings):
+                state = await asyncio.to_thread(service.status)
+                if state.running:
+                    if service.name in down_since:
+                        gone = time.monotonic() - down_since.pop(service.name)
+                        log(f"{service.name} is back on {service.address} after {gone:.0f} s; "
+                            "components reconnect by themselves")  # fmt: skip
+                    continue
+                if service.name not in down_since:
+                    down_since[service.name] = time.monotonic()
+                    log(f"ERROR: {service.name} at {service.address} is not answering "
+                        f"(see {state.log}); components keep retrying and lose nothing")  # fmt: skip
+                if state.pid is None:
+                    log(f"{service.name} process is gone; starting it again")
+                    try:
+                        await asyncio.to_thread(service.start)
+                        await asyncio.to_thread(service.wait_ready)
+                    except stack.StackError as err:
+                        log(f"ERROR: could not restart {service.name}: {err}")
+
+
+async def _copy_lines(stream: asyncio.StreamReader, name: str, out: Callable[[str], None] | None = None) -> None:
+    write = out or (lambda text: print(text, flush=True))
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        write(f"{time.strftime('%H:%M:%S')} [{name}] {line.decode(errors='replace').rstrip()}")
+
+
+def component_argv(*args: str) -> list[str]:
+    """The same interpreter and CLI as this process, so a venv install needs no PATH set-up."""
+    return [sys.executable, "-m", "shfeeds_cli.main", *args]

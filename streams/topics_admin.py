@@ -1,0 +1,106 @@
+"""Create every Kafka topic the service uses, up front, with an explicit partition count.
+
+Broker auto-create is never relied on (faust-rules.md #5): topics created by a first produce get the
+broker default partition count, and repartitioned or changelog topics then disagree with their sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from schemas import all_topics
+
+from .aggregate_topics import all_aggregate_topics
+
+log = logging.getLogger(__name__)
+
+
+class TopicSetupError(RuntimeError):
+    """Topics could not be created or an existing topic has the wrong shape."""
+
+
+def service_topics() -> list[str]:
+    """Every topic name the service needs: the contract's topics plus the aggregate feeds."""
+    names = list(all_topics())
+    names += [n for n in all_aggregate_topics() if n not in names]
+    return names
+
+
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int,
+    names: list[str] | None = None,
+    *,
+    replication_factor: int = 1,
+    connect_timeout_s: float = 30.0,
+) -> dict[str, int]:
+    """Create the missing topics among ``names`` (default: all service topics); idempotent.
+
+    Returns the partition count of each topic. An existing topic with fewer partitions than asked is an
+    error (keys would map to other partitions than the workers expect); one with more is accepted, since
+    partitions can only ever be added.
+    """
+    if partitions < 1:
+        raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
+    wanted = list(dict.fromkeys(names if names is not None else service_topics()))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    deadline = asyncio.get_running_loop().time() + connect_timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError as err:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicSetupError(f"cannot reach Kafka at {bootstrap}: {err}") from err
+            await asyncio.sleep(0.5)
+    try:
+        existing = await _partition_counts(admin, wanted)
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            new = [NewTopic(n, partitions, replication_factor) for n in missing]
+            response = await admin.create_topics(new)
+            for error_code, error_message, name in _topic_errors(response):
+                if error_code and error_code != TopicAlreadyExistsError.errno:
+                    raise TopicSetupError(f"cannot create topic {name}: {error_message or error_code}")
+            log.info("created %d topics with %d partitions", len(missing), partitions)
+        counts = await _wait_for_metadata(admin, wanted)
+    finally:
+        await admin.close()
+    short = {n: c for n, c in counts.items() if c < partitions}
+    if short:
+        raise TopicSetupError(f"topics have fewer partitions than {partitions}: {short}")
+    return counts
+
+
+def _topic_errors(response: object) -> list[tuple[int, str | None, str]]:
+    out: list[tuple[int, str | None, str]] = []
+    for entry in getattr(response, "topic_errors", []):
+        # CreateTopicsResponse v0 has (name, code); later versions add the message.
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        out.append((int(code), message, str(name)))
+    return out
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    meta = await admin.describe_topics(names)
+    counts: dict[str, int] = {}
+    for topic in meta:
+        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Topic creation is asynchronous on the broker: wait until every topic has its leaders."""
+    for _ in range(100):
+        counts = await _partition_counts(admin, names)
+        if all(n in counts for n in names):
+            return counts
+        await asyncio.sleep(0.1)
+    missing = [n for n in names if n not in counts]
+    raise TopicSetupError(f"topics not visible after creation: {missing}")

@@ -1,0 +1,153 @@
+"""Subscription filters: validation, a normal form (so equal filters share one stream), and matching.
+
+Matching happens in GCJ-02, the datum of the district outlines and of the default output: a filter given in
+WGS-84 is converted once when it is compiled, and each record's point once when it enters the node.
+Spatial tests are vectorised over numpy arrays of points (one call per stream per tick).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from shapely.geometry.base import BaseGeometry
+
+from geo.crs import wgs84_to_gcj02, wgs84_to_gcj02_arrays
+
+from .errors import INVALID_FILTER, ProtocolError
+from .messages import Filter
+
+MAX_POLYGON_VERTICES = 5_000
+_ROUND = 6  # decimal places kept in the normal form (~0.1 m): equal viewports share a stream
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LNG_EQ = 111_320.0
+
+DistrictLookup = Callable[[str], tuple[str, BaseGeometry] | None]
+"""name, adcode or English name → (canonical id, GCJ-02 geometry), or None if unknown."""
+
+FilterKey = tuple[Any, ...]
+BoolArray = NDArray[np.bool_]
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFilter:
+    key: FilterKey  # hashable normal form
+    bounds: tuple[float, float, float, float] | None  # GCJ-02 envelope of the spatial part, if any
+    geometry: BaseGeometry | None  # prepared polygon(s), GCJ-02
+    near: tuple[float, float, float] | None  # (lng, lat) GCJ-02 and radius in metres
+    routes: frozenset[str] | None
+    ids: frozenset[str] | None
+
+    @property
+    def spatial(self) -> bool:
+        return self.bounds is not None
+
+    def mask(self, lng: FloatArray, lat: FloatArray) -> BoolArray:
+        """Which points (GCJ-02; NaN for records without a place) the spatial part admits."""
+        if self.bounds is None:
+            return np.ones(lng.shape, dtype=bool)
+        x0, y0, x1, y1 = self.bounds
+        inside: BoolArray = (lng >= x0) & (lng <= x1) & (lat >= y0) & (lat <= y1)
+        if self.near is not None and inside.any():
+            cx, cy, radius = self.near
+            dx = (lng - cx) * (_M_PER_DEG_LNG_EQ * math.cos(math.radians(cy)))
+            dy = (lat - cy) * _M_PER_DEG_LAT
+            inside &= dx * dx + dy * dy <= radius * radius
+        elif self.geometry is not None and inside.any():
+            idx = np.flatnonzero(inside)
+            inside[idx] = shapely.contains_xy(self.geometry, lng[idx], lat[idx])
+        return inside
+
+    def admits(self, entity_id: str, route_id: object) -> bool:
+        """The non-spatial part, for one record whose point already passed ``mask``."""
+        if self.ids is not None and entity_id not in self.ids:
+            return False
+        return self.routes is None or route_id in self.routes
+
+
+def _rounded(value: float) -> float:
+    return round(value, _ROUND)
+
+
+def _to_gcj(lng: float, lat: float, crs: str) -> tuple[float, float]:
+    return wgs84_to_gcj02(lng, lat) if crs == "wgs84" else (lng, lat)
+
+
+def _polygon(geojson: dict[str, Any], crs: str) -> BaseGeometry:
+    kind = geojson.get("type")
+    if kind not in ("Polygon", "MultiPolygon"):
+        raise ProtocolError(INVALID_FILTER, f"polygon must be a GeoJSON Polygon or MultiPolygon, got {kind!r}")
+    try:
+        geometry = shapely.geometry.shape(geojson)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise ProtocolError(INVALID_FILTER, f"polygon coordinates are malformed: {err}") from None
+    coords = shapely.get_coordinates(geometry)
+    if len(coords) > MAX_POLYGON_VERTICES:
+        raise ProtocolError(INVALID_FILTER, f"polygon has {len(coords)} vertices; at most {MAX_POLYGON_VERTICES}")
+    if geometry.is_empty or not np.isfinite(coords).all():
+        raise ProtocolError(INVALID_FILTER, "polygon is empty or has non-finite coordinates")
+    if (np.abs(coords[:, 0]) > 180).any() or (np.abs(coords[:, 1]) > 90).any():
+        raise ProtocolError(INVALID_FILTER, "polygon coordinates must be (lng, lat) in degrees")
+    if not geometry.is_valid:
+        reason = shapely.is_valid_reason(geometry)
+        raise ProtocolError(INVALID_FILTER, f"polygon is not valid: {reason}")
+    if crs == "wgs84":
+        geometry = shapely.transform(geometry, lambda xy: np.column_stack(wgs84_to_gcj02_arrays(xy[:, 0], xy[:, 1])))
+    rounded: BaseGeometry = shapely.set_precision(geometry, 10.0**-_ROUND)
+    return rounded
+
+
+def compile_filter(flt: Filter, crs: str, districts: DistrictLookup) -> CompiledFilter:
+    """Validate ``flt`` (given in ``crs``) and build its matcher and normal form."""
+    spatial_parts = [p for p in ("bbox", "polygon", "district", "near") if getattr(flt, p) is not None]
+    if len(spatial_parts) > 1:
+        raise ProtocolError(INVALID_FILTER, f"use one spatial filter, not {' and '.join(spatial_parts)}")
+    key: list[Any] = []
+    bounds: tuple[float, float, float, float] | None = None
+    geometry: BaseGeometry | None = None
+    near: tuple[float, float, float] | None = None
+    if flt.bbox is not None:
+        x0, y0, x1, y1 = flt.bbox
+        if not (x0 < x1 and y0 < y1):
+            raise ProtocolError(INVALID_FILTER, "bbox must be [min_lng, min_lat, max_lng, max_lat] with min < max")
+        (gx0, gy0), (gx1, gy1) = _to_gcj(x0, y0, crs), _to_gcj(x1, y1, crs)
+        bounds = (_rounded(gx0), _rounded(gy0), _rounded(gx1), _rounded(gy1))
+        key.append(("bbox", bounds))
+    elif flt.polygon is not None:
+        geometry = _polygon(flt.polygon, crs)
+        shapely.prepare(geometry)
+        bounds = tuple(geometry.bounds)  # type: ignore[assignment]
+        key.append(("polygon", shapely.to_wkb(geometry, hex=True)))
+    elif flt.district is not None:
+        names = [flt.district] if isinstance(flt.district, str) else flt.district
+        found: dict[str, BaseGeometry] = {}
+        for name in names:
+            hit = districts(name)
+            if hit is None:
+                raise ProtocolError(INVALID_FILTER, f"unknown district {name!r}")
+            found[hit[0]] = hit[1]
+        geometry = shapely.union_all(list(found.values())) if len(found) > 1 else next(iter(found.values()))
+        shapely.prepare(geometry)
+        bounds = tuple(geometry.bounds)  # type: ignore[assignment]
+        key.append(("district", tuple(sorted(found))))
+    elif flt.near is not None:
+        cx, cy = _to_gcj(flt.near.lng, flt.near.lat, crs)
+        radius = float(flt.near.radius_m)
+        near = (_rounded(cx), _rounded(cy), round(radius, 1))
+        dlat = radius / _M_PER_DEG_LAT
+        dlng = radius / (_M_PER_DEG_LNG_EQ * math.cos(math.radians(cy)))
+        bounds = (cx - dlng, cy - dlat, cx + dlng, cy + dlat)
+        key.append(("near", near))
+    routes = frozenset(flt.routes) if flt.routes is not None else None
+    ids = frozenset(flt.ids) if flt.ids is not None else None
+    if routes is not None:
+        key.append(("routes", tuple(sorted(routes))))
+    if ids is not None:
+        key.append(("ids", tuple(sorted(ids))))
+    return CompiledFilter(tuple(key), bounds, geometry, near, routes, ids)

@@ -1,0 +1,117 @@
+"""Client → server messages of protocol v1: their types and strict decoding.
+
+Decoding never raises anything but ``ProtocolError`` with a code and a human-readable reason, so a bad
+frame is answered with an ``error`` message instead of breaking the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from .errors import BAD_ENCODING, INVALID_MESSAGE, ProtocolError
+
+SubId = Annotated[str, Meta(min_length=1, max_length=64)]
+Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
+Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
+Crs = Literal["gcj02", "wgs84"]
+
+MAX_LIST = 2_000  # ids / routes per filter
+
+
+class Near(Struct, forbid_unknown_fields=True):
+    lng: Lng
+    lat: Lat
+    radius_m: Annotated[float, Meta(gt=0.0, le=50_000.0)]
+
+
+class Filter(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """At most one spatial part (bbox, polygon, district, near); routes and ids narrow it further."""
+
+    bbox: tuple[Lng, Lat, Lng, Lat] | None = None
+    polygon: dict[str, Any] | None = None  # a GeoJSON Polygon or MultiPolygon geometry
+    district: str | Annotated[list[str], Meta(min_length=1, max_length=16)] | None = None
+    near: Near | None = None
+    routes: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None
+    ids: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None
+
+
+class Significance(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Send an entity again only when it changed this much since the last copy this stream sent."""
+
+    metres: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    slots: Annotated[int, Meta(ge=0, le=100_000)] | None = None
+    status_only: bool = False
+
+
+class Options(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    snapshot: bool = True
+    min_interval_ms: Annotated[int, Meta(ge=0, le=60_000)] = 0
+    significance: Significance | None = None
+    crs: Crs = "gcj02"
+
+
+class Resume(Struct, forbid_unknown_fields=True):
+    epoch: Annotated[str, Meta(min_length=1, max_length=64)]
+    seq: Annotated[int, Meta(ge=0)]
+
+
+class Subscribe(Struct, tag="subscribe", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+    feed: str
+    filter: Filter = msgspec.field(default_factory=Filter)
+    options: Options = msgspec.field(default_factory=Options)
+    resume: Resume | None = None
+
+
+class Unsubscribe(Struct, tag="unsubscribe", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+
+
+class Update(Struct, tag="update", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+    filter: Filter
+
+
+class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
+    t: int | float | str | None = None
+
+
+ClientMessage = Subscribe | Unsubscribe | Update | Ping
+
+_json_decoder = msgspec.json.Decoder(ClientMessage)
+_msgpack_decoder = msgspec.msgpack.Decoder(ClientMessage)
+_loose_json = msgspec.json.Decoder()
+_loose_msgpack = msgspec.msgpack.Decoder()
+
+
+def _sub_id_of(data: bytes | str, binary: bool) -> str | None:
+    """Best effort: the id of a message that failed validation, so the error can name it."""
+    try:
+        obj = _loose_msgpack.decode(data) if binary else _loose_json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(obj, dict):
+        sub_id = obj.get("id")
+        if isinstance(sub_id, str) and 0 < len(sub_id) <= 64:
+            return sub_id
+    return None
+
+
+def decode_client_message(data: bytes | str, *, binary: bool) -> ClientMessage:
+    """Decode one frame (JSON text or MessagePack binary) into a typed message."""
+    try:
+        if binary:
+            if isinstance(data, str):
+                raise ProtocolError(BAD_ENCODING, "expected a binary MessagePack frame, got text")
+            message: ClientMessage = _msgpack_decoder.decode(data)
+        else:
+            message = _json_decoder.decode(data)
+    except msgspec.ValidationError as err:
+        raise ProtocolError(INVALID_MESSAGE, str(err), _sub_id_of(data, binary)) from None
+    except msgspec.DecodeError as err:
+        kind = "MessagePack" if binary else "JSON"
+        raise ProtocolError(BAD_ENCODING, f"not valid {kind}: {err}") from None
+    return message
