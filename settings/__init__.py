@@ -19,6 +19,8 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     stack_dir: Path = field(default_factory=lambda: Path(_env("STACK_DIR", str(PROJECT_ROOT / ".stack"))))
+    # Downloaded Kafka jars: shared by every stack folder so a second stack (e.g. in a test) fetches nothing.
+    cache_dir: Path = field(default_factory=lambda: Path(_env("CACHE_DIR", str(PROJECT_ROOT / ".stack" / "cache"))))
     kafka_port: int = field(default_factory=lambda: int(_env("KAFKA_PORT", "19092")))
     kafka_controller_port: int = field(default_factory=lambda: int(_env("KAFKA_CONTROLLER_PORT", "19093")))
     kafka_heap: str = field(default_factory=lambda: _env("KAFKA_HEAP", "768m"))

@@ -82,7 +82,7 @@ class KafkaService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.stack_dir / "kafka"
-        self.libs = settings.stack_dir / f"kafka-libs-{KAFKA_VERSION}"
+        self.libs = settings.cache_dir / f"kafka-libs-{KAFKA_VERSION}"
         self.data_dir = self.home / "data"
         self.config = self.home / "server.properties"
         self.log = self.home / "kafka.log"
@@ -107,7 +107,8 @@ class KafkaService:
         if shutil.which("java") is None:
             raise StackError("Java 17+ is needed to run Apache Kafka: apt-get install -y openjdk-17-jre-headless")
         print(f"fetching Apache Kafka {KAFKA_VERSION} and its runtime dependencies with Maven...", flush=True)
-        tmp = self.libs.with_suffix(".partial")
+        self.libs.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.libs.with_name(self.libs.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [
             mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",

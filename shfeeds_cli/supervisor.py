@@ -55,7 +55,11 @@ class Supervisor:
         tasks = [asyncio.create_task(self._keep_running(child)) for child in self.children]
         if self.watch_stack:
             tasks.append(asyncio.create_task(self._watch_stack()))
-        await self._stopping.wait()
+        try:
+            await self._stopping.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         log("stopping every component...")
         for task in tasks:
             task.cancel()

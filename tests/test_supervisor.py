@@ -1,0 +1,81 @@
+"""`shfeeds run`'s supervisor: components that exit come back; a killed Kafka is reported and recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import settings as settings_mod
+from shfeeds_cli import stack
+from shfeeds_cli.supervisor import ChildSpec, Supervisor, restart_delay
+
+
+def test_restart_delay_backs_off_on_crash_loops_only() -> None:
+    assert restart_delay(0, 1) < restart_delay(3, 1) < restart_delay(10, 1) <= 30
+    assert restart_delay(10, 600) == 0.5
+
+
+async def test_a_component_that_exits_is_restarted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    counter = tmp_path / "starts"
+    script = f"open({str(counter)!r}, 'a').write('x'); print('hello from child')"
+    child = ChildSpec("flaky", [sys.executable, "-c", script])
+    sup = Supervisor(settings_mod.load(), [child], watch_stack=False)
+    task = asyncio.create_task(sup.run())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not counter.exists() or len(counter.read_text()) < 3):
+        await asyncio.sleep(0.1)
+    sup._stopping.set()
+    await asyncio.wait_for(task, 20)
+    assert len(counter.read_text()) >= 3
+    out = capsys.readouterr().out
+    assert "[flaky] hello from child" in out
+    assert "flaky exited with code 0" in out
+
+
+@pytest.fixture
+def second_stack(tmp_path: Path, running_stack: settings_mod.Settings):
+    """A separate Kafka + Redis on other ports, so killing it cannot disturb other tests."""
+    own = settings_mod.Settings(
+        stack_dir=tmp_path / "stack",
+        cache_dir=running_stack.cache_dir,
+        kafka_port=running_stack.kafka_port + 1000,
+        kafka_controller_port=running_stack.kafka_controller_port + 1000,
+        redis_port=running_stack.redis_port + 1000,
+        kafka_heap="384m",
+    )
+    stack.up(own, quiet=True)
+    yield own
+    stack.down(own)
+
+
+async def test_killed_kafka_is_reported_clearly_and_comes_back(
+    second_stack: settings_mod.Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kafka = stack.KafkaService(second_stack)
+    old_pid = kafka.status().pid
+    assert old_pid is not None
+    sup = Supervisor(second_stack, [], watch_stack=True)
+    task = asyncio.create_task(sup.run())
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    seen = ""
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        seen += capsys.readouterr().out
+        if "kafka is back" in seen:
+            break
+    sup._stopping.set()
+    await asyncio.wait_for(task, 30)
+    assert f"ERROR: kafka at 127.0.0.1:{second_stack.kafka_port} is not answering" in seen
+    assert "kafka process is gone; starting it again" in seen
+    assert "kafka is back" in seen
+    new = kafka.status()
+    assert new.running and new.pid != old_pid
+    # The restarted broker kept its data: the service topics are still there.
+    await asyncio.to_thread(stack.create_topics, second_stack)
