@@ -76,9 +76,7 @@ def plausibly_in_shanghai(lng: float, lat: float) -> bool:
 def plausibly_in_shanghai_arrays(lngs: ArrayLike, lats: ArrayLike) -> NDArray[np.bool_]:
     x = np.asarray(lngs, dtype=np.float64)
     y = np.asarray(lats, dtype=np.float64)
-    return (
-        (x >= SHANGHAI_MIN_LNG) & (x <= SHANGHAI_MAX_LNG) & (y >= SHANGHAI_MIN_LAT) & (y <= SHANGHAI_MAX_LAT)
-    )
+    return (x >= SHANGHAI_MIN_LNG) & (x <= SHANGHAI_MAX_LNG) & (y >= SHANGHAI_MIN_LAT) & (y <= SHANGHAI_MAX_LAT)
 
 
 # ------------------------------------------------------------------------------------ GCJ-02 (scalar)
@@ -193,30 +191,48 @@ def _as_pair(lngs: ArrayLike, lats: ArrayLike) -> tuple[FloatArray, FloatArray]:
     return x, y
 
 
+def _triple(s: FloatArray) -> FloatArray:
+    """sin(3a) from sin(a): exact identity, cheaper than another sine over a large array."""
+    return s * (3.0 - 4.0 * s * s)
+
+
 def _gcj_offset_arrays(lng: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Vectorised ``_gcj_offset``. Eight transcendental passes instead of twelve: sin(6πx), sin(πx) and
+    sin(πy) come from sin(2πx), sin(πx/3) and sin(πy/3) by the triple-angle identity, cos(lat) from sin."""
     x = lng - 105.0
     y = lat - 35.0
     sx = np.sqrt(np.abs(x))
-    common = (20.0 * np.sin(6.0 * x * _PI) + 20.0 * np.sin(2.0 * x * _PI)) * (2.0 / 3.0)
-    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * sx + common
-    dlat += (20.0 * np.sin(y * _PI) + 40.0 * np.sin(y / 3.0 * _PI)) * (2.0 / 3.0)
-    dlat += (160.0 * np.sin(y / 12.0 * _PI) + 320.0 * np.sin(y * _PI / 30.0)) * (2.0 / 3.0)
-    dlng = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * sx + common
-    dlng += (20.0 * np.sin(x * _PI) + 40.0 * np.sin(x / 3.0 * _PI)) * (2.0 / 3.0)
-    dlng += (150.0 * np.sin(x / 12.0 * _PI) + 300.0 * np.sin(x / 30.0 * _PI)) * (2.0 / 3.0)
-    radlat = lat / 180.0 * _PI
-    magic = 1.0 - _EE * np.sin(radlat) ** 2
+    s2x = np.sin(x * (2.0 * _PI))
+    s3x = np.sin(x * (_PI / 3.0))
+    s3y = np.sin(y * (_PI / 3.0))
+    common = (20.0 * 2.0 / 3.0) * (_triple(s2x) + s2x)
+    xy = 0.1 * x * y
+    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + xy + 0.2 * sx + common
+    dlat += (20.0 * 2.0 / 3.0) * _triple(s3y) + (40.0 * 2.0 / 3.0) * s3y
+    dlat += (160.0 * 2.0 / 3.0) * np.sin(y * (_PI / 12.0)) + (320.0 * 2.0 / 3.0) * np.sin(y * (_PI / 30.0))
+    dlng = 300.0 + x + 2.0 * y + 0.1 * x * x + xy + 0.1 * sx + common
+    dlng += (20.0 * 2.0 / 3.0) * _triple(s3x) + (40.0 * 2.0 / 3.0) * s3x
+    dlng += (150.0 * 2.0 / 3.0) * np.sin(x * (_PI / 12.0)) + (300.0 * 2.0 / 3.0) * np.sin(x * (_PI / 30.0))
+    sin_lat = np.sin(lat * (_PI / 180.0))
+    magic = 1.0 - _EE * sin_lat * sin_lat
     sqrtmagic = np.sqrt(magic)
-    dlat = (dlat * 180.0) / ((_A * (1.0 - _EE)) / (magic * sqrtmagic) * _PI)
-    dlng = (dlng * 180.0) / (_A / sqrtmagic * np.cos(radlat) * _PI)
+    cos_lat = np.sqrt(1.0 - sin_lat * sin_lat)
+    dlat *= 180.0 / ((_A * (1.0 - _EE)) * _PI)
+    dlat *= magic * sqrtmagic
+    dlng *= 180.0 / (_A * _PI)
+    dlng *= sqrtmagic / cos_lat
     return dlng, dlat
 
 
 def wgs84_to_gcj02_arrays(lngs: ArrayLike, lats: ArrayLike) -> tuple[FloatArray, FloatArray]:
     x, y = _as_pair(lngs, lats)
     dlng, dlat = _gcj_offset_arrays(x, y)
+    dlng += x
+    dlat += y
     outside = out_of_china_arrays(x, y)
-    return np.where(outside, x, x + dlng), np.where(outside, y, y + dlat)
+    if outside.any():
+        return np.where(outside, x, dlng), np.where(outside, y, dlat)
+    return dlng, dlat
 
 
 def gcj02_to_wgs84_arrays(lngs: ArrayLike, lats: ArrayLike) -> tuple[FloatArray, FloatArray]:

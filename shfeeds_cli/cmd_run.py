@@ -13,7 +13,7 @@ from . import stack
 from .supervisor import ChildSpec, Supervisor, component_argv, log
 
 # The simulated city's sources, as named in the adapters' source registry.
-SIMULATED_SOURCES = ("sh-bus-gps", "sh-parking", "sh-charging", "sh-scenic", "sh-metro-gtfs-rt")
+SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic")
 
 
 def register(sub: Any) -> None:

@@ -159,7 +159,8 @@ class KafkaService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             "java", "-cp", self._classpath(), "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", _kafka_cluster_id(), "-c", str(self.config),
+            # "=" form: a base64url id may start with "-", which argparse would read as an option.
+            f"--cluster-id={_kafka_cluster_id()}", f"--config={self.config}",
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 import msgspec
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(dict)
+_decoder = msgspec.msgpack.Decoder()
 
 
 class TierPolicy(Protocol):
     """The part of ``streams.policy.PolicyEngine`` the pipeline uses (docs/contracts.md)."""
 
-    policy_version: str
+    @property
+    def policy_version(self) -> str: ...
 
     def apply(
         self, feed: str, tier: str, records: list[dict[str, Any]], crs: str = "gcj02"
@@ -37,7 +38,13 @@ class TierRecord:
     key: bytes
     value: bytes
     timestamp_ms: int
-    entity: str
+    entity: str  # the id the tier sees (may be a pseudonym): the Kafka key and the Redis state field
+
+
+@dataclass(slots=True)
+class TierRelease:
+    records: list[TierRecord]
+    marks: dict[str, bytes]  # source entity id → release mark, for recovery
 
 
 @dataclass(slots=True)
@@ -50,30 +57,44 @@ def encode_value(obj: dict[str, Any]) -> bytes:
     return _encoder.encode(obj)
 
 
+_dict_decoder = msgspec.msgpack.Decoder(dict)
+
+
 def decode_value(data: bytes) -> dict[str, Any]:
-    out: dict[str, Any] = _decoder.decode(data)
+    out: dict[str, Any] = _dict_decoder.decode(data)
     return out
 
 
 class TierFanout:
     """Releases one feed's clean records to one tier."""
 
-    def __init__(self, engine: TierPolicy, feed: str, tier: str, crs: str) -> None:
+    def __init__(self, engine: TierPolicy, feed: str, tier: str, crs: str, persist_marks: bool = True) -> None:
         self.engine = engine
         self.feed = feed
         self.tier = tier
         self.crs = crs
         self.min_interval_ms = engine.min_interval_ms(feed, tier)
         self.released: dict[str, Released] = {}
+        # Marks are persisted where a restart needs them: a throttle to keep, or replays to drop (the
+        # delay stages; the clean stage drops replays already through its recovered cleaner).
+        self.persist_marks = persist_marks or self.min_interval_ms > 0
 
-    def remember(self, values: Iterable[dict[str, Any]]) -> None:
-        """Recover what was released before (e.g. the tier's latest state in Redis after a restart)."""
-        for v in values:
-            entity, observed = v.get("id"), v.get("observed_at")
-            if isinstance(entity, str) and isinstance(observed, int):
-                old = self.released.get(entity)
-                if old is None or observed >= old.observed_at:
-                    self.released[entity] = Released(observed, v.get("state") == "stale")
+    def remember(self, marks: Iterable[tuple[str, bytes]]) -> None:
+        """Recover what was released before (see ``release_marks``), e.g. from Redis after a restart."""
+        for entity, data in marks:
+            observed, stale = _decoder.decode(data)
+            old = self.released.get(entity)
+            if old is None or observed >= old.observed_at:
+                self.released[entity] = Released(int(observed), bool(stale))
+
+    def release_marks(self, records: list[dict[str, Any]]) -> dict[str, bytes]:
+        """What to persist so a restarted worker neither repeats nor throttles wrongly: source id → mark."""
+        out: dict[str, bytes] = {}
+        for rec in records:
+            mark = self.released.get(rec["id"])
+            if mark is not None:
+                out[rec["id"]] = _encoder.encode((mark.observed_at, mark.stale))
+        return out
 
     def forget(self, entities: Iterable[str]) -> None:
         for e in entities:
@@ -98,24 +119,29 @@ class TierFanout:
             out.append(rec)
         return out
 
-    def release(self, records: list[dict[str, Any]]) -> list[TierRecord]:
+    def release(self, records: list[dict[str, Any]]) -> TierRelease:
+        """The tier's records for ``records`` plus the release marks to persist with them."""
         admitted = self.admit(records)
         if not admitted:
-            return []
+            return TierRelease([], {})
         views = self.engine.apply(self.feed, self.tier, admitted, crs=self.crs)
+        version = self.engine.policy_version
+        crs = self.crs
+        encode = _encoder.encode
+        out: list[TierRecord] = []
         aligned = len(views) == len(admitted)
         by_id = {} if aligned else {r["id"]: r for r in admitted}
-        version = self.engine.policy_version
-        out: list[TierRecord] = []
         for i, view in enumerate(views):
-            source = admitted[i] if aligned else by_id.get(view.get("id"), {})
-            if "state" in source and "state" not in view:
-                view["state"] = source["state"]
-            view.setdefault("crs", self.crs)
-            view.setdefault("policy_version", version)
-            entity = str(view.get("id", source.get("id", "")))
-            ts = view.get("observed_at", source.get("observed_at", 0))
-            if source.get("state") == "stale":
-                ts = max(int(ts), int(source.get("expires_at", ts)))
-            out.append(TierRecord(entity.encode(), _encoder.encode(view), int(ts), entity))
-        return out
+            if "crs" not in view:
+                view["crs"] = crs
+            if "policy_version" not in view:
+                view["policy_version"] = version
+            source = admitted[i] if aligned else by_id.get(view.get("id"), view)
+            ts = view.get("observed_at") or source.get("observed_at", 0)
+            if "state" in source:
+                view.setdefault("state", source["state"])
+                if source["state"] == "stale":
+                    ts = max(ts, source.get("expires_at", ts))
+            entity = str(view.get("id") or source.get("id", ""))
+            out.append(TierRecord(entity.encode(), encode(view), int(ts), entity))
+        return TierRelease(out, self.release_marks(admitted) if self.persist_marks else {})

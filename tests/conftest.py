@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,52 @@ def kafka_bootstrap(running_stack: settings_mod.Settings) -> str:
 @pytest.fixture(scope="session")
 def redis_url(running_stack: settings_mod.Settings) -> str:
     return running_stack.redis_url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settings_env(own: settings_mod.Settings) -> dict[str, str]:
+    """Environment that points child processes (``shfeeds ...``) at the given settings."""
+    return {
+        **os.environ,
+        "SHFEEDS_STACK_DIR": str(own.stack_dir),
+        "SHFEEDS_CACHE_DIR": str(own.cache_dir),
+        "SHFEEDS_KAFKA_PORT": str(own.kafka_port),
+        "SHFEEDS_KAFKA_CONTROLLER_PORT": str(own.kafka_controller_port),
+        "SHFEEDS_REDIS_PORT": str(own.redis_port),
+        "SHFEEDS_SIMULATOR_PORT": str(own.simulator_port),
+        "SHFEEDS_WS_PORT": str(own.ws_port),
+        "SHFEEDS_TOPIC_PARTITIONS": str(own.topic_partitions),
+    }
+
+
+@pytest.fixture
+def isolated_stack(tmp_path: Path, running_stack: settings_mod.Settings) -> Iterator[settings_mod.Settings]:
+    """A Kafka + Redis of this test's own, on free ports, stopped afterwards.
+
+    For tests that kill the broker or run the whole service, so nothing they do can disturb other tests.
+    """
+    own = settings_mod.Settings(
+        stack_dir=tmp_path / "stack",
+        cache_dir=running_stack.cache_dir,
+        kafka_port=_free_port(),
+        kafka_controller_port=_free_port(),
+        redis_port=_free_port(),
+        simulator_port=_free_port(),
+        ws_port=_free_port(),
+        kafka_heap="384m",
+        topic_partitions=2,
+    )
+    stack.up(own, quiet=True)
+    try:
+        yield own
+    finally:
+        stack.down(own)
 
 
 _counter = itertools.count()

@@ -37,9 +37,7 @@ def test_published_vector_scalar_and_array(case: dict[str, Any]) -> None:
     assert xs[0] == pytest.approx(case["out"][0], abs=case["tol_deg"])
     assert ys[0] == pytest.approx(case["out"][1], abs=case["tol_deg"])
     # convert() by name gives the same answer.
-    assert crs.convert(case["in"][0], case["in"][1], case["from"], case["to"]) == pytest.approx(
-        (lng, lat), abs=1e-12
-    )
+    assert crs.convert(case["in"][0], case["in"][1], case["from"], case["to"]) == pytest.approx((lng, lat), abs=1e-12)
 
 
 @pytest.mark.parametrize("case", VECTORS["known_wrong"]["cases"])

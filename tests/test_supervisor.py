@@ -38,29 +38,13 @@ async def test_a_component_that_exits_is_restarted(tmp_path: Path, capsys: pytes
     assert "flaky exited with code 0" in out
 
 
-@pytest.fixture
-def second_stack(tmp_path: Path, running_stack: settings_mod.Settings):
-    """A separate Kafka + Redis on other ports, so killing it cannot disturb other tests."""
-    own = settings_mod.Settings(
-        stack_dir=tmp_path / "stack",
-        cache_dir=running_stack.cache_dir,
-        kafka_port=running_stack.kafka_port + 1000,
-        kafka_controller_port=running_stack.kafka_controller_port + 1000,
-        redis_port=running_stack.redis_port + 1000,
-        kafka_heap="384m",
-    )
-    stack.up(own, quiet=True)
-    yield own
-    stack.down(own)
-
-
 async def test_killed_kafka_is_reported_clearly_and_comes_back(
-    second_stack: settings_mod.Settings, capsys: pytest.CaptureFixture[str]
+    isolated_stack: settings_mod.Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kafka = stack.KafkaService(second_stack)
+    kafka = stack.KafkaService(isolated_stack)
     old_pid = kafka.status().pid
     assert old_pid is not None
-    sup = Supervisor(second_stack, [], watch_stack=True)
+    sup = Supervisor(isolated_stack, [], watch_stack=True)
     task = asyncio.create_task(sup.run())
     os.kill(old_pid, signal.SIGKILL)
     deadline = time.monotonic() + 120
@@ -72,10 +56,10 @@ async def test_killed_kafka_is_reported_clearly_and_comes_back(
             break
     sup._stopping.set()
     await asyncio.wait_for(task, 30)
-    assert f"ERROR: kafka at 127.0.0.1:{second_stack.kafka_port} is not answering" in seen
+    assert f"ERROR: kafka at 127.0.0.1:{isolated_stack.kafka_port} is not answering" in seen
     assert "kafka process is gone; starting it again" in seen
     assert "kafka is back" in seen
     new = kafka.status()
     assert new.running and new.pid != old_pid
     # The restarted broker kept its data: the service topics are still there.
-    await asyncio.to_thread(stack.create_topics, second_stack)
+    await asyncio.to_thread(stack.create_topics, isolated_stack)

@@ -6,7 +6,7 @@ import functools
 import json
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import orjson
@@ -35,12 +35,20 @@ class ItemError(ValueError):
 JsonDict = dict[str, Any]
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def load_json(data: bytes) -> Any:
     """Parse JSON or raise ItemError with the decoder's reason."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise ItemError(f"not valid JSON: {err}") from None
+        # orjson refuses integers beyond 64 bits, which are valid JSON: let the stdlib judge those.
+        try:
+            return json.loads(data, parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ItemError(f"not valid JSON: {err}") from None
 
 
 def item_bytes(item: Any) -> bytes:
@@ -167,7 +175,7 @@ def beijing_time_ms(text: Any, key: str) -> int:
     return epoch_ms(moment)
 
 
-def iso_time_ms(text: Any, key: str, *, naive_zone: timezone = UTC) -> int:
+def iso_time_ms(text: Any, key: str, *, naive_zone: tzinfo = UTC) -> int:
     """ISO 8601 (``Z`` or offset) → UTC epoch ms; a zoneless time is read in ``naive_zone``."""
     if not isinstance(text, str):
         raise ItemError(f"{key} is {type_name(text)}, expected a time string")

@@ -123,6 +123,7 @@ async def run_all(names: Iterable[str], settings: Settings, **kwargs: Any) -> No
 
 
 __all__ = [
+    "DEFAULT_PUSH_PORT",
     "PUSH_SOURCES",
     "SOURCES",
     "AdapterRuntime",

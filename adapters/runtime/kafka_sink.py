@@ -130,9 +130,7 @@ class KafkaSink:
             try:
                 producer = await self._ensure_producer()
                 futures = [
-                    await producer.send(
-                        m.topic, m.value, key=m.key, timestamp_ms=m.timestamp_ms, headers=m.headers
-                    )
+                    await producer.send(m.topic, m.value, key=m.key, timestamp_ms=m.timestamp_ms, headers=m.headers)
                     for m in batch
                 ]
                 await asyncio.gather(*futures)

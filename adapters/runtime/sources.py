@@ -33,7 +33,7 @@ SOURCES: dict[str, SourceConfig] = {
             "metro",
             "/metro/vehicle-positions.pb",
             interval_s=10.0,
-            options={"mode": "metro"},
+            options={"mode": "metro", "shanghai": True},
         ),
         SourceConfig("sh-parking", "sh-parking", "parking", "/parking/lots.json", interval_s=60.0),
         SourceConfig("sh-charging", "sh-charging", "charging", "/charging/stations.json", interval_s=30.0),

@@ -90,7 +90,13 @@ _loose_msgpack = msgspec.msgpack.Decoder()
 def _sub_id_of(data: bytes | str, binary: bool) -> str | None:
     """Best effort: the id of a message that failed validation, so the error can name it."""
     try:
-        obj = _loose_msgpack.decode(data) if binary else _loose_json.decode(data)
+        obj = (
+            _loose_json.decode(data)
+            if isinstance(data, str)
+            else _loose_msgpack.decode(data)
+            if binary
+            else _loose_json.decode(data)
+        )
     except msgspec.DecodeError:
         return None
     if isinstance(obj, dict):

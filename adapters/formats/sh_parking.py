@@ -1,0 +1,68 @@
+"""``sh-parking``: Shanghai public parking free slots JSON."""
+
+from __future__ import annotations
+
+from schemas import Record
+
+from .common import (
+    DEFAULT_TTL_MS,
+    ItemError,
+    JsonDict,
+    build,
+    check_in_shanghai,
+    never_raises,
+    opt_int,
+    opt_str,
+    req_num,
+    req_str,
+    to_wgs84,
+)
+from .result import ParseResult
+from .sh_envelope import item_time_ms, parse_envelope
+
+FEED = "parking"
+LOT_STATUS = {1: "open", 0: "closed", 2: "full"}
+LOT_KINDS = {"commuter", "shopping", "scenic", "hospital", "transit", "other"}
+
+
+def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+    lot_id = req_str(item, "parkId")
+    lng, lat = to_wgs84(req_num(item, "lng"), req_num(item, "lat"), item.get("coordType"))
+    check_in_shanghai(lng, lat)
+    observed = item_time_ms(item, "updateTime", header_ms)
+    status_code = opt_int(item, "status")
+    if status_code is not None and status_code not in LOT_STATUS:
+        raise ItemError(f"status {status_code} is not 0 (closed), 1 (open) or 2 (full)")
+    kind = opt_str(item, "parkType") or "other"
+    if kind not in LOT_KINDS:
+        raise ItemError(f"parkType {kind[:40]!r} is not one of {', '.join(sorted(LOT_KINDS))}")
+    return build(
+        FEED,
+        {
+            "id": lot_id,
+            "source": source,
+            "observed_at": observed,
+            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "lng": lng,
+            "lat": lat,
+            "name": opt_str(item, "parkName"),
+            "capacity": opt_int(item, "totalSpace"),
+            "free": opt_int(item, "freeSpace"),
+            "kind": kind,
+            "status": "unknown" if status_code is None else LOT_STATUS[status_code],
+            "seq": opt_int(item, "seq"),
+        },
+    )
+
+
+@never_raises(FEED)
+def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
+    return parse_envelope(
+        data,
+        source=source,
+        feed=FEED,
+        received_at_ms=received_at_ms,
+        list_key="data",
+        time_key="updateTime",
+        parse_item=lambda item, header_ms: _record(item, header_ms, source),
+    )

@@ -1,0 +1,249 @@
+"""Fan-out benchmark: 10,000 WebSocket clients with mixed subscriptions under city-scale bus input.
+
+Runs the real server (one process, grouped frames) and, in the same run, the baseline (the same node with
+one ``broadcast()`` frame per record), each against the same Go load generator and the same input, then
+prints a Markdown table (and writes it with --out). Needs the local Kafka and Redis and Go.
+
+    .venv/bin/python -m bench.fanout.run --clients 10000 --rate 2000 --seconds 30 --out docs/benchmarks-fanout.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from ws_server.config import Naming
+from ws_server.testing import TierWriter, create_tier_topics
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BOX = (121.20, 30.90, 121.80, 31.45)  # where the simulated buses drive (GCJ-02)
+FLEET = 17_000  # Shanghai's bus fleet
+
+
+def bus(n: int, rng: random.Random, sent_ms: int) -> dict[str, Any]:
+    return {
+        "id": f"bus-{n:05d}",
+        "sent_ms": sent_ms,
+        "lng": round(rng.uniform(BOX[0], BOX[2]), 6),
+        "lat": round(rng.uniform(BOX[1], BOX[3]), 6),
+        "route_id": str(n % 1500),
+        "observed_at": sent_ms,
+        "expires_at": sent_ms + 120_000,
+        "crs": "gcj02",
+        "policy_version": "bench",
+    }
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class LoadGen:
+    def __init__(self, binary: Path, url: str, clients: int, cpu: str | None) -> None:
+        argv = [str(binary), "-url", url, "-clients", str(clients)]
+        if cpu:
+            argv = ["taskset", "-c", cpu, *argv]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def command(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def read(self, timeout: float = 300) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the load generator exited")
+        result: dict[str, Any] = orjson.loads(line)
+        return result
+
+    def close(self) -> None:
+        try:
+            self.command("quit")
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: int) -> int:
+    """City-scale input: ``rate`` bus positions per second, in 20 ms slices."""
+    rng = random.Random(seed)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, max_batch_size=1 << 20)
+    await producer.start()
+    sent = 0
+    try:
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) - sent
+            now_ms = int(time.time() * 1000)
+            for _ in range(max(0, due)):
+                record = bus(rng.randrange(FLEET), rng, now_ms)
+                await producer.send(topic, msgpack.packb(record), key=record["id"].encode())
+                sent += 1
+            await asyncio.sleep(0.02)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def prime(bootstrap: str, redis_url: str, naming: Naming) -> None:
+    await create_tier_topics(bootstrap, naming, [("public", "bus")], partitions=4)
+    rng = random.Random(1)
+    now_ms = int(time.time() * 1000)
+    async with TierWriter(bootstrap, redis_url, naming) as writer:
+        for start in range(0, FLEET, 2000):
+            await writer.put("public", "bus", [bus(n, rng, now_ms) for n in range(start, min(FLEET, start + 2000))])
+
+
+def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) -> dict[str, Any]:
+    port = args.port + (0 if mode == "grouped" else 1)
+    server_argv = [
+        sys.executable, "-m", "bench.fanout.serve_node", "--mode", mode, "--port", str(port),
+        "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix, "--tick-ms", str(args.tick_ms),
+    ]  # fmt: skip
+    if args.server_cpu:
+        server_argv = ["taskset", "-c", args.server_cpu, *server_argv]
+    server = subprocess.Popen(server_argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = {"mode": mode}
+    gen: LoadGen | None = None
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        time.sleep(1.5)
+        pid = server.pid  # taskset execs the server, so the pid is the same
+        # A first connection loads the feed (Redis snapshot + topic) so the idle figure is connections only.
+        subprocess.run([str(binary), "-url", f"ws://127.0.0.1:{port}/", "-clients", "1"], input="quit\n", text=True, check=True, capture_output=True)
+        time.sleep(1.0)
+        rss_before = rss_kb(pid)
+        gen = LoadGen(binary, f"ws://127.0.0.1:{port}/", args.clients, args.loadgen_cpu)
+        connected = gen.read()
+        time.sleep(3.0)
+        rss_after = rss_kb(pid)
+        result["connect_s"] = connected["seconds"]
+        result["kb_per_idle_connection"] = (rss_after - rss_before) / args.clients
+        gen.command("measure")
+        cpu_before = cpu_s(pid)
+        sent = asyncio.run(produce(args.bootstrap, naming.tier_topic("public", "bus"), args.rate, args.seconds, 7))
+        time.sleep(1.0)
+        gen.command("stop")
+        measured = gen.read()
+        result.update(measured)
+        result["server_cpu_s_per_s"] = (cpu_s(pid) - cpu_before) / (args.seconds + 1.0)
+        result["input_records"] = sent
+        if mode == "grouped":
+            # Drop every connection at once while records keep flowing, then resume them all.
+            producing = subprocess.Popen(
+                [sys.executable, "-c", (
+                    "import asyncio,sys; from bench.fanout.run import produce; "
+                    f"asyncio.run(produce({args.bootstrap!r}, {naming.tier_topic('public', 'bus')!r}, {args.rate}, 20, 9))"
+                )],
+                cwd=ROOT,
+            )  # fmt: skip
+            time.sleep(1.0)
+            gen.command("resume")
+            resumed = gen.read()
+            time.sleep(3.0)
+            gen.command("gaps")
+            after = gen.read()
+            producing.wait()
+            result["resume_s"] = resumed["seconds"]
+            result["resumed"] = resumed["resumed"]
+            result["reset"] = resumed["reset"]
+            result["gaps_after_resume"] = after["gaps"]
+    finally:
+        if gen is not None:
+            gen.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return result
+
+
+def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    grouped, baseline = results
+    ratio = grouped["deliveries_per_s"] / max(1.0, baseline["deliveries_per_s"])
+    rows = [
+        ("record-deliveries/s", "deliveries_per_s", "{:,.0f}"),
+        ("frames/s (received)", "frames_per_s", "{:,.0f}"),
+        ("MB/s received", "mb_per_s", "{:,.1f}"),
+        ("latency p50 (ms, produce → client)", "p50_ms", "{}"),
+        ("latency p99 (ms, produce → client)", "p99_ms", "{}"),
+        ("server CPU (cores busy)", "server_cpu_s_per_s", "{:.2f}"),
+        ("memory per idle connection (KB RSS)", "kb_per_idle_connection", "{:.1f}"),
+        ("time to connect + subscribe all (s)", "connect_s", "{:.1f}"),
+        ("sequence gaps seen by clients", "gaps", "{}"),
+    ]
+    lines = [
+        f"| {args.clients:,} clients, {args.rate:,} records/s input, {args.seconds:.0f} s | grouped (ours) | baseline: broadcast() per record |",
+        "|---|---|---|",
+    ]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | {fmt.format(grouped.get(key))} | {fmt.format(baseline.get(key))} |")
+    lines.append(f"| **ratio (deliveries/s, ours ÷ baseline)** | **{ratio:.1f}×** | 1× |")
+    lines.append("")
+    lines.append(
+        f"Reconnect + resume of all {args.clients:,} clients (connections dropped without close handshake while "
+        f"input continues): {grouped.get('resume_s', float('nan')):.1f} s; resumed from the replay buffer: "
+        f"{grouped.get('resumed')}, explicit resets: {grouped.get('reset')}, sequence gaps after resume: "
+        f"{grouped.get('gaps_after_resume')}."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=2_000, help="input records per second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--tick-ms", type=int, default=50)
+    parser.add_argument("--port", type=int, default=18900)
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:16379/0")
+    parser.add_argument("--server-cpu", default="0", help="taskset CPU list for the server ('' = none)")
+    parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list for the load generator")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit: 10,000 sockets each side
+    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}"
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    prefix = f"benchfanout-{uuid.uuid4().hex[:8]}"
+    naming = Naming(prefix + ".", prefix)
+    asyncio.run(prime(args.bootstrap, args.redis_url, naming))
+    results = [run_mode(mode, args, naming, binary) for mode in ("grouped", "baseline")]
+    for result in results:
+        print(orjson.dumps(result).decode())
+    text = table(results, args)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Benchmark: raw.bus → all four tier topics, the stream worker against two baselines in the same run.
+
+For each variant (see variants.py) on its own topic prefix:
+1. throughput: a backlog of bus records (old event times, so the delayed tiers may release at once) is
+   loaded into raw.bus; the variant is started; records/s = backlog / (last tier write − first tier write).
+2. latency (undelayed tiers): records are produced at a steady rate with event time = send time; the
+   latency of a record is the time it is read from tier.operator/licensed.bus minus its send time.
+
+Usage: .venv/bin/python bench/pipeline/run.py [--records 200000] [--faust-records 20000] [--rate 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import settings  # noqa: E402
+from schemas import TIERS, VehiclePosition, encode_kafka, raw_topic  # noqa: E402
+from streams.aggregate_topics import clean_topic, pipeline_tier_topic  # noqa: E402
+from streams.topics_admin import ensure_topics  # noqa: E402
+
+ENTITIES = 17_000  # Shanghai's bus fleet
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def bus_record(entity: int, k: int, observed_at: int, prefix: str = "bus") -> bytes:
+    rec = VehiclePosition(
+        id=f"{prefix}-{entity}",
+        source="bench",
+        observed_at=observed_at,
+        expires_at=observed_at + 86_400_000,
+        lng=121.25 + (entity % 130) * 0.004 + k * 0.00003,
+        lat=31.05 + (entity // 130) * 0.003,
+        route_id=str(entity % 900),
+        label=f"B{entity}",
+        speed_kmh=25.0,
+        bearing=90.0,
+        seq=k,
+        occupancy_status="MANY_SEATS_AVAILABLE",
+        plate="沪A00000",
+    )
+    return encode_kafka(rec)
+
+
+async def preload(bootstrap: str, topic: str, count: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all")
+    await producer.start()
+    base = now_ms() - 4 * 3_600_000
+    try:
+        futures = []
+        for i in range(count):
+            entity, k = i % ENTITIES, i // ENTITIES
+            ts = base + k * 10_000 + entity % 1000
+            futures.append(
+                await producer.send(
+                    topic,
+                    bus_record(entity, k, ts),
+                    key=f"bus-{entity}".encode(),
+                    timestamp_ms=ts,
+                    headers=[("source", b"bench")],
+                )
+            )
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def tier_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+    ends = await consumer.end_offsets(tps)
+    return sum(ends.values())
+
+
+async def measure_throughput(bootstrap: str, prefix: str, count: int, proc: subprocess.Popen[bytes]) -> dict:
+    tps = [TopicPartition(prefix + pipeline_tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        first = last = None
+        previous = 0
+        quiet_since = time.monotonic()
+        op_tps = [tp for tp in tps if ".operator." in tp.topic]
+        while True:
+            await asyncio.sleep(0.2)
+            total = await tier_total(probe, tps)
+            t = time.monotonic()
+            if total > previous:
+                first = first or t
+                last, previous, quiet_since = t, total, t
+            operator_done = await tier_total(probe, op_tps) >= count
+            if operator_done and t - quiet_since > 3.0:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("variant exited early")
+            if first is None and t - quiet_since > 120:
+                raise RuntimeError("no output after 120 s")
+        assert first is not None and last is not None
+        # The first sample already contains one poll interval of work.
+        elapsed = max(last - first + 0.2, 1e-3)
+        return {
+            "records": count,
+            "tier_records": previous,
+            "seconds": round(elapsed, 2),
+            "records_per_s": round(count / elapsed),
+        }
+    finally:
+        await probe.stop()
+
+
+async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> dict:
+    topics = [prefix + pipeline_tier_topic(t, "bus") for t in ("operator", "licensed")]
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    await consumer.start()
+    await asyncio.sleep(1.0)
+    latencies: list[int] = []
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            t = now_ms()
+            for recs in batch.values():
+                latencies.extend(t - r.timestamp for r in recs if r.key and r.key.startswith(b"live"))
+
+    reader = asyncio.create_task(read())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    sent = 0
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < seconds:
+            tick = time.monotonic()
+            for _ in range(rate // 20):
+                entity = sent % ENTITIES
+                ts = now_ms()
+                await producer.send(
+                    prefix + raw_topic("bus"),
+                    bus_record(entity, sent // ENTITIES, ts, "live"),
+                    key=f"live-{entity}".encode(),
+                    timestamp_ms=ts,
+                )
+                sent += 1
+            await asyncio.sleep(max(0.0, 0.05 - (time.monotonic() - tick)))
+        await producer.flush()
+        await asyncio.sleep(3.0)
+    finally:
+        stop.set()
+        await reader
+        await producer.stop()
+        await consumer.stop()
+    arr = np.array(latencies or [0])
+    return {
+        "sent": sent,
+        "received_undelayed": len(latencies),
+        "p50_ms": int(np.percentile(arr, 50)),
+        "p99_ms": int(np.percentile(arr, 99)),
+        "max_ms": int(arr.max()),
+    }
+
+
+async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> dict:
+    s = settings.load()
+    prefix = f"bench-{uuid.uuid4().hex[:6]}-{variant}."
+    names = [raw_topic("bus"), "dlq.bus", clean_topic("bus")] + [pipeline_tier_topic(t, "bus") for t in TIERS]
+    await ensure_topics(s.kafka_bootstrap, 4, [prefix + n for n in names])
+    await preload(s.kafka_bootstrap, prefix + raw_topic("bus"), count)
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("variants.py")),
+        variant,
+        "--prefix",
+        prefix,
+        "--bootstrap",
+        s.kafka_bootstrap,
+        "--redis",
+        s.redis_url,
+        "--seconds",
+        "600",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        result = {"variant": variant, **await measure_throughput(s.kafka_bootstrap, prefix, count, proc)}
+        if variant != "faust" or args.faust_latency:
+            result.update(await measure_latency(s.kafka_bootstrap, prefix, args.rate, args.latency_seconds))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--faust-records", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=5000, help="records/s in the latency phase")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--faust-latency", action="store_true")
+    parser.add_argument("--variants", default="pipeline,plain,faust")
+    args = parser.parse_args()
+    results = []
+    for variant in args.variants.split(","):
+        count = args.faust_records if variant == "faust" else args.records
+        result = await bench_variant(variant, count, args)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    by = {r["variant"]: r for r in results}
+    if "pipeline" in by:
+        p = by["pipeline"]["records_per_s"]
+        for base in ("plain", "faust"):
+            if base in by:
+                print(f"pipeline / {base}: {p / by[base]['records_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

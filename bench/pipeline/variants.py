@@ -1,0 +1,168 @@
+"""The three ways of doing the same raw.bus → tier.*.bus work, each run as its own process by run.py.
+
+- ``pipeline``: the project's stream worker (streams.worker.Pipeline: batch stages, clean topic, delay
+  stages, Redis state).
+- ``plain``: a bare aiokafka loop, consume → decode → validate/dedupe → enrich → policy per tier →
+  produce, one batch at a time, no Redis, no delays: the limit of what this work costs in Python.
+- ``faust``: a naive Faust agent doing the same per event, with one ``send`` per tier and record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from schemas import TIERS, decode_kafka, raw_topic, to_dict  # noqa: E402
+from streams.aggregate_topics import pipeline_tier_topic  # noqa: E402
+from streams.cleaning import Cleaner  # noqa: E402
+from streams.config import StreamConfig  # noqa: E402
+from streams.enrichment import Enricher  # noqa: E402
+from streams.fanout import TierFanout, TierPolicy  # noqa: E402
+
+
+def load_engine() -> TierPolicy:
+    try:
+        from streams.worker import load_engine as real
+
+        return real()
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from streams_support import StandInEngine  # type: ignore[import-not-found]
+
+        print("policy engine not importable: using the test stand-in engine", file=sys.stderr)
+        engine: TierPolicy = StandInEngine(
+            delays_ms={"operator": 0, "licensed": 0, "registered": 10_000, "public": 30_000}
+        )
+        return engine
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def run_pipeline(args: argparse.Namespace) -> None:
+    from streams.worker import Pipeline
+
+    config = StreamConfig(
+        bootstrap=args.bootstrap,
+        redis_url=args.redis,
+        partitions=args.partitions,
+        app_id=args.prefix + "app",
+        topic_prefix=args.prefix,
+        redis_prefix=args.prefix + "r",
+        feeds=("bus",),
+    )
+    async with Pipeline(config, engine=load_engine(), enricher=Enricher.from_geo(), aggregates=False):
+        await asyncio.sleep(args.seconds)
+
+
+async def run_plain(args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from streams.batch_producer import BatchProducer
+
+    engine = load_engine()
+    enricher = Enricher.from_geo()
+    cleaner = Cleaner("bus")
+    fanouts = {t: TierFanout(engine, "bus", t, "gcj02") for t in TIERS}
+    consumer = AIOKafkaConsumer(
+        args.prefix + raw_topic("bus"),
+        bootstrap_servers=args.bootstrap,
+        group_id=args.prefix + "plain",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
+    await consumer.start()
+    await producer.start()
+    batcher = BatchProducer(producer)
+    deadline = time.monotonic() + args.seconds
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            if not batch:
+                continue
+            recs = [to_dict(decode_kafka("bus", r.value)) for rs in batch.values() for r in rs if r.value]
+            accepted = cleaner.clean(recs, now_ms()).accepted
+            enricher.enrich("bus", accepted)
+            pending = []
+            for tier, fanout in fanouts.items():
+                out = fanout.release(accepted).records
+                topic = args.prefix + pipeline_tier_topic(tier, "bus")
+                pending.append(batcher.deliver(topic, [(r.key, r.value, r.timestamp_ms) for r in out]))
+            await asyncio.gather(*pending)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_faust(args: argparse.Namespace) -> None:
+    import faust
+
+    engine = load_engine()
+    enricher = Enricher.from_geo()
+    cleaner = Cleaner("bus")
+    fanouts = {t: TierFanout(engine, "bus", t, "gcj02") for t in TIERS}
+    app = faust.App(
+        args.prefix + "faust",
+        broker=f"kafka://{args.bootstrap}",
+        web_enabled=False,
+        topic_partitions=args.partitions,
+        topic_disable_leader=True,
+        broker_max_poll_records=500,
+        producer_linger=0.01,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+    )
+    source = app.topic(args.prefix + raw_topic("bus"), value_serializer="raw", key_serializer="raw")
+    sinks = {
+        t: app.topic(args.prefix + pipeline_tier_topic(t, "bus"), value_serializer="raw", key_serializer="raw")
+        for t in TIERS
+    }
+
+    @app.agent(source)
+    async def process(stream: Any) -> None:
+        async for value in stream:
+            rec = to_dict(decode_kafka("bus", value))
+            accepted = cleaner.clean([rec], now_ms()).accepted
+            enricher.enrich("bus", accepted)
+            for tier, fanout in fanouts.items():
+                for out in fanout.release(accepted).records:
+                    await sinks[tier].send(key=out.key, value=out.value, timestamp=out.timestamp_ms / 1000)
+
+    @app.timer(args.seconds)
+    async def stop_after() -> None:
+        if time.monotonic() - started > args.seconds:
+            raise SystemExit(0)
+
+    started = time.monotonic()
+    sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
+    app.main()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant", choices=["pipeline", "plain", "faust"])
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=120)
+    args = parser.parse_args()
+    if args.variant == "faust":
+        run_faust(args)
+    else:
+        asyncio.run(run_pipeline(args) if args.variant == "pipeline" else run_plain(args))
+
+
+if __name__ == "__main__":
+    main()

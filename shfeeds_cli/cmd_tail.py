@@ -1,0 +1,117 @@
+"""``shfeeds tail FEED``: subscribe like any client and print what arrives, one JSON line per record."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import orjson
+
+import settings as settings_mod
+
+
+def _floats(text: str, n: int, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be {n} comma-separated numbers") from None
+    if len(values) != n:
+        raise argparse.ArgumentTypeError(f"{what} must be {n} comma-separated numbers")
+    return values
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("tail", help="print a feed's records as a client receives them")
+    parser.add_argument("feed", help="bus, metro, parking, charging, charging_sessions or scenic")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--bbox", type=lambda t: _floats(t, 4, "--bbox"), help="min_lng,min_lat,max_lng,max_lat")
+    where.add_argument("--district", action="append", help="adcode, Chinese or English name (repeatable)")
+    where.add_argument("--near", type=lambda t: _floats(t, 3, "--near"), help="lng,lat,radius_m")
+    parser.add_argument("--routes", help="comma-separated route ids")
+    parser.add_argument("--ids", help="comma-separated entity ids")
+    parser.add_argument("--crs", choices=("gcj02", "wgs84"), default=None)
+    parser.add_argument("--min-interval-ms", type=int, default=None)
+    parser.add_argument("--no-snapshot", action="store_true", help="only changes from now on")
+    parser.add_argument("--tier-key", default=None, help="API key (default: public tier, no key)")
+    parser.add_argument("--url", default=None, help="server URL (default: the local server)")
+    parser.add_argument("--count", type=int, default=None, help="stop after this many lines")
+    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--messages", action="store_true", help="print whole protocol messages instead")
+    parser.set_defaults(func=handle)
+
+
+def build_request(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    flt: dict[str, Any] = {}
+    if args.bbox:
+        flt["bbox"] = args.bbox
+    if args.district:
+        flt["district"] = args.district if len(args.district) > 1 else args.district[0]
+    if args.near:
+        flt["near"] = {"lng": args.near[0], "lat": args.near[1], "radius_m": args.near[2]}
+    if args.routes:
+        flt["routes"] = [r for r in args.routes.split(",") if r]
+    if args.ids:
+        flt["ids"] = [i for i in args.ids.split(",") if i]
+    options: dict[str, Any] = {}
+    if args.crs:
+        options["crs"] = args.crs
+    if args.min_interval_ms is not None:
+        options["min_interval_ms"] = args.min_interval_ms
+    if args.no_snapshot:
+        options["snapshot"] = False
+    return flt, options
+
+
+def lines_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """What one protocol message means record by record."""
+    kind = message.get("type")
+    if kind == "snapshot":
+        return list(message.get("records", []))
+    if kind == "delta":
+        out = list(message.get("upsert", []))
+        out += [{"id": i, "state": "removed"} for i in message.get("remove", [])]
+        out += [{"id": i, "state": "stale"} for i in message.get("stale", [])]
+        return out
+    return []
+
+
+async def tail(args: argparse.Namespace) -> int:
+    from client import FeedClient
+
+    url = args.url or f"ws://127.0.0.1:{settings_mod.load().ws_port}/"
+    flt, options = build_request(args)
+    feed_client = FeedClient(url, api_key=args.tier_key)
+    feed_client.subscribe("tail", args.feed, flt, options)
+    printed = 0
+    out = sys.stdout.buffer
+    async for event in feed_client.events():
+        if event.type == "error":
+            print(f"shfeeds tail: {event.message.get('code')}: {event.message.get('message')}", file=sys.stderr)
+            if event.message.get("id") == "tail":
+                return 1
+            continue
+        lines = [event.message] if args.messages else lines_of(event.message)
+        for line in lines:
+            out.write(orjson.dumps(line) + b"\n")
+            printed += 1
+            if args.count is not None and printed >= args.count:
+                out.flush()
+                return 0
+        out.flush()
+    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        if args.timeout is not None:
+            return asyncio.run(asyncio.wait_for(tail(args), args.timeout))
+        return asyncio.run(tail(args))
+    except TimeoutError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a refused handshake etc.: a clear line, not a traceback
+        print(f"shfeeds tail: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,92 @@
+"""One produce call per (topic, partition) and batch instead of one per record.
+
+Records are partitioned with Kafka's default key partitioner (murmur2), the same one every other
+producer of these topics uses, so one entity's records always land in one partition and keep order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+Header = tuple[str, bytes]
+
+
+_hash_cache: dict[bytes, int] = {}
+_HASH_CACHE_MAX = 500_000
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for a non-null key.
+
+    aiokafka's murmur2 is pure Python (~4 µs a key); entity ids repeat all the time, so hashes are cached.
+    """
+    h = _hash_cache.get(key)
+    if h is None:
+        if len(_hash_cache) >= _HASH_CACHE_MAX:
+            _hash_cache.clear()
+        h = _hash_cache[key] = murmur2(key) & 0x7FFFFFFF
+    return h % partitions
+
+
+class BatchProducer:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self._partitions: dict[str, int] = {}
+
+    async def partitions(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            parts = await self.producer.partitions_for(topic)
+            count = len(parts)
+            self._partitions[topic] = count
+        return count
+
+    async def send_all(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes, bytes, int]],
+        headers: Sequence[Header] = (),
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Queue ``(key, value, timestamp_ms)`` records; returns (delivery future, record count) per batch."""
+        if not records:
+            return []
+        count = await self.partitions(topic)
+        by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
+        for rec in records:
+            by_partition.setdefault(partition_for(rec[0], count), []).append(rec)
+        futures: list[tuple[asyncio.Future[Any], int]] = []
+        hdrs = list(headers)
+        for partition, items in by_partition.items():
+            batch = self.producer.create_batch()
+            for key, value, ts in items:
+                if batch.append(key=key, value=value, timestamp=ts, headers=hdrs) is None:
+                    count = batch.record_count()
+                    futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+                    batch = self.producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=ts, headers=hdrs) is None:
+                        raise ValueError(f"record of {len(value)} bytes exceeds the producer's batch size")
+            if batch.record_count():
+                count = batch.record_count()
+                futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+        return futures
+
+    async def deliver(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes, bytes, int]],
+        headers: Sequence[Header] = (),
+    ) -> dict[int, int]:
+        """Send and wait for acknowledgement; returns partition → next offset after what was written."""
+        sent = await self.send_all(topic, records, headers)
+        metas = await asyncio.gather(*(f for f, _ in sent))
+        ends: dict[int, int] = {}
+        for meta, (_, count) in zip(metas, sent, strict=True):
+            end = meta.offset + count
+            if end > ends.get(meta.partition, -1):
+                ends[meta.partition] = end
+        return ends

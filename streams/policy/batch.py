@@ -1,0 +1,86 @@
+"""A batch of record views moving down the tiers: dicts for the fields, numpy arrays for the positions.
+
+Positions live only in the arrays (WGS-84, NaN where a record has none) between tiers, so the vectorised
+operations never touch the dicts; ``emit`` writes them back converted to the output CRS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geo import crs as geo_crs
+
+
+@dataclass(slots=True)
+class Batch:
+    views: list[dict[str, Any]]
+    lngs: NDArray[np.float64]
+    lats: NDArray[np.float64]
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]]) -> Batch:
+        n = len(records)
+        lngs = np.fromiter((_coord(r.get("lng")) for r in records), np.float64, n)
+        lats = np.fromiter((_coord(r.get("lat")) for r in records), np.float64, n)
+        views = []
+        for r in records:
+            v = dict(r)
+            v.pop("lng", None)
+            v.pop("lat", None)
+            views.append(v)
+        return cls(views, lngs, lats)
+
+    def keep(self, mask: Sequence[bool] | NDArray[np.bool_]) -> None:
+        """Keep only the records where ``mask`` is true."""
+        m = np.asarray(mask, dtype=bool)
+        self.views = [v for v, k in zip(self.views, m.tolist(), strict=True) if k]
+        self.lngs = self.lngs[m]
+        self.lats = self.lats[m]
+
+
+def _coord(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")
+
+
+# Elements per chunk of the CRS conversion: its dozen temporaries then stay in the CPU cache (about 1.6x
+# faster than whole-array passes at a million points; see bench/policy_engine.py).
+_CHUNK = 32_768
+
+
+def positions_out(
+    lngs: NDArray[np.float64], lats: NDArray[np.float64], crs: str, decimals: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """WGS-84 positions converted to the output CRS and rounded to ``decimals``."""
+    if crs != "gcj02":
+        return np.round(lngs, decimals), np.round(lats, decimals)
+    out_x = np.empty_like(lngs)
+    out_y = np.empty_like(lats)
+    for start in range(0, lngs.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        x, y = geo_crs.wgs84_to_gcj02_arrays(lngs[part], lats[part])
+        np.round(x, decimals, out=out_x[part])
+        np.round(y, decimals, out=out_y[part])
+    return out_x, out_y
+
+
+def emit(batch: Batch, crs: str, decimals: int, version: str) -> list[dict[str, Any]]:
+    """The released dicts: a copy of each view with its position (if any), ``crs`` and ``policy_version``."""
+    x, y = positions_out(batch.lngs, batch.lats, crs, decimals)
+    finite = (np.isfinite(x) & np.isfinite(y)).tolist()
+    out = []
+    for view, lng, lat, has in zip(batch.views, x.tolist(), y.tolist(), finite, strict=True):
+        rec = dict(view)
+        if has:
+            rec["lng"] = lng
+            rec["lat"] = lat
+        rec["crs"] = crs
+        rec["policy_version"] = version
+        out.append(rec)
+    return out

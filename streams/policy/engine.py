@@ -1,0 +1,199 @@
+"""The tier policy engine: applies a loaded policy to batches of canonical records (docs/contracts.md).
+
+Every tier is computed from the tier above it (operator → licensed → registered → public), never from the
+raw record by a separate path, so no tier can be more precise than the one above. Positions are snapped in
+WGS-84 and converted to the output CRS only when a tier's view is emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from schemas import FEEDS, TIERS
+
+from .batch import Batch, emit, positions_out
+from .catalogue import FIELD_OPS
+from .errors import PolicyError
+from .field_ops import FIELD_OPERATIONS, OpContext
+from .fields import releasable_fields
+from .loader import load_policy
+from .model import FeedPolicy, Policy, TierRule
+from .record_ops import RECORD_OPERATIONS
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "SHFEEDS_PSEUDONYM_SECRET"
+# Only for development and tests: pseudonyms made with it are linkable by anyone who reads this file.
+_DEV_SECRET = b"shfeeds-development-only-pseudonym-secret"
+
+__all__ = ["SECRET_ENV", "PolicyEngine", "positions_out"]
+
+
+def _secret_from_env() -> bytes:
+    value = os.environ.get(SECRET_ENV, "")
+    if value:
+        return value.encode()
+    log.warning("%s is not set: using the development pseudonym secret", SECRET_ENV)
+    return _DEV_SECRET
+
+
+def _uncertainties(feed: FeedPolicy) -> dict[str, dict[str, float]]:
+    """For each tier, how far each count field of its incoming views may be from the true count."""
+    out: dict[str, dict[str, float]] = {}
+    current: dict[str, float] = {}
+    for tier in TIERS[1:]:
+        rule = feed.tiers[tier]
+        if any(r.op == "aggregate_sessions" for r in rule.records):
+            current = {k: v for k, v in current.items() if k != "sessions"}
+        out[tier] = dict(current)
+        for f in rule.fields:
+            if f.op in ("count", "zones"):
+                half = 2.0 if f.params.get("mode") == "random3" else float(int(f.params["base"]) // 2)
+                current[f.field] = current.get(f.field, 0.0) + half
+            elif f.op == "round":
+                current[f.field] = current.get(f.field, 0.0) + float(f.params["base"]) / 2
+    return out
+
+
+class PolicyEngine:
+    def __init__(self, policy: Policy | None = None, secret: bytes | None = None) -> None:
+        self.policy = policy if policy is not None else load_policy()
+        if secret is not None and not secret:
+            raise PolicyError("the pseudonym secret must not be empty")
+        self._secret = secret if secret is not None else _secret_from_env()
+        self._uncertainty = {feed: _uncertainties(fp) for feed, fp in self.policy.feeds.items()}
+        self._allowed: dict[str, frozenset[str]] = {}
+        for feed, fp in self.policy.feeds.items():
+            bands = {
+                f"{r.field}_band"
+                for t in fp.tiers.values()
+                for r in t.fields
+                if r.op == "count" and "bands" in r.params
+            }
+            self._allowed[feed] = releasable_fields(feed, fp.never_released) | bands
+
+    @property
+    def policy_version(self) -> str:
+        return self.policy.version
+
+    # ------------------------------------------------------------------------------------------ lookup
+
+    def _feed(self, feed: str) -> FeedPolicy:
+        try:
+            return self.policy.feeds[feed]
+        except KeyError:
+            raise PolicyError(f"unknown feed {feed!r}; known feeds: {', '.join(FEEDS)}") from None
+
+    def tier_rule(self, feed: str, tier: str) -> TierRule:
+        fp = self._feed(feed)
+        try:
+            return fp.tiers[tier]
+        except KeyError:
+            raise PolicyError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}") from None
+
+    def delay_ms(self, feed: str, tier: str) -> int:
+        """Release delay after ``observed_at`` (the stream layer enforces it)."""
+        return self.tier_rule(feed, tier).delay_ms
+
+    def min_interval_ms(self, feed: str, tier: str) -> int:
+        """Per-entity minimum time between released updates (0 = no cap)."""
+        return self.tier_rule(feed, tier).min_interval_ms
+
+    def allowed_crs(self, feed: str, tier: str) -> tuple[str, ...]:
+        return self.tier_rule(feed, tier).crs
+
+    def _check_crs(self, feed: str, tier: str, crs: str) -> TierRule:
+        rule = self.tier_rule(feed, tier)
+        if crs not in rule.crs:
+            raise PolicyError(f"tier {tier!r} may not receive feed {feed!r} in {crs!r}; allowed: {', '.join(rule.crs)}")
+        return rule
+
+    # ------------------------------------------------------------------------------------------- apply
+
+    def _step(self, feed: str, tier: str, batch: Batch) -> Batch:
+        """Turn the view of the tier above into ``tier``'s view, in place where possible."""
+        rule = self.policy.feeds[feed].tiers[tier]
+        for rec_rule in rule.records:
+            batch = RECORD_OPERATIONS[rec_rule.op](batch, rec_rule)
+        ctx = OpContext(feed, self._secret, self._uncertainty[feed][tier])
+        for field_rule in rule.fields:
+            FIELD_OPERATIONS[field_rule.op](batch, field_rule, ctx)
+        # Whatever the policy does not know (and every never-released field) stays at operator.
+        allowed = self._allowed[feed]
+        for v in batch.views:
+            for key in [k for k in v if k not in allowed]:
+                del v[key]
+        return batch
+
+    def _start(self, records: Sequence[dict[str, Any]]) -> Batch:
+        if not isinstance(records, Sequence) or not all(isinstance(r, dict) for r in records):
+            raise PolicyError("records must be a list of dicts (canonical records from schemas.to_dict)")
+        return Batch.from_records(records)
+
+    def apply(
+        self, feed: str, tier: str, records: Sequence[dict[str, Any]], crs: str = "gcj02"
+    ) -> list[dict[str, Any]]:
+        """``tier``'s view of each record, in order; records the tier may not see at all are left out."""
+        rule = self._check_crs(feed, tier, crs)
+        batch = self._start(records)
+        for t in TIERS[1 : TIERS.index(tier) + 1]:
+            batch = self._step(feed, t, batch)
+        return emit(batch, crs, rule.coord_decimals, self.policy_version)
+
+    def apply_all(
+        self, feed: str, records: Sequence[dict[str, Any]], crs_for_tier: Mapping[str, str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Every tier's view in one pass, each derived from the one above. ``crs_for_tier`` maps tier → CRS
+        (a tier not named gets its default, the first CRS the policy lists for it)."""
+        crs_for_tier = dict(crs_for_tier or {})
+        unknown = sorted(set(crs_for_tier) - set(TIERS))
+        if unknown:
+            raise PolicyError(f"unknown tier(s) {unknown}; known tiers: {', '.join(TIERS)}")
+        chosen = {t: crs_for_tier.get(t, self.tier_rule(feed, t).crs[0]) for t in TIERS}
+        rules = {t: self._check_crs(feed, t, c) for t, c in chosen.items()}
+        batch = self._start(records)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i, tier in enumerate(TIERS):
+            if i > 0:
+                batch = self._step(feed, tier, batch)
+            out[tier] = emit(batch, chosen[tier], rules[tier].coord_decimals, self.policy_version)
+        return out
+
+    # --------------------------------------------------------------------------------------- describe
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per (feed, tier): delays, CRS and the operations, for ``shfeeds policy show``."""
+        rows = []
+        for feed, fp in self.policy.feeds.items():
+            for tier in TIERS:
+                t = fp.tiers[tier]
+                ops = [f"{r.op}({', '.join(f'{k}={v}' for k, v in r.params.items())})" for r in t.records]
+                ops += [
+                    f"{r.field}: {r.op}" + (f" {_params(r.params)}" if r.params else "")
+                    for r in t.fields
+                    if r.op in FIELD_OPS
+                ]
+                rows.append(
+                    {
+                        "feed": feed,
+                        "tier": tier,
+                        "delay_s": t.delay_ms / 1000,
+                        "min_interval_s": t.min_interval_ms / 1000,
+                        "crs": list(t.crs),
+                        "operations": ops,
+                        "note": t.note,
+                    }
+                )
+        return rows
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in params.items():
+        if k == "bands":
+            v = "|".join(b["label"] for b in v)
+        parts.append(f"{k}={v}")
+    return " ".join(parts)

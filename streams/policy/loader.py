@@ -1,0 +1,244 @@
+"""Read the policy TOML file and validate it completely before anything uses it.
+
+Rejected with a ``PolicyError`` naming the place: unknown feeds, tiers, keys, fields or operations, bad
+parameters, a field an operation does not fit, and any lower tier that would be more precise, faster or
+allowed a finer CRS than the tier above it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from schemas import FEEDS, TIERS
+
+from .catalogue import AGGREGATE_SESSION_FIELDS, FIELD_OPS, RECORD_OPS, check_params, finer_than
+from .errors import PolicyError
+from .fields import CONTEXT_FIELDS, POSITION, field_kind, schema_fields
+from .model import FeedPolicy, FieldRule, Policy, RecordRule, TierRule
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "tier_policy.toml"
+CRS_CHOICES = ("gcj02", "wgs84")
+_TIER_KEYS = {
+    "delay_s",
+    "min_interval_s",
+    "latency_target_s",
+    "crs",
+    "coord_decimals",
+    "note",
+    "fields",
+    "records",
+}
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file (the project's default file if ``path`` is None)."""
+    file = Path(path) if path is not None else DEFAULT_POLICY_FILE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise PolicyError(f"cannot read policy file {file}: {err.strerror or err}") from None
+    return parse_policy(text, source=file.name)
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError(f"{source}: not valid TOML: {err}") from None
+    return _build(data, source)
+
+
+def _ms(where: str, table: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PolicyError(f"{where}.{key}: must be a non-negative number of seconds (got {value!r})")
+    return round(value * 1000)
+
+
+def _build(data: dict[str, Any], source: str) -> Policy:
+    unknown = sorted(set(data) - {"version", "tiers", "feeds"})
+    if unknown:
+        raise PolicyError(f"{source}: unknown top-level key(s) {unknown}")
+    version = data.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise PolicyError(f'{source}: "version" must be a non-empty string')
+    if "tiers" in data and list(data["tiers"]) != list(TIERS):
+        raise PolicyError(f"{source}: tiers must be {list(TIERS)} (most precise first), got {data['tiers']!r}")
+    feeds = data.get("feeds")
+    if not isinstance(feeds, dict):
+        raise PolicyError(f"{source}: missing [feeds] tables")
+    unknown = sorted(set(feeds) - set(FEEDS))
+    if unknown:
+        raise PolicyError(f"{source}: unknown feed(s) {unknown}; known feeds: {', '.join(FEEDS)}")
+    missing = [f for f in FEEDS if f not in feeds]
+    if missing:
+        raise PolicyError(f"{source}: no rules for feed(s) {missing}")
+    built = {feed: _feed(source, feed, feeds[feed]) for feed in FEEDS}
+    return Policy(version=version.strip(), source=source, feeds=built)
+
+
+def _feed(source: str, feed: str, table: Any) -> FeedPolicy:
+    where = f"{source}: feeds.{feed}"
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where}: must be a table")
+    unknown = sorted(set(table) - {"never_released", *TIERS})
+    if unknown:
+        raise PolicyError(f"{where}: unknown tier(s) or key(s) {unknown}; tiers are {', '.join(TIERS)}")
+    never = table.get("never_released", [])
+    if not isinstance(never, list) or not all(isinstance(n, str) for n in never):
+        raise PolicyError(f"{where}.never_released: must be a list of field names")
+    bad = sorted(set(never) - set(schema_fields(feed)))
+    if bad:
+        raise PolicyError(f"{where}.never_released: unknown field(s) {bad} for feed {feed!r}")
+    never_released = frozenset(never)
+
+    tiers: dict[str, TierRule] = {}
+    aggregated = False
+    for tier in TIERS:
+        if tier not in table:
+            raise PolicyError(f"{where}: missing tier table [{'feeds.' + feed + '.' + tier}]")
+        rule, aggregated = _tier(f"{where}.{tier}", feed, tier, table[tier], never_released, aggregated)
+        tiers[tier] = rule
+    _check_order(where, tiers)
+    return FeedPolicy(feed=feed, never_released=never_released, tiers=tiers)
+
+
+def _tier(
+    where: str, feed: str, tier: str, table: Any, never: frozenset[str], aggregated: bool
+) -> tuple[TierRule, bool]:
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where}: must be a table")
+    unknown = sorted(set(table) - _TIER_KEYS)
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_TIER_KEYS)}")
+    crs = table.get("crs", ["gcj02"])
+    if not isinstance(crs, list) or not crs or any(c not in CRS_CHOICES for c in crs) or len(set(crs)) != len(crs):
+        raise PolicyError(f"{where}.crs: must be a non-empty list drawn from {list(CRS_CHOICES)} (got {crs!r})")
+    decimals = table.get("coord_decimals", 6)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 9:
+        raise PolicyError(f"{where}.coord_decimals: must be an integer from 0 to 9 (got {decimals!r})")
+    note = table.get("note", "")
+    if not isinstance(note, str):
+        raise PolicyError(f"{where}.note: must be a string")
+    if tier == TIERS[0] and (table.get("fields") or table.get("records")):
+        raise PolicyError(f"{where}: the {tier} tier is the raw record and takes no field or record operations")
+
+    records: list[RecordRule] = []
+    raw_records = table.get("records", [])
+    if not isinstance(raw_records, list):
+        raise PolicyError(f"{where}.records: must be a list of {{ op = ... }} tables")
+    for i, item in enumerate(raw_records):
+        rwhere = f"{where}.records[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("op"), str):
+            raise PolicyError(f"{rwhere}: must be a table with an op")
+        op = item["op"]
+        if op not in RECORD_OPS:
+            raise PolicyError(f"{rwhere}: unknown record operation {op!r}; known: {sorted(RECORD_OPS)}")
+        fits, required, optional = RECORD_OPS[op]
+        if feed not in fits:
+            raise PolicyError(f"{rwhere}: {op!r} does not apply to feed {feed!r} (only {sorted(fits)})")
+        params = {k: v for k, v in item.items() if k != "op"}
+        check_params(rwhere, params, required, optional)
+        if op == "comfort" and len(params["labels"]) != len(params["thresholds"]) + 1:
+            raise PolicyError(f"{rwhere}: labels must have one more entry than thresholds")
+        for key in ("by", "time_field"):
+            if key in params and params[key] not in schema_fields(feed):
+                raise PolicyError(f"{rwhere}.{key}: unknown field {params[key]!r} for feed {feed!r}")
+        if op == "aggregate_sessions":
+            if aggregated:
+                raise PolicyError(f"{rwhere}: the sessions are already aggregated by a tier above")
+            aggregated = True
+        elif op == "suppress_small_groups" and aggregated:
+            raise PolicyError(f"{rwhere}: cannot suppress sessions after they were aggregated")
+        records.append(RecordRule(op, params))
+
+    fields: list[FieldRule] = []
+    raw_fields = table.get("fields", {})
+    if not isinstance(raw_fields, dict):
+        raise PolicyError(f"{where}.fields: must be a table of field = {{ op = ... }}")
+    for name, spec in raw_fields.items():
+        fwhere = f"{where}.fields.{name}"
+        fields.append(_field_rule(fwhere, feed, name, spec, never, aggregated))
+
+    rule = TierRule(
+        tier=tier,
+        delay_ms=_ms(where, table, "delay_s", 0) or 0,
+        min_interval_ms=_ms(where, table, "min_interval_s", 0) or 0,
+        latency_target_ms=_ms(where, table, "latency_target_s", None),
+        crs=tuple(crs),
+        coord_decimals=decimals,
+        note=note,
+        fields=tuple(fields),
+        records=tuple(records),
+    )
+    return rule, aggregated
+
+
+def _field_rule(where: str, feed: str, name: str, spec: Any, never: frozenset[str], aggregated: bool) -> FieldRule:
+    kind = field_kind(feed, name)
+    if kind is None or (aggregated and name not in AGGREGATE_SESSION_FIELDS | CONTEXT_FIELDS | {POSITION}):
+        raise PolicyError(f"{where}: unknown field {name!r} for feed {feed!r}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("op"), str):
+        raise PolicyError(f'{where}: must be a table with an op, e.g. {{ op = "drop" }}')
+    op = spec["op"]
+    if op not in FIELD_OPS:
+        raise PolicyError(f"{where}: unknown operation {op!r}; known: {sorted(FIELD_OPS)}")
+    opspec = FIELD_OPS[op]
+    params = {k: v for k, v in spec.items() if k != "op"}
+    check_params(where, params, opspec.required, opspec.optional)
+    if "*" not in opspec.kinds and kind not in opspec.kinds:
+        raise PolicyError(f"{where}: {op!r} does not fit a {kind} field")
+    if opspec.only_fields and name not in opspec.only_fields:
+        raise PolicyError(f"{where}: {op!r} only applies to {sorted(opspec.only_fields)}")
+    if op == "station" and feed != "metro":
+        raise PolicyError(f"{where}: 'station' snapping needs metro stations; feed {feed!r} has none")
+    if op == "truncate" and not (name.endswith("_at") or name.startswith("window_")):
+        raise PolicyError(f"{where}: 'truncate' only applies to epoch-ms time fields")
+    if name in never and not (op == "drop" or (op == "pseudonym" and params.get("into", name) != name)):
+        raise PolicyError(f"{where}: {name!r} is never released; only drop or pseudonym into another field fit")
+    if op == "count":
+        if params.get("mode") == "random3" and params["base"] != 3:
+            raise PolicyError(f"{where}: random rounding is to base 3 (got base {params['base']})")
+        if "band" in params and "bands" in params:
+            raise PolicyError(f"{where}: give either band or bands, not both")
+        if params["k"] > 0 and "band" not in params and "bands" not in params:
+            raise PolicyError(f"{where}: k = {params['k']} needs a band label or bands for values below it")
+        hidden = [h for h in params.get("hide_below_k", []) if field_kind(feed, h) is None]
+        if hidden:
+            raise PolicyError(f"{where}.hide_below_k: unknown field(s) {hidden} for feed {feed!r}")
+        if "k_field" in params and field_kind(feed, params["k_field"]) != "int":
+            raise PolicyError(f"{where}.k_field: {params['k_field']!r} is not a count field of feed {feed!r}")
+    return FieldRule(name, op, params)
+
+
+def _check_order(where: str, tiers: dict[str, TierRule]) -> None:
+    """A lower tier may never be faster, allowed a CRS the tier above is not, or more precise."""
+    latest: dict[str, tuple[str, FieldRule]] = {}
+    for upper_name, lower_name in itertools.pairwise(TIERS):
+        upper, lower = tiers[upper_name], tiers[lower_name]
+        lw = f"{where}.{lower_name}"
+        if lower.delay_ms < upper.delay_ms:
+            raise PolicyError(f"{lw}.delay_s: shorter than {upper_name}'s; a lower tier cannot be faster")
+        if lower.min_interval_ms < upper.min_interval_ms:
+            raise PolicyError(
+                f"{lw}.min_interval_s: shorter than {upper_name}'s; a lower tier cannot update more often"
+            )
+        extra = sorted(set(lower.crs) - set(upper.crs))
+        if extra:
+            raise PolicyError(f"{lw}.crs: {extra} not allowed at {upper_name}, so not below it either")
+        if lower.coord_decimals > upper.coord_decimals:
+            raise PolicyError(f"{lw}.coord_decimals: more decimals than {upper_name}'s")
+        for rule in lower.fields:
+            above = latest.get(rule.field)
+            if above is not None:
+                complaint = finer_than(rule, above[1])
+                if complaint:
+                    raise PolicyError(f"{lw}.fields.{rule.field}: {complaint} (at {above[0]})")
+        for rule in lower.fields:
+            if rule.op != "keep":
+                latest[rule.field] = (lower_name, rule)

@@ -1,0 +1,246 @@
+"""HTTP source with good records, garbage and duplicates → runtime → the real Kafka.
+
+Every good record must arrive once in raw.<feed> (keyed by entity, timestamped with observed_at, header
+source), every bad one in dlq.<feed> with its original bytes and a reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from adapters.runtime.kafka_sink import KafkaSink
+from adapters.runtime.polling_adapter import PollingAdapter
+from adapters.runtime.push import BASE_PATH, PushReceiver
+from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
+from streams.topics_admin import ensure_topics
+
+from .adapters_helpers import shared
+from .test_adapters_shanghai import documented_example
+
+pytestmark = pytest.mark.stack
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
+        return await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+
+
+async def _read_from(bootstrap: str, start: dict[TopicPartition, int], source: str) -> dict[str, list]:
+    """Everything written after ``start`` by ``source`` (other tests share these topics)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, list] = {}
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        end = await consumer.end_offsets(list(start))
+        remaining = {tp for tp in start if end[tp] > start[tp]}
+        while remaining:
+            batches = await consumer.getmany(timeout_ms=2000)
+            if not batches:
+                break
+            for tp, messages in batches.items():
+                for m in messages:
+                    if dict(m.headers).get("source") == source.encode():
+                        out.setdefault(tp.topic, []).append(m)
+                if messages and messages[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _bus(example_item: dict, obu: str, **change) -> dict:
+    return {**example_item, "obuId": obu, **change}
+
+
+async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running_stack, unique_name):
+    name = unique_name("src")
+    prefix = name[-12:]
+    topics = [raw_topic("bus"), dlq_topic("bus")]
+    await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
+
+    example = documented_example("sh-bus-gps")
+    good = example["data"][0]
+    ids = [f"{prefix}-{i}" for i in range(4)]
+    garbage_item = {"obuId": f"{prefix}-bad", "lng": "east", "lat": 31.2}
+    far_away = _bus(good, f"{prefix}-far", lng=2.35, lat=48.85, coordType="wgs84")
+    first = {
+        **example,
+        "data": [
+            _bus(good, ids[0]),
+            _bus(good, ids[1], lng=121.5),
+            garbage_item,
+            _bus(good, ids[2], lat=31.1),
+            far_away,
+            "not an object",
+        ],
+    }
+    # Second poll: the same buses with only times moved (duplicates), one repeated inside the response,
+    # and one new bus.
+    second = copy.deepcopy(first)
+    second["data"] = [
+        _bus(d, d["obuId"], gpsTime="2026-11-27 13:05:30", seq=d.get("seq", 0) + 1) for d in first["data"][:2]
+    ]
+    second["data"] += [second["data"][0], _bus(good, ids[3], lng=121.6)]
+    garbage_response = b"\x1f\x8b garbage, not JSON"
+    responses = [
+        json.dumps(first).encode(),
+        json.dumps(first).encode(),
+        json.dumps(second).encode(),
+        garbage_response,
+        None,
+    ]
+
+    async def handler(request: web.Request) -> web.Response:
+        body = responses.pop(0)
+        if body is None:
+            return web.Response(status=500)
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/bus/gps.json", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+
+    start = await _end_offsets(kafka_bootstrap, topics)
+    sink = KafkaSink(kafka_bootstrap)
+    await sink.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            adapter = PollingAdapter(
+                name=name, format_name="sh-bus-gps", url=url, interval_s=1, timeout_s=5, session=session, sink=sink
+            )
+            for _ in range(4):
+                await adapter.poll_once()
+            with pytest.raises(Exception, match="HTTP 500"):
+                await adapter.poll_once()
+        await sink.flush(timeout_s=60)
+    finally:
+        await sink.close()
+        await runner.cleanup()
+
+    stats = adapter.stats
+    assert (stats.polls, stats.not_modified, stats.errors) == (5, 1, 1)  # the repeated body is not re-read
+    assert stats.records == 4 and stats.skipped == 3
+    got = await _read_from(kafka_bootstrap, start, name)
+    raw = got.get(raw_topic("bus"), [])
+    records: list[Any] = [decode_kafka("bus", m.value) for m in raw]
+    assert sorted(r.id for r in records) == sorted(ids)  # each good bus exactly once
+    for message, record in zip(raw, records, strict=True):
+        assert message.key == record.id.encode() and message.timestamp == record.observed_at
+        assert record.source == name and 121.0 < record.lng < 122.0
+    letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic("bus"), [])]
+    originals = {letter.original for letter in letters}
+    assert len(letters) == 4
+    assert json.dumps(garbage_item, separators=(",", ":")).encode() in originals
+    assert json.dumps(far_away, separators=(",", ":"), ensure_ascii=False).encode() in originals
+    assert b'"not an object"' in originals and garbage_response in originals
+    assert all(letter.reason and letter.source == name and letter.feed == "bus" for letter in letters)
+    assert {m.key for m in got[dlq_topic("bus")]} == {name.encode()}
+
+
+async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, unique_name):
+    name = unique_name("ocpi")
+    topics = [raw_topic("charging"), dlq_topic("charging")]
+    await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
+    location = shared("ocpi", "v2.2.1", "location_example.json").read_bytes()
+    patch_status = shared("ocpi", "v2.2.1", "location_patch_example_status.json").read_bytes()
+    put_evse = shared("ocpi", "v2.2.1", "location_put_example_add_evse.json").read_bytes()
+
+    start = await _end_offsets(kafka_bootstrap, topics)
+    sink = KafkaSink(kafka_bootstrap)
+    await sink.start()
+    receiver = PushReceiver(name=name, sink=sink)
+    await receiver.start("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{receiver.port}{BASE_PATH}/BE/BEC"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def send(method: str, path: str, body: bytes) -> tuple[int, dict]:
+                async with session.request(method, base + path, data=body) as response:
+                    return response.status, await response.json()
+
+            assert (await send("PATCH", "/LOC1/3256", patch_status))[1]["status_code"] == 2003  # not known yet
+            for _ in range(2):  # the repeated PUT changes nothing and is skipped
+                status, reply = await send("PUT", "/LOC1", location)
+                assert (status, reply["status_code"]) == (200, 1000)
+            status, reply = await send("PATCH", "/LOC1/3256", patch_status)
+            assert (status, reply["status_code"]) == (200, 1000)
+            status, reply = await send("PUT", "/LOC1/9999", put_evse)
+            assert status == 200
+            status, reply = await send("PATCH", "/LOC1/3256", b"not json")
+            assert (status, reply["status_code"]) == (400, 2001)
+        await sink.flush(timeout_s=60)
+    finally:
+        await receiver.stop()
+        await sink.close()
+
+    got = await _read_from(kafka_bootstrap, start, name)
+    stations: list[Any] = [decode_kafka("charging", m.value) for m in got.get(raw_topic("charging"), [])]
+    # PUT (twice, the second unchanged and skipped), PATCH status, PUT EVSE: three distinct states.
+    assert [len(s.connectors) for s in stations] == [3, 3, 4]
+    assert [c.status for c in stations[1].connectors if c.id.startswith("3256:")] == ["CHARGING", "CHARGING"]
+    assert stations[-1].observed_at == 1561379949000  # 2019-06-24T12:39:09Z from the pushes
+    letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic("charging"), [])]
+    assert [letter.original for letter in letters] == [patch_status, b"not json"]
+    assert "unknown location" in letters[0].reason and "not valid JSON" in letters[1].reason
+
+
+async def test_run_adapter_polls_until_cancelled_and_reports_figures(kafka_bootstrap, running_stack, unique_name):
+    import asyncio
+
+    from adapters.runtime import AdapterRuntime
+
+    example = documented_example("sh-bus-gps")
+    obu = unique_name("bus")[-40:]
+    example["data"][0]["obuId"] = obu
+    body = json.dumps(example).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return (
+            web.Response(body=body, headers={"ETag": '"same"'})
+            if request.headers.get("If-None-Match") != '"same"'
+            else web.Response(status=304)
+        )
+
+    app = web.Application()
+    app.router.add_get("/bus/gps.json", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    runtime = AdapterRuntime(running_stack)
+    task = asyncio.create_task(runtime.run(["sh-bus"], urls={"sh-bus": url}))
+    try:
+        for _ in range(100):
+            figures = runtime.figures()
+            if figures["kafka"]["delivered"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
+    bus = figures["sources"]["sh-bus"]
+    assert bus["polls"] >= 1 and bus["records"] == 1 and bus["last_success_ms"]
+    assert figures["kafka"]["delivered"] >= 1 and figures["kafka"]["buffered"] == 0

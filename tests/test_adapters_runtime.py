@@ -1,0 +1,122 @@
+"""The runtime's pieces without Kafka: backoff, conditional GET, the unchanged-record filter, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.formats import parse_with
+from adapters.runtime.backoff import Backoff
+from adapters.runtime.change_filter import ChangeFilter
+from adapters.runtime.kafka_sink import KafkaSink
+from adapters.runtime.poller import HttpPoller, PollError
+from adapters.runtime.routing import OutMessage
+
+from .test_adapters_shanghai import documented_example, parse
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    backoff = Backoff(base_s=1.0, cap_s=30.0, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(10)]
+    for attempt, delay in enumerate(delays):
+        ceiling = min(30.0, 2.0**attempt)
+        assert ceiling / 2 <= delay <= ceiling
+    assert delays[-1] <= 30.0 and len(set(delays)) == len(delays)
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+def test_unchanged_records_are_skipped_but_any_real_change_passes():
+    example = documented_example("sh-bus-gps")
+    first = parse("sh-bus-gps", example).records[0]
+    example["data"][0].update(gpsTime="2026-11-27 13:05:08", seq=88214)  # only time and sequence moved
+    same = parse("sh-bus-gps", example).records[0]
+    example["data"][0].update(lng=example["data"][0]["lng"] + 0.0001)
+    moved = parse("sh-bus-gps", example).records[0]
+    seen = ChangeFilter()
+    assert seen.is_new("bus", first)
+    assert not seen.is_new("bus", same)
+    assert seen.is_new("bus", moved)
+    assert not seen.is_new("bus", moved)
+    assert seen.is_new("metro", moved)  # another feed is another entity
+
+
+async def _serve(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_get("/feed", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/feed"
+
+
+async def test_conditional_get_sends_validators_and_handles_304():
+    seen_headers: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen_headers.append(dict(request.headers))
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(body=b"{}", headers={"ETag": '"v1"', "Last-Modified": "Fri, 27 Nov 2026 05:00:00 GMT"})
+
+    runner, url = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            poller = HttpPoller(session, url, timeout_s=5)
+            assert (await poller.fetch()).body == b"{}"
+            assert (await poller.fetch()).body is None
+    finally:
+        await runner.cleanup()
+    assert "If-None-Match" not in seen_headers[0]
+    assert seen_headers[1]["If-None-Match"] == '"v1"'
+    assert seen_headers[1]["If-Modified-Since"] == "Fri, 27 Nov 2026 05:00:00 GMT"
+
+
+async def test_http_errors_and_timeouts_are_poll_errors():
+    async def handler(request: web.Request) -> web.Response:
+        if request.query.get("slow"):
+            await asyncio.sleep(2)
+        return web.Response(status=503)
+
+    runner, url = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(PollError, match="HTTP 503"):
+                await HttpPoller(session, url, timeout_s=5).fetch()
+            with pytest.raises(PollError, match="timed out"):
+                await HttpPoller(session, url + "?slow=1", timeout_s=0.2).fetch()
+            with pytest.raises(PollError):
+                await HttpPoller(session, "http://127.0.0.1:1/nothing", timeout_s=2).fetch()
+    finally:
+        await runner.cleanup()
+
+
+async def test_sink_holds_messages_while_kafka_is_unreachable_and_says_so():
+    sink = KafkaSink(
+        "127.0.0.1:1", max_buffered=3, request_timeout_ms=1000, retry_backoff=Backoff(base_s=0.05, cap_s=0.1)
+    )
+    await sink.start()
+    message = OutMessage("raw.bus", b"k", b"v", 1_795_000_000_000, [])
+    for _ in range(3):
+        await sink.submit(message)
+    # Full: the next submit waits (backpressure) instead of dropping anything.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sink.submit(message), timeout=0.5)
+    for _ in range(50):
+        if sink.stats.send_failures:
+            break
+        await asyncio.sleep(0.1)
+    assert sink.stats.buffered == 3 and sink.stats.delivered == 0
+    assert sink.stats.send_failures >= 1 and sink.stats.last_error
+    await sink.close(timeout_s=0.1)
+
+
+def test_whole_response_garbage_is_one_reject_with_the_original_bytes():
+    body = b"<html>502 Bad Gateway</html>"
+    result = parse_with("sh-bus-gps", body, source="s", received_at_ms=1_795_000_000_000)
+    assert result.records == [] and [r.original for r in result.rejects] == [body]

@@ -1,0 +1,96 @@
+"""The policy file loads, and a bad file is rejected with a message naming the place."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.policy import DEFAULT_POLICY_FILE, PolicyError, load_policy, parse_policy
+
+TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
+
+
+def test_default_policy_loads_with_version_and_every_feed() -> None:
+    policy = load_policy()
+    assert policy.version == "2026.11.1"
+    assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic"}
+    assert policy.feeds["bus"].tiers["public"].delay_ms == 30_000
+    assert policy.feeds["bus"].tiers["public"].min_interval_ms == 30_000
+
+
+def _broken(old: str, new: str) -> str:
+    assert old in TEXT, old
+    return TEXT.replace(old, new, 1)
+
+
+BAD = [
+    ("[feeds.bus]\n", "[feeds.tram]\nnever_released = []\n[feeds.bus]\n", "unknown feed"),
+    ("[feeds.bus.public]\n", "[feeds.bus.vip]\ndelay_s = 1\n[feeds.bus.public]\n", "unknown tier"),
+    ('bearing = { op = "quantise", step = 45 }', 'bearing = { op = "blur", step = 45 }', "unknown operation 'blur'"),
+    ('speed_kmh = { op = "drop" }', 'speedo = { op = "drop" }', "unknown field 'speedo'"),
+    (
+        'position = { op = "grid", cell_m = 50 }',
+        'position = { op = "grid", cell_m = 5 }',
+        "feeds.bus.public.fields.position: grid cell_m = 5 is finer than 10",
+    ),
+    (
+        'bearing = { op = "quantise", step = 45 }',
+        'bearing = { op = "quantise", step = 45, wobble = 1 }',
+        "unknown parameter(s) ['wobble']",
+    ),
+    ("delay_s = 30\nmin_interval_s = 30", "delay_s = 5\nmin_interval_s = 30", "cannot be faster"),
+    (
+        "[feeds.metro.public.fields]\n",
+        '[feeds.metro.public.fields]\nbearing = { op = "quantise", step = 90 }\n',
+        "feeds.metro.public.fields.bearing: is dropped by a tier above",
+    ),
+    ('count = { op = "count", base = 10, k = 10', 'count = { op = "count", base = 10, k = 3', "k = 3 is finer"),
+    ('version = "2026.11.1"', 'version = ""', '"version" must be a non-empty string'),
+    ('never_released = ["plate", "driver_id", "diagnostics"]', 'never_released = ["plates"]', "unknown field(s)"),
+    ('position = { op = "grid", cell_m = 10 }', 'position = { op = "grid", cell_m = -10 }', "positive number"),
+    ('occupancy_pct = { op = "round", base = 10 }', 'occupancy_pct = { op = "grid", cell_m = 10 }', "does not fit"),
+    ('coord_decimals = 6\nnote = "50 m grid', 'coord_decimals = 8\nnote = "50 m grid', "more decimals"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD, ids=[b[2] for b in BAD])
+def test_bad_policy_is_rejected_clearly(old: str, new: str, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(_broken(old, new), source="test.toml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("test.toml")
+
+
+def test_wgs84_cannot_appear_below_a_tier_that_forbids_it() -> None:
+    text = TEXT.replace(
+        '[feeds.parking.registered]\ndelay_s = 30\ncrs = ["gcj02"]',
+        '[feeds.parking.registered]\ndelay_s = 30\ncrs = ["gcj02", "wgs84"]',
+    )
+    with pytest.raises(PolicyError, match=r"\['wgs84'\] not allowed at licensed"):
+        parse_policy(text)
+
+
+def test_operator_takes_no_operations() -> None:
+    text = TEXT.replace("[feeds.bus.operator]\n", '[feeds.bus.operator]\nfields = { plate = { op = "drop" } }\n')
+    with pytest.raises(PolicyError, match="raw record and takes no"):
+        parse_policy(text)
+
+
+def test_never_released_field_cannot_be_released_by_an_op() -> None:
+    text = TEXT.replace(
+        'id = { op = "pseudonym" }\n\n[feeds.bus.public]', 'plate = { op = "pseudonym" }\n\n[feeds.bus.public]'
+    )
+    with pytest.raises(PolicyError, match="never released"):
+        parse_policy(text)
+
+
+def test_not_toml_and_missing_file() -> None:
+    with pytest.raises(PolicyError, match="not valid TOML"):
+        parse_policy("version = ")
+    with pytest.raises(PolicyError, match="cannot read policy file"):
+        load_policy("/nonexistent/policy.toml")
+
+
+def test_missing_feed_is_rejected() -> None:
+    start = TEXT.index("[feeds.scenic]")
+    with pytest.raises(PolicyError, match=r"no rules for feed\(s\) \['scenic'\]"):
+        parse_policy(TEXT[:start])

@@ -1,0 +1,119 @@
+"""The stream pipeline on the real Kafka and Redis: raw.bus → every tier topic and the Redis snapshots.
+
+Each test runs its own pipeline with a unique topic prefix, app id and Redis prefix, so it sees only its
+own records (the prefix setting exists for exactly this isolation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from schemas import TIERS, raw_topic
+from streams.aggregate_topics import clean_topic, pipeline_tier_topic
+from streams.config import StreamConfig
+from streams.enrichment import Enricher
+from streams.worker import Pipeline
+
+from .streams_support import StandInEngine, TopicReader, bus, now_ms, produce
+
+pytestmark = pytest.mark.stack
+
+
+def make_config(kafka_bootstrap: str, redis_url: str, unique_name: Any, **kw: Any) -> StreamConfig:
+    prefix = unique_name("t") + "."
+    return StreamConfig(
+        bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        partitions=2,
+        app_id=unique_name("app"),
+        topic_prefix=prefix,
+        redis_prefix=unique_name("r"),
+        feeds=("bus",),
+        poll_timeout_ms=50,
+        stale_scan_interval_s=0.2,
+        **kw,
+    )
+
+
+async def test_bus_records_reach_every_tier_and_redis(kafka_bootstrap, redis_url, unique_name):
+    config = make_config(kafka_bootstrap, redis_url, unique_name)
+    engine = StandInEngine()
+    t0 = now_ms()
+    records = [
+        bus(f"bus-{i}", t0 - 500 + j * 100, 121.47 + i * 0.001 + j * 0.0001, 31.23) for i in range(5) for j in range(4)
+    ]
+    tier_topics = [config.topic(pipeline_tier_topic(t, "bus")) for t in TIERS]
+    async with Pipeline(config, engine=engine, enricher=Enricher.from_geo(), aggregates=False):
+        await produce(kafka_bootstrap, config.topic(raw_topic("bus")), records)
+        async with TopicReader(kafka_bootstrap, tier_topics) as reader:
+            for topic in tier_topics:
+                await reader.wait_for(topic, len(records), timeout_s=20)
+            public = reader.records[config.topic(pipeline_tier_topic("public", "bus"))]
+            operator = reader.records[config.topic(pipeline_tier_topic("operator", "bus"))]
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            snapshot = await redis.hgetall(f"{config.redis_prefix}:state:public:bus")
+            offsets = await redis.hgetall(f"{config.redis_prefix}:state:public:bus:offsets")
+        finally:
+            await redis.aclose()
+
+    assert len(operator) == len(records)
+    assert len(public) == len(records)
+    # Public records are released only once their event time is two seconds old (the stand-in's delay).
+    for _key, value, ts, headers, received in public:
+        assert received >= ts + 2000
+        assert headers["crs"] == b"gcj02" and headers["policy_version"] == b"test-1"
+        assert value["policy_version"] == "test-1" and "plate" not in value
+    # The operator tier keeps the plate; enrichment adds the district.
+    assert all("plate" in v and v.get("district") for _, v, _, _, _ in operator)
+    # Per-entity order on every tier.
+    for rows in (public, operator):
+        per_entity: dict[bytes, list[int]] = {}
+        for key, value, _, _, _ in rows:
+            per_entity.setdefault(key, []).append(value["observed_at"])
+        assert all(seq == sorted(seq) for seq in per_entity.values())
+    # The Redis snapshot holds the newest public view of each bus, and offsets to resume from.
+    assert len(snapshot) == 5
+    latest = msgspec.msgpack.decode(snapshot[b"bus-3"])
+    assert latest["observed_at"] == t0 - 500 + 300
+    assert sum(int(v) for v in offsets.values()) == len(records)
+
+
+async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url, unique_name):
+    config = make_config(kafka_bootstrap, redis_url, unique_name)
+    t0 = now_ms()
+    good = [bus("dup-1", t0, seq=1), bus("dup-1", t0, seq=1), bus("dup-1", t0 + 1000, seq=2)]
+    far = bus("far-1", t0, lng=116.40, lat=39.90)  # Beijing: not a Shanghai bus
+    topic = config.topic(raw_topic("bus"))
+    dlq = config.topic("dlq.bus")
+    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    async with Pipeline(config, engine=StandInEngine(), enricher=Enricher({}), aggregates=False):
+        await produce(kafka_bootstrap, topic, [*good, far])
+        await produce(kafka_bootstrap, topic, [(b"junk", b"\x93not a record")], raw=True)
+        async with TopicReader(kafka_bootstrap, [op_topic, dlq, config.topic(clean_topic("bus"))]) as reader:
+            await reader.wait_for(dlq, 2, timeout_s=20)
+            await reader.wait_for(op_topic, 2, timeout_s=10)
+            await asyncio.sleep(1.0)
+            await reader.poll()
+    released = [v["observed_at"] for _, v, _, _, _ in reader.records[op_topic]]
+    assert released == [t0, t0 + 1000]
+    reasons = sorted(v["reason"] for _, v, _, _, _ in reader.records[dlq])
+    assert any("outside Shanghai" in r for r in reasons)
+    assert len(reasons) == 2
+
+
+async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name):
+    config = make_config(kafka_bootstrap, redis_url, unique_name)
+    t0 = now_ms()
+    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    async with Pipeline(config, engine=StandInEngine(), enricher=Enricher({}), aggregates=False):
+        await produce(kafka_bootstrap, config.topic(raw_topic("bus")), [bus("stale-1", t0, expires_in_ms=1500)])
+        async with TopicReader(kafka_bootstrap, [op_topic]) as reader:
+            values = await reader.wait_for(op_topic, 2, timeout_s=15)
+    assert [v.get("state") for v in values] == [None, "stale"]
+    assert now_ms() >= t0 + 1500

@@ -1,0 +1,151 @@
+"""Licensed-tier access log: what each licensed connection received, per batch window, produced to the
+``audit.access`` topic as a hash chain per node (see ``audit_chain``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from .audit_chain import GENESIS, chain_entry
+from .protocol.session import Session
+from .protocol.stream import Stream
+
+log = logging.getLogger(__name__)
+
+MAX_UNSENT = 100_000  # entries kept while Kafka is unreachable
+
+
+@dataclass
+class _Batch:
+    key_id: str | None
+    agreement_id: str | None
+    ip: str
+    tier: str
+    feed: str
+    first_ms: int
+    records: int = 0
+    frames: int = 0
+    bytes: int = 0
+    fields: set[str] = field(default_factory=set)
+    policy_versions: set[str] = field(default_factory=set)
+
+
+def _fields_of(stream: Stream) -> tuple[set[str], set[str]]:
+    """The field names and policy versions this stream's records carry (a sample of its entities)."""
+    names: set[str] = set()
+    versions: set[str] = set()
+    entries = stream.source.entries
+    for n, entity_id in enumerate(stream.inside):
+        if n >= 20:
+            break
+        entry = entries.get(entity_id)
+        if entry is not None:
+            names.update(entry.record)
+            version = entry.record.get("policy_version")
+            if version is not None:
+                versions.add(str(version))
+    return names, versions
+
+
+class AccessAudit:
+    def __init__(self, bootstrap: str, topic: str, chain: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.chain = chain
+        self.n = 0
+        self.prev = GENESIS
+        self._batches: dict[tuple[int, str], _Batch] = {}
+        self._unsent: list[dict[str, Any]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self.entries_written = 0
+
+    def recorder(self, session: Session, ip: str) -> Callable[[Stream, bytes, int], None]:
+        def record(stream: Stream, frame: bytes, records: int) -> None:
+            key = (id(session), stream.source.feed)
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = _Batch(
+                    session.key_id[:16] if session.key_id else None,
+                    session.agreement_id,
+                    ip,
+                    session.tier,
+                    stream.source.feed,
+                    time.time_ns() // 1_000_000,
+                )
+                batch.fields, batch.policy_versions = _fields_of(stream)
+            batch.records += records
+            batch.frames += 1
+            batch.bytes += len(frame)
+
+        return record
+
+    def seal(self, now_ms: int) -> list[dict[str, Any]]:
+        """Close the current window: one chained entry per (connection, feed) that received anything."""
+        batches, self._batches = self._batches, {}
+        sealed = []
+        for batch in batches.values():
+            body = {
+                "at": now_ms,
+                "from": batch.first_ms,
+                "key_id": batch.key_id,
+                "agreement_id": batch.agreement_id,
+                "ip": batch.ip,
+                "tier": batch.tier,
+                "feed": batch.feed,
+                "fields": sorted(batch.fields),
+                "policy_version": sorted(batch.policy_versions),
+                "records": batch.records,
+                "frames": batch.frames,
+                "bytes": batch.bytes,
+            }
+            entry = chain_entry(self.chain, self.n, self.prev, body)
+            self.n += 1
+            self.prev = entry["hash"]
+            sealed.append(entry)
+        return sealed
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self._unsent.extend(self.seal(time.time_ns() // 1_000_000))
+            if len(self._unsent) > MAX_UNSENT:
+                log.error("audit backlog above %d entries; Kafka unreachable?", MAX_UNSENT)
+            if self._unsent:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        try:
+            if self._producer is None:
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+                await producer.start()
+                self._producer = producer
+            # One key per chain keeps a chain in one partition, in order; acks come back in order too.
+            key = self.chain.encode()
+            sends = [
+                await self._producer.send(self.topic, orjson.dumps(e), key=key, timestamp_ms=e["at"])
+                for e in self._unsent
+            ]
+            for future in sends:
+                await future
+                self._unsent.pop(0)
+                self.entries_written += 1
+        except (KafkaError, OSError) as err:
+            log.warning("audit entries not yet written (%d pending): %s", len(self._unsent), err)
+
+    async def close(self) -> None:
+        self._unsent.extend(self.seal(time.time_ns() // 1_000_000))
+        if self._unsent:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush(), 5)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()

@@ -1,0 +1,155 @@
+"""The node's fan-out core: sources (latest state per tier topic), streams, and the tick that turns a
+batch of tier records into one frame per stream, delivered as the same bytes to every member."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Iterable
+
+import numpy as np
+
+from .codec import Codec
+from .filters import CompiledFilter, DistrictLookup
+from .messages import Options
+from .session import Subscription
+from .state import SourceState
+from .stream import Stream, StreamKey
+
+
+def options_key(options: Options) -> tuple[object, ...]:
+    sig = options.significance
+    sig_key = None if sig is None else (sig.metres, sig.slots, sig.status_only)
+    return (options.min_interval_ms, sig_key, options.crs)
+
+
+class Hub:
+    def __init__(
+        self,
+        districts: DistrictLookup,
+        *,
+        node_id: str | None = None,
+        buffer_frames: int = 2048,
+        buffer_bytes: int = 16 << 20,
+        resume_window_ms: int = 300_000,
+    ) -> None:
+        self.districts = districts
+        self.node_id = node_id or secrets.token_hex(4)
+        self.buffer_frames = buffer_frames
+        self.buffer_bytes = buffer_bytes
+        self.resume_window_ms = resume_window_ms
+        self.sources: dict[tuple[str, str], SourceState] = {}
+        self.streams: dict[StreamKey, Stream] = {}
+        self.by_source: dict[SourceState, dict[Stream, None]] = {}
+        self.incoming: dict[SourceState, list[tuple[str, bytes]]] = {}
+        self.behind: set[Subscription] = set()
+        self._ids = itertools.count(1)
+        self.frames_sent = 0
+        self.records_delivered = 0
+
+    # ------------------------------------------------------------------------------------------ sources
+
+    def source(self, tier: str, feed: str) -> SourceState:
+        src = self.sources.get((tier, feed))
+        if src is None:
+            src = self.sources[(tier, feed)] = SourceState(tier, feed)
+            self.by_source[src] = {}
+        return src
+
+    def ingest(self, tier: str, feed: str, items: Iterable[tuple[str, bytes]]) -> None:
+        """Tier topic records (entity id, value bytes); applied at the next tick, all at once."""
+        src = self.source(tier, feed)
+        self.incoming.setdefault(src, []).extend(items)
+
+    # ------------------------------------------------------------------------------------------ streams
+
+    def stream_for(self, tier: str, feed: str, flt: CompiledFilter, options: Options, codec: Codec) -> Stream:
+        key = (tier, feed, flt.key, options_key(options), codec.name)
+        stream = self.streams.get(key)
+        if stream is None:
+            src = self.source(tier, feed)
+            sid = f"s{next(self._ids)}"
+            stream = Stream(
+                sid,
+                f"{self.node_id}-{sid}",
+                key,
+                src,
+                flt,
+                options,
+                codec,
+                buffer_frames=self.buffer_frames,
+                buffer_bytes=self.buffer_bytes,
+            )
+            self.streams[key] = stream
+            self.by_source[src][stream] = None
+        return stream
+
+    def join(self, stream: Stream, sub: Subscription) -> None:
+        stream.members[sub] = None
+        stream.idle_since_ms = None
+
+    def leave(self, sub: Subscription) -> None:
+        stream = sub.stream
+        stream.members.pop(sub, None)
+        self.behind.discard(sub)
+        sub.behind_since = None
+        if not stream.members and stream.idle_since_ms is None:
+            stream.idle_since_ms = stream.last_flush_ms or -1
+
+    def stream_by_epoch(self, epoch: str) -> Stream | None:
+        for stream in self.streams.values():
+            if stream.epoch == epoch:
+                return stream
+        return None
+
+    # ------------------------------------------------------------------------------------------ tick
+
+    def tick(self, now_ms: int) -> int:
+        """Apply what arrived, send every due stream's frame to its members; returns frames built."""
+        for src, items in self.incoming.items():
+            if not items:
+                continue
+            for entity_id, raw in items:
+                src.apply(entity_id, raw)
+            items.clear()
+            changes = src.take_changes()
+            streams = self.by_source[src]
+            if not changes or not streams:
+                continue
+            xs = np.fromiter((c.entry.x for c in changes), dtype=np.float64, count=len(changes))
+            ys = np.fromiter((c.entry.y for c in changes), dtype=np.float64, count=len(changes))
+            for stream in streams:
+                stream.observe(changes, xs, ys)
+        built = 0
+        for stream in list(self.streams.values()):
+            if not stream.due(now_ms):
+                continue
+            flushed = stream.flush(now_ms)
+            if flushed is None:
+                continue
+            built += 1
+            frame, ids = flushed
+            seq = stream.seq
+            members = stream.members
+            for sub in list(members):
+                sub.deliver(frame, ids, seq, now_ms)
+            if members:
+                self.frames_sent += len(members)
+                self.records_delivered += len(ids) * len(members)
+        if self.behind:
+            for sub in list(self.behind):
+                if sub.try_catch_up(now_ms):
+                    self.behind.discard(sub)
+        self._expire(now_ms)
+        return built
+
+    def _expire(self, now_ms: int) -> None:
+        """Drop streams nobody has listened to for the resume window."""
+        for key, stream in list(self.streams.items()):
+            idle = stream.idle_since_ms
+            if idle is not None and not stream.members:
+                if idle == -1:
+                    stream.idle_since_ms = now_ms
+                elif now_ms - idle > self.resume_window_ms:
+                    del self.streams[key]
+                    self.by_source[stream.source].pop(stream, None)

@@ -1,0 +1,60 @@
+"""Per-connection limits by tier, and the token bucket that enforces the message rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+# Which coordinate systems each tier may receive (tier-policy.md: WGS-84 from licensed up).
+CRS_BY_TIER: dict[str, frozenset[str]] = {
+    "operator": frozenset({"gcj02", "wgs84"}),
+    "licensed": frozenset({"gcj02", "wgs84"}),
+    "registered": frozenset({"gcj02"}),
+    "public": frozenset({"gcj02"}),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_subscriptions: int = 10
+    messages_per_s: float = 10.0  # client → server messages
+    burst: int = 20
+    flood_drops: int = 50  # rate-limited messages within flood_window_ms before the connection is closed
+    flood_window_ms: int = 10_000
+    byte_budget: int = 1 << 20  # unsent bytes a connection may hold before it is served conflated
+    slow_after_ms: int = 15_000  # behind this long (or too far) and it is closed as slow
+    max_conflated: int = 100_000  # distinct entities owed to a behind subscription
+    max_connections: int = 20  # per IP (public) or per key
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Limits:
+        """Limits stored with an API key override the tier defaults (unknown names are ignored)."""
+        known: dict[str, Any] = {
+            k: v for k, v in overrides.items() if k in self.__dataclass_fields__ and isinstance(v, int | float)
+        }
+        return replace(self, **known)
+
+
+DEFAULT_LIMITS: dict[str, Limits] = {
+    "public": Limits(),
+    "registered": Limits(max_subscriptions=25, messages_per_s=20.0, burst=40, max_connections=50),
+    "licensed": Limits(max_subscriptions=100, messages_per_s=50.0, burst=100, byte_budget=4 << 20, max_connections=500),
+    "operator": Limits(
+        max_subscriptions=200, messages_per_s=100.0, burst=200, byte_budget=8 << 20, max_connections=1000
+    ),
+}
+
+
+class TokenBucket:
+    def __init__(self, rate_per_s: float, burst: int, now_ms: int) -> None:
+        self.rate = rate_per_s / 1000.0
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at = now_ms
+
+    def take(self, now_ms: int) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now_ms - self.at) * self.rate)
+        self.at = now_ms
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

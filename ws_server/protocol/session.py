@@ -1,0 +1,333 @@
+"""One client connection as a sans-I/O state machine: messages in, frames out through a ``Sink``.
+
+The I/O layer owns the socket; this module decides what every message means, what to answer, when to
+rate-limit, how a slow connection is served (conflated catch-up, then the "slow" close code) and what a
+tier change does to open subscriptions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+from schemas import FEEDS
+
+from .codec import Codec
+from .errors import (
+    CLOSE_FLOOD,
+    CLOSE_SLOW,
+    CRS_NOT_ALLOWED,
+    DUPLICATE_ID,
+    RATE_LIMITED,
+    TOO_MANY_SUBSCRIPTIONS,
+    UNKNOWN_FEED,
+    UNKNOWN_SUBSCRIPTION,
+    ProtocolError,
+)
+from .filters import compile_filter
+from .limits import CRS_BY_TIER, Limits, TokenBucket
+from .messages import ClientMessage, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .stream import Stream
+
+
+class Sink(Protocol):
+    """Where a session's frames go: a WebSocket connection, or a list in tests."""
+
+    def send(self, frame: bytes) -> None: ...
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the peer."""
+        ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Subscription:
+    __slots__ = ("behind_since", "from_seq", "session", "skipped", "stream", "sub_id")
+
+    def __init__(self, sub_id: str, session: Session, stream: Stream) -> None:
+        self.sub_id = sub_id
+        self.session = session
+        self.stream = stream
+        self.behind_since: int | None = None
+        self.from_seq = 0
+        self.skipped: set[str] = set()
+
+    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> None:
+        session = self.session
+        if session.closed:
+            return
+        if self.behind_since is None:
+            if session.sink.backlog() <= session.limits.byte_budget:
+                session.sink.send(frame)
+                session.delivered(self.stream, frame, len(ids))
+                return
+            # The peer is not reading: stop queueing frames, remember which entities it is owed.
+            self.behind_since = now_ms
+            self.from_seq = seq
+            session.hub.behind.add(self)
+        self.skipped.update(ids)
+        if len(self.skipped) > session.limits.max_conflated:
+            session.close(CLOSE_SLOW, "slow: too far behind")
+
+    def try_catch_up(self, now_ms: int) -> bool:
+        """Send one conflated frame for everything skipped once the backlog drained; True when done."""
+        session = self.session
+        if session.closed:
+            return True
+        assert self.behind_since is not None
+        if session.sink.backlog() > session.limits.byte_budget // 4:
+            if now_ms - self.behind_since > session.limits.slow_after_ms:
+                session.close(CLOSE_SLOW, "slow: did not read for too long")
+                return True
+            return False
+        stream = self.stream
+        upserts, removes = stream.records_for(sorted(self.skipped))
+        head = {
+            "type": "delta",
+            "stream": stream.sid,
+            "epoch": stream.epoch,
+            "seq": stream.seq,
+            "from_seq": self.from_seq,
+            "conflated": True,
+        }
+        frame = stream.codec.delta(head, upserts, removes, [])
+        session.sink.send(frame)
+        session.delivered(stream, frame, len(upserts) + len(removes))
+        self.behind_since = None
+        self.skipped = set()
+        return True
+
+
+class Session:
+    def __init__(
+        self,
+        hub: Hub,
+        sink: Sink,
+        codec: Codec,
+        *,
+        tier: str,
+        limits: Limits,
+        now_ms: int,
+        key_id: str | None = None,
+        agreement_id: str | None = None,
+    ) -> None:
+        self.hub = hub
+        self.sink = sink
+        self.codec = codec
+        self.tier = tier
+        self.limits = limits
+        self.key_id = key_id
+        self.agreement_id = agreement_id
+        self.subs: dict[str, Subscription] = {}
+        self.closed = False
+        self.bucket = TokenBucket(limits.messages_per_s, limits.burst, now_ms)
+        self._drops: deque[int] = deque()
+        self.delivered_records = 0
+        self.delivered_bytes = 0
+        self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
+
+    # ------------------------------------------------------------------------------------------ output
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            self.sink.send(self.codec.encode(message))
+
+    def error(self, err: ProtocolError) -> None:
+        message: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message}
+        if err.sub_id is not None:
+            message["id"] = err.sub_id
+        self.send(message)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.release_all()
+            self.sink.close(code, reason)
+
+    def delivered(self, stream: Stream, frame: bytes, records: int) -> None:
+        self.delivered_records += records
+        self.delivered_bytes += len(frame)
+        if self.on_delivered is not None:
+            self.on_delivered(stream, frame, records)
+
+    # ------------------------------------------------------------------------------------------ input
+
+    def parse(self, data: bytes | str, now_ms: int) -> ClientMessage | None:
+        """Rate-limit and decode one frame; answers errors itself and returns None for them."""
+        if self.closed:
+            return None
+        if not self.bucket.take(now_ms):
+            self._drops.append(now_ms)
+            while self._drops and now_ms - self._drops[0] > self.limits.flood_window_ms:
+                self._drops.popleft()
+            if len(self._drops) >= self.limits.flood_drops:
+                self.close(CLOSE_FLOOD, "flood: too many messages")
+                return None
+            if len(self._drops) == 1 or len(self._drops) % 10 == 0:
+                self.error(ProtocolError(RATE_LIMITED, "message dropped: rate limit exceeded"))
+                self.send(
+                    {
+                        "type": "quota",
+                        "messages_per_s": self.limits.messages_per_s,
+                        "burst": self.limits.burst,
+                        "dropped": len(self._drops),
+                        "close_after": self.limits.flood_drops,
+                    }
+                )
+            return None
+        try:
+            return decode_client_message(data, binary=self.codec.binary)
+        except ProtocolError as err:
+            self.error(err)
+            return None
+
+    def receive(self, data: bytes | str, now_ms: int) -> None:
+        message = self.parse(data, now_ms)
+        if message is not None:
+            self.apply(message, now_ms)
+
+    def apply(self, message: ClientMessage, now_ms: int) -> None:
+        try:
+            if isinstance(message, Subscribe):
+                self._subscribe(message)
+            elif isinstance(message, Update):
+                self._update(message)
+            elif isinstance(message, Unsubscribe):
+                self._unsubscribe(message)
+            elif isinstance(message, Ping):
+                self.send({"type": "pong", "t": message.t, "server_ms": now_ms})
+        except ProtocolError as err:
+            if err.sub_id is None and not isinstance(message, Ping):
+                err.sub_id = message.id
+            self.error(err)
+
+    # ------------------------------------------------------------------------------------------ verbs
+
+    def check_subscribe(self, message: Subscribe) -> None:
+        """The checks that need no state of the feed (run before the I/O layer loads the feed)."""
+        if message.feed not in FEEDS:
+            raise ProtocolError(UNKNOWN_FEED, f"unknown feed {message.feed!r}; feeds: {', '.join(FEEDS)}")
+        if message.id in self.subs:
+            raise ProtocolError(DUPLICATE_ID, f"subscription {message.id!r} is already open")
+        if len(self.subs) >= self.limits.max_subscriptions:
+            raise ProtocolError(
+                TOO_MANY_SUBSCRIPTIONS, f"at most {self.limits.max_subscriptions} subscriptions per connection"
+            )
+        if message.options.crs not in CRS_BY_TIER[self.tier]:
+            raise ProtocolError(CRS_NOT_ALLOWED, f"tier {self.tier} may not receive {message.options.crs}")
+
+    def _subscribe(self, message: Subscribe) -> None:
+        self.check_subscribe(message)
+        flt = compile_filter(message.filter, message.options.crs, self.hub.districts)
+        stream = self.hub.stream_for(self.tier, message.feed, flt, message.options, self.codec)
+        sub = Subscription(message.id, self, stream)
+        self.subs[message.id] = sub
+        head: dict[str, Any] = {
+            "type": "subscribed",
+            "id": message.id,
+            "stream": stream.sid,
+            "epoch": stream.epoch,
+            "seq": stream.seq,
+            "feed": message.feed,
+            "tier": self.tier,
+            "crs": stream.crs,
+        }
+        if message.resume is not None:
+            replay = stream.replay_after(message.resume.seq) if message.resume.epoch == stream.epoch else None
+            if replay is not None:
+                self.send({**head, "seq": message.resume.seq, "resumed": True})
+                for frame in replay:
+                    self.sink.send(frame)
+                self.hub.join(stream, sub)
+                return
+            reason = "cursor_too_old" if message.resume.epoch == stream.epoch else "epoch_unknown"
+            self.send({**head, "resumed": False})
+            self.send(
+                {
+                    "type": "reset",
+                    "id": message.id,
+                    "stream": stream.sid,
+                    "epoch": stream.epoch,
+                    "seq": stream.seq,
+                    "reason": reason,
+                }
+            )
+            self._send_snapshot(stream)
+        else:
+            self.send(head)
+            if message.options.snapshot:
+                self._send_snapshot(stream)
+        self.hub.join(stream, sub)
+
+    def _send_snapshot(self, stream: Stream) -> None:
+        for frame in stream.snapshot_frames():
+            self.sink.send(frame)
+
+    def _update(self, message: Update) -> None:
+        sub = self.subs.get(message.id)
+        if sub is None:
+            raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
+        old = sub.stream
+        flt = compile_filter(message.filter, old.crs, self.hub.districts)
+        new = self.hub.stream_for(self.tier, old.source.feed, flt, old.options, self.codec)
+        self.send({"type": "updated", "id": message.id, "stream": new.sid, "epoch": new.epoch, "seq": new.seq})
+        if new is old:
+            return
+        # Entities still inside are not sent again, unless the old stream still owed them an update.
+        entering = (new.inside - old.inside) | (new.inside & old.pending.keys())
+        leaving = old.inside - new.inside
+        upserts, _ = new.records_for(sorted(entering))
+        head = {"type": "delta", "stream": new.sid, "epoch": new.epoch, "seq": new.seq, "diff": True}
+        self.sink.send(self.codec.delta(head, upserts, sorted(leaving), []))
+        self.hub.leave(sub)
+        sub.stream = new
+        sub.behind_since = None
+        sub.skipped = set()
+        self.hub.join(new, sub)
+
+    def _unsubscribe(self, message: Unsubscribe) -> None:
+        sub = self.subs.pop(message.id, None)
+        if sub is None:
+            raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
+        self.hub.leave(sub)
+        self.send({"type": "unsubscribed", "id": message.id})
+
+    # ------------------------------------------------------------------------------------------ tier
+
+    def change_tier(self, tier: str, limits: Limits) -> None:
+        """A key was downgraded (or upgraded): every subscription restarts on the new tier's data."""
+        old_subs = list(self.subs.values())
+        self.release_all()
+        self.tier = tier
+        self.limits = limits
+        for sub in old_subs:
+            stream = sub.stream
+            if stream.crs not in CRS_BY_TIER[tier]:
+                self.error(ProtocolError(CRS_NOT_ALLOWED, f"tier {tier} may not receive {stream.crs}", sub.sub_id))
+                self.send({"type": "unsubscribed", "id": sub.sub_id, "reason": "tier_changed"})
+                continue
+            new = self.hub.stream_for(tier, stream.source.feed, stream.filter, stream.options, self.codec)
+            moved = Subscription(sub.sub_id, self, new)
+            self.subs[sub.sub_id] = moved
+            self.send(
+                {
+                    "type": "reset",
+                    "id": sub.sub_id,
+                    "stream": new.sid,
+                    "epoch": new.epoch,
+                    "seq": new.seq,
+                    "reason": "tier_changed",
+                    "tier": tier,
+                }
+            )
+            self._send_snapshot(new)
+            self.hub.join(new, moved)
+
+    def release_all(self) -> None:
+        for sub in self.subs.values():
+            self.hub.leave(sub)
+        self.subs = {}

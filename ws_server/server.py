@@ -1,0 +1,326 @@
+"""The WebSocket node: handshake (auth, caps), connections, the tick that fans frames out, key watching,
+access audit, and the HTTP side on the same port (GTFS-RT, map page, health)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aioredis
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+import settings as settings_mod
+
+from .audit import AccessAudit
+from .config import Naming, ServerConfig, hash_api_key
+from .districts import lookup_district
+from .feed_reader import FeedReaders, FeedUnavailable
+from .http_routes import HttpRoutes
+from .keys import KeyInfo, KeyStore
+from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
+from .protocol.errors import CLOSE_UNAUTHORIZED, FEED_UNAVAILABLE, ProtocolError
+from .protocol.hub import Hub
+from .protocol.limits import DEFAULT_LIMITS, Limits
+from .protocol.messages import Subscribe
+from .protocol.session import Session
+from .wire import WsSink
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Auth:
+    tier: str
+    key: KeyInfo | None
+    limits: Limits
+    ip: str
+
+
+def limits_for(tier: str, key: KeyInfo | None) -> Limits:
+    base = DEFAULT_LIMITS[tier]
+    return base.with_overrides(key.limits) if key is not None else base
+
+
+def api_key_of(request: Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    header = request.headers.get("X-API-Key")
+    if header:
+        return header.strip()
+    values = parse_qs(urlsplit(request.path).query).get("key")
+    return values[0] if values else None
+
+
+def _select_subprotocol(conn: ServerConnection, offered: Any) -> Any:
+    for name in SUBPROTOCOLS:
+        if name in offered:
+            return name
+    return None  # clients offering nothing get JSON
+
+
+class Node:
+    """One server process. Several may share a port (``reuse_port``); each reads the tier topics itself."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.naming: Naming = config.naming
+        self.redis = aioredis.from_url(config.redis_url)
+        self.hub = Hub(
+            lookup_district,
+            node_id=config.node_id,
+            buffer_frames=config.replay_frames,
+            resume_window_ms=config.resume_window_ms,
+        )
+        self.readers = FeedReaders(self.hub, self.redis, config.kafka_bootstrap, self.naming)
+        self.keys = KeyStore(self.redis, self.naming)
+        self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
+        self.http = HttpRoutes(self)
+        self.sessions: dict[Session, ServerConnection] = {}
+        self._pending_auth: dict[ServerConnection, Auth] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._per_key: Counter[str] = Counter()
+        self.server: Server | None = None
+        self.port = config.port
+        self.tick_ms_total = 0.0
+        self.ticks = 0
+
+    # ------------------------------------------------------------------------------------------ handshake
+
+    async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return await self.http.handle(conn, request)
+        path = urlsplit(request.path).path
+        if path not in ("/", "/ws", "/v1"):
+            return conn.respond(404, "WebSocket endpoint is / (or /v1)\n")
+        auth = await self.authenticate(request, conn.remote_address[0] if conn.remote_address else "?")
+        if isinstance(auth, Response):
+            return auth
+        self._pending_auth[conn] = auth
+        return None
+
+    async def authenticate(self, request: Request, ip: str) -> Auth | Response:
+        api_key = api_key_of(request)
+        key: KeyInfo | None = None
+        if api_key is not None:
+            try:
+                key = await self.keys.get(hash_api_key(api_key))
+            except (aioredis.RedisError, OSError):
+                return _text_response(503, "key store unavailable; retry\n")
+            if key is None or key.revoked:
+                return _text_response(401, "unknown or revoked API key\n")
+        tier = key.tier if key is not None else "public"
+        limits = limits_for(tier, key)
+        if key is None:
+            cap = self.config.per_ip_connections or limits.max_connections
+            if self._per_ip[ip] >= cap:
+                return _text_response(429, f"at most {cap} public connections per IP address\n")
+        elif self._per_key[key.key_hash] >= limits.max_connections:
+            return _text_response(429, f"at most {limits.max_connections} connections for this key\n")
+        return Auth(tier, key, limits, ip)
+
+    # ------------------------------------------------------------------------------------------ connections
+
+    async def handle(self, conn: ServerConnection) -> None:
+        auth = self._pending_auth.pop(conn, None)
+        if auth is None:
+            return
+        codec = CODECS[conn.subprotocol or JSON]
+        sink = WsSink(conn, codec.binary)
+        session = Session(
+            self.hub,
+            sink,
+            codec,
+            tier=auth.tier,
+            limits=auth.limits,
+            now_ms=now_ms(),
+            key_id=auth.key.key_hash if auth.key else None,
+            agreement_id=auth.key.agreement_id if auth.key else None,
+        )
+        if auth.tier == "licensed":
+            session.on_delivered = self.audit.recorder(session, auth.ip)
+        self.sessions[session] = conn
+        if auth.key is None:
+            self._per_ip[auth.ip] += 1
+        else:
+            self._per_key[auth.key.key_hash] += 1
+        try:
+            async for data in conn:
+                message = session.parse(data, now_ms())
+                if message is None:
+                    if session.closed:
+                        break
+                    continue
+                if isinstance(message, Subscribe):
+                    try:
+                        session.check_subscribe(message)
+                        await self.readers.ensure(session.tier, message.feed)
+                    except ProtocolError as err:
+                        err.sub_id = message.id
+                        session.error(err)
+                        continue
+                    except FeedUnavailable as err:
+                        session.error(ProtocolError(FEED_UNAVAILABLE, str(err), message.id))
+                        continue
+                session.apply(message, now_ms())
+            if sink.closing is not None:  # close with our code before the handler's return closes with 1000
+                await conn.close(*sink.closing)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.closed = True
+            session.release_all()
+            self.sessions.pop(session, None)
+            if auth.key is None:
+                self._per_ip[auth.ip] -= 1
+                if self._per_ip[auth.ip] <= 0:
+                    del self._per_ip[auth.ip]
+            else:
+                self._per_key[auth.key.key_hash] -= 1
+
+    # ------------------------------------------------------------------------------------------ loops
+
+    async def tick_loop(self) -> None:
+        interval = self.config.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                self.hub.tick(now_ms())
+            except Exception:  # one bad record must not stop every client's stream
+                log.exception("tick failed")
+            spent = loop.time() - started
+            self.tick_ms_total += spent * 1000
+            self.ticks += 1
+            await asyncio.sleep(max(0.0, interval - spent))
+
+    async def key_watch_loop(self) -> None:
+        """Revocations and tier changes reach open connections within two check intervals."""
+        while True:
+            await asyncio.sleep(self.config.key_check_interval_s)
+            keyed = [s for s in self.sessions if s.key_id is not None and not s.closed]
+            if not keyed:
+                continue
+            try:
+                found = await self.keys.get_many(sorted({s.key_id for s in keyed if s.key_id}))
+            except (aioredis.RedisError, OSError) as err:
+                log.warning("key check failed: %s", err)
+                continue
+            for session in keyed:
+                info = found.get(session.key_id or "")
+                if info is None or info.revoked:
+                    session.close(CLOSE_UNAUTHORIZED, "API key revoked")
+                elif info.tier != session.tier:
+                    try:
+                        for sub in session.subs.values():
+                            await self.readers.ensure(info.tier, sub.stream.source.feed)
+                    except FeedUnavailable as err:
+                        log.warning("tier change deferred: %s", err)
+                        continue
+                    session.agreement_id = info.agreement_id
+                    session.on_delivered = (
+                        self.audit.recorder(session, self._ip_of(session)) if info.tier == "licensed" else None
+                    )
+                    session.change_tier(info.tier, limits_for(info.tier, info))
+
+    def _ip_of(self, session: Session) -> str:
+        conn = self.sessions.get(session)
+        return str(conn.remote_address[0]) if conn is not None and conn.remote_address else "?"
+
+    # ------------------------------------------------------------------------------------------ run
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    async def run(self, started: asyncio.Future[int] | None = None) -> None:
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            async with ws_serve(
+                self.handle,
+                self.config.host,
+                self.config.port,
+                process_request=self.process_request,
+                select_subprotocol=_select_subprotocol,
+                subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+                compression=None,  # shared frames need identical bytes per member; deflate costs +76 % CPU
+                max_size=self.config.max_frame_bytes,
+                max_queue=16,
+                ping_interval=self.config.ping_interval_s,
+                ping_timeout=self.config.ping_timeout_s,
+                backlog=self.config.backlog,
+                reuse_port=self.config.reuse_port,
+                ssl=self._ssl_context(),
+            ) as server:
+                self.server = server
+                tasks = [
+                    asyncio.create_task(self.tick_loop()),
+                    asyncio.create_task(self.key_watch_loop()),
+                    asyncio.create_task(self.audit.run(self.config.audit_interval_s)),
+                ]
+                if server.sockets:
+                    self.port = server.sockets[0].getsockname()[1]
+                log.info("serving on %s:%s (node %s)", self.config.host, self.port, self.hub.node_id)
+                if started is not None and not started.done():
+                    started.set_result(self.port)
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self.readers.close()
+            await self.audit.close()
+            await self.redis.aclose()
+
+
+def _text_response(status: int, text: str) -> Response:
+    import http
+
+    body = text.encode()
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> ServerConfig:
+    base: dict[str, Any] = {
+        "port": settings.ws_port,
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "redis_url": settings.redis_url,
+    }
+    cert = os.environ.get("SHFEEDS_TLS_CERT")
+    if cert:
+        base["tls_cert"] = cert
+        base["tls_key"] = os.environ.get("SHFEEDS_TLS_KEY") or None
+    base.update(overrides)
+    return ServerConfig(**base)
+
+
+async def serve(settings: settings_mod.Settings, **overrides: Any) -> None:
+    """Run one server node until cancelled (used by ``shfeeds run`` through ``shfeeds serve``)."""
+    await Node(config_from_settings(settings, **overrides)).run()
+
+
+def reuse_port_supported() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
