@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint stop clean
+.PHONY: setup browser-deps run test lint stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -15,14 +15,25 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Headless Chromium (Debian's package) and playwright-core for the map page's end-to-end test.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "Chromium is missing: sudo apt-get install -y chromium"; exit 1; fi; \
+	fi
+	@if [ ! -d tests/browser/node_modules/playwright-core ]; then \
+		cd tests/browser && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 ## The whole service with simulated Shanghai feeds (starts Kafka + Redis first); Ctrl-C stops it.
 run: setup
 	$(BIN)/shfeeds run
 
 ## The test suite against a real Kafka + Redis that it starts itself; then the linters.
-test: setup
+test: setup browser-deps
 	$(BIN)/shfeeds stack up
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	SHFEEDS_FORBID_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) lint
 
 lint: setup

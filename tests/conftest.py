@@ -111,3 +111,15 @@ def shared_data() -> Iterator[Path]:
     if not SHARED_DATA.exists():
         pytest.skip(f"the shared real-data folder is not beside the project ({SHARED_DATA})")
     yield SHARED_DATA
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under ``make test`` (SHFEEDS_FORBID_SKIPS=1) a skipped test is a failure: CI must not pass by
+    quietly skipping what it could not set up (a browser, the shared data)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("SHFEEDS_FORBID_SKIPS") == "1":
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped, but SHFEEDS_FORBID_SKIPS=1 forbids skips: {reason}"

@@ -38,11 +38,38 @@ def test_unchanged_records_are_skipped_but_any_real_change_passes():
     example["data"][0].update(lng=example["data"][0]["lng"] + 0.0001)
     moved = parse("sh-bus-gps", example).records[0]
     seen = ChangeFilter()
-    assert seen.is_new("bus", first)
-    assert not seen.is_new("bus", same)
-    assert seen.is_new("bus", moved)
-    assert not seen.is_new("bus", moved)
-    assert seen.is_new("metro", moved)  # another feed is another entity
+    receipt = seen.claim("bus", first)
+    assert receipt is not None
+    assert seen.claim("bus", same) is None  # on its way: a repeat is not sent again
+    receipt(True)
+    assert seen.claim("bus", same) is None
+    moved_receipt = seen.claim("bus", moved)
+    assert moved_receipt is not None
+    assert seen.claim("bus", moved) is None
+    assert seen.claim("metro", moved) is not None  # another feed is another entity
+    moved_receipt(True)
+    assert seen.claim("bus", moved) is None
+
+
+def test_a_record_kafka_refused_is_sent_again_on_the_next_poll():
+    example = documented_example("sh-bus-gps")
+    first = parse("sh-bus-gps", example).records[0]
+    example["data"][0].update(lng=example["data"][0]["lng"] + 0.0001)
+    moved = parse("sh-bus-gps", example).records[0]
+    seen = ChangeFilter()
+    first_receipt = seen.claim("bus", first)
+    moved_receipt = seen.claim("bus", moved)
+    assert first_receipt is not None and moved_receipt is not None
+    first_receipt(True)
+    moved_receipt(False)  # refused for good: not sent as far as the filter knows
+    assert seen.claim("bus", moved) is not None
+    # An acknowledgement arriving late for older content does not override newer acknowledged content.
+    seen2 = ChangeFilter()
+    old, new = seen2.claim("bus", first), seen2.claim("bus", moved)
+    assert old is not None and new is not None
+    new(True)
+    old(True)
+    assert seen2.claim("bus", moved) is None and seen2.claim("bus", first) is not None
 
 
 async def _serve(handler) -> tuple[web.AppRunner, str]:

@@ -163,10 +163,10 @@ class Node:
             self._per_key[auth.key.key_hash] += 1
         try:
             async for data in conn:
+                # After the session closed itself (flood, slow) keep reading and discarding: the library
+                # must see the client's close frame, which waits behind anything the client sent before.
                 message = session.parse(data, now_ms())
                 if message is None:
-                    if session.closed:
-                        break
                     continue
                 if isinstance(message, Subscribe):
                     try:
@@ -180,8 +180,6 @@ class Node:
                         session.error(ProtocolError(FEED_UNAVAILABLE, str(err), message.id))
                         continue
                 session.apply(message, now_ms())
-            if sink.closing is not None:  # close with our code before the handler's return closes with 1000
-                await conn.close(*sink.closing)
         except ConnectionClosed:
             pass
         finally:

@@ -28,7 +28,7 @@ class WsSink:
     """A session's output on a live connection. Frames bypass the library's per-send framing, which would
     copy the payload once per member; control frames (ping, close) stay with the library."""
 
-    __slots__ = ("binary", "closing", "conn", "transport")
+    __slots__ = ("binary", "conn", "transport")
 
     # The most recent payload and its wire bytes: a stream's members are served one after the other, so a
     # one-entry cache builds each frame's wire bytes exactly once.
@@ -38,7 +38,6 @@ class WsSink:
         self.conn = conn
         self.transport = conn.transport
         self.binary = binary
-        self.closing: tuple[int, str] | None = None
 
     def send(self, frame: bytes) -> None:
         conn = self.conn
@@ -57,5 +56,4 @@ class WsSink:
         return size
 
     def close(self, code: int, reason: str) -> None:
-        self.closing = (code, reason)
         asyncio.get_running_loop().create_task(self.conn.close(code, reason))

@@ -1,7 +1,8 @@
 """The ingest runtime shared by all adapters: poll or receive, parse, skip unchanged, produce to Kafka.
 
 ``run_adapter(name, settings)`` runs one configured source forever; ``run_all(names, settings)`` several,
-sharing one Kafka producer. Per-source figures are in ``AdapterRuntime.stats`` (plain objects).
+sharing one Kafka producer. Per-source figures are in ``AdapterRuntime.stats`` (plain objects) and, with
+``metrics_port``, served as Prometheus metrics on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiohttp
 from settings import Settings
 
 from .kafka_sink import KafkaSink, SinkStats
+from .metrics import MetricsServer, RuntimeCollector
 from .polling_adapter import PollingAdapter
 from .push import PushReceiver
 from .sources import PUSH_SOURCES, SOURCES, SourceConfig, get_source
@@ -46,6 +48,8 @@ class AdapterRuntime:
         self.settings = settings
         self.sink = sink or KafkaSink(settings.kafka_bootstrap)
         self.stats: dict[str, SourceStats] = {}
+        self.metrics: MetricsServer | None = None
+        self.push_receivers: list[PushReceiver] = []
 
     def figures(self) -> dict[str, Any]:
         """Everything the health work needs, as plain values."""
@@ -61,11 +65,22 @@ class AdapterRuntime:
         urls: dict[str, str] | None = None,
         push_port: int = DEFAULT_PUSH_PORT,
         create_topics: bool = True,
+        intervals: dict[str, float] | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
+        """Run until cancelled. ``urls`` and ``intervals`` override a source's configured URL and poll
+        interval; ``metrics_port`` (0: any free port, see ``self.metrics.port``) serves ``/metrics``."""
         names = list(names)
         for name in names:
             if name not in PUSH_SOURCES:
                 get_source(name)  # unknown names fail before anything starts
+        for name in names:
+            self.stats.setdefault(name, SourceStats(source=name))
+        intervals = intervals or {}
+        if metrics_port is not None:
+            self.metrics = MetricsServer(RuntimeCollector(lambda: self.stats, lambda: self.sink.stats))
+            await self.metrics.start(metrics_host, metrics_port)
         if create_topics:
             try:
                 await ensure_topics_if_available(self.settings)
@@ -75,10 +90,10 @@ class AdapterRuntime:
         urls = urls or {}
         async with aiohttp.ClientSession() as session:
             tasks: list[asyncio.Task[None]] = []
-            receivers: list[PushReceiver] = []
+            receivers = self.push_receivers
             try:
                 for name in names:
-                    stats = self.stats.setdefault(name, SourceStats(source=name))
+                    stats = self.stats[name]
                     if name in PUSH_SOURCES:
                         receiver = PushReceiver(name=name, sink=self.sink, stats=stats)
                         await receiver.start("0.0.0.0", push_port)
@@ -89,7 +104,7 @@ class AdapterRuntime:
                         name=name,
                         format_name=config.format,
                         url=urls.get(name) or config.resolved_url(self.settings),
-                        interval_s=config.interval_s,
+                        interval_s=intervals.get(name, config.interval_s),
                         timeout_s=config.timeout_s,
                         session=session,
                         sink=self.sink,
@@ -110,6 +125,8 @@ class AdapterRuntime:
                 for receiver in receivers:
                     await receiver.stop()
                 await self.sink.close()
+                if self.metrics is not None:
+                    await self.metrics.stop()
 
 
 async def run_adapter(name: str, settings: Settings, *, url: str | None = None, **kwargs: Any) -> None:
@@ -128,6 +145,7 @@ __all__ = [
     "SOURCES",
     "AdapterRuntime",
     "KafkaSink",
+    "MetricsServer",
     "SinkStats",
     "SourceConfig",
     "SourceStats",

@@ -1,14 +1,26 @@
-"""Skip records that repeat the entity's last content (only the timestamps or sequence moved)."""
+"""Skip records that repeat the entity's last content (only the timestamps or sequence moved).
+
+A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
+receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
+its way), but if Kafka refuses it for good the next poll sends the entity again.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+from collections.abc import Callable
 
 import msgspec
 
 from schemas import Record, encode_kafka
 
 _UNSET_TIME = 946_684_800_000  # a valid placeholder: fingerprints must ignore event and expiry times
+
+Receipt = Callable[[bool], None]
+_Key = tuple[str, str]
+_Mark = tuple[int, bytes]  # (claim number, fingerprint): later claims win over earlier ones
 
 
 def fingerprint(record: Record) -> bytes:
@@ -20,19 +32,35 @@ def fingerprint(record: Record) -> bytes:
 
 
 class ChangeFilter:
-    """Per-entity fingerprints of what was last sent, per feed."""
+    """Per-entity fingerprints, per feed: the last acknowledged one and the last one on its way."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], bytes] = {}
+        self._acknowledged: dict[_Key, _Mark] = {}
+        self._pending: dict[_Key, _Mark] = {}
+        self._claims = itertools.count()
 
-    def is_new(self, feed: str, record: Record) -> bool:
-        """True (and remembered) if the record differs from the entity's last one."""
+    def claim(self, feed: str, record: Record) -> Receipt | None:
+        """None if the record repeats the entity's latest content; otherwise a receipt to settle it with."""
         key = (feed, record.id)
         mark = fingerprint(record)
-        if self._last.get(key) == mark:
-            return False
-        self._last[key] = mark
-        return True
+        latest = self._pending.get(key) or self._acknowledged.get(key)
+        if latest is not None and latest[1] == mark:
+            return None
+        claimed = (next(self._claims), mark)
+        self._pending[key] = claimed
+        return functools.partial(self._settle, key, claimed)
+
+    def _settle(self, key: _Key, claimed: _Mark, delivered: bool) -> None:
+        if self._pending.get(key) == claimed:
+            del self._pending[key]
+        if delivered:
+            known = self._acknowledged.get(key)
+            if known is None or known[0] < claimed[0]:
+                self._acknowledged[key] = claimed
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._acknowledged.keys() | self._pending.keys())

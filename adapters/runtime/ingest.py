@@ -18,10 +18,12 @@ class Ingestor:
 
     async def ingest(self, result: ParseResult) -> None:
         for record in result.records:
-            if not self.change_filter.is_new(feed_of(record), record):
+            # The filter learns the record was sent only when Kafka acknowledges it (the receipt).
+            receipt = self.change_filter.claim(feed_of(record), record)
+            if receipt is None:
                 self.stats.skipped += 1
                 continue
-            await self.sink.submit(record_message(record))
+            await self.sink.submit(record_message(record, receipt))
             self.stats.records += 1
         for letter in result.rejects:
             await self.sink.submit(dead_letter_message(letter))

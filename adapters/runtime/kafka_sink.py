@@ -1,8 +1,15 @@
-"""Produce to Kafka without losing anything: a bounded buffer drained by one task that retries forever.
+"""Produce to Kafka without losing or repeating anything: a bounded buffer handed to one idempotent producer.
 
-A message leaves the buffer only after the broker acknowledged it (acks=all, idempotent producer). While
-Kafka is unreachable the buffer fills; when full, ``submit`` waits, which slows the pollers instead of
-dropping records. Delivery is at-least-once: a batch that failed half-way is sent again.
+A message counts as delivered only when the broker acknowledged it (acks=all). The producer is idempotent
+and kept for the sink's whole life: while the broker is down, aiokafka retries the batches already handed
+to it with their original sequence numbers, so a batch the broker wrote but whose acknowledgement was lost
+is not written twice when the broker comes back. Messages not yet handed over wait in the sink's buffer;
+when it is full, ``submit`` waits, which slows the pollers instead of dropping records.
+
+Each message may carry a ``receipt``: called with True once acknowledged, or False if Kafka refused it for
+good (e.g. too large), so the caller can send it again later. A producer that died (its sender task
+failed) is replaced; only then can a message be written twice (a batch written whose acknowledgement was
+lost just before), which downstream dedupe by (entity, observed_at) absorbs.
 """
 
 from __future__ import annotations
@@ -10,25 +17,34 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from .backoff import Backoff
 from .routing import OutMessage
 
 log = logging.getLogger(__name__)
 
+# Bigger batches than aiokafka's 16 KiB default: one produce request per round trip carries far more
+# records, which is what bounds throughput (aiokafka keeps one request in flight per broker).
+DEFAULT_PRODUCER_OPTIONS: dict[str, Any] = {"max_batch_size": 512 * 1024, "linger_ms": 20}
+
 
 @dataclass
 class SinkStats:
     delivered: int = 0
-    buffered: int = 0
+    buffered: int = 0  # accepted by the sink and not yet acknowledged (waiting + in flight)
+    in_flight: int = 0  # handed to the producer, not yet acknowledged
     buffer_limit: int = 0
-    send_failures: int = 0
+    send_failures: int = 0  # attempts that failed and will be retried
+    undeliverable: int = 0  # refused by Kafka for good (receipt called with False)
+    producer_restarts: int = 0
     connected: bool = False
     last_error: str | None = None
     last_delivery_ms: int | None = None
@@ -37,28 +53,69 @@ class SinkStats:
         return asdict(self)
 
 
+def _is_permanent(err: BaseException) -> bool:
+    """Errors that sending the same message again cannot cure."""
+    if isinstance(err, MessageSizeTooLargeError | TypeError | ValueError):
+        return True
+    return isinstance(err, KafkaError) and not err.retriable and not isinstance(err, KafkaTimeoutError)
+
+
+def _producer_dead(producer: AIOKafkaProducer) -> bool:
+    # aiokafka exposes no public health check: a producer whose sender task ended (e.g. sequence numbers out
+    # of order after a broker lost data) refuses every send from then on.
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return bool(getattr(producer, "_closed", False)) or (task is not None and task.done())
+
+
 class KafkaSink:
     def __init__(
         self,
         bootstrap: str,
         *,
         max_buffered: int = 200_000,
-        batch_max: int = 5_000,
+        max_in_flight: int = 50_000,
         client_id: str = "shfeeds-adapters",
-        request_timeout_ms: int = 10_000,
+        request_timeout_ms: int = 30_000,
         retry_backoff: Backoff | None = None,
+        producer_options: dict[str, Any] | None = None,
+        close_timeout_s: float = 10.0,
     ) -> None:
         self.bootstrap = bootstrap
+        self.close_timeout_s = close_timeout_s
         self.max_buffered = max_buffered
-        self.batch_max = batch_max
+        self.max_in_flight = max_in_flight
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
+        self.producer_options = {**DEFAULT_PRODUCER_OPTIONS, **(producer_options or {})}
         self.stats = SinkStats(buffer_limit=max_buffered)
-        self._buffer: collections.deque[OutMessage] = collections.deque()
-        self._changed = asyncio.Condition()
+        self._waiting: collections.deque[OutMessage] = collections.deque()  # not yet handed to the producer
+        self._retry: list[OutMessage] = []  # handed over, failed retriably: go out again first
+        self._in_flight = 0
+        self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._backoff = retry_backoff or Backoff(base_s=0.5, cap_s=15.0)
         self._task: asyncio.Task[None] | None = None
+
+    # -- accounting ------------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Messages accepted and not yet acknowledged."""
+        return len(self._waiting) + len(self._retry) + self._in_flight
+
+    def _notify(self) -> None:
+        self.stats.buffered = self.pending
+        self.stats.in_flight = self._in_flight
+        # Replace the event so every current waiter wakes and later waiters wait for the next change.
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def _wait_until(self, predicate: Any) -> None:
+        while not predicate():
+            await self._wake.wait()
+
+    # -- public API ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
@@ -66,95 +123,148 @@ class KafkaSink:
 
     async def submit(self, message: OutMessage) -> None:
         """Queue one message; waits while the buffer is full (never drops)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self._buffer) < self.max_buffered)
-            self._buffer.append(message)
-            self.stats.buffered = len(self._buffer)
-            self._changed.notify_all()
+        if self.pending >= self.max_buffered:
+            await self._wait_until(lambda: self.pending < self.max_buffered)
+        self._waiting.append(message)
+        self._notify()
 
     async def submit_many(self, messages: list[OutMessage]) -> None:
         for message in messages:
             await self.submit(message)
 
     async def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until everything queued so far has been acknowledged."""
+        """Wait until everything queued so far has been acknowledged (or refused for good)."""
         async with asyncio.timeout(timeout_s):
-            async with self._changed:
-                await self._changed.wait_for(lambda: not self._buffer)
+            await self._wait_until(lambda: self.pending == 0)
 
-    async def close(self, timeout_s: float = 10.0) -> None:
-        """Flush what can be flushed in ``timeout_s``, then stop; reports what is left unsent."""
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Flush what can be flushed in ``timeout_s`` (default ``close_timeout_s``), then stop; reports what
+        is left unsent."""
+        if timeout_s is None:
+            timeout_s = self.close_timeout_s
         with contextlib.suppress(TimeoutError):
             await self.flush(timeout_s)
-        if self._buffer:
-            log.error("kafka sink closing with %d messages not delivered", len(self._buffer))
+        if self.pending:
+            log.error("kafka sink closing with %d messages not delivered", self.pending)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._stop_producer()
+        await self._stop_producer(timeout_s=2.0)
+
+    # -- the drain task --------------------------------------------------------------------------------
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None and _producer_dead(self._producer):
+            log.error("kafka producer died; starting a new one (messages in flight are sent again)")
+            self.stats.producer_restarts += 1
+            await self._stop_producer(timeout_s=2.0)
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 client_id=self.client_id,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=10,
                 request_timeout_ms=self.request_timeout_ms,
+                **self.producer_options,
             )
             try:
                 await producer.start()
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    await asyncio.wait_for(producer.stop(), 2.0)
                 raise
             self._producer = producer
             self.stats.connected = True
         return self._producer
 
-    async def _stop_producer(self) -> None:
+    async def _stop_producer(self, timeout_s: float) -> None:
         producer, self._producer = self._producer, None
         self.stats.connected = False
         if producer is not None:
+            # stop() flushes first, which never ends while the broker is away: bound it.
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await asyncio.wait_for(producer.stop(), timeout_s)
+
+    def _settled(self, message: OutMessage, producer: AIOKafkaProducer, future: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        err = None if future.cancelled() else future.exception()
+        # A dying producer fails everything it held, whatever the error: those go out again.
+        retry = err is not None and (not _is_permanent(err) or _producer_dead(producer))
+        if future.cancelled() or retry:
+            self._retry.append(message)
+            self.stats.send_failures += 1
+            self.stats.last_error = f"{type(err).__name__}: {err}" if err else "send cancelled"
+        elif err is not None:
+            self.stats.undeliverable += 1
+            self.stats.last_error = f"{type(err).__name__}: {err}"
+            log.error("kafka refused a message to %s for good: %s", message.topic, self.stats.last_error)
+            if message.receipt is not None:
+                message.receipt(False)
+        else:
+            self.stats.delivered += 1
+            self.stats.connected = True
+            self.stats.last_delivery_ms = int(time.time() * 1000)
+            if message.receipt is not None:
+                message.receipt(True)
+        self._notify()
 
     async def _drain_forever(self) -> None:
         while True:
-            async with self._changed:
-                await self._changed.wait_for(lambda: bool(self._buffer))
-            batch = [self._buffer[i] for i in range(min(self.batch_max, len(self._buffer)))]
+            await self._wait_until(lambda: (self._waiting or self._retry) and self._in_flight < self.max_in_flight)
+            if self._retry:
+                # Failed messages go out again before newer ones (per partition they failed in order).
+                self._waiting.extendleft(reversed(self._retry))
+                self._retry.clear()
             try:
                 producer = await self._ensure_producer()
-                futures = [
-                    await producer.send(m.topic, m.value, key=m.key, timestamp_ms=m.timestamp_ms, headers=m.headers)
-                    for m in batch
-                ]
-                await asyncio.gather(*futures)
+                await self._hand_over(producer)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 self.stats.send_failures += 1
+                self.stats.connected = False
                 self.stats.last_error = f"{type(err).__name__}: {err}"
                 delay = self._backoff.next_delay()
                 log.error(
                     "kafka at %s unavailable (%s); %d messages held, retrying in %.1f s",
                     self.bootstrap,
                     self.stats.last_error,
-                    len(self._buffer),
+                    self.pending,
                     delay,
                 )
-                await self._stop_producer()
+                if self._waiting:
+                    self._waiting.popleft()
                 await asyncio.sleep(delay)
                 continue
             self._backoff.reset()
-            async with self._changed:
-                for _ in batch:
-                    self._buffer.popleft()
-                self.stats.delivered += len(batch)
-                self.stats.buffered = len(self._buffer)
-                self.stats.last_delivery_ms = int(time.time() * 1000)
-                self._changed.notify_all()
+
+    async def _hand_over(self, producer: AIOKafkaProducer) -> None:
+        """Give waiting messages to the producer until it pushes back or the in-flight window is full."""
+        while self._waiting and self._in_flight < self.max_in_flight:
+            message = self._waiting[0]
+            try:
+                future = await producer.send(
+                    message.topic,
+                    message.value,
+                    key=message.key,
+                    timestamp_ms=message.timestamp_ms,
+                    headers=message.headers,
+                )
+            except (TypeError, ValueError, MessageSizeTooLargeError) as err:
+                self._waiting.popleft()
+                self._settled_refused(message, err)
+                continue
+            self._waiting.popleft()
+            self._in_flight += 1
+            future.add_done_callback(functools.partial(self._settled, message, producer))
+        self._notify()
+
+    def _settled_refused(self, message: OutMessage, err: BaseException) -> None:
+        self.stats.undeliverable += 1
+        self.stats.last_error = f"{type(err).__name__}: {err}"
+        log.error("kafka refused a message to %s for good: %s", message.topic, self.stats.last_error)
+        if message.receipt is not None:
+            message.receipt(False)
+        self._notify()

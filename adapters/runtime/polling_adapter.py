@@ -54,6 +54,7 @@ class PollingAdapter:
     async def poll_once(self) -> None:
         """One poll; raises PollError when the source could not be read."""
         self.stats.polls += 1
+        started = time.perf_counter()
         try:
             fetched = await self.poller.fetch()
         except PollError as err:
@@ -72,6 +73,7 @@ class PollingAdapter:
         self._last_body_digest = digest
         result = self.parse(fetched.body, source=self.name, received_at_ms=now_ms(), **self.options)
         await self.ingestor.ingest(result)
+        self.stats.last_poll_s = time.perf_counter() - started
 
     async def run_forever(self) -> None:
         while True:

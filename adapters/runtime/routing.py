@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from schemas import (
@@ -25,6 +26,8 @@ class OutMessage(NamedTuple):
     value: bytes
     timestamp_ms: int
     headers: list[tuple[str, bytes]]
+    # Told True once Kafka acknowledged the message, False if Kafka refused it for good.
+    receipt: Callable[[bool], None] | None = None
 
 
 def feed_of(record: Record) -> str:
@@ -41,13 +44,14 @@ def feed_of(record: Record) -> str:
     raise TypeError(f"not a canonical record: {type(record).__name__}")
 
 
-def record_message(record: Record) -> OutMessage:
+def record_message(record: Record, receipt: Callable[[bool], None] | None = None) -> OutMessage:
     return OutMessage(
         topic=raw_topic(feed_of(record)),
         key=record.id.encode(),
         value=encode_kafka(record),
         timestamp_ms=record.observed_at,
         headers=[("source", record.source.encode())],
+        receipt=receipt,
     )
 
 

@@ -17,6 +17,7 @@ class SourceStats:
     errors: int = 0  # failed polls (network, timeouts, HTTP errors)
     last_success_ms: int | None = None
     last_error: str | None = None
+    last_poll_s: float | None = None  # wall time of the last successful poll: fetch, parse, hand to the sink
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -176,11 +176,21 @@ class MetroTrains:
         counts = [max(1, round(s.cycle_s / s.headway_s)) for s in services]
         self.service_of = np.repeat(np.arange(len(services)), counts).astype(np.int64)
         rank = np.concatenate([np.arange(n) for n in counts])
+        # Train numbers run per line, not per service: a line with two services (the Line 4 loop both ways,
+        # the branches of lines 10 and 11) must not have two trains with the same id.
+        line_base: dict[str, int] = {}
+        numbers: list[int] = []
+        for service, n in zip(services, counts, strict=True):
+            base = line_base.get(service.line, 0)
+            numbers.extend(range(base, base + n))
+            line_base[service.line] = base + n
         cycles = np.array([s.cycle_s for s in services])
         self.cycle = cycles[self.service_of]
         self.phase = rank / np.array(counts)[self.service_of] * self.cycle
         self.size = int(self.service_of.size)
-        self.train_ids = [f"L{services[s].line.zfill(2)}-T{r:03d}" for s, r in zip(self.service_of, rank, strict=True)]
+        self.train_ids = [
+            f"L{services[s].line.zfill(2)}-T{n:03d}" for s, n in zip(self.service_of, numbers, strict=True)
+        ]
 
     def in_service(self, t_s: int) -> bool:
         hour = float(local_hour(t_s))
@@ -259,7 +269,9 @@ class MetroTrains:
                 elif n % 3 == 1:
                     bad.vehicle.ClearField("position")
                 else:
-                    bad.id = ""
+                    # A receiver that lost its fix reports NaN; an empty entity id alone would still be a
+                    # valid vehicle (its descriptor carries the id), so it would not be garbage.
+                    bad.vehicle.position.longitude = float("nan")
                 entities.insert(i + 1, bad)
             injected["garbage_records"] = len(chosen)
         message.entity.extend(entities)

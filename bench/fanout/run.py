@@ -136,7 +136,13 @@ def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) 
         time.sleep(1.5)
         pid = server.pid  # taskset execs the server, so the pid is the same
         # A first connection loads the feed (Redis snapshot + topic) so the idle figure is connections only.
-        subprocess.run([str(binary), "-url", f"ws://127.0.0.1:{port}/", "-clients", "1"], input="quit\n", text=True, check=True, capture_output=True)
+        subprocess.run(
+            [str(binary), "-url", f"ws://127.0.0.1:{port}/", "-clients", "1"],
+            input="quit\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
         time.sleep(1.0)
         rss_before = rss_kb(pid)
         gen = LoadGen(binary, f"ws://127.0.0.1:{port}/", args.clients, args.loadgen_cpu)
@@ -159,7 +165,8 @@ def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) 
             producing = subprocess.Popen(
                 [sys.executable, "-c", (
                     "import asyncio,sys; from bench.fanout.run import produce; "
-                    f"asyncio.run(produce({args.bootstrap!r}, {naming.tier_topic('public', 'bus')!r}, {args.rate}, 20, 9))"
+                    f"asyncio.run(produce({args.bootstrap!r}, {naming.tier_topic('public', 'bus')!r}, "
+                    f"{args.rate}, 20, 9))"
                 )],
                 cwd=ROOT,
             )  # fmt: skip
@@ -199,8 +206,9 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("time to connect + subscribe all (s)", "connect_s", "{:.1f}"),
         ("sequence gaps seen by clients", "gaps", "{}"),
     ]
+    setup = f"{args.clients:,} clients, {args.rate:,} records/s input, {args.seconds:.0f} s"
     lines = [
-        f"| {args.clients:,} clients, {args.rate:,} records/s input, {args.seconds:.0f} s | grouped (ours) | baseline: broadcast() per record |",
+        f"| {setup} | grouped (ours) | baseline: broadcast() per record |",
         "|---|---|---|",
     ]
     for label, key, fmt in rows:
@@ -229,7 +237,7 @@ def main() -> None:
     parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list for the load generator")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit: 10,000 sockets each side
     binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}"
     subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
