@@ -177,7 +177,7 @@ class FeedClient:
             position.on_subscribed(message)
             self._by_stream[message["stream"]] = sub_id
         elif kind == "updated":
-            position.stream, position.epoch, position.seq = message["stream"], message["epoch"], message["seq"]
+            position.on_updated(message)
             self._by_stream[message["stream"]] = sub_id
         elif kind == "reset":
             self.resets += 1

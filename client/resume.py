@@ -17,19 +17,28 @@ class StreamPosition:
     stream: str | None = None
     epoch: str | None = None
     seq: int | None = None
+    pos: str | None = None  # the server's tier-topic position: lets any node resume the stream
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)
 
     def resume_token(self) -> dict[str, Any] | None:
         if self.epoch is None or self.seq is None:
             return None
-        return {"epoch": self.epoch, "seq": self.seq}
+        token: dict[str, Any] = {"epoch": self.epoch, "seq": self.seq}
+        if self.pos is not None:
+            token["pos"] = self.pos
+        return token
 
     def on_subscribed(self, message: dict[str, Any]) -> None:
         self.stream, self.epoch, self.seq = message["stream"], message["epoch"], message["seq"]
+        self.pos = message.get("pos", self.pos)
+
+    def on_updated(self, message: dict[str, Any]) -> None:
+        self.on_subscribed(message)
 
     def on_reset(self, message: dict[str, Any]) -> None:
         self.stream, self.epoch, self.seq = message["stream"], message["epoch"], message["seq"]
+        self.pos = message.get("pos")
         self.entities.clear()
         self.stale.clear()
 
@@ -40,6 +49,7 @@ class StreamPosition:
         for record in message.get("records", []):
             self._put(record)
         self.seq = message["seq"]
+        self.pos = message.get("pos", self.pos)
 
     def on_delta(self, message: dict[str, Any]) -> None:
         seq = message["seq"]
@@ -56,6 +66,7 @@ class StreamPosition:
         for entity_id in message.get("stale", []):
             self.stale.add(entity_id)
         self.seq = seq
+        self.pos = message.get("pos", self.pos)
 
     def _put(self, record: dict[str, Any]) -> None:
         entity_id = str(record.get("id"))

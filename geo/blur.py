@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -105,7 +106,14 @@ def check_bands(bands: Sequence[Band]) -> None:
 def day_key(secret: bytes, epoch_ms: int) -> bytes:
     """The pseudonym key for the UTC day holding ``epoch_ms``: HMAC(secret, 'YYYY-MM-DD'). Rotates daily
     without storing keys; yesterday's pseudonyms cannot be linked to today's without the secret."""
-    day = datetime.fromtimestamp(epoch_ms // DAY_MS * 86_400, tz=UTC).strftime("%Y-%m-%d")
+    return _day_key(secret, epoch_ms // DAY_MS)
+
+
+@lru_cache(maxsize=64)
+def _day_key(secret: bytes, day_index: int) -> bytes:
+    # Cached per (secret, day): formatting the date and the outer HMAC cost more than the pseudonym itself,
+    # and a stream sees one or two days at a time.
+    day = datetime.fromtimestamp(day_index * 86_400, tz=UTC).strftime("%Y-%m-%d")
     return hmac.new(secret, day.encode(), hashlib.sha256).digest()
 
 
@@ -115,6 +123,30 @@ def pseudonym(secret: bytes, epoch_ms: int, value: str, length: int = 16) -> str
         raise ValueError("pseudonym secret must not be empty")
     digest = hmac.new(day_key(secret, epoch_ms), value.encode(), hashlib.sha256).hexdigest()
     return digest[:length]
+
+
+class PseudonymCache:
+    """``pseudonym`` memoised per (day, value, length) for one secret.
+
+    Entity ids repeat all day long (every bus reports every few seconds), so most calls are dictionary
+    hits. Bounded: the memo is cleared when it reaches ``max_entries``.
+    """
+
+    def __init__(self, secret: bytes, max_entries: int = 200_000) -> None:
+        if not secret:
+            raise ValueError("pseudonym secret must not be empty")
+        self.secret = secret
+        self.max_entries = max_entries
+        self._memo: dict[tuple[int, str, int], str] = {}
+
+    def __call__(self, epoch_ms: int, value: str, length: int = 16) -> str:
+        key = (epoch_ms // DAY_MS, value, length)
+        out = self._memo.get(key)
+        if out is None:
+            if len(self._memo) >= self.max_entries:
+                self._memo.clear()
+            out = self._memo[key] = pseudonym(self.secret, epoch_ms, value, length)
+        return out
 
 
 def truncate_time(epoch_ms: int, step_ms: int) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+METRICS_PORT_ENV = "SHFEEDS_ADAPTER_METRICS_PORT"
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +39,13 @@ def register(subparsers: Any) -> None:
     run.add_argument("name", metavar="NAME")
     run.add_argument("--url", default=None, help="poll this URL instead of the simulator's")
     run.add_argument("--push-port", type=int, default=None, help="port of the push receiver (push sources)")
+    run.add_argument("--interval", type=float, default=None, help="seconds between polls (default: the source's)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help=f"serve Prometheus metrics on http://HOST:PORT/metrics (default: ${METRICS_PORT_ENV}, else off)",
+    )
     run.set_defaults(func=_run)
 
 
@@ -96,15 +106,54 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_port(args: argparse.Namespace) -> int | None:
+    """The --metrics-port, else the environment's; raises ValueError for a port that cannot be."""
+    if args.metrics_port is not None:
+        port = args.metrics_port
+    else:
+        text = os.environ.get(METRICS_PORT_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            port = int(text)
+        except ValueError:
+            raise ValueError(f"{METRICS_PORT_ENV}={text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"metrics port {port} is not within 0..65535")
+    return int(port)
+
+
 def _run(args: argparse.Namespace) -> int:
     import settings
-    from adapters.runtime import DEFAULT_PUSH_PORT, run_adapter
+    from adapters.runtime import DEFAULT_PUSH_PORT, AdapterRuntime
     from adapters.runtime.sources import PUSH_SOURCES, SOURCES
 
     if args.name not in SOURCES and args.name not in PUSH_SOURCES:
         known = ", ".join([*SOURCES, *PUSH_SOURCES])
         print(f"shfeeds adapter run: unknown source {args.name!r}; known sources: {known}", file=sys.stderr)
         return 2
+    if args.interval is not None and not args.interval > 0:
+        print(f"shfeeds adapter run: --interval must be positive, got {args.interval}", file=sys.stderr)
+        return 2
+    try:
+        metrics_port = _metrics_port(args)
+    except ValueError as err:
+        print(f"shfeeds adapter run: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_adapter(args.name, settings.load(), url=args.url, push_port=args.push_port or DEFAULT_PUSH_PORT))
+    runtime = AdapterRuntime(settings.load())
+    run = runtime.run(
+        [args.name],
+        urls={args.name: args.url} if args.url else None,
+        push_port=args.push_port or DEFAULT_PUSH_PORT,
+        intervals={args.name: args.interval} if args.interval else None,
+        metrics_port=metrics_port,
+    )
+    try:
+        asyncio.run(run)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:  # a port already taken
+        print(f"shfeeds adapter run: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -24,17 +24,15 @@ def register(sub: Any) -> None:
 async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from ws_server.feed_reader import topic_partitions
+
+    tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
+    if not tps:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     entries: list[dict[str, Any]] = []
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.add_topic(topic)  # load the topic's partitions into metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

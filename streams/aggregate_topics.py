@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from schemas import FEEDS, TIERS
 
-AGGREGATE_FEEDS: tuple[str, ...] = (
-    "agg_vehicles",  # vehicles per route and per district (bus + metro)
-    "agg_parking",  # free slots and occupancy per district and near each scenic area
-    "agg_charging",  # connector availability per district and per connector type
-    "agg_scenic",  # crowding level against capacity with a 15-minute trend
-)
+from .aggregate_records import AGGREGATE_TYPES
+
+# agg_vehicles: vehicles per route and per district (bus + metro); agg_parking: free slots and occupancy per
+# district and near each scenic area; agg_charging: connector availability per district and per connector
+# type; agg_scenic: crowding level against capacity with a 15-minute trend.
+AGGREGATE_FEEDS: tuple[str, ...] = tuple(AGGREGATE_TYPES)
 
 PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS
 

@@ -50,8 +50,8 @@ class FeedState:
         self.stale: set[str] = set()
 
     def forget(self, entities: set[str]) -> None:
+        self.cleaner.forget(entities)
         for e in entities:
-            self.cleaner.marks.pop(e, None)
             self.last.pop(e, None)
             self.stale.discard(e)
         for fanout in self.fanouts.values():

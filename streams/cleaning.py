@@ -22,6 +22,10 @@ MAX_SPEED_KMH: dict[str, float] = {"bus": 150.0, "metro": 450.0}
 # A fix this close to the previous one is accepted whatever the time gap (GPS jitter at standstill).
 JUMP_TOLERANCE_M = 300.0
 MAX_CLOCK_AHEAD_MS = 120_000
+# A run of this many fixes that agree with each other but not with the remembered position wins: the
+# remembered one was the glitch (a bad fix accepted after a long gap, or a stale mark after a restart),
+# so the entity is re-anchored instead of being rejected until enough time has passed.
+REANCHOR_FIXES = 3
 
 
 @dataclass(slots=True)
@@ -64,6 +68,15 @@ class Cleaner:
         self.feed = feed
         self.max_speed_kmh = MAX_SPEED_KMH.get(feed)
         self.marks: dict[str, EntityMark] = {}
+        # Per entity: the last fix rejected as an impossible jump, and how many consecutive rejected fixes
+        # agree with each other up to it.
+        self.candidates: dict[str, tuple[EntityMark, int]] = {}
+
+    def forget(self, entities: Iterable[str]) -> None:
+        """Drop what is remembered of entities this worker no longer owns (after a rebalance)."""
+        for e in entities:
+            self.marks.pop(e, None)
+            self.candidates.pop(e, None)
 
     def remember(self, marks: Iterable[tuple[str, EntityMark]]) -> None:
         """Merge recovered marks (e.g. after a restart), keeping the newest per entity."""
@@ -97,9 +110,10 @@ class Cleaner:
                     result.duplicates += 1
                     continue
                 reason = self._impossible_jump(prev, rec)
-                if reason:
+                if reason and not self._reanchors(entity, rec):
                     result.rejected.append((i, reason))
                     continue
+                self.candidates.pop(entity, None)
             self.marks[entity] = EntityMark(observed, seq, rec.get("lng"), rec.get("lat"), rec["expires_at"])
             result.accepted.append(rec)
             result.accepted_index.append(i)
@@ -110,6 +124,19 @@ class Cleaner:
         lngs = np.fromiter((r.get("lng", 121.47) or 121.47 for r in records), np.float64, len(records))
         lats = np.fromiter((r.get("lat", 31.23) or 31.23 for r in records), np.float64, len(records))
         return plausibly_in_shanghai_arrays(lngs, lats)
+
+    def _reanchors(self, entity: str, rec: dict[str, Any]) -> bool:
+        """Count ``rec`` (an impossible jump from the remembered fix) towards a re-anchoring run; True once
+        ``REANCHOR_FIXES`` consecutive such fixes agree with each other."""
+        fix = EntityMark(rec["observed_at"], rec.get("seq"), rec.get("lng"), rec.get("lat"), rec["expires_at"])
+        run = 1
+        cand = self.candidates.get(entity)
+        if cand is not None and fix.observed_at > cand[0].observed_at and not self._impossible_jump(cand[0], rec):
+            run = cand[1] + 1
+        if run >= REANCHOR_FIXES:
+            return True
+        self.candidates[entity] = (fix, run)
+        return False
 
     def _impossible_jump(self, prev: EntityMark, rec: dict[str, Any]) -> str | None:
         if self.max_speed_kmh is None or prev.lng is None or prev.lat is None:

@@ -135,9 +135,7 @@ class DelayStage(BatchStage):
             mine = {tp.partition for tp in assigned if tp.topic == topic}
             if not mine:
                 continue
-            assert self.consumer is not None
-            parts = self.consumer.partitions_for_topic(topic)
-            count = len(parts) if parts else self.config.partitions
+            count = self._partition_count(topic)
             marks = await self.store.load(self.store.released_key(self.tier, feed))
             self.fanouts[feed].remember((e, v) for e, v in marks.items() if partition_for(e.encode(), count) in mine)
 
@@ -145,3 +143,16 @@ class DelayStage(BatchStage):
         await super().on_revoked(revoked)
         for tp in revoked:
             self.paused_until.pop(tp, None)
+        # Forget the throttle and replay marks of entities that moved to another worker: if they come back
+        # later, the marks in Redis (written by whoever owned them meanwhile) are the truth, not ours.
+        for topic, feed in self.feed_of_topic.items():
+            gone = {tp.partition for tp in revoked if tp.topic == topic}
+            if not gone:
+                continue
+            fanout = self.fanouts[feed]
+            count = self._partition_count(topic)
+            fanout.forget([e for e in fanout.released if partition_for(e.encode(), count) in gone])
+
+    def _partition_count(self, topic: str) -> int:
+        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
+        return len(parts) if parts else self.config.partitions

@@ -47,12 +47,6 @@ class TierRelease:
     marks: dict[str, bytes]  # source entity id → release mark, for recovery
 
 
-@dataclass(slots=True)
-class Released:
-    observed_at: int
-    stale: bool
-
-
 def encode_value(obj: dict[str, Any]) -> bytes:
     return _encoder.encode(obj)
 
@@ -74,7 +68,8 @@ class TierFanout:
         self.tier = tier
         self.crs = crs
         self.min_interval_ms = engine.min_interval_ms(feed, tier)
-        self.released: dict[str, Released] = {}
+        # source entity id → (observed_at, stale) of its last release; tuples, as this is touched per record
+        self.released: dict[str, tuple[int, bool]] = {}
         # Marks are persisted where a restart needs them: a throttle to keep, or replays to drop (the
         # delay stages; the clean stage drops replays already through its recovered cleaner).
         self.persist_marks = persist_marks or self.min_interval_ms > 0
@@ -84,16 +79,19 @@ class TierFanout:
         for entity, data in marks:
             observed, stale = _decoder.decode(data)
             old = self.released.get(entity)
-            if old is None or observed >= old.observed_at:
-                self.released[entity] = Released(int(observed), bool(stale))
+            if old is None or observed >= old[0]:
+                self.released[entity] = (int(observed), bool(stale))
 
     def release_marks(self, records: list[dict[str, Any]]) -> dict[str, bytes]:
         """What to persist so a restarted worker neither repeats nor throttles wrongly: source id → mark."""
         out: dict[str, bytes] = {}
+        released = self.released
+        encode = _encoder.encode
         for rec in records:
-            mark = self.released.get(rec["id"])
+            entity = rec["id"]
+            mark = released.get(entity)
             if mark is not None:
-                out[rec["id"]] = _encoder.encode((mark.observed_at, mark.stale))
+                out[entity] = encode(mark)
         return out
 
     def forget(self, entities: Iterable[str]) -> None:
@@ -111,11 +109,11 @@ class TierFanout:
             last = released.get(entity)
             if last is not None:
                 if stale:
-                    if last.stale or observed < last.observed_at:
+                    if last[1] or observed < last[0]:
                         continue
-                elif observed <= last.observed_at or observed - last.observed_at < interval:
+                elif observed <= last[0] or observed - last[0] < interval:
                     continue
-            released[entity] = Released(observed, stale)
+            released[entity] = (observed, stale)
             out.append(rec)
         return out
 
@@ -138,10 +136,13 @@ class TierFanout:
                 view["policy_version"] = version
             source = admitted[i] if aligned else by_id.get(view.get("id"), view)
             ts = view.get("observed_at") or source.get("observed_at", 0)
-            if "state" in source:
-                view.setdefault("state", source["state"])
-                if source["state"] == "stale":
+            state = source.get("state")
+            if state is not None:
+                view.setdefault("state", state)
+                if state == "stale":
                     ts = max(ts, source.get("expires_at", ts))
-            entity = str(view.get("id") or source.get("id", ""))
+            entity = view.get("id") or source.get("id", "")
+            if type(entity) is not str:
+                entity = str(entity)
             out.append(TierRecord(entity.encode(), encode(view), int(ts), entity))
         return TierRelease(out, self.release_marks(admitted) if self.persist_marks else {})

@@ -1,9 +1,10 @@
 """A stream worker: every stage of the pipeline in one process, sharing one producer and Redis client.
 
 Stages (each its own consumer group ``<app_id>-<stage>``, so workers scale by partitions):
-``clean`` (raw → clean, dead letters, undelayed tiers) and one ``delay-<tier>`` per tier that delays some
-feed. Run several workers with the same app id to share
-the partitions; kill one and the others take over from the last committed offsets.
+``clean`` (raw → clean, dead letters, undelayed tiers), one ``delay-<tier>`` per tier that delays some
+feed, and the ``aggregate`` publisher (the aggregate feeds, see aggregate_stage.py). Run several workers
+with the same app id to share the partitions; kill one and the others take over from the last committed
+offsets.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import signal
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from schemas import TIERS
+from schemas import TIERS, raw_topic
 
+from .aggregate_stage import AggregateStage, aggregate_feeds_for
 from .batch_producer import BatchProducer
 from .clean_stage import CleanStage
 from .config import StreamConfig
@@ -54,6 +56,7 @@ class Pipeline:
         self.enricher = enricher if enricher is not None else Enricher.from_geo()
         self.aggregates = aggregates
         self.stages: list[BatchStage] = []
+        self.aggregate: AggregateStage | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._redis: aioredis.Redis | None = None
@@ -76,20 +79,28 @@ class Pipeline:
         self._redis = aioredis.Redis.from_url(cfg.redis_url, socket_timeout=cfg.redis_timeout_s)
         producer = BatchProducer(self._producer)
         store = StateStore(self._redis, cfg.redis_prefix, cfg.redis_timeout_s)
-        self.stages.append(CleanStage(cfg, self.engine, producer, store, self.enricher, TIERS))
+        clean = CleanStage(cfg, self.engine, producer, store, self.enricher, TIERS)
+        self.stages.append(clean)
+        agg_feeds = aggregate_feeds_for(cfg.feeds) if self.aggregates else ()
         for tier in TIERS:
-            delayed = [f for f in cfg.feeds if self.engine.delay_ms(f, tier) > 0]
+            delayed = [f for f in (*cfg.feeds, *agg_feeds) if self.engine.delay_ms(f, tier) > 0]
             if delayed:
                 self.stages.append(DelayStage(cfg, self.engine, producer, store, tier, delayed))
-        if self.aggregates:
-            # The aggregate feeds (streams/aggregate_topics.py) have topics but no stage yet.
-            log.warning("aggregate stage not implemented yet: aggregate feeds stay empty")
         for stage in self.stages:
             await stage.start()
         self._tasks = [asyncio.create_task(self._run(s), name=f"stage-{s.name}") for s in self.stages]
-        log.info("stream worker %s started: %s", cfg.app_id, ", ".join(s.name for s in self.stages))
+        if agg_feeds:
 
-    async def _run(self, stage: BatchStage) -> None:
+            def leads(feed: str) -> bool:
+                # The owner of partition 0 of the feed's raw topic computes its aggregates.
+                return TopicPartition(cfg.topic(raw_topic(feed)), 0) in clean.assigned
+
+            self.aggregate = AggregateStage(cfg, self.engine, producer, store, leads, TIERS)
+            self._tasks.append(asyncio.create_task(self._run(self.aggregate), name="stage-aggregate"))
+        names = [s.name for s in self.stages] + (["aggregate"] if self.aggregate else [])
+        log.info("stream worker %s started: %s", cfg.app_id, ", ".join(names))
+
+    async def _run(self, stage: BatchStage | AggregateStage) -> None:
         try:
             await stage.run()
         except asyncio.CancelledError:
@@ -105,6 +116,8 @@ class Pipeline:
         await self._stop_event.wait()
 
     async def stop(self) -> None:
+        if self.aggregate is not None:
+            await self.aggregate.stop()
         for stage in self.stages:
             with contextlib.suppress(Exception):
                 await stage.stop()

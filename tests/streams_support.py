@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +13,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import VehiclePosition, encode_kafka
+from streams.policy import PolicyEngine, load_policy, parse_policy
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "streams" / "policy" / "tier_policy.toml"
 
@@ -100,42 +102,42 @@ class TopicReader:
         return [v for _, v, _, _, _ in self.records[topic]]
 
 
-class StandInEngine:
-    """Same interface as streams.policy.PolicyEngine, for agent-logic tests: grid snap + delays."""
+# Shortened release delays and throttles per tier for tests: each tier's delay becomes min(its delay, cap),
+# which keeps the policy's order (a lower tier never faster) since both sequences only grow down the tiers.
+TEST_DELAY_CAPS_S = {"operator": 0, "licensed": 1, "registered": 2, "public": 4}
+TEST_INTERVAL_CAPS_S = {"operator": 0, "licensed": 0, "registered": 0, "public": 0}
 
-    policy_version = "test-1"
 
-    def __init__(
-        self,
-        delays_ms: dict[str, int] | None = None,
-        min_interval_ms: dict[str, int] | None = None,
-        cells_m: dict[str, float] | None = None,
-    ) -> None:
-        self.delays = delays_ms or {"operator": 0, "licensed": 0, "registered": 1000, "public": 2000}
-        self.intervals = min_interval_ms or {}
-        self.cells = cells_m or {"registered": 10.0, "public": 50.0}
+def short_policy_text(
+    delay_caps_s: dict[str, float] | None = None, interval_caps_s: dict[str, float] | None = None
+) -> str:
+    """The project's policy file with every feed's delays and throttles capped per tier (the policy is data:
+    the tests run the real engine on it)."""
+    delays = TEST_DELAY_CAPS_S if delay_caps_s is None else delay_caps_s
+    intervals = TEST_INTERVAL_CAPS_S if interval_caps_s is None else interval_caps_s
+    out = []
+    tier: str | None = None
+    for line in POLICY_FILE.read_text(encoding="utf-8").splitlines():
+        header = re.fullmatch(r"\[feeds\.\w+\.(\w+)\]", line)
+        if header:
+            tier = header.group(1)
+        elif line.startswith("["):
+            tier = None
+        m = re.fullmatch(r"(delay_s|min_interval_s) = (\d+)", line)
+        if m and tier is not None:
+            caps = delays if m.group(1) == "delay_s" else intervals
+            line = f"{m.group(1)} = {min(float(m.group(2)), caps.get(tier, float(m.group(2)))):g}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
-    def delay_ms(self, feed: str, tier: str) -> int:
-        return self.delays[tier]
 
-    def min_interval_ms(self, feed: str, tier: str) -> int:
-        return self.intervals.get(tier, 0)
+def write_short_policy(directory: Path, **caps: dict[str, float]) -> Path:
+    path = directory / "short_policy.toml"
+    path.write_text(short_policy_text(caps.get("delays"), caps.get("intervals")), encoding="utf-8")
+    return path
 
-    def apply(self, feed: str, tier: str, records: list[dict[str, Any]], crs: str = "gcj02") -> list[dict[str, Any]]:
-        from geo.crs import convert_arrays
-        from geo.grid import snap_arrays
 
-        out = [dict(r) for r in records]
-        if tier != "operator":
-            for r in out:
-                r.pop("plate", None)
-        if not out:
-            return out
-        lngs = [r["lng"] for r in out]
-        lats = [r["lat"] for r in out]
-        if tier in self.cells:
-            lngs, lats = snap_arrays(lngs, lats, self.cells[tier])
-        xs, ys = convert_arrays(lngs, lats, "wgs84", crs)
-        for r, x, y in zip(out, xs, ys, strict=True):
-            r["lng"], r["lat"] = float(x), float(y)
-        return out
+def short_policy_engine(path: Path | None = None) -> PolicyEngine:
+    """The real policy engine on the shortened policy, with a fixed test secret."""
+    policy = load_policy(path) if path is not None else parse_policy(short_policy_text(), source="short_policy.toml")
+    return PolicyEngine(policy, secret=b"streams-test-secret")

@@ -244,3 +244,27 @@ async def test_run_adapter_polls_until_cancelled_and_reports_figures(kafka_boots
     bus = figures["sources"]["sh-bus"]
     assert bus["polls"] >= 1 and bus["records"] == 1 and bus["last_success_ms"]
     assert figures["kafka"]["delivered"] >= 1 and figures["kafka"]["buffered"] == 0
+
+
+async def test_sink_receipts_say_delivered_or_refused_for_good(kafka_bootstrap, running_stack, unique_name):
+    from adapters.runtime.routing import OutMessage
+
+    topic = unique_name("sink-receipts")
+    await ensure_topics(kafka_bootstrap, 1, names=[topic])
+    outcomes: list[tuple[str, bool]] = []
+    sink = KafkaSink(kafka_bootstrap)
+    await sink.start()
+    try:
+        too_big = OutMessage(
+            topic, b"big", b"x" * 2_000_000, 1_795_000_000_000, [], lambda ok: outcomes.append(("big", ok))
+        )
+        fine = OutMessage(topic, b"fine", b"v", 1_795_000_000_000, [], lambda ok: outcomes.append(("fine", ok)))
+        await sink.submit(too_big)
+        await sink.submit(fine)
+        await sink.flush(timeout_s=60)
+    finally:
+        await sink.close()
+    # The refused message does not block the one behind it; both callers learn the outcome.
+    assert sorted(outcomes) == [("big", False), ("fine", True)]
+    assert sink.stats.undeliverable == 1 and sink.stats.delivered == 1 and sink.stats.buffered == 0
+    assert "MessageSizeTooLarge" in (sink.stats.last_error or "")

@@ -53,8 +53,12 @@ class Tap:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         response = await handler(request)
-        feed_body = isinstance(response, web.Response) and not request.path.startswith("/_")
-        if self.recording and response.status == 200 and feed_body:
+        if (
+            self.recording
+            and response.status == 200
+            and isinstance(response, web.Response)
+            and not request.path.startswith("/_")
+        ):
             assert isinstance(response.body, bytes)
             self.bodies[request.path].append(response.body)
         return response

@@ -1,8 +1,8 @@
 """Workers as real processes (``shfeeds streams worker``): kill -9 and restart, and a rebalance mid-stream.
 
-The policy is the project's file with the bus delays shortened (registered 2 s, public 4 s, no public
-throttle) so the delayed tiers can be checked within seconds. Each test isolates itself with a unique
-topic prefix, app id and Redis prefix.
+The policy is the project's file with the delays shortened (registered 2 s, public 4 s, no throttles) so
+the delayed tiers can be checked within seconds. Each test isolates itself with a unique topic prefix, app
+id and Redis prefix.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,35 +24,20 @@ from schemas import raw_topic
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.topics_admin import ensure_topics, service_topics
 
-from .streams_support import POLICY_FILE, TopicReader, bus, now_ms, produce
+from .streams_support import TopicReader, bus, now_ms, produce, write_short_policy
 
 pytestmark = pytest.mark.stack
 
 PUBLIC_DELAY_MS = 4000
 
 
-def short_policy(tmp_path: Path) -> Path:
-    text = POLICY_FILE.read_text()
-
-    def section(name: str, body: str) -> None:
-        nonlocal text
-        start = text.index(f"[feeds.bus.{name}]\n")
-        end = text.index("\n[", start + 1)
-        text = text[:start] + body(text[start:end]) + text[end:]  # type: ignore[operator]
-
-    section("registered", lambda b: re.sub(r"delay_s = \d+", "delay_s = 2", b))
-    section(
-        "public",
-        lambda b: re.sub(r"min_interval_s = \d+", "min_interval_s = 0", re.sub(r"delay_s = \d+", "delay_s = 4", b)),
-    )
-    path = tmp_path / "policy.toml"
-    path.write_text(text)
-    return path
-
-
 class Workers:
     def __init__(self, tmp_path: Path, prefix: str, app_id: str, redis_prefix: str) -> None:
-        self.env = {**os.environ, "SHFEEDS_POLICY_PATH": str(short_policy(tmp_path)), "SHFEEDS_TOPIC_PARTITIONS": "4"}
+        self.env = {
+            **os.environ,
+            "SHFEEDS_POLICY_PATH": str(write_short_policy(tmp_path)),
+            "SHFEEDS_TOPIC_PARTITIONS": "4",
+        }
         self.args = [
             "--topic-prefix",
             prefix,

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client import FeedClient
+from geo.crs import gcj02_to_wgs84
 from ws_server.audit_chain import verify_chain
 from ws_server.config import Naming, ServerConfig
 from ws_server.keys import KeyStore
@@ -290,13 +291,15 @@ async def test_abusive_clients_are_limited_while_others_are_unaffected(stack: St
 
 
 async def test_gtfs_rt_vehicle_positions_per_tier(stack: Stack) -> None:
-    await stack.writer.put("public", "bus", [bus_record("b1", *PEOPLES_SQUARE, route_id="71", speed_kmh=36.0)])
+    blurred = (121.4735, 31.2305)  # the public tier's grid-snapped point (GCJ-02)
+    await stack.writer.put("public", "bus", [bus_record("b1", *blurred, route_id="71", speed_kmh=36.0)])
     await stack.writer.put("licensed", "bus", [bus_record("b1", *PEOPLES_SQUARE, route_id="71", vehicle_id="V1")])
     key, _ = await stack.keys.issue("licensed", agreement_id="AG-3")
     url = f"http://127.0.0.1:{stack.node.port}/gtfs-rt/vehicle-positions.pb"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as resp:
-            assert resp.status == 200 and resp.headers["X-Shfeeds-Crs"] == "gcj02"
+            assert resp.status == 200 and resp.headers["X-Shfeeds-Crs"] == "wgs84"  # as GTFS-RT requires
+            assert resp.headers["X-Shfeeds-Crs-Source"] == "gcj02-converted"
             public = gtfs_realtime_pb2.FeedMessage.FromString(await resp.read())
         async with http.get(url, headers={"Authorization": f"Bearer {key}"}) as resp:
             assert resp.headers["X-Shfeeds-Tier"] == "licensed" and resp.headers["X-Shfeeds-Crs"] == "wgs84"
@@ -306,6 +309,13 @@ async def test_gtfs_rt_vehicle_positions_per_tier(stack: Stack) -> None:
     (pub_entity,) = public.entity
     assert pub_entity.vehicle.trip.route_id == "71" and pub_entity.vehicle.position.speed == pytest.approx(10.0)
     assert pub_entity.vehicle.vehicle.id == "b1"
+    # The public position is the blurred point moved to WGS-84 (GCJ-02 lies ~500 m north-east of it in
+    # Shanghai), not the licensed raw position: converting released nothing more precise.
+    want = gcj02_to_wgs84(*blurred)
+    assert pub_entity.vehicle.position.longitude == pytest.approx(want[0], abs=2e-5)
+    assert pub_entity.vehicle.position.latitude == pytest.approx(want[1], abs=2e-5)
     (lic_entity,) = licensed.entity
     assert lic_entity.vehicle.vehicle.id == "V1"
-    assert lic_entity.vehicle.position.longitude < PEOPLES_SQUARE[0] - 0.003  # converted to WGS-84
+    raw = gcj02_to_wgs84(*PEOPLES_SQUARE)
+    assert lic_entity.vehicle.position.longitude == pytest.approx(raw[0], abs=2e-5)
+    assert abs(pub_entity.vehicle.position.longitude - raw[0]) > 1e-4

@@ -29,6 +29,9 @@ class ListSink:
     def send(self, frame: bytes) -> None:
         self.frames.append(frame)
 
+    def send_many(self, frames: list[bytes]) -> None:
+        self.frames.extend(frames)
+
     def backlog(self) -> int:
         return self.held
 

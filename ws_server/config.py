@@ -60,4 +60,5 @@ class ServerConfig:
     node_id: str | None = None
     resume_window_ms: int = 300_000
     replay_frames: int = 2048
+    history_records: int = 100_000  # per (tier, feed): how far back a resume from another node can reach
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap

@@ -1,35 +1,67 @@
 """Reads tier topics into the hub: a Redis snapshot with its offsets first, then the topic from exactly
-those offsets, so the node's state has no gap. One consumer per (tier, feed), started on first demand."""
+those offsets, so the node's state has no gap. One consumer per (tier, feed), started on first demand.
+
+Before the snapshot's offsets the reader also reads back a window of the topic into the source's history,
+so this node can tell a client that resumes with another node's position exactly what it missed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from .config import Naming
+from .latency import LatencyHistogram
 from .protocol.hub import Hub
 
 log = logging.getLogger(__name__)
+
+HISTORY_READ_TIMEOUT_S = 20.0
+
+
+async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[int]:
+    """The partition numbers of ``topic`` (empty if it does not exist), through the public admin API:
+    a consumer with manual assignment needs them before it can assign."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    if described.get("error_code"):
+        return []
+    return sorted(p["partition"] for p in described.get("partitions", []))
 
 
 class FeedUnavailable(RuntimeError):
     """The tier topic or its snapshot cannot be read right now."""
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class FeedReaders:
-    def __init__(self, hub: Hub, redis: aioredis.Redis, bootstrap: str, naming: Naming) -> None:
+    def __init__(
+        self, hub: Hub, redis: aioredis.Redis, bootstrap: str, naming: Naming, history_records: int = 100_000
+    ) -> None:
         self.hub = hub
         self.redis = redis
         self.bootstrap = bootstrap
         self.naming = naming
+        self.history_records = history_records
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.records_read = 0
+        self.kafka_latency = LatencyHistogram()  # record timestamp (producer) → read by this node
 
     async def ensure(self, tier: str, feed: str) -> None:
         """Return once (tier, feed) is loaded on this node and its topic is being read."""
@@ -40,48 +72,61 @@ class FeedReaders:
         async with lock:
             if src.ready:
                 return
-            consumer = await self._start_consumer(tier, feed)
+            topic = self.naming.tier_topic(tier, feed)
+            partitions = await self._partitions(topic)
+            consumer = await self._start_consumer(topic)
             try:
                 values, offsets = await self._snapshot(tier, feed)
-                partitions = consumer.partitions_for_topic(self.naming.tier_topic(tier, feed)) or set()
-                topic = self.naming.tier_topic(tier, feed)
-                tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+                tps = [TopicPartition(topic, p) for p in partitions]
                 consumer.assign(tps)
+                beginnings = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
+                # Without a snapshot offset for a partition the state is rebuilt from the start of its log.
+                snapshot = {p: offsets.get(p, beginnings[p]) for p in partitions}
+                per_partition = self.history_records // max(1, len(partitions))
+                starts = {p: max(beginnings[p], snapshot[p] - per_partition) for p in partitions}
                 for tp in tps:
-                    if tp.partition in offsets:
-                        consumer.seek(tp, offsets[tp.partition])
-                    else:  # nothing of it in the snapshot: rebuild from the log
-                        await consumer.seek_to_beginning(tp)
+                    consumer.seek(tp, starts[tp.partition])
+            except (KafkaError, OSError) as err:
+                await consumer.stop()
+                raise FeedUnavailable(f"cannot read {topic}: {err}") from err
             except Exception:
                 await consumer.stop()
                 raise
+            src.start_history(starts, snapshot, beginnings)
             src.load(values)
+            history_read = asyncio.get_running_loop().create_future()
+            self._tasks[(tier, feed)] = asyncio.create_task(
+                self._read(tier, feed, consumer, dict(snapshot), history_read)
+            )
+            # Resumes need the history up to the snapshot; live records are applied meanwhile.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(history_read), HISTORY_READ_TIMEOUT_S)
             src.ready = True
-            self._tasks[(tier, feed)] = asyncio.create_task(self._read(tier, feed, consumer))
             log.info("reading %s from %d partitions, %d entities in snapshot", topic, len(tps), len(values))
 
-    async def _start_consumer(self, tier: str, feed: str) -> AIOKafkaConsumer:
-        topic = self.naming.tier_topic(tier, feed)
+    async def _partitions(self, topic: str) -> list[int]:
+        try:
+            partitions = await topic_partitions(self.bootstrap, topic)
+        except (KafkaError, TimeoutError, OSError) as err:
+            raise FeedUnavailable(f"cannot reach Kafka for {topic}: {err}") from err
+        if not partitions:
+            raise FeedUnavailable(f"topic {topic} does not exist")
+        return partitions
+
+    async def _start_consumer(self, topic: str) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=20,  # a quiet topic must not hold new records back for long
             max_partition_fetch_bytes=4 << 20,
         )
         try:
             await asyncio.wait_for(consumer.start(), 15)
-            topics = await asyncio.wait_for(consumer.topics(), 15)
-            if topic in topics:
-                # Manual assignment needs the partition list in the consumer's own metadata cache.
-                await asyncio.wait_for(consumer._client.add_topic(topic), 15)
         except (KafkaError, TimeoutError, OSError) as err:
             with contextlib.suppress(Exception):
                 await consumer.stop()
             raise FeedUnavailable(f"cannot reach Kafka for {topic}: {err}") from err
-        if topic not in topics or not consumer.partitions_for_topic(topic):
-            await consumer.stop()
-            raise FeedUnavailable(f"topic {topic} does not exist")
         return consumer
 
     async def _snapshot(self, tier: str, feed: str) -> tuple[dict[str, bytes], dict[int, int]]:
@@ -97,24 +142,59 @@ class FeedReaders:
         offsets = {int(_text(k)): int(_text(v)) for k, v in raw_offsets.items()}
         return values, offsets
 
-    async def _read(self, tier: str, feed: str, consumer: AIOKafkaConsumer) -> None:
+    async def _read(
+        self,
+        tier: str,
+        feed: str,
+        consumer: AIOKafkaConsumer,
+        history_to: dict[int, int],
+        history_read: asyncio.Future[None],
+    ) -> None:
+        behind = {p for p, o in history_to.items() if o > 0}
         try:
             while True:
+                if not history_read.done():
+                    for p in list(behind):
+                        if (
+                            await consumer.position(TopicPartition(self.naming.tier_topic(tier, feed), p))
+                            >= (history_to[p])
+                        ):
+                            behind.discard(p)
+                    if not behind:
+                        history_read.set_result(None)
                 try:
                     batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
                 except KafkaError as err:
                     log.warning("reading %s/%s: %s; retrying", tier, feed, err)
                     await asyncio.sleep(1)
                     continue
-                for records in batches.values():
-                    self.hub.ingest(
-                        tier,
-                        feed,
-                        [(r.key.decode(), r.value) for r in records if r.key is not None and r.value is not None],
-                    )
+                received = now_ms()
+                for tp, records in batches.items():
+                    if not records:
+                        continue
+                    kept = [
+                        (r.offset, r.key.decode(), r.value)
+                        for r in records
+                        if r.key is not None and r.value is not None
+                    ]
+                    self.hub.ingest_records(tier, feed, tp.partition, kept, records[-1].offset + 1, received)
                     self.records_read += len(records)
+                    if records[-1].offset + 1 >= history_to.get(tp.partition, 0):
+                        histogram = self.kafka_latency
+                        for r in records:
+                            histogram.add(received - r.timestamp)
         finally:
+            if not history_read.done():
+                history_read.set_result(None)
             await consumer.stop()
+
+    async def wait_for(self, tier: str, feed: str, position: dict[int, int], timeout_s: float) -> None:
+        """Wait (bounded) until this node has applied the topic up to ``position``: a client resuming with
+        another node's position must not get records it already has a second time."""
+        src = self.hub.source(tier, feed)
+        deadline = time.monotonic() + timeout_s
+        while src.covers(position) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         for task in self._tasks.values():

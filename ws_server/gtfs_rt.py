@@ -1,4 +1,10 @@
-"""GTFS-Realtime VehiclePositions from a tier's bus and metro state (FULL_DATASET, protobuf bytes)."""
+"""GTFS-Realtime VehiclePositions from a tier's bus and metro state (FULL_DATASET, protobuf bytes).
+
+The GTFS-Realtime specification gives positions in WGS-84, so every tier's feed is WGS-84. Tiers whose
+policy releases only GCJ-02 (public, registered) get their released GCJ-02 point converted back to WGS-84:
+the point was already snapped to the tier's grid before the datum shift, so the conversion reveals nothing
+finer than what the tier receives anyway. It is rounded to 6 decimals, the precision those tiers are given.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,20 @@ from .protocol.state import Entry
 _OCCUPANCY = dict(gtfs_realtime_pb2.VehiclePosition.OccupancyStatus.items())
 
 
-def vehicle_positions(entries: Iterable[Entry], crs: str, now_ms: int) -> bytes:
-    """One FeedMessage of every live vehicle in ``entries``, with points in ``crs``."""
+CONVERTED_DECIMALS = 6
+
+
+def wgs84_point(entry: Entry) -> tuple[float, float]:
+    """The entry's released point in WGS-84 (converted from GCJ-02 when that is what the tier holds)."""
+    record = entry.record
+    if record.get("crs", "gcj02") == "wgs84":
+        return float(record["lng"]), float(record["lat"])
+    lng, lat = entry.in_crs("wgs84")["lng"], entry.in_crs("wgs84")["lat"]
+    return round(float(lng), CONVERTED_DECIMALS), round(float(lat), CONVERTED_DECIMALS)
+
+
+def vehicle_positions(entries: Iterable[Entry], now_ms: int) -> bytes:
+    """One FeedMessage of every live vehicle in ``entries``, with WGS-84 points as GTFS-RT requires."""
     feed = gtfs_realtime_pb2.FeedMessage()
     feed.header.gtfs_realtime_version = "2.0"
     feed.header.incrementality = gtfs_realtime_pb2.FeedHeader.FULL_DATASET
@@ -21,12 +39,11 @@ def vehicle_positions(entries: Iterable[Entry], crs: str, now_ms: int) -> bytes:
     for entry in entries:
         if entry.stale or math.isnan(entry.x):
             continue
-        rec = entry.in_crs(crs)
+        rec = entry.record
         entity = feed.entity.add()
         entity.id = entry.id
         vp = entity.vehicle
-        vp.position.longitude = float(rec["lng"])
-        vp.position.latitude = float(rec["lat"])
+        vp.position.longitude, vp.position.latitude = wgs84_point(entry)
         if isinstance(rec.get("bearing"), int | float):
             vp.position.bearing = float(rec["bearing"])
         if isinstance(rec.get("speed_kmh"), int | float):

@@ -72,7 +72,8 @@ class HttpRoutes:
         if isinstance(auth, Response):
             return auth
         tier = auth.tier
-        crs = "wgs84" if "wgs84" in CRS_BY_TIER[tier] else "gcj02"
+        # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
+        converted = "wgs84" not in CRS_BY_TIER[tier]
         now = time.time_ns() // 1_000_000
         cached = self._gtfs.get(tier)
         if cached is None or now - cached[0] > GTFS_CACHE_MS:
@@ -87,13 +88,18 @@ class HttpRoutes:
                 return response(503, ("; ".join(problems) + "\n").encode(), "text/plain; charset=utf-8")
             hub = self.node.hub
             entries = [e for feed in readable for e in hub.source(tier, feed).entries.values()]
-            cached = (now, vehicle_positions(entries, crs, now))
+            cached = (now, vehicle_positions(entries, now))
             self._gtfs[tier] = cached
         return response(
             200,
             cached[1],
             "application/x-protobuf",
-            [("X-Shfeeds-Tier", tier), ("X-Shfeeds-Crs", crs), ("Cache-Control", "max-age=1")],
+            [
+                ("X-Shfeeds-Tier", tier),
+                ("X-Shfeeds-Crs", "wgs84"),
+                ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
+                ("Cache-Control", "max-age=1"),
+            ],
         )
 
     def _health(self) -> Response:
@@ -108,5 +114,9 @@ class HttpRoutes:
             "records_read": node.readers.records_read,
             "tick_ms_avg": round(node.tick_ms_total / node.ticks, 3) if node.ticks else None,
             "audit_entries_written": node.audit.entries_written,
+            "latency": {
+                "kafka_to_node": node.readers.kafka_latency.summary(),
+                "node_to_written": node.hub.latency.summary(),
+            },
         }
         return response(200, orjson.dumps(body), "application/json")

@@ -36,9 +36,12 @@ from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
 from .protocol.messages import Subscribe
 from .protocol.session import Session
+from .protocol.stream import parse_position
 from .wire import WsSink
 
 log = logging.getLogger(__name__)
+
+RESUME_WAIT_S = 5.0  # how long a resume may wait for this node to reach the client's position
 
 
 def now_ms() -> int:
@@ -88,8 +91,11 @@ class Node:
             node_id=config.node_id,
             buffer_frames=config.replay_frames,
             resume_window_ms=config.resume_window_ms,
+            clock=now_ms,
         )
-        self.readers = FeedReaders(self.hub, self.redis, config.kafka_bootstrap, self.naming)
+        self.readers = FeedReaders(
+            self.hub, self.redis, config.kafka_bootstrap, self.naming, history_records=config.history_records
+        )
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
         self.http = HttpRoutes(self)
@@ -172,6 +178,9 @@ class Node:
                     try:
                         session.check_subscribe(message)
                         await self.readers.ensure(session.tier, message.feed)
+                        position = parse_position(message.resume.pos) if message.resume and message.resume.pos else None
+                        if position is not None:
+                            await self.readers.wait_for(session.tier, message.feed, position, RESUME_WAIT_S)
                     except ProtocolError as err:
                         err.sub_id = message.id
                         session.error(err)

@@ -51,6 +51,13 @@ class WsSink:
             WsSink._last = (frame, self.binary, wire)
         self.transport.write(wire)
 
+    def send_many(self, frames: list[bytes]) -> None:
+        """Several frames in one write: a resume replay or a snapshot costs one system call, not dozens."""
+        conn = self.conn
+        if not frames or conn.protocol.state is not _OPEN or conn.send_in_progress is not None:
+            return
+        self.transport.write(b"".join([wire_frame(frame, self.binary) for frame in frames]))
+
     def backlog(self) -> int:
         size: int = self.transport.get_write_buffer_size()
         return size

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from geo import crs as geo_crs  # the transforms live in geo/, one implementation for the project
 from schemas import InvalidRecord, Record, from_dict
 
 from .result import ParseResult
@@ -197,8 +198,6 @@ def epoch_ms(moment: datetime) -> int:
 
 def to_wgs84(lng: float, lat: float, crs: Any) -> tuple[float, float]:
     """Convert a point published in ``crs`` (wgs84, gcj02, bd09) to WGS-84."""
-    from geo import crs as geo_crs  # the transforms live in geo/, one implementation for the project
-
     name = str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
     if not (-180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0):
         raise ItemError(f"coordinates ({lng}, {lat}) are outside the globe")
@@ -214,9 +213,7 @@ def to_wgs84(lng: float, lat: float, crs: Any) -> tuple[float, float]:
 
 
 def check_in_shanghai(lng: float, lat: float) -> None:
-    from geo.crs import plausibly_in_shanghai
-
-    if not plausibly_in_shanghai(lng, lat):
+    if not geo_crs.plausibly_in_shanghai(lng, lat):
         raise ItemError(f"position ({lng:.6f}, {lat:.6f}) is outside Shanghai")
 
 
@@ -225,6 +222,14 @@ def build(feed: str, fields: JsonDict) -> Record:
     clean = {k: v for k, v in fields.items() if v is not None}
     try:
         return from_dict(feed, clean)
+    except InvalidRecord as err:
+        raise ItemError(f"invalid {feed} record: {err}") from None
+
+
+def build_present(feed: str, fields: JsonDict) -> Record:
+    """``build`` for a caller that only put present (non-None) values in ``fields``."""
+    try:
+        return from_dict(feed, fields)
     except InvalidRecord as err:
         raise ItemError(f"invalid {feed} record: {err}") from None
 

@@ -58,6 +58,12 @@ class AdapterRuntime:
             "kafka": self.sink.stats.as_dict(),
         }
 
+    async def _create_topics(self) -> None:
+        try:
+            await ensure_topics_if_available(self.settings)
+        except Exception as err:  # Kafka may be down; the sink keeps retrying and says so
+            log.error("could not create topics: %s", err)
+
     async def run(
         self,
         names: Iterable[str],
@@ -78,26 +84,24 @@ class AdapterRuntime:
         for name in names:
             self.stats.setdefault(name, SourceStats(source=name))
         intervals = intervals or {}
-        if metrics_port is not None:
-            self.metrics = MetricsServer(RuntimeCollector(lambda: self.stats, lambda: self.sink.stats))
-            await self.metrics.start(metrics_host, metrics_port)
-        if create_topics:
-            try:
-                await ensure_topics_if_available(self.settings)
-            except Exception as err:  # Kafka may be down; the sink keeps retrying and says so
-                log.error("could not create topics: %s", err)
-        await self.sink.start()
         urls = urls or {}
-        async with aiohttp.ClientSession() as session:
-            tasks: list[asyncio.Task[None]] = []
-            receivers = self.push_receivers
-            try:
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if metrics_port is not None:
+                self.metrics = MetricsServer(RuntimeCollector(lambda: self.stats, lambda: self.sink.stats))
+                await self.metrics.start(metrics_host, metrics_port)
+            if create_topics:
+                # Beside polling, not before it: while Kafka is away, records wait in the sink.
+                tasks.append(asyncio.create_task(self._create_topics(), name="create-topics"))
+            await self.sink.start()
+            async with aiohttp.ClientSession() as session:
+                pollers: list[asyncio.Task[None]] = []
                 for name in names:
                     stats = self.stats[name]
                     if name in PUSH_SOURCES:
                         receiver = PushReceiver(name=name, sink=self.sink, stats=stats)
+                        self.push_receivers.append(receiver)
                         await receiver.start("0.0.0.0", push_port)
-                        receivers.append(receiver)
                         continue
                     config: SourceConfig = SOURCES[name]
                     adapter = PollingAdapter(
@@ -111,22 +115,23 @@ class AdapterRuntime:
                         options=dict(config.options),
                         stats=stats,
                     )
-                    tasks.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
-                if tasks:
-                    await asyncio.gather(*tasks)
+                    pollers.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
+                tasks += pollers
+                if pollers:
+                    await asyncio.gather(*pollers)
                 else:
                     await asyncio.Event().wait()  # push-only: serve until cancelled
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                for receiver in receivers:
-                    await receiver.stop()
-                await self.sink.close()
-                if self.metrics is not None:
-                    await self.metrics.stop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for receiver in self.push_receivers:
+                await receiver.stop()
+            await self.sink.close()
+            if self.metrics is not None:
+                await self.metrics.stop()
 
 
 async def run_adapter(name: str, settings: Settings, *, url: str | None = None, **kwargs: Any) -> None:

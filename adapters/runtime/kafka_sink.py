@@ -93,6 +93,7 @@ class KafkaSink:
         self._retry: list[OutMessage] = []  # handed over, failed retriably: go out again first
         self._in_flight = 0
         self._wake = asyncio.Event()
+        self._waiters = 0
         self._producer: AIOKafkaProducer | None = None
         self._backoff = retry_backoff or Backoff(base_s=0.5, cap_s=15.0)
         self._task: asyncio.Task[None] | None = None
@@ -107,13 +108,18 @@ class KafkaSink:
     def _notify(self) -> None:
         self.stats.buffered = self.pending
         self.stats.in_flight = self._in_flight
-        # Replace the event so every current waiter wakes and later waiters wait for the next change.
-        self._wake.set()
-        self._wake = asyncio.Event()
+        if self._waiters:
+            # Replace the event so every current waiter wakes and later waiters wait for the next change.
+            self._wake.set()
+            self._wake = asyncio.Event()
 
     async def _wait_until(self, predicate: Any) -> None:
         while not predicate():
-            await self._wake.wait()
+            self._waiters += 1
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiters -= 1
 
     # -- public API ------------------------------------------------------------------------------------
 
@@ -234,8 +240,6 @@ class KafkaSink:
                     self.pending,
                     delay,
                 )
-                if self._waiting:
-                    self._waiting.popleft()
                 await asyncio.sleep(delay)
                 continue
             self._backoff.reset()

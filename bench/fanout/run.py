@@ -16,6 +16,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,14 +56,94 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_s(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_s(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def socket_queues(port: int) -> tuple[int, int]:
+    """Bytes queued in the kernel on loopback TCP: (sent by the server, not yet acknowledged; received by
+    clients, not yet read by them). Large unread client queues mean the load generator is behind."""
+    server_tx = client_rx = 0
+    hex_port = f"{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        local, remote, queues = parts[1], parts[2], parts[4]
+        tx, rx = (int(v, 16) for v in queues.split(":"))
+        if local.endswith(":" + hex_port):
+            server_tx += tx
+        elif remote.endswith(":" + hex_port):
+            client_rx += rx
+    return server_tx, client_rx
+
+
+class Sampler:
+    """Samples the kernel socket queues every second while the input runs (in a thread)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(socket_queues(self.port))
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        tx = [a for a, _ in self.samples]
+        rx = [b for _, b in self.samples]
+        return {
+            "kernel_server_tx_mb_mean": sum(tx) / len(tx) / 1e6,
+            "kernel_client_rx_mb_mean": sum(rx) / len(rx) / 1e6,
+            "kernel_client_rx_mb_max": max(rx) / 1e6,
+        }
+
+
+class Server:
+    """The benchmark node in a child process, with its stdin/stdout control channel."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+
+    def command(self, line: str) -> dict[str, Any] | None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        if line != "report":
+            return None
+        answer: dict[str, Any] = orjson.loads(self.proc.stdout.readline())
+        return answer
 
 
 class LoadGen:
-    def __init__(self, binary: Path, url: str, clients: int, cpu: str | None) -> None:
-        argv = [str(binary), "-url", url, "-clients", str(clients)]
+    def __init__(self, binary: Path, url: str, clients: int, cpu: str | None, codec: str) -> None:
+        argv = [str(binary), "-url", url, "-clients", str(clients), "-codec", codec]
         if cpu:
             argv = ["taskset", "-c", cpu, *argv]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -127,8 +208,9 @@ def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) 
     ]  # fmt: skip
     if args.server_cpu:
         server_argv = ["taskset", "-c", args.server_cpu, *server_argv]
-    server = subprocess.Popen(server_argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    result: dict[str, Any] = {"mode": mode}
+    node = Server(server_argv)
+    server = node.proc
+    result: dict[str, Any] = {"mode": mode, "codec": args.codec}
     gen: LoadGen | None = None
     try:
         assert server.stdout is not None
@@ -145,20 +227,33 @@ def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) 
         )
         time.sleep(1.0)
         rss_before = rss_kb(pid)
-        gen = LoadGen(binary, f"ws://127.0.0.1:{port}/", args.clients, args.loadgen_cpu)
+        gen = LoadGen(binary, f"ws://127.0.0.1:{port}/", args.clients, args.loadgen_cpu, args.codec)
         connected = gen.read()
         time.sleep(3.0)
         rss_after = rss_kb(pid)
         result["connect_s"] = connected["seconds"]
         result["kb_per_idle_connection"] = (rss_after - rss_before) / args.clients
         gen.command("measure")
-        cpu_before = cpu_s(pid)
-        sent = asyncio.run(produce(args.bootstrap, naming.tier_topic("public", "bus"), args.rate, args.seconds, 7))
-        time.sleep(1.0)
+        node.command("reset")
+        cpu_before, gen_cpu_before, own_before = cpu_s(pid), cpu_s(gen.proc.pid), time.process_time()
+        sys_before = cpu_split(pid)[1]
+        busy_before, total_before = machine_busy()
+        with Sampler(port) as sampler:
+            topic = naming.tier_topic("public", "bus")
+            sent = asyncio.run(produce(args.bootstrap, topic, args.rate, args.seconds, 7))
+            time.sleep(1.0)
         gen.command("stop")
         measured = gen.read()
+        window = args.seconds + 1.0
+        busy_after, total_after = machine_busy()
         result.update(measured)
-        result["server_cpu_s_per_s"] = (cpu_s(pid) - cpu_before) / (args.seconds + 1.0)
+        result["server_cpu_s_per_s"] = (cpu_s(pid) - cpu_before) / window
+        result["server_sys_cpu_s_per_s"] = (cpu_split(pid)[1] - sys_before) / window
+        result["loadgen_cpu_s_per_s"] = (cpu_s(gen.proc.pid) - gen_cpu_before) / window
+        result["producer_cpu_s_per_s"] = (time.process_time() - own_before) / window
+        result["machine_busy_cores"] = (busy_after - busy_before) / (total_after - total_before) * (os.cpu_count() or 1)
+        result["node"] = node.command("report")
+        result.update(sampler.summary())
         result["input_records"] = sent
         if mode == "grouped":
             # Drop every connection at once while records keep flowing, then resume them all.
@@ -235,6 +330,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:16379/0")
     parser.add_argument("--server-cpu", default="0", help="taskset CPU list for the server ('' = none)")
     parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list for the load generator")
+    parser.add_argument("--codec", choices=("json", "msgpack"), default="json", help="the clients' subprotocol")
+    parser.add_argument("--modes", default="grouped,baseline", help="which nodes to run (investigation)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -244,9 +341,11 @@ def main() -> None:
     prefix = f"benchfanout-{uuid.uuid4().hex[:8]}"
     naming = Naming(prefix + ".", prefix)
     asyncio.run(prime(args.bootstrap, args.redis_url, naming))
-    results = [run_mode(mode, args, naming, binary) for mode in ("grouped", "baseline")]
+    results = [run_mode(mode, args, naming, binary) for mode in args.modes.split(",")]
     for result in results:
-        print(orjson.dumps(result).decode())
+        print(orjson.dumps(result).decode(), flush=True)
+    if len(results) != 2:
+        return
     text = table(results, args)
     print(text)
     if args.out is not None:

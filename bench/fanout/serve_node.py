@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
+from typing import Any
 
 import numpy as np
+import orjson
 from websockets.asyncio.server import broadcast
 
 from ws_server.config import Naming, ServerConfig
@@ -67,7 +70,45 @@ def main() -> None:
     )
     node = PerRecordNode(config) if args.mode == "baseline" else Node(config)
     print(f"serving {args.mode} {time.time()}", flush=True)
-    asyncio.run(node.run())
+    asyncio.run(run_with_control(node))
+
+
+def report(node: Node) -> dict[str, Any]:
+    """Where the time goes on the node, and how many bytes wait in its user-space send buffers."""
+    backlogs = [s.sink.backlog() for s in node.sessions if not s.closed]
+    return {
+        "kafka_to_node": node.readers.kafka_latency.summary(),
+        "node_to_written": node.hub.latency.summary(),
+        "tick_ms_avg": round(node.tick_ms_total / node.ticks, 2) if node.ticks else None,
+        "ticks": node.ticks,
+        "connections": len(node.sessions),
+        "send_buffer_bytes_total": sum(backlogs),
+        "send_buffer_bytes_max": max(backlogs, default=0),
+        "records_read": node.readers.records_read,
+    }
+
+
+async def run_with_control(node: Node) -> None:
+    """The node, plus commands on stdin from the benchmark runner: ``reset`` clears the latency
+    histograms, ``report`` prints them (one JSON line)."""
+
+    async def control() -> None:
+        while True:
+            line = (await asyncio.to_thread(sys.stdin.readline)).strip()
+            if not line:
+                return
+            if line == "reset":
+                node.readers.kafka_latency.clear()
+                node.hub.latency.clear()
+                node.tick_ms_total, node.ticks = 0.0, 0
+            elif line == "report":
+                print(orjson.dumps(report(node)).decode(), flush=True)
+
+    task = asyncio.create_task(control())
+    try:
+        await node.run()
+    finally:
+        task.cancel()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ For each variant (see variants.py) on its own topic prefix:
    latency of a record is the time it is read from tier.operator/licensed.bus minus its send time.
 
 Usage: .venv/bin/python bench/pipeline/run.py [--records 200000] [--faust-records 20000] [--rate 5000]
+       [--workers 2] [--variants pipeline,plain,faust]
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ async def tier_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> i
     return sum(ends.values())
 
 
-async def measure_throughput(bootstrap: str, prefix: str, count: int, proc: subprocess.Popen[bytes]) -> dict:
+async def measure_throughput(
+    bootstrap: str, prefix: str, count: int, procs: list[subprocess.Popen[bytes]]
+) -> dict:
     tps = [TopicPartition(prefix + pipeline_tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await probe.start()
@@ -107,7 +110,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, proc: subp
             operator_done = await tier_total(probe, op_tps) >= count
             if operator_done and t - quiet_since > 3.0:
                 break
-            if proc.poll() is not None:
+            if any(p.poll() is not None for p in procs):
                 raise RuntimeError("variant exited early")
             if first is None and t - quiet_since > 120:
                 raise RuntimeError("no output after 120 s")
@@ -194,17 +197,21 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
         "--seconds",
         "600",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # One process per worker, all in one consumer group: partitions are the unit of parallelism.
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(args.workers)]
     try:
-        result = {"variant": variant, **await measure_throughput(s.kafka_bootstrap, prefix, count, proc)}
+        result = {"variant": variant, "workers": args.workers}
+        result.update(await measure_throughput(s.kafka_bootstrap, prefix, count, procs))
         if variant != "faust" or args.faust_latency:
             result.update(await measure_latency(s.kafka_bootstrap, prefix, args.rate, args.latency_seconds))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return result
 
 
@@ -216,6 +223,7 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--faust-latency", action="store_true")
     parser.add_argument("--variants", default="pipeline,plain,faust")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per variant (one per core)")
     args = parser.parse_args()
     results = []
     for variant in args.variants.split(","):

@@ -24,9 +24,8 @@ class Batch:
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]]) -> Batch:
-        n = len(records)
-        lngs = np.fromiter((_coord(r.get("lng")) for r in records), np.float64, n)
-        lats = np.fromiter((_coord(r.get("lat")) for r in records), np.float64, n)
+        lngs = _column([r.get("lng") for r in records])
+        lats = _column([r.get("lat") for r in records])
         views = []
         for r in records:
             v = dict(r)
@@ -41,6 +40,13 @@ class Batch:
         self.views = [v for v, k in zip(self.views, m.tolist(), strict=True) if k]
         self.lngs = self.lngs[m]
         self.lats = self.lats[m]
+
+
+def _column(values: list[Any]) -> NDArray[np.float64]:
+    """Coordinates as floats, NaN for a missing or non-numeric one (canonical records: all floats)."""
+    if all(type(x) is float for x in values):
+        return np.array(values, dtype=np.float64)
+    return np.fromiter((_coord(x) for x in values), np.float64, len(values))
 
 
 def _coord(value: Any) -> float:
@@ -70,13 +76,14 @@ def positions_out(
     return out_x, out_y
 
 
-def emit(batch: Batch, crs: str, decimals: int, version: str) -> list[dict[str, Any]]:
-    """The released dicts: a copy of each view with its position (if any), ``crs`` and ``policy_version``."""
+def emit(batch: Batch, crs: str, decimals: int, version: str, copy: bool = True) -> list[dict[str, Any]]:
+    """The released dicts: each view (a copy unless ``copy`` is false) with its position (if any), ``crs``
+    and ``policy_version``."""
     x, y = positions_out(batch.lngs, batch.lats, crs, decimals)
     finite = (np.isfinite(x) & np.isfinite(y)).tolist()
     out = []
     for view, lng, lat, has in zip(batch.views, x.tolist(), y.tolist(), finite, strict=True):
-        rec = dict(view)
+        rec = dict(view) if copy else view
         if has:
             rec["lng"] = lng
             rec["lat"] = lat

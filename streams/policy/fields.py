@@ -11,7 +11,12 @@ from typing import Final
 
 import msgspec
 
-from schemas import FEED_TYPES
+from schemas import FEED_TYPES, FEEDS
+from streams.aggregate_records import AGGREGATE_TYPES
+
+# Every feed a policy file has rules for: the contract's source feeds, then the stream layer's aggregates.
+POLICY_FEEDS: Final = FEEDS + tuple(AGGREGATE_TYPES)
+_TYPES: Final = {**FEED_TYPES, **AGGREGATE_TYPES}
 
 # The record's lng/lat as one unit: snapped and converted together.
 POSITION: Final = "position"
@@ -51,7 +56,7 @@ def _kind(t: msgspec.inspect.Type) -> str:
 @cache
 def schema_fields(feed: str) -> dict[str, str]:
     """Field name → kind ("int", "float", "str", "bool", "list", "dict", "other") of the feed's record."""
-    info = msgspec.inspect.type_info(FEED_TYPES[feed])
+    info = msgspec.inspect.type_info(_TYPES[feed])
     assert isinstance(info, msgspec.inspect.StructType)
     return {f.name: _kind(f.type) for f in info.fields}
 

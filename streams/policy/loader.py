@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from schemas import FEEDS, TIERS
+from schemas import TIERS
 
 from .catalogue import AGGREGATE_SESSION_FIELDS, FIELD_OPS, RECORD_OPS, check_params, finer_than
 from .errors import PolicyError
-from .fields import CONTEXT_FIELDS, POSITION, field_kind, schema_fields
+from .fields import CONTEXT_FIELDS, POLICY_FEEDS, POSITION, field_kind, schema_fields
 from .model import FeedPolicy, FieldRule, Policy, RecordRule, TierRule
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "tier_policy.toml"
@@ -72,13 +72,13 @@ def _build(data: dict[str, Any], source: str) -> Policy:
     feeds = data.get("feeds")
     if not isinstance(feeds, dict):
         raise PolicyError(f"{source}: missing [feeds] tables")
-    unknown = sorted(set(feeds) - set(FEEDS))
+    unknown = sorted(set(feeds) - set(POLICY_FEEDS))
     if unknown:
-        raise PolicyError(f"{source}: unknown feed(s) {unknown}; known feeds: {', '.join(FEEDS)}")
-    missing = [f for f in FEEDS if f not in feeds]
+        raise PolicyError(f"{source}: unknown feed(s) {unknown}; known feeds: {', '.join(POLICY_FEEDS)}")
+    missing = [f for f in POLICY_FEEDS if f not in feeds]
     if missing:
         raise PolicyError(f"{source}: no rules for feed(s) {missing}")
-    built = {feed: _feed(source, feed, feeds[feed]) for feed in FEEDS}
+    built = {feed: _feed(source, feed, feeds[feed]) for feed in POLICY_FEEDS}
     return Policy(version=version.strip(), source=source, feeds=built)
 
 

@@ -3,12 +3,14 @@ batch of tier records into one frame per stream, delivered as the same bytes to 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from ..latency import LatencyHistogram
 from .codec import Codec
 from .filters import CompiledFilter, DistrictLookup
 from .messages import Options
@@ -32,6 +34,7 @@ class Hub:
         buffer_frames: int = 2048,
         buffer_bytes: int = 16 << 20,
         resume_window_ms: int = 300_000,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.districts = districts
         self.node_id = node_id or secrets.token_hex(4)
@@ -42,6 +45,9 @@ class Hub:
         self.streams: dict[StreamKey, Stream] = {}
         self.by_source: dict[SourceState, dict[Stream, None]] = {}
         self.incoming: dict[SourceState, list[tuple[str, bytes]]] = {}
+        self.incoming_at: dict[SourceState, int] = {}  # when the oldest waiting record reached the node
+        self.clock = clock  # wall clock (ms) for latency figures; without one the tick's now_ms is used
+        self.latency = LatencyHistogram()  # record reached the node → its frame written to every member
         self.behind: set[Subscription] = set()
         self._ids = itertools.count(1)
         self.frames_sent = 0
@@ -56,10 +62,31 @@ class Hub:
             self.by_source[src] = {}
         return src
 
-    def ingest(self, tier: str, feed: str, items: Iterable[tuple[str, bytes]]) -> None:
+    def ingest(self, tier: str, feed: str, items: Iterable[tuple[str, bytes]], received_ms: int | None = None) -> None:
         """Tier topic records (entity id, value bytes); applied at the next tick, all at once."""
         src = self.source(tier, feed)
         self.incoming.setdefault(src, []).extend(items)
+        if received_ms is not None:
+            self.incoming_at.setdefault(src, received_ms)
+
+    def ingest_records(
+        self,
+        tier: str,
+        feed: str,
+        partition: int,
+        records: list[tuple[int, str, bytes]],
+        next_offset: int,
+        received_ms: int | None = None,
+    ) -> None:
+        """Records of one partition as (offset, entity id, value): kept in the source's history, and
+        applied at the next tick unless the snapshot already holds them; the source then stands at
+        ``next_offset``."""
+        src = self.source(tier, feed)
+        fresh = src.log(partition, records, next_offset)
+        if fresh:
+            self.ingest(tier, feed, fresh, received_ms)
+        else:
+            self.incoming.setdefault(src, [])
 
     # ------------------------------------------------------------------------------------------ streams
 
@@ -69,10 +96,13 @@ class Hub:
         if stream is None:
             src = self.source(tier, feed)
             sid = f"s{next(self._ids)}"
+            # Resume positions name the stream by what it carries, the same on every node.
+            name = hashlib.blake2b(repr(key[:4]).encode(), digest_size=4).hexdigest()
             stream = Stream(
                 sid,
                 f"{self.node_id}-{sid}",
                 key,
+                name,
                 src,
                 flt,
                 options,
@@ -107,23 +137,27 @@ class Hub:
     def tick(self, now_ms: int) -> int:
         """Apply what arrived, send every due stream's frame to its members; returns frames built."""
         for src, items in self.incoming.items():
-            if not items:
-                continue
             for entity_id, raw in items:
                 src.apply(entity_id, raw)
             items.clear()
+            src.advance()
+            received = self.incoming_at.pop(src, now_ms)
             changes = src.take_changes()
             streams = self.by_source[src]
             if not changes or not streams:
                 continue
             xs = np.fromiter((c.entry.x for c in changes), dtype=np.float64, count=len(changes))
             ys = np.fromiter((c.entry.y for c in changes), dtype=np.float64, count=len(changes))
+            changed_ids = [c.entry.id for c in changes]
             for stream in streams:
-                stream.observe(changes, xs, ys)
+                stream.observe(changes, xs, ys, changed_ids)
+                if stream.pending and stream.pending_since is None:
+                    stream.pending_since = received
         built = 0
         for stream in list(self.streams.values()):
             if not stream.due(now_ms):
                 continue
+            since = stream.pending_since
             flushed = stream.flush(now_ms)
             if flushed is None:
                 continue
@@ -136,6 +170,9 @@ class Hub:
             if members:
                 self.frames_sent += len(members)
                 self.records_delivered += len(ids) * len(members)
+                if since is not None:
+                    written = self.clock() if self.clock is not None else now_ms
+                    self.latency.add(written - since, len(ids) * len(members))
         if self.behind:
             for sub in list(self.behind):
                 if sub.try_catch_up(now_ms):

@@ -38,6 +38,10 @@ class Sink(Protocol):
 
     def send(self, frame: bytes) -> None: ...
 
+    def send_many(self, frames: list[bytes]) -> None:
+        """``send`` each frame, in order (in one write where the transport allows)."""
+        ...
+
     def backlog(self) -> int:
         """Bytes written but not yet taken by the peer."""
         ...
@@ -86,14 +90,8 @@ class Subscription:
             return False
         stream = self.stream
         upserts, removes = stream.records_for(sorted(self.skipped))
-        head = {
-            "type": "delta",
-            "stream": stream.sid,
-            "epoch": stream.epoch,
-            "seq": stream.seq,
-            "from_seq": self.from_seq,
-            "conflated": True,
-        }
+        head = stream.head("delta")
+        head["from_seq"], head["conflated"] = self.from_seq, True
         frame = stream.codec.delta(head, upserts, removes, [])
         session.sink.send(frame)
         session.delivered(stream, frame, len(upserts) + len(removes))
@@ -226,36 +224,31 @@ class Session:
         stream = self.hub.stream_for(self.tier, message.feed, flt, message.options, self.codec)
         sub = Subscription(message.id, self, stream)
         self.subs[message.id] = sub
-        head: dict[str, Any] = {
-            "type": "subscribed",
-            "id": message.id,
-            "stream": stream.sid,
-            "epoch": stream.epoch,
-            "seq": stream.seq,
-            "feed": message.feed,
-            "tier": self.tier,
-            "crs": stream.crs,
-        }
-        if message.resume is not None:
-            replay = stream.replay_after(message.resume.seq) if message.resume.epoch == stream.epoch else None
+        head = stream.head("subscribed")
+        head.update(id=message.id, feed=message.feed, tier=self.tier, crs=stream.crs)
+        resume = message.resume
+        if resume is not None:
+            # 1. This node still holds the very frames after the cursor: send them again, byte for byte.
+            replay = stream.replay_after(resume.seq) if resume.epoch == stream.epoch else None
             if replay is not None:
-                self.send({**head, "seq": message.resume.seq, "resumed": True})
-                for frame in replay:
-                    self.sink.send(frame)
+                self.send({**head, "seq": resume.seq, "resumed": True})
+                self.sink.send_many(replay)
                 self.hub.join(stream, sub)
                 return
-            reason = "cursor_too_old" if message.resume.epoch == stream.epoch else "epoch_unknown"
+            # 2. Another node's (or an earlier process's) cursor: rebuild what changed since its position.
+            caught_up = stream.catch_up_from(resume.pos) if resume.pos is not None else None
+            if caught_up is not None:
+                self.send({**head, "resumed": True, "from_pos": resume.pos})
+                self.sink.send(caught_up)
+                self.hub.join(stream, sub)
+                return
+            # 3. Neither: say so, and start again from a snapshot.
+            known = resume.epoch == stream.epoch or resume.pos is not None
+            reason = "cursor_too_old" if known else "epoch_unknown"
             self.send({**head, "resumed": False})
-            self.send(
-                {
-                    "type": "reset",
-                    "id": message.id,
-                    "stream": stream.sid,
-                    "epoch": stream.epoch,
-                    "seq": stream.seq,
-                    "reason": reason,
-                }
-            )
+            reset = stream.head("reset")
+            reset.update(id=message.id, reason=reason)
+            self.send(reset)
             self._send_snapshot(stream)
         else:
             self.send(head)
@@ -264,8 +257,7 @@ class Session:
         self.hub.join(stream, sub)
 
     def _send_snapshot(self, stream: Stream) -> None:
-        for frame in stream.snapshot_frames():
-            self.sink.send(frame)
+        self.sink.send_many(stream.snapshot_frames())
 
     def _update(self, message: Update) -> None:
         sub = self.subs.get(message.id)
@@ -274,14 +266,17 @@ class Session:
         old = sub.stream
         flt = compile_filter(message.filter, old.crs, self.hub.districts)
         new = self.hub.stream_for(self.tier, old.source.feed, flt, old.options, self.codec)
-        self.send({"type": "updated", "id": message.id, "stream": new.sid, "epoch": new.epoch, "seq": new.seq})
+        updated = new.head("updated")
+        updated["id"] = message.id
+        self.send(updated)
         if new is old:
             return
         # Entities still inside are not sent again, unless the old stream still owed them an update.
         entering = (new.inside - old.inside) | (new.inside & old.pending.keys())
         leaving = old.inside - new.inside
         upserts, _ = new.records_for(sorted(entering))
-        head = {"type": "delta", "stream": new.sid, "epoch": new.epoch, "seq": new.seq, "diff": True}
+        head = new.head("delta")
+        head["diff"] = True
         self.sink.send(self.codec.delta(head, upserts, sorted(leaving), []))
         self.hub.leave(sub)
         sub.stream = new
@@ -313,17 +308,9 @@ class Session:
             new = self.hub.stream_for(tier, stream.source.feed, stream.filter, stream.options, self.codec)
             moved = Subscription(sub.sub_id, self, new)
             self.subs[sub.sub_id] = moved
-            self.send(
-                {
-                    "type": "reset",
-                    "id": sub.sub_id,
-                    "stream": new.sid,
-                    "epoch": new.epoch,
-                    "seq": new.seq,
-                    "reason": "tier_changed",
-                    "tier": tier,
-                }
-            )
+            reset = new.head("reset")
+            reset.update(id=sub.sub_id, reason="tier_changed", tier=tier)
+            self.send(reset)
             self._send_snapshot(new)
             self.hub.join(new, moved)
 

@@ -7,6 +7,7 @@ forward them unchanged) plus the decoded dict. Each entity's point is also kept 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ REMOVE = "remove"
 REMOVED_STATE = "removed"  # the tier topic's "state" of an entity that is gone (docs/contracts.md)
 
 NAN = float("nan")
+UNKNOWN = b"\x00unknown"  # a value at a past position older than the node's history (never a tier record)
 
 
 class Entry:
@@ -78,12 +80,20 @@ class Change:
 class SourceState:
     """Latest records of one (tier, feed) and the changes since the last tick."""
 
-    def __init__(self, tier: str, feed: str) -> None:
+    def __init__(self, tier: str, feed: str, history_records: int = 100_000) -> None:
         self.tier = tier
         self.feed = feed
         self.entries: dict[str, Entry] = {}
         self.pending: dict[str, Change] = {}
-        self.offsets: dict[int, int] = {}  # partition → next offset to read
+        self.offsets: dict[int, int] = {}  # partition → next offset applied to ``entries``
+        self.incoming_offsets: dict[int, int] = {}  # the same for records waiting for the next tick
+        # The node's own copy of the topic's recent records (offset, entity id, value) per partition: every
+        # node reads the same topic, so any node can tell a resuming client what it missed since a position.
+        self.history: dict[int, deque[tuple[int, str, bytes]]] = {}
+        self.history_start: dict[int, int] = {}  # every keyed record from here up is in ``history``
+        self.history_complete: dict[int, bool] = {}  # the history starts at the partition's first offset
+        self.apply_from: dict[int, int] = {}  # records below are already in the snapshot: history only
+        self.history_records = history_records
         self.ready = False
         self._arrays: tuple[list[Entry], NDArray[np.float64], NDArray[np.float64]] | None = None
 
@@ -113,6 +123,71 @@ class SourceState:
             self.pending[entity_id] = Change(STALE if entry.stale else UPSERT, entry)
         self._arrays = None
 
+    # ------------------------------------------------------------------------------------------ positions
+
+    def start_history(self, starts: dict[int, int], snapshot: dict[int, int], beginnings: dict[int, int]) -> None:
+        """The node reads partition p from ``starts[p]``; records below ``snapshot[p]`` are already applied."""
+        per_partition = max(1, self.history_records // max(1, len(starts)))
+        for p, start in starts.items():
+            self.history[p] = deque(maxlen=per_partition)
+            self.history_start[p] = start
+            self.history_complete[p] = start <= beginnings.get(p, 0)
+            self.apply_from[p] = snapshot[p]
+            self.offsets[p] = snapshot[p]
+
+    def log(self, partition: int, records: list[tuple[int, str, bytes]], next_offset: int) -> list[tuple[str, bytes]]:
+        """Keep records in the history; return those the state has yet to apply (at the next tick)."""
+        history = self.history.get(partition)
+        if history is not None:
+            for record in records:
+                if len(history) == history.maxlen:
+                    self.history_start[partition] = history[0][0] + 1
+                    self.history_complete[partition] = False
+                history.append(record)
+        floor = self.apply_from.get(partition, 0)
+        if next_offset > floor:
+            self.incoming_offsets[partition] = next_offset
+        return [(entity_id, raw) for offset, entity_id, raw in records if offset >= floor]
+
+    def advance(self) -> None:
+        """The records taken by ``log`` were applied: the state now stands at their offsets."""
+        if self.incoming_offsets:
+            self.offsets.update(self.incoming_offsets)
+            self.incoming_offsets.clear()
+
+    def covers(self, position: dict[int, int]) -> bool | None:
+        """True when the history reaches back to ``position``; None when the state is not there yet."""
+        if set(position) != set(self.offsets):
+            return False
+        if any(position[p] > self.offsets[p] for p in position):
+            return None
+        return all(position[p] >= self.history_start.get(p, 1 << 62) for p in position)
+
+    def changed_since(self, position: dict[int, int]) -> list[tuple[str, bytes | None]]:
+        """Entities with records between ``position`` and now, in offset order, each with its value at
+        ``position``: the record bytes, None if it did not exist then, or ``UNKNOWN``. Needs ``covers``."""
+        out: list[tuple[str, bytes | None]] = []
+        for p, history in sorted(self.history.items()):
+            start, end = position[p], self.offsets[p]
+            touched: dict[str, None] = {}
+            before: dict[str, bytes] = {}
+            for offset, entity_id, raw in reversed(history):
+                if offset >= end:
+                    continue
+                if offset >= start:
+                    touched[entity_id] = None
+                elif entity_id in touched and entity_id not in before:
+                    before[entity_id] = raw
+                    if len(before) == len(touched):
+                        break
+            unknown: bytes | None = None if self.history_complete.get(p) else UNKNOWN
+            for entity_id in reversed(touched):
+                value = before.get(entity_id, unknown)
+                if value is not None and value != UNKNOWN and _is_removed(value):
+                    value = None
+                out.append((entity_id, value))
+        return out
+
     def take_changes(self) -> list[Change]:
         changes = list(self.pending.values())
         self.pending.clear()
@@ -126,6 +201,16 @@ class SourceState:
             ys = np.fromiter((e.y for e in entries), dtype=np.float64, count=len(entries))
             self._arrays = (entries, xs, ys)
         return self._arrays
+
+
+def _is_removed(raw: bytes) -> bool:
+    entry = _decode("", raw)
+    return entry is None or entry.record.get("state") == REMOVED_STATE
+
+
+def decode_entry(entity_id: str, raw: bytes) -> Entry | None:
+    """An entry from tier topic bytes, or None if they are not a MessagePack map."""
+    return _decode(entity_id, raw)
 
 
 def _decode(entity_id: str, raw: bytes) -> Entry | None:

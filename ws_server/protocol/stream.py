@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from .codec import Codec
 from .filters import CompiledFilter
 from .messages import Options
 from .significance import Signature, signature, significant
-from .state import REMOVE, STALE, UPSERT, Change, Entry, SourceState
+from .state import REMOVE, STALE, UNKNOWN, UPSERT, Change, Entry, SourceState, decode_entry
 
 if TYPE_CHECKING:
     from .session import Subscription
@@ -27,12 +28,32 @@ StreamKey = tuple[Any, ...]
 SNAPSHOT_PART_RECORDS = 500  # records per snapshot frame, so no frame grows without bound
 
 
+def format_position(name: str, offsets: dict[int, int]) -> str:
+    """``<stream name>.<next offset of partition 0>.<of partition 1>...``: opaque to clients."""
+    return ".".join([name, *(str(offsets[p]) for p in sorted(offsets))])
+
+
+def parse_position(pos: str, name: str | None = None) -> dict[int, int] | None:
+    """Partition → offset of a position (of the stream ``name`` when given); None if malformed or foreign."""
+    parts = pos.split(".")
+    if len(parts) < 2 or (name is not None and parts[0] != name):
+        return None
+    try:
+        offsets = [int(part) for part in parts[1:]]
+    except ValueError:
+        return None
+    if any(o < 0 for o in offsets):
+        return None
+    return dict(enumerate(offsets))
+
+
 class Stream:
     def __init__(
         self,
         sid: str,
         epoch: str,
         key: StreamKey,
+        name: str,
         source: SourceState,
         flt: CompiledFilter,
         options: Options,
@@ -44,6 +65,7 @@ class Stream:
         self.sid = sid
         self.epoch = epoch
         self.key = key
+        self.name = name  # the same on every node for the same (tier, feed, filter, options)
         self.source = source
         self.filter = flt
         self.options = options
@@ -54,6 +76,9 @@ class Stream:
         self.idle_since_ms: int | None = None
         self.last_flush_ms = 0
         self.pending: dict[str, str] = {}  # entity id → UPSERT / STALE / REMOVE
+        self.pending_since: int | None = None  # when the oldest pending change reached the node (ms)
+        self.pos = self._position()  # the tier topic position the last frame brought members to
+        self._catch_up_cache: tuple[str, tuple[object, ...], bytes] | None = None
         self.buffer: deque[tuple[int, bytes, tuple[str, ...]]] = deque()
         self._buffer_frames = buffer_frames
         self._buffer_bytes = buffer_bytes
@@ -73,33 +98,41 @@ class Stream:
 
     # ------------------------------------------------------------------------------------------ changes
 
-    def observe(self, changes: list[Change], xs: np.ndarray, ys: np.ndarray) -> None:
-        """Take this tick's changes of the source (points given as arrays, in the same order)."""
+    def observe(self, changes: list[Change], xs: np.ndarray, ys: np.ndarray, ids: list[str]) -> None:
+        """Take this tick's changes of the source (points as arrays and entity ids as a list, in the same
+        order). Only the changes inside the spatial part, and entities that were inside, are visited one by
+        one: a node has hundreds of streams, and most changes concern few of them."""
         mask = self._mask(xs, ys)
         inside = self.inside
-        pending = self.pending
-        for change, ok in zip(changes, mask.tolist(), strict=True):
+        if inside:
+            # Entities of this stream whose new point lies outside: C-speed set work, not a Python loop.
+            leaving = inside.intersection(compress(ids, np.logical_not(mask).tolist()))
+            for entity_id in leaving:
+                self._leave(entity_id)
+        for i in np.flatnonzero(mask).tolist():
+            change = changes[i]
             entry = change.entry
             entity_id = entry.id
             was_inside = entity_id in inside
             if change.kind == REMOVE:
                 if was_inside:
-                    inside.discard(entity_id)
-                    pending[entity_id] = REMOVE
-                    if self.last_sent is not None:
-                        self.last_sent.pop(entity_id, None)
+                    self._leave(entity_id)
                 continue
-            if ok and self.filter.admits(entity_id, entry.route):
+            if self.filter.admits(entity_id, entry.route):
                 inside.add(entity_id)
                 if change.kind == STALE:
-                    pending[entity_id] = STALE
+                    self.pending[entity_id] = STALE
                 elif self._significant(entry, was_inside):
-                    pending[entity_id] = UPSERT
-            elif was_inside:  # it moved out of the area: to the subscriber it is gone
-                inside.discard(entity_id)
-                pending[entity_id] = REMOVE
-                if self.last_sent is not None:
-                    self.last_sent.pop(entity_id, None)
+                    self.pending[entity_id] = UPSERT
+            elif was_inside:
+                self._leave(entity_id)
+
+    def _leave(self, entity_id: str) -> None:
+        """It was removed or moved out of the area: to the subscriber it is gone."""
+        self.inside.discard(entity_id)
+        self.pending[entity_id] = REMOVE
+        if self.last_sent is not None:
+            self.last_sent.pop(entity_id, None)
 
     def _significant(self, entry: Entry, was_inside: bool) -> bool:
         if self.last_sent is None:
@@ -134,12 +167,27 @@ class Stream:
                     upserts.append(entry.encoded(self.codec, self.crs))
         ids = tuple(self.pending)
         self.pending = {}
+        self.pending_since = None
         self.seq += 1
         self.last_flush_ms = now_ms
-        head = {"type": "delta", "stream": self.sid, "epoch": self.epoch, "seq": self.seq}
+        self.pos = self._position()
+        head = self.head("delta")
         frame = self.codec.delta(head, upserts, removes, stales)
         self._remember(self.seq, frame, ids)
         return frame, ids
+
+    def head(self, kind: str) -> dict[str, Any]:
+        """The fields every push of this stream starts with: type, stream, epoch, seq and pos."""
+        head: dict[str, Any] = {"type": kind, "stream": self.sid, "epoch": self.epoch, "seq": self.seq}
+        if self.pos is not None:
+            head["pos"] = self.pos
+        return head
+
+    def _position(self) -> str | None:
+        offsets = self.source.offsets
+        if not offsets:
+            return None
+        return format_position(self.name, offsets)
 
     # ------------------------------------------------------------------------------------------ replay
 
@@ -158,6 +206,44 @@ class Stream:
             return None
         return [frame for s, frame, _ in self.buffer if s > seq]
 
+    def catch_up_from(self, pos: str) -> bytes | None:
+        """One conflated ``delta`` taking a client from ``pos`` (a position of this stream, from any node)
+        to now: every entity that changed since is sent once as it is now, or removed if it left the
+        filter; None if this node's history of the topic does not reach back to ``pos``."""
+        position = parse_position(pos, self.name)
+        if position is None or self.source.covers(position) is not True:
+            return None
+        now = tuple(sorted(self.source.offsets.items()))
+        cached = self._catch_up_cache
+        if cached is not None and cached[0] == pos and cached[1] == (self.seq, *now):
+            return cached[2]
+        entries = self.source.entries
+        upserts: list[bytes] = []
+        removes: list[str] = []
+        for entity_id, before in self.source.changed_since(position):
+            if entity_id in self.pending:
+                continue  # the next delta carries it
+            if entity_id in self.inside:
+                entry = entries.get(entity_id)
+                if entry is not None:
+                    upserts.append(entry.encoded(self.codec, self.crs))
+                    continue
+            if before is None:
+                continue  # it did not exist at pos, and is not here now: the client never had it
+            old = None if before == UNKNOWN else decode_entry(entity_id, before)
+            if old is None or self._admits(old):
+                removes.append(entity_id)  # had it (or may have had it, if older than the history)
+        head = self.head("delta")
+        head["from_pos"] = pos
+        head["conflated"] = True
+        frame = self.codec.delta(head, upserts, removes, [])
+        self._catch_up_cache = (pos, (self.seq, *now), frame)
+        return frame
+
+    def _admits(self, entry: Entry) -> bool:
+        inside = bool(self._mask(np.array([entry.x]), np.array([entry.y]))[0])
+        return inside and self.filter.admits(entry.id, entry.route)
+
     # ------------------------------------------------------------------------------------------ snapshots
 
     def snapshot_frames(self) -> list[bytes]:
@@ -170,14 +256,8 @@ class Stream:
         parts = parts or [[]]
         frames = []
         for n, part in enumerate(parts):
-            head = {
-                "type": "snapshot",
-                "stream": self.sid,
-                "epoch": self.epoch,
-                "seq": self.seq,
-                "part": n,
-                "last": n == len(parts) - 1,
-            }
+            head = self.head("snapshot")
+            head["part"], head["last"] = n, n == len(parts) - 1
             frames.append(self.codec.records(head, part))
         self._snapshot_cache = (self.seq, frames)
         return frames

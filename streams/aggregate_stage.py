@@ -1,0 +1,172 @@
+"""Publishes the aggregate feeds (``agg_*``) every few seconds from the latest state in Redis.
+
+Each source feed's aggregates are computed by one worker: the owner of partition 0 of ``raw.<feed>`` in
+the clean stage's consumer group, so adding workers never duplicates the work and a worker that dies
+hands it over with its partitions. The input is the latest clean value of every entity
+(``<prefix>:streams:last:<feed>``, written by every worker's clean stage), so the figures cover all
+partitions and a new owner recomputes them at once. During a rebalance two workers may briefly both
+publish, or neither: releases are snapshots with an ``observed_at``, so a repeat is dropped downstream
+and a gap lasts one interval.
+
+Releases go to ``clean.<agg>`` (the delay stages release them to the delayed tiers) and directly to the
+undelayed tiers, with the Redis tier state, as the clean stage does for source feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import metrics
+from .aggregate_topics import clean_topic, pipeline_tier_topic
+from .aggregation import AGGREGATES_OF, Aggregator, NearScenic, Place, places_from_geo, source_of
+from .batch_producer import BatchProducer
+from .config import StreamConfig
+from .fanout import TierFanout, TierPolicy, decode_value, encode_value
+from .state_store import StateStore
+
+log = logging.getLogger(__name__)
+
+_history_encoder = msgspec.msgpack.Encoder()
+_history_decoder = msgspec.msgpack.Decoder(list[tuple[int, int]])
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def aggregate_feeds_for(feeds: tuple[str, ...]) -> tuple[str, ...]:
+    """The aggregate feeds the given source feeds make."""
+    return tuple(dict.fromkeys(a for f in feeds for a in AGGREGATES_OF.get(f, ())))
+
+
+def _crs_for(engine: TierPolicy, feed: str, tier: str, wanted: str) -> str:
+    allowed: tuple[str, ...] = getattr(engine, "allowed_crs", lambda f, t: (wanted,))(feed, tier)
+    return wanted if wanted in allowed else allowed[0]
+
+
+class AggregateStage:
+    name = "aggregate"
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        engine: TierPolicy,
+        producer: BatchProducer,
+        store: StateStore,
+        leads: Callable[[str], bool],
+        tiers: tuple[str, ...],
+        places: dict[str, Place] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.producer = producer
+        self.store = store
+        self.leads = leads
+        self.clock = clock
+        self.sources = tuple(f for f in config.feeds if f in AGGREGATES_OF)
+        self.feeds = aggregate_feeds_for(self.sources)
+        places = places if places is not None else places_from_geo()
+        self.aggregator = Aggregator(NearScenic(list(places.values())), places)
+        self.fanouts = {
+            (feed, tier): TierFanout(
+                engine, feed, tier, _crs_for(engine, feed, tier, config.tier_crs[tier]), persist_marks=False
+            )
+            for feed in self.feeds
+            for tier in tiers
+            if engine.delay_ms(feed, tier) == 0
+        }
+        self.leading: set[str] = set()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.aggregate_interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.tick()
+            except (OSError, TimeoutError, ConnectionError) as err:
+                # Kafka/Redis trouble: the next tick recomputes from the state and publishes again.
+                log.warning("aggregate: tick failed (%s); retrying next interval", err)
+                metrics.DELIVERY_RETRIES.labels(self.name).inc()
+
+    async def tick(self) -> dict[str, int]:
+        """Compute and publish the aggregates of every source feed this worker leads; returns counts."""
+        now = self.clock()
+        lead = {f for f in self.sources if self.leads(f)}
+        for source in sorted(lead - self.leading):
+            await self._take_over(source)
+        for source in self.leading - lead:
+            self.aggregator.forget_source(source)
+        self.leading = lead
+        published: dict[str, int] = {}
+        for source in sorted(lead):
+            values = await self.store.load(self.store.last_key(source))
+            records = [decode_value(v) for v in values.values()]
+            computed, changed = self.aggregator.compute_source(source, records, now)
+            releases = self.aggregator.releases(source, computed, now)
+            await self._publish(releases)
+            if changed:
+                hist = self.aggregator.history.samples
+                await self.store.put(
+                    self.store.history_key("scenic"), {c: _history_encoder.encode(hist[c]) for c in changed}
+                )
+            self.aggregator.emitted_ok(source, releases, now)
+            for feed, recs in releases.items():
+                published[feed] = published.get(feed, 0) + len(recs)
+                metrics.RECORDS.labels(self.name, feed, "published").inc(len(recs))
+        return published
+
+    async def _take_over(self, source: str) -> None:
+        """Adopt what the previous owner published and its scenic history, so nothing restarts from zero."""
+        for feed in AGGREGATES_OF[source]:
+            snapshot = await self.store.load(self.store.state_key("operator", feed))
+            previous = [decode_value(v) for v in snapshot.values()]
+            self.aggregator.adopt(source, feed, (a for a in previous if source_of(feed, a) == source))
+        if source == "scenic":
+            stored = await self.store.load(self.store.history_key("scenic"))
+            for code, data in stored.items():
+                try:
+                    self.aggregator.history.merge(code, _history_decoder.decode(data))
+                except msgspec.DecodeError:
+                    log.warning("aggregate: unreadable scenic history for %s ignored", code)
+        log.info("aggregate: now publishing the aggregates of %s", source)
+
+    async def _publish(self, releases: dict[str, list[dict[str, Any]]]) -> None:
+        clean_sends = []
+        tier_sends = []
+        tier_records = []
+        for feed, recs in releases.items():
+            if not recs:
+                continue
+            clean = [(str(r["id"]).encode(), encode_value(r), int(r["observed_at"])) for r in recs]
+            clean_sends.append(self.producer.deliver(self.config.topic(clean_topic(feed)), clean))
+            for (f, tier), fanout in self.fanouts.items():
+                if f != feed:
+                    continue
+                release = fanout.release(recs)
+                if release.records:
+                    headers = [("policy_version", self.engine.policy_version.encode()), ("crs", fanout.crs.encode())]
+                    topic = self.config.topic(pipeline_tier_topic(tier, feed))
+                    rows = [(r.key, r.value, r.timestamp_ms) for r in release.records]
+                    tier_sends.append(self.producer.deliver(topic, rows, headers))
+                    tier_records.append((tier, feed, release.records))
+        _, tier_ends = await asyncio.gather(asyncio.gather(*clean_sends), asyncio.gather(*tier_sends))
+        values = {(t, f): {r.entity: r.value for r in recs} for t, f, recs in tier_records}
+        offsets = {(t, f): e for (t, f, _), e in zip(tier_records, tier_ends, strict=True)}
+        await self.store.write(values, offsets, {})
