@@ -24,11 +24,32 @@ def register(subparsers: Any) -> None:
     apply = sub.add_parser(
         "apply", help="blur canonical records (NDJSON on stdin) for a tier; NDJSON on stdout, errors on stderr"
     )
-    apply.add_argument("--feed", required=True, choices=schemas.FEEDS)
+    apply.add_argument("--feed", required=True, choices=_feeds())
     apply.add_argument("--tier", required=True, choices=TIERS)
     apply.add_argument("--crs", choices=("gcj02", "wgs84"), help="output CRS (default: the tier's default)")
     apply.add_argument("--file", help="policy TOML file (default: the project's)")
     apply.set_defaults(func=_apply)
+
+
+def _feeds() -> tuple[str, ...]:
+    """Source feeds and the stream layer's aggregate feeds (``agg_*``)."""
+    from streams.aggregate_records import AGGREGATE_TYPES
+
+    return schemas.FEEDS + tuple(AGGREGATE_TYPES)
+
+
+def _canonical(feed: str, data: dict[str, Any]) -> dict[str, Any]:
+    import msgspec
+
+    from streams.aggregate_records import AGGREGATE_TYPES, validate_aggregate
+
+    if feed not in AGGREGATE_TYPES:
+        return schemas.to_dict(schemas.from_dict(feed, data))
+    try:
+        out: dict[str, Any] = msgspec.to_builtins(validate_aggregate(feed, data))
+    except msgspec.ValidationError as err:
+        raise schemas.InvalidRecord(str(err)) from None
+    return out
 
 
 def _engine(path: str | None) -> Any:
@@ -78,7 +99,7 @@ def _read_records(feed: str, stream: TextIO, errors: TextIO) -> tuple[list[dict[
             data = orjson.loads(line)
             if not isinstance(data, dict):
                 raise schemas.InvalidRecord("expected a JSON object")
-            records.append(schemas.to_dict(schemas.from_dict(feed, data)))
+            records.append(_canonical(feed, data))
         except orjson.JSONDecodeError as err:
             bad += 1
             print(f"line {number}: not JSON: {err}", file=errors)

@@ -8,8 +8,8 @@ partitions and a new owner recomputes them at once. During a rebalance two worke
 publish, or neither: releases are snapshots with an ``observed_at``, so a repeat is dropped downstream
 and a gap lasts one interval.
 
-Releases go to ``clean.<agg>`` (the delay stages release them to the delayed tiers) and directly to the
-undelayed tiers, with the Redis tier state, as the clean stage does for source feeds.
+Releases go through the tier policy like a source feed's records: straight to the undelayed tiers with the
+Redis tier state, and to ``pending.<tier>.<agg>`` for the delayed ones, as the clean stage does.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import msgspec
 
 from . import metrics
-from .aggregate_topics import clean_topic, pipeline_tier_topic
 from .aggregation import AGGREGATES_OF, Aggregator, NearScenic, Place, places_from_geo, source_of
 from .batch_producer import BatchProducer
 from .config import StreamConfig
-from .fanout import TierFanout, TierPolicy, decode_value, encode_value
+from .fanout import FeedFanout, TierFanout, TierPolicy, decode_value
+from .outputs import StageOutputs
 from .state_store import StateStore
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,19 @@ class AggregateStage:
         places = places if places is not None else places_from_geo()
         self.aggregator = Aggregator(NearScenic(list(places.values())), places)
         self.fanouts = {
-            (feed, tier): TierFanout(
-                engine, feed, tier, _crs_for(engine, feed, tier, config.tier_crs[tier]), persist_marks=False
+            feed: FeedFanout(
+                engine,
+                feed,
+                {
+                    tier: TierFanout(
+                        engine, feed, tier, _crs_for(engine, feed, tier, config.tier_crs[tier]), persist_marks=False
+                    )
+                    for tier in tiers
+                },
             )
             for feed in self.feeds
-            for tier in tiers
-            if engine.delay_ms(feed, tier) == 0
         }
+        self.delayed = {feed: {t for t in tiers if engine.delay_ms(feed, t) > 0} for feed in self.feeds}
         self.leading: set[str] = set()
         self._stopping = asyncio.Event()
 
@@ -148,25 +154,9 @@ class AggregateStage:
         log.info("aggregate: now publishing the aggregates of %s", source)
 
     async def _publish(self, releases: dict[str, list[dict[str, Any]]]) -> None:
-        clean_sends = []
-        tier_sends = []
-        tier_records = []
+        out = StageOutputs()
         for feed, recs in releases.items():
-            if not recs:
-                continue
-            clean = [(str(r["id"]).encode(), encode_value(r), int(r["observed_at"])) for r in recs]
-            clean_sends.append(self.producer.deliver(self.config.topic(clean_topic(feed)), clean))
-            for (f, tier), fanout in self.fanouts.items():
-                if f != feed:
-                    continue
-                release = fanout.release(recs)
-                if release.records:
-                    headers = [("policy_version", self.engine.policy_version.encode()), ("crs", fanout.crs.encode())]
-                    topic = self.config.topic(pipeline_tier_topic(tier, feed))
-                    rows = [(r.key, r.value, r.timestamp_ms) for r in release.records]
-                    tier_sends.append(self.producer.deliver(topic, rows, headers))
-                    tier_records.append((tier, feed, release.records))
-        _, tier_ends = await asyncio.gather(asyncio.gather(*clean_sends), asyncio.gather(*tier_sends))
-        values = {(t, f): {r.entity: r.value for r in recs} for t, f, recs in tier_records}
-        offsets = {(t, f): e for (t, f, _), e in zip(tier_records, tier_ends, strict=True)}
-        await self.store.write(values, offsets, {})
+            fanout = self.fanouts[feed]
+            for tier, release in fanout.release(recs).items():
+                out.tier(tier, feed, release, fanout.fanouts[tier], tier in self.delayed[feed])
+        await out.deliver(self.config, self.producer, self.store, self.name)

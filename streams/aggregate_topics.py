@@ -1,12 +1,12 @@
 """Topic names owned by ``streams/`` on top of the contract's (``schemas/topics.py``).
 
-- ``clean.<feed>``: validated, deduplicated, enriched canonical dicts at operator precision (MessagePack),
-  key = entity id, timestamp = event time. The delayed tiers read it, so a delay survives a crash: a
-  record is only released (and its offset committed) once its event time is old enough.
+- ``pending.<tier>.<feed>``: a delayed tier's records, already through the policy (the tier topic's key,
+  value and timestamp), waiting for their release time. The clean stage writes them; the tier's delay
+  stage forwards each once its timestamp plus the delay has passed. The wait is in Kafka, not in memory,
+  so a delay survives a crash: a record is forwarded (and its offset committed) only when it is due.
+  The operator tier is never delayed (the policy loader enforces it), so it has no pending topics.
 - aggregate feeds (``agg_*``): continuously updated aggregates, published like any feed to
-  ``clean.<agg>`` and, through the tier policy, to ``tier.<tier>.<agg>``.
-- ``aggparts.<agg>``: partial aggregates from each source partition, keyed by aggregate key, so one
-  worker owns each aggregate key and sums the parts.
+  ``tier.<tier>.<agg>`` (through ``pending.<tier>.<agg>`` where the tier is delayed).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .aggregate_records import AGGREGATE_TYPES
 AGGREGATE_FEEDS: tuple[str, ...] = tuple(AGGREGATE_TYPES)
 
 PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS
+DELAYABLE_TIERS: tuple[str, ...] = TIERS[1:]
 
 
 def _check(feed: str) -> str:
@@ -29,8 +30,10 @@ def _check(feed: str) -> str:
     return feed
 
 
-def clean_topic(feed: str) -> str:
-    return f"clean.{_check(feed)}"
+def pending_topic(tier: str, feed: str) -> str:
+    if tier not in DELAYABLE_TIERS:
+        raise ValueError(f"tier {tier!r} is never delayed; delayable tiers: {', '.join(DELAYABLE_TIERS)}")
+    return f"pending.{tier}.{_check(feed)}"
 
 
 def pipeline_tier_topic(tier: str, feed: str) -> str:
@@ -40,15 +43,8 @@ def pipeline_tier_topic(tier: str, feed: str) -> str:
     return f"tier.{tier}.{_check(feed)}"
 
 
-def aggregate_parts_topic(feed: str) -> str:
-    if feed not in AGGREGATE_FEEDS:
-        raise ValueError(f"not an aggregate feed: {feed!r}")
-    return f"aggparts.{feed}"
-
-
 def all_aggregate_topics() -> list[str]:
     """Every topic streams/ adds to the contract's list (ensure_topics creates these too)."""
-    names = [clean_topic(f) for f in PIPELINE_FEEDS]
-    names += [aggregate_parts_topic(f) for f in AGGREGATE_FEEDS]
+    names = [pending_topic(t, f) for f in PIPELINE_FEEDS for t in DELAYABLE_TIERS]
     names += [pipeline_tier_topic(t, f) for f in AGGREGATE_FEEDS for t in TIERS]
     return names

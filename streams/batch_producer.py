@@ -13,6 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from . import envelope
+
 Header = tuple[str, bytes]
 
 
@@ -56,24 +58,43 @@ class BatchProducer:
         if not records:
             return []
         count = await self.partitions(topic)
-        by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
+        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {}
         for rec in records:
             by_partition.setdefault(partition_for(rec[0], count), []).append(rec)
+        return await self.send_partitioned(topic, by_partition, headers)
+
+    async def send_partitioned(
+        self,
+        topic: str,
+        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]],
+        headers: Sequence[Header] = (),
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Queue records to the given partitions (one produce batch per partition where they fit)."""
         futures: list[tuple[asyncio.Future[Any], int]] = []
         hdrs = list(headers)
         for partition, items in by_partition.items():
             batch = self.producer.create_batch()
             for key, value, ts in items:
                 if batch.append(key=key, value=value, timestamp=ts, headers=hdrs) is None:
-                    count = batch.record_count()
-                    futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+                    n = batch.record_count()
+                    futures.append((await self.producer.send_batch(batch, topic, partition=partition), n))
                     batch = self.producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=ts, headers=hdrs) is None:
                         raise ValueError(f"record of {len(value)} bytes exceeds the producer's batch size")
             if batch.record_count():
-                count = batch.record_count()
-                futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+                n = batch.record_count()
+                futures.append((await self.producer.send_batch(batch, topic, partition=partition), n))
         return futures
+
+    @staticmethod
+    async def _ends(sent: list[tuple[asyncio.Future[Any], int]]) -> dict[int, int]:
+        metas = await asyncio.gather(*(f for f, _ in sent))
+        ends: dict[int, int] = {}
+        for meta, (_, count) in zip(metas, sent, strict=True):
+            end = meta.offset + count
+            if end > ends.get(meta.partition, -1):
+                ends[meta.partition] = end
+        return ends
 
     async def deliver(
         self,
@@ -82,11 +103,19 @@ class BatchProducer:
         headers: Sequence[Header] = (),
     ) -> dict[int, int]:
         """Send and wait for acknowledgement; returns partition → next offset after what was written."""
-        sent = await self.send_all(topic, records, headers)
-        metas = await asyncio.gather(*(f for f, _ in sent))
-        ends: dict[int, int] = {}
-        for meta, (_, count) in zip(metas, sent, strict=True):
-            end = meta.offset + count
-            if end > ends.get(meta.partition, -1):
-                ends[meta.partition] = end
-        return ends
+        return await self._ends(await self.send_all(topic, records, headers))
+
+    async def deliver_envelopes(
+        self, topic: str, records: Sequence[tuple[bytes, bytes, int]], headers: Sequence[Header] = ()
+    ) -> dict[int, int]:
+        """Send records packed in envelopes (``streams.envelope``), each to its key's partition."""
+        if not records:
+            return {}
+        count = await self.partitions(topic)
+        rows: dict[int, list[tuple[bytes, bytes, int]]] = {}
+        for rec in records:
+            rows.setdefault(partition_for(rec[0], count), []).append(rec)
+        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {
+            p: [(None, env, ts) for ts, env in envelope.pack(part)] for p, part in rows.items()
+        }
+        return await self._ends(await self.send_partitioned(topic, by_partition, headers))

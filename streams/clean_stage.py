@@ -1,38 +1,36 @@
-"""raw.<feed> → clean.<feed> (+ dlq.<feed>) and the undelayed tiers, in batches.
+"""raw.<feed> → every tier (+ dlq.<feed>), in batches.
 
 Per batch and feed: decode and validate (bad input → dead letters with the original bytes), drop
-duplicates, enrich with vectorised place lookups, publish the clean records, release them at once to
-every tier whose delay is zero (throttled per entity), and update the Redis state. Delayed tiers are
-released by ``DelayStage`` from ``clean.<feed>``. Entities that outlive ``expires_at`` without a newer
-record get a ``"state": "stale"`` marker, published the same way.
+duplicates, enrich with vectorised place lookups, compute every tier's view in one chained pass of the
+policy engine, throttle per entity and tier, then publish: undelayed tiers straight to their tier topics
+(with the Redis snapshot), delayed tiers to ``pending.<tier>.<feed>``, which ``DelayStage`` forwards when
+due. The latest clean value of each entity goes to Redis (recovery, aggregates). Entities that outlive
+``expires_at`` without a newer record get a ``"state": "stale"`` marker, published the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import DeadLetter, InvalidRecord, decode_kafka, dlq_topic, encode_dead_letter, raw_topic, to_dict
+from schemas import InvalidRecord, decode_kafka, raw_topic, to_dict
 
 from . import metrics
-from .aggregate_topics import clean_topic, pipeline_tier_topic
 from .batch_producer import BatchProducer, partition_for
 from .cleaning import Cleaner, EntityMark
 from .config import StreamConfig
 from .enrichment import Enricher
-from .fanout import TierFanout, TierPolicy, TierRecord, TierRelease, decode_value, encode_value
+from .fanout import FeedFanout, TierFanout, TierPolicy, decode_value, encode_value
+from .outputs import StageOutputs
 from .stage import Batch, BatchStage, StageOutput
 from .state_store import StateStore
 
 log = logging.getLogger(__name__)
-
-KafkaRecord = tuple[bytes, bytes, int]
 
 
 def now_ms() -> int:
@@ -42,10 +40,12 @@ def now_ms() -> int:
 class FeedState:
     """What the clean stage keeps for one feed: cleaner marks, last clean values, stale entities."""
 
-    def __init__(self, feed: str, fanouts: dict[str, TierFanout]) -> None:
+    def __init__(self, feed: str, fanout: FeedFanout, delayed: set[str]) -> None:
         self.feed = feed
         self.cleaner = Cleaner(feed)
-        self.fanouts = fanouts  # undelayed tiers only
+        self.fanout = fanout
+        self.fanouts = fanout.fanouts  # tier → its fan-out
+        self.delayed = delayed  # tiers released through pending topics
         self.last: dict[str, bytes] = {}
         self.stale: set[str] = set()
 
@@ -54,8 +54,7 @@ class FeedState:
         for e in entities:
             self.last.pop(e, None)
             self.stale.discard(e)
-        for fanout in self.fanouts.values():
-            fanout.forget(entities)
+        self.fanout.forget(entities)
 
 
 class CleanStage(BatchStage):
@@ -80,13 +79,17 @@ class CleanStage(BatchStage):
         self.clock = clock
         self.feeds: dict[str, FeedState] = {}
         for feed in config.feeds:
+            # Marks are persisted only for throttled tiers: replays are dropped by the recovered cleaner
+            # here and by offset in the delay stages.
             fanouts = {
-                tier: TierFanout(engine, feed, tier, config.tier_crs[tier], persist_marks=False)
-                for tier in tiers
-                if engine.delay_ms(feed, tier) == 0
+                tier: TierFanout(engine, feed, tier, config.tier_crs[tier], persist_marks=False) for tier in tiers
             }
-            self.feeds[feed] = FeedState(feed, fanouts)
-        self.expiry: list[tuple[int, str, str]] = []  # heap of (expires_at, feed, entity)
+            delayed = {tier for tier in tiers if engine.delay_ms(feed, tier) > 0}
+            self.feeds[feed] = FeedState(feed, FeedFanout(engine, feed, fanouts), delayed)
+        # Heap of (expires_at, feed, entity), one entry per entity: a newer record with a later expiry does
+        # not add one (the entry is moved on when it comes due), so the heap stays as big as the fleet.
+        self.expiry: list[tuple[int, str, str]] = []
+        self.scheduled: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------------------------ per batch
 
@@ -97,13 +100,13 @@ class CleanStage(BatchStage):
             by_feed.setdefault(self.feed_of_topic[tp.topic], []).extend(recs)
             commit[tp] = recs[-1].offset + 1
         now = self.clock()
-        out = _Outputs()
+        out = StageOutputs()
         for feed, recs in by_feed.items():
             self._process_feed(self.feeds[feed], recs, now, out)
-        return StageOutput(deliveries=out.deliveries(self), commit=commit)
+        return StageOutput(deliveries=out.deliveries(self.config, self.producer, self.store, self.name), commit=commit)
 
     def _process_feed(
-        self, state: FeedState, recs: list[ConsumerRecord[bytes, bytes]], now: int, out: _Outputs
+        self, state: FeedState, recs: list[ConsumerRecord[bytes, bytes]], now: int, out: StageOutputs
     ) -> None:
         feed = state.feed
         decoded: list[dict[str, Any]] = []
@@ -126,16 +129,28 @@ class CleanStage(BatchStage):
             return
         metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
         self.enricher.enrich(feed, accepted)
+        last = state.last
+        stale = state.stale
+        schedule = self._schedule
         for rec in accepted:
             value = encode_value(rec)
             entity = rec["id"]
-            state.last[entity] = value
-            state.stale.discard(entity)
-            out.clean(feed, (entity.encode(), value, rec["observed_at"]))
+            last[entity] = value
+            stale.discard(entity)
             out.last(feed, entity, value)
-            heapq.heappush(self.expiry, (rec["expires_at"], feed, entity))
-        for tier, fanout in state.fanouts.items():
-            out.tier(tier, feed, fanout.release(accepted), fanout)
+            schedule(feed, entity, rec["expires_at"])
+        self._release(state, accepted, out)
+
+    def _schedule(self, feed: str, entity: str, expires_at: int) -> None:
+        key = (feed, entity)
+        when = self.scheduled.get(key)
+        if when is None or expires_at < when:
+            self.scheduled[key] = expires_at
+            heapq.heappush(self.expiry, (expires_at, feed, entity))
+
+    def _release(self, state: FeedState, records: list[dict[str, Any]], out: StageOutputs) -> None:
+        for tier, release in state.fanout.release(records).items():
+            out.tier(tier, state.feed, release, state.fanouts[tier], tier in state.delayed)
 
     # ------------------------------------------------------------------------------------ stale markers
 
@@ -144,10 +159,17 @@ class CleanStage(BatchStage):
         due: dict[str, list[dict[str, Any]]] = {}
         while self.expiry and self.expiry[0][0] <= now:
             expires_at, feed, entity = heapq.heappop(self.expiry)
+            if self.scheduled.get((feed, entity)) == expires_at:
+                del self.scheduled[(feed, entity)]
             state = self.feeds[feed]
             mark = state.cleaner.marks.get(entity)
-            if mark is None or mark.expires_at != expires_at or entity in state.stale:
-                continue  # superseded by a newer record, already stale, or no longer ours
+            if mark is None or entity in state.stale:
+                continue  # no longer ours, or already marked
+            if mark.expires_at > expires_at:
+                self._schedule(feed, entity, mark.expires_at)  # a newer record moved the expiry on
+                continue
+            if mark.expires_at != expires_at:
+                continue
             value = state.last.get(entity)
             if value is None:
                 continue
@@ -157,24 +179,21 @@ class CleanStage(BatchStage):
             state.stale.add(entity)
         if not due:
             return None
-        out = _Outputs()
+        out = StageOutputs()
         for feed, markers in due.items():
             state = self.feeds[feed]
             metrics.RECORDS.labels(self.name, feed, "stale").inc(len(markers))
             for m in markers:
                 value = encode_value(m)
                 state.last[m["id"]] = value
-                out.clean(feed, (m["id"].encode(), value, m["expires_at"]))
                 out.last(feed, m["id"], value)
-            for tier, fanout in state.fanouts.items():
-                out.tier(tier, feed, fanout.release(markers), fanout)
-        return StageOutput(deliveries=out.deliveries(self))
+            self._release(state, markers, out)
+        return StageOutput(deliveries=out.deliveries(self.config, self.producer, self.store, self.name))
 
     # ------------------------------------------------------------------------------------ rebalancing
 
     def _partition_count(self, topic: str) -> int:
-        assert self.consumer is not None
-        parts = self.consumer.partitions_for_topic(topic)
+        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
         return len(parts) if parts else self.config.partitions
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -200,7 +219,7 @@ class CleanStage(BatchStage):
             if rec.get("state") == "stale":
                 state.stale.add(entity)
             else:
-                heapq.heappush(self.expiry, (rec["expires_at"], feed, entity))
+                self._schedule(feed, entity, rec["expires_at"])
             recovered += 1
         for tier, fanout in state.fanouts.items():
             marks = await self.store.load(self.store.released_key(tier, feed))
@@ -216,70 +235,7 @@ class CleanStage(BatchStage):
                 continue
             count = self._partition_count(topic)
             state = self.feeds[feed]
-            state.forget({e for e in state.last if partition_for(e.encode(), count) in gone})
-
-
-class _Outputs:
-    """Collects a batch's outputs, then turns them into deliveries: Kafka first, Redis after."""
-
-    def __init__(self) -> None:
-        self.dlq: dict[str, list[KafkaRecord]] = {}
-        self.clean_records: dict[str, list[KafkaRecord]] = {}
-        self.tier_records: dict[tuple[str, str], tuple[list[TierRecord], TierFanout]] = {}
-        self.release_marks: dict[tuple[str, str], dict[str, bytes]] = {}
-        self.last_values: dict[str, dict[str, bytes]] = {}
-
-    def dead_letter(self, feed: str, rec: ConsumerRecord[bytes, bytes], reason: str, now: int) -> None:
-        source = dict(rec.headers or ()).get("source", b"unknown")
-        source_name = source.decode(errors="replace") if isinstance(source, bytes) else str(source)
-        letter = DeadLetter(
-            source=source_name,
-            feed=feed,
-            reason=reason,
-            received_at=now,
-            original=rec.value or b"",
-            locator=f"{rec.topic}:{rec.partition}:{rec.offset}",
-        )
-        self.dlq.setdefault(feed, []).append((source_name.encode(), encode_dead_letter(letter), now))
-
-    def clean(self, feed: str, record: KafkaRecord) -> None:
-        self.clean_records.setdefault(feed, []).append(record)
-
-    def last(self, feed: str, entity: str, value: bytes) -> None:
-        self.last_values.setdefault(feed, {})[entity] = value
-
-    def tier(self, tier: str, feed: str, release: TierRelease, fanout: TierFanout) -> None:
-        if release.records:
-            prev = self.tier_records.get((tier, feed))
-            self.tier_records[(tier, feed)] = ((prev[0] if prev else []) + release.records, fanout)
-        if release.marks:
-            self.release_marks.setdefault((tier, feed), {}).update(release.marks)
-
-    def deliveries(self, stage: CleanStage) -> list[Callable[[], Awaitable[None]]]:
-        return [lambda: self._deliver(stage)]
-
-    async def _deliver(self, stage: CleanStage) -> None:
-        config, producer = stage.config, stage.producer
-        # Queue everything, then wait once: one round of produce requests per batch.
-        pending = []
-        for feed, dead in self.dlq.items():
-            pending.append(producer.deliver(config.topic(dlq_topic(feed)), dead))
-        for feed, clean in self.clean_records.items():
-            pending.append(producer.deliver(config.topic(clean_topic(feed)), clean))
-        tiers = list(self.tier_records.items())
-        for (tier, feed), (recs, fanout) in tiers:
-            headers = [
-                ("policy_version", fanout.engine.policy_version.encode()),
-                ("crs", fanout.crs.encode()),
-            ]
-            topic = config.topic(pipeline_tier_topic(tier, feed))
-            pending.append(producer.deliver(topic, [(r.key, r.value, r.timestamp_ms) for r in recs], headers))
-        ends = await asyncio.gather(*pending)
-        tier_ends = ends[len(ends) - len(tiers) :]
-        tier_values: dict[tuple[str, str], dict[str, bytes]] = {}
-        tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
-        for ((tier, feed), (released, _)), offsets in zip(tiers, tier_ends, strict=True):
-            tier_offsets[(tier, feed)] = offsets
-            tier_values[(tier, feed)] = {r.entity: r.value for r in released}
-            metrics.RECORDS.labels(stage.name, feed, f"released_{tier}").inc(len(released))
-        await stage.store.write(tier_values, tier_offsets, self.last_values, self.release_marks)
+            known = set(state.last) | set(state.cleaner.marks)
+            for fanout in state.fanouts.values():
+                known.update(fanout.released)
+            state.forget({e for e in known if partition_for(e.encode(), count) in gone})

@@ -1,10 +1,14 @@
-"""clean.<feed> → tier.<tier>.<feed> for one tier whose policy delays a feed.
+"""pending.<tier>.<feed> → tier.<tier>.<feed> for one tier whose policy delays some feeds.
 
-The pending records stay in Kafka, not in memory: a partition is read in offset order, the records
-whose event time plus the tier's delay has passed are released, and at the first record that is not
+The clean stage has already applied the policy and the tier's throttle; this stage only waits. The
+pending records (in envelopes, see ``streams.envelope``) stay in Kafka, not in memory: a partition is read
+in offset order, the envelopes whose timestamp plus the tier's delay has passed are unpacked and their
+records forwarded as they are (key, value, timestamp, headers), and at the first envelope that is not
 due yet the consumer seeks back to it and pauses the partition until it is due. Offsets are committed
-only up to what was released, so after a crash the restarted worker resumes from there: nothing is
-released early and nothing is lost.
+only up to what was forwarded, so after a crash the restarted worker resumes from there: nothing is
+released early and nothing is lost. The offsets forwarded so far are written to Redis with the tier
+snapshot in one transaction, so a batch forwarded but not yet committed when a worker died is skipped,
+not sent twice.
 """
 
 from __future__ import annotations
@@ -13,15 +17,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from . import metrics
-from .aggregate_topics import clean_topic, pipeline_tier_topic
-from .batch_producer import BatchProducer, partition_for
+from . import envelope, metrics
+from .aggregate_topics import pending_topic, pipeline_tier_topic
+from .batch_producer import BatchProducer
 from .config import StreamConfig
-from .fanout import TierFanout, TierPolicy, decode_value
+from .fanout import TierPolicy
 from .stage import Batch, BatchStage, StageOutput
 from .state_store import StateStore
 
@@ -44,6 +47,9 @@ def due_prefix(timestamps: list[int], delay_ms: int, now: int) -> int:
     return len(timestamps)
 
 
+Headers = tuple[tuple[str, bytes], ...]
+
+
 class DelayStage(BatchStage):
     def __init__(
         self,
@@ -57,15 +63,16 @@ class DelayStage(BatchStage):
     ) -> None:
         self.name = f"delay-{tier}"
         self.tier = tier
-        self.feed_of_topic = {config.topic(clean_topic(f)): f for f in feeds}
+        self.feed_of_topic = {config.topic(pending_topic(tier, f)): f for f in feeds}
         super().__init__(config, list(self.feed_of_topic))
-        self.engine = engine
         self.producer = producer
         self.store = store
         self.clock = clock
         self.delays = {f: engine.delay_ms(f, tier) for f in feeds}
-        self.fanouts = {f: TierFanout(engine, f, tier, config.tier_crs[tier]) for f in feeds}
         self.paused_until: dict[TopicPartition, int] = {}
+        # Next pending offset not yet forwarded, per partition, as recorded in Redis: replays below it are
+        # skipped.
+        self.forwarded: dict[TopicPartition, int] = {}
 
     def poll_timeout_ms(self) -> int:
         if not self.paused_until:
@@ -84,75 +91,89 @@ class DelayStage(BatchStage):
         if ready:
             self.consumer.resume(*ready)
 
-    async def process(self, batch: Batch) -> StageOutput:
-        now = self.clock()
+    def split_due(
+        self, batch: Batch, now: int
+    ) -> tuple[
+        dict[str, list[ConsumerRecord[bytes, bytes]]], dict[TopicPartition, int], dict[TopicPartition, tuple[int, int]]
+    ]:
+        """(feed → records to forward, offsets to commit, partition → (first held offset, its due time))."""
+        forward: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
         commit: dict[TopicPartition, int] = {}
-        releases: dict[str, list[dict[str, Any]]] = {}
-        assert self.consumer is not None
+        held: dict[TopicPartition, tuple[int, int]] = {}
         for tp, recs in batch.items():
             feed = self.feed_of_topic[tp.topic]
             delay = self.delays[feed]
             n = due_prefix([r.timestamp for r in recs], delay, now)
             if n < len(recs):
-                held = recs[n]
-                self.consumer.seek(tp, held.offset)
-                self.consumer.pause(tp)
-                self.paused_until[tp] = held.timestamp + delay
-                self.positions[tp] = held.offset
+                held[tp] = (recs[n].offset, recs[n].timestamp + delay)
             if n:
                 commit[tp] = recs[n - 1].offset + 1
-                releases.setdefault(feed, []).extend(decode_value(r.value) for r in recs[:n] if r.value)
-        tier_records = {feed: self.fanouts[feed].release(recs) for feed, recs in releases.items()}
+                done = self.forwarded.get(tp, 0)
+                due = recs[:n] if done <= recs[0].offset else [r for r in recs[:n] if r.offset >= done]
+                if due:
+                    forward.setdefault(feed, []).extend(due)
+        return forward, commit, held
+
+    async def process(self, batch: Batch) -> StageOutput:
+        forward, commit, held = self.split_due(batch, self.clock())
+        assert self.consumer is not None
+        for tp, (offset, due_at) in held.items():
+            self.consumer.seek(tp, offset)
+            self.consumer.pause(tp)
+            self.paused_until[tp] = due_at
+            self.positions[tp] = offset
+        marks: dict[tuple[str, str], dict[int, int]] = {}
+        for tp, end in commit.items():
+            self.forwarded[tp] = max(self.forwarded.get(tp, 0), end)
+            marks.setdefault((self.tier, self.feed_of_topic[tp.topic]), {})[tp.partition] = end
+
+        rows: dict[str, dict[Headers, list[envelope.Row]]] = {}
+        for feed, envelopes in forward.items():
+            groups = rows.setdefault(feed, {})
+            for env in envelopes:
+                if env.value is None:
+                    continue
+                try:
+                    groups.setdefault(tuple(env.headers or ()), []).extend(envelope.unpack(env.value))
+                except envelope.EnvelopeError as err:
+                    # Only the clean stage writes here; a foreign message must not stop the tier.
+                    log.error("%s: skipping %s:%d:%d: %s", self.name, env.topic, env.partition, env.offset, err)
 
         async def deliver() -> None:
-            tier_values: dict[tuple[str, str], dict[str, bytes]] = {}
-            tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
-            pending = []
-            feeds = [f for f, rel in tier_records.items() if rel.records]
+            feeds = list(rows)
+            ends = await asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds))
+            values = {(self.tier, f): {k.decode(): v for g in rows[f].values() for k, v, _ in g} for f in feeds}
+            offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
+            await self.store.write(values, offsets, {}, forwarded=marks)
             for feed in feeds:
-                fanout = self.fanouts[feed]
-                headers = [
-                    ("policy_version", self.engine.policy_version.encode()),
-                    ("crs", fanout.crs.encode()),
-                ]
-                topic = self.config.topic(pipeline_tier_topic(self.tier, feed))
-                recs = [(r.key, r.value, r.timestamp_ms) for r in tier_records[feed].records]
-                pending.append(self.producer.deliver(topic, recs, headers))
-            ends = await asyncio.gather(*pending)
-            for feed, offsets in zip(feeds, ends, strict=True):
-                tier_offsets[(self.tier, feed)] = offsets
-                tier_values[(self.tier, feed)] = {r.entity: r.value for r in tier_records[feed].records}
-                n = len(tier_records[feed].records)
+                n = sum(len(g) for g in rows[feed].values())
                 metrics.RECORDS.labels(self.name, feed, f"released_{self.tier}").inc(n)
-            marks = {(self.tier, f): rel.marks for f, rel in tier_records.items()}
-            await self.store.write(tier_values, tier_offsets, {}, marks)
 
-        return StageOutput(deliveries=[deliver], commit=commit)
+        return StageOutput(deliveries=[deliver] if commit else [], commit=commit)
+
+    async def _send(self, feed: str, groups: dict[Headers, list[envelope.Row]]) -> dict[int, int]:
+        """Forward records as they are, one produce round per headers group (policy version and CRS)."""
+        topic = self.config.topic(pipeline_tier_topic(self.tier, feed))
+        ends: dict[int, int] = {}
+        for headers, group in groups.items():
+            for partition, end in (await self.producer.deliver(topic, group, list(headers))).items():
+                ends[partition] = max(end, ends.get(partition, 0))
+        return ends
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         await super().on_assigned(assigned)
         for topic, feed in self.feed_of_topic.items():
-            mine = {tp.partition for tp in assigned if tp.topic == topic}
+            mine = {tp for tp in assigned if tp.topic == topic}
             if not mine:
                 continue
-            count = self._partition_count(topic)
-            marks = await self.store.load(self.store.released_key(self.tier, feed))
-            self.fanouts[feed].remember((e, v) for e, v in marks.items() if partition_for(e.encode(), count) in mine)
+            done = await self.store.load(self.store.forwarded_key(self.tier, feed))
+            for tp in mine:
+                if str(tp.partition) in done:
+                    self.forwarded[tp] = int(done[str(tp.partition)])
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         await super().on_revoked(revoked)
+        # Whoever owns these partitions next records its own progress in Redis; ours would go stale.
         for tp in revoked:
             self.paused_until.pop(tp, None)
-        # Forget the throttle and replay marks of entities that moved to another worker: if they come back
-        # later, the marks in Redis (written by whoever owned them meanwhile) are the truth, not ours.
-        for topic, feed in self.feed_of_topic.items():
-            gone = {tp.partition for tp in revoked if tp.topic == topic}
-            if not gone:
-                continue
-            fanout = self.fanouts[feed]
-            count = self._partition_count(topic)
-            fanout.forget([e for e in fanout.released if partition_for(e.encode(), count) in gone])
-
-    def _partition_count(self, topic: str) -> int:
-        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
-        return len(parts) if parts else self.config.partitions
+            self.forwarded.pop(tp, None)

@@ -1,8 +1,12 @@
-"""Tier fan-out for one feed and tier: throttle per entity, apply the policy engine, encode. Pure, no I/O.
+"""Tier fan-out: throttle per entity, apply the policy engine, encode. Pure, no I/O.
+
+``TierFanout`` serves one feed and tier; ``FeedFanout`` serves every tier of a feed at once, computing the
+tiers in one chained pass of the engine (each tier one step from the tier above) instead of one pass per
+tier from the operator record.
 
 The output value is MessagePack of the tier's dict plus ``crs`` and ``policy_version`` (docs/contracts.md).
 A tier never releases an entity update older than (or equal to) the last one it released for that
-entity, so replays after a crash are dropped here instead of reaching clients twice; state markers
+entity, so replays are dropped here instead of reaching clients twice; state markers
 (``"state": "stale"``) pass for the record they mark.
 """
 
@@ -31,6 +35,10 @@ class TierPolicy(Protocol):
     def delay_ms(self, feed: str, tier: str) -> int: ...
 
     def min_interval_ms(self, feed: str, tier: str) -> int: ...
+
+    def views_by_tier(
+        self, feed: str, records: list[dict[str, Any]], crs_for_tier: dict[str, str] | None = None
+    ) -> dict[str, list[dict[str, Any] | None]] | None: ...
 
 
 @dataclass(slots=True)
@@ -100,10 +108,14 @@ class TierFanout:
 
     def admit(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records this tier should see now: newer than what it saw, and not more often than allowed."""
-        out: list[dict[str, Any]] = []
+        return [records[i] for i in self.admit_indices(records)]
+
+    def admit_indices(self, records: list[dict[str, Any]]) -> list[int]:
+        """Positions of the records ``admit`` would return."""
+        out: list[int] = []
         interval = self.min_interval_ms
         released = self.released
-        for rec in records:
+        for i, rec in enumerate(records):
             entity, observed = rec["id"], rec["observed_at"]
             stale = rec.get("state") == "stale"
             last = released.get(entity)
@@ -114,8 +126,26 @@ class TierFanout:
                 elif observed <= last[0] or observed - last[0] < interval:
                     continue
             released[entity] = (observed, stale)
-            out.append(rec)
+            out.append(i)
         return out
+
+    def to_record(self, view: dict[str, Any], source: dict[str, Any]) -> TierRecord:
+        """Encode one tier view of ``source`` (the operator record) as the tier topic's record."""
+        if "crs" not in view:
+            view["crs"] = self.crs
+        if "policy_version" not in view:
+            view["policy_version"] = self.engine.policy_version
+        ts = view.get("observed_at") or source.get("observed_at", 0)
+        state = source.get("state")
+        if state is not None:
+            view.setdefault("state", state)
+            if state == "stale":
+                # A stale marker is news at expiry time: delayed tiers count their delay from then.
+                ts = max(ts, source.get("expires_at", ts))
+        entity = view.get("id") or source.get("id", "")
+        if type(entity) is not str:
+            entity = str(entity)
+        return TierRecord(entity.encode(), _encoder.encode(view), int(ts), entity)
 
     def release(self, records: list[dict[str, Any]]) -> TierRelease:
         """The tier's records for ``records`` plus the release marks to persist with them."""
@@ -123,26 +153,44 @@ class TierFanout:
         if not admitted:
             return TierRelease([], {})
         views = self.engine.apply(self.feed, self.tier, admitted, crs=self.crs)
-        version = self.engine.policy_version
-        crs = self.crs
-        encode = _encoder.encode
-        out: list[TierRecord] = []
         aligned = len(views) == len(admitted)
         by_id = {} if aligned else {r["id"]: r for r in admitted}
-        for i, view in enumerate(views):
-            if "crs" not in view:
-                view["crs"] = crs
-            if "policy_version" not in view:
-                view["policy_version"] = version
-            source = admitted[i] if aligned else by_id.get(view.get("id"), view)
-            ts = view.get("observed_at") or source.get("observed_at", 0)
-            state = source.get("state")
-            if state is not None:
-                view.setdefault("state", state)
-                if state == "stale":
-                    ts = max(ts, source.get("expires_at", ts))
-            entity = view.get("id") or source.get("id", "")
-            if type(entity) is not str:
-                entity = str(entity)
-            out.append(TierRecord(entity.encode(), encode(view), int(ts), entity))
+        to_record = self.to_record
+        out = [
+            to_record(view, admitted[i] if aligned else by_id.get(view.get("id"), view)) for i, view in enumerate(views)
+        ]
         return TierRelease(out, self.release_marks(admitted) if self.persist_marks else {})
+
+
+class FeedFanout:
+    """Every tier of one feed: one chained engine pass, then each tier's admitted records are encoded."""
+
+    def __init__(self, engine: TierPolicy, feed: str, fanouts: dict[str, TierFanout]) -> None:
+        self.engine = engine
+        self.feed = feed
+        self.fanouts = fanouts  # tier → its fan-out (its throttle state and CRS)
+        self.crs_for_tier = {tier: f.crs for tier, f in fanouts.items()}
+
+    def forget(self, entities: Iterable[str]) -> None:
+        gone = list(entities)
+        for fanout in self.fanouts.values():
+            fanout.forget(gone)
+
+    def release(self, records: list[dict[str, Any]]) -> dict[str, TierRelease]:
+        if not records:
+            return {}
+        by_tier = self.engine.views_by_tier(self.feed, records, self.crs_for_tier)
+        if by_tier is None:
+            # The policy aggregates this feed's records: views do not map to records, go tier by tier.
+            return {tier: fanout.release(records) for tier, fanout in self.fanouts.items()}
+        out: dict[str, TierRelease] = {}
+        for tier, fanout in self.fanouts.items():
+            idx = fanout.admit_indices(records)
+            if not idx:
+                continue
+            views = by_tier[tier]
+            to_record = fanout.to_record
+            recs = [to_record(view, records[i]) for i in idx if (view := views[i]) is not None]
+            marks = fanout.release_marks([records[i] for i in idx]) if fanout.persist_marks else {}
+            out[tier] = TierRelease(recs, marks)
+        return out

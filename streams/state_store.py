@@ -6,7 +6,9 @@
 - ``<prefix>:streams:last:<feed>`` hash entity → the last clean value (MessagePack dict): lets a restarted
   or newly assigned worker recover duplicate detection and stale marking. Rebuildable from Kafka.
 - ``<prefix>:streams:released:<tier>:<feed>`` hash source entity id → (observed_at, stale) of the last
-  release to the tier, so a restarted worker keeps the per-entity throttle and drops replays.
+  release to a throttled tier, so a restarted worker keeps the per-entity throttle.
+- ``<prefix>:streams:forwarded:<tier>:<feed>`` hash partition → next ``pending.<tier>.<feed>`` offset not yet
+  forwarded, written with the tier snapshot, so a delay stage never forwards a record twice.
 - ``<prefix>:streams:agghist:scenic`` hash scenic area → MessagePack list of (time, count) samples of the
   last ~20 minutes, so the 15-minute trend survives a restart or a move to another worker.
 """
@@ -37,6 +39,9 @@ class StateStore:
     def released_key(self, tier: str, feed: str) -> str:
         return f"{self.prefix}:streams:released:{tier}:{feed}"
 
+    def forwarded_key(self, tier: str, feed: str) -> str:
+        return f"{self.prefix}:streams:forwarded:{tier}:{feed}"
+
     def history_key(self, name: str) -> str:
         return f"{self.prefix}:streams:agghist:{name}"
 
@@ -50,6 +55,7 @@ class StateStore:
         tier_offsets: dict[tuple[str, str], dict[int, int]],
         last_values: dict[str, dict[str, bytes]],
         release_marks: dict[tuple[str, str], dict[str, bytes]] | None = None,
+        forwarded: dict[tuple[str, str], dict[int, int]] | None = None,
     ) -> None:
         """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
         commands: list[tuple[str, dict[Any, Any]]] = []
@@ -61,6 +67,8 @@ class StateStore:
             commands.append((self.last_key(feed), values))
         for (tier, feed), marks in (release_marks or {}).items():
             commands.append((self.released_key(tier, feed), marks))
+        for (tier, feed), ends in (forwarded or {}).items():
+            commands.append((self.forwarded_key(tier, feed), ends))
         commands = [(key, mapping) for key, mapping in commands if mapping]
         if commands:
             await asyncio.wait_for(self._transaction(commands), self.timeout_s)

@@ -36,7 +36,7 @@ def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 def test_show_prints_every_feed_and_tier() -> None:
     result = _run("show")
     assert result.returncode == 0, result.stderr
-    assert "policy version 2026.11.1" in result.stdout
+    assert "policy version 2026.11.2" in result.stdout
     assert "grid cell_m=50" in result.stdout
     assert result.stdout.count("\nbus ") == 4
 
@@ -47,7 +47,7 @@ def test_apply_blurs_and_reports_bad_lines_with_numbers() -> None:
     assert result.returncode == 1
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == 1
-    assert out[0]["crs"] == "gcj02" and out[0]["policy_version"] == "2026.11.1"
+    assert out[0]["crs"] == "gcj02" and out[0]["policy_version"] == "2026.11.2"
     assert "plate" not in out[0] and "speed_kmh" not in out[0] and out[0]["bearing"] == 0.0
     assert "line 2: not JSON" in result.stderr
     assert "line 3: invalid bus record" in result.stderr
@@ -61,3 +61,22 @@ def test_apply_licensed_in_wgs84_and_public_refuses_it() -> None:
     refused = _run("apply", "--feed", "bus", "--tier", "public", "--crs", "wgs84", stdin=json.dumps(BUS))
     assert refused.returncode == 2
     assert "may not receive feed 'bus' in 'wgs84'" in refused.stderr
+
+
+def test_apply_an_aggregate_feed() -> None:
+    agg = {
+        "id": "SCN-YUYUAN",
+        "source": "streams",
+        "observed_at": 1_780_000_000_000,
+        "expires_at": 1_780_000_180_000,
+        "count": 3712,
+        "capacity": 5000,
+        "occupancy_pct": 74.2,
+        "crowding": "busy",
+    }
+    result = _run("apply", "--feed", "agg_scenic", "--tier", "public", stdin=json.dumps(agg))
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["count"] == 3710 and view["crowding"] == "busy" and "occupancy_pct" not in view
+    bad = _run("apply", "--feed", "agg_scenic", "--tier", "public", stdin=json.dumps({**agg, "count": -1}))
+    assert bad.returncode == 1 and "invalid agg_scenic record" in bad.stderr

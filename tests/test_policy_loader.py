@@ -11,8 +11,14 @@ TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
 
 def test_default_policy_loads_with_version_and_every_feed() -> None:
     policy = load_policy()
-    assert policy.version == "2026.11.1"
-    assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic"}
+    assert policy.version == "2026.11.2"
+    assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic"} | {
+        "agg_vehicles",
+        "agg_parking",
+        "agg_charging",
+        "agg_scenic",
+    }
+    assert policy.feeds["agg_scenic"].tiers["public"].delay_ms == 300_000
     assert policy.feeds["bus"].tiers["public"].delay_ms == 30_000
     assert policy.feeds["bus"].tiers["public"].min_interval_ms == 30_000
 
@@ -44,7 +50,7 @@ BAD = [
         "feeds.metro.public.fields.bearing: is dropped by a tier above",
     ),
     ('count = { op = "count", base = 10, k = 10', 'count = { op = "count", base = 10, k = 3', "k = 3 is finer"),
-    ('version = "2026.11.1"', 'version = ""', '"version" must be a non-empty string'),
+    ('version = "2026.11.2"', 'version = ""', '"version" must be a non-empty string'),
     ('never_released = ["plate", "driver_id", "diagnostics"]', 'never_released = ["plates"]', "unknown field(s)"),
     ('position = { op = "grid", cell_m = 10 }', 'position = { op = "grid", cell_m = -10 }', "positive number"),
     ('occupancy_pct = { op = "round", base = 10 }', 'occupancy_pct = { op = "grid", cell_m = 10 }', "does not fit"),
@@ -92,5 +98,23 @@ def test_not_toml_and_missing_file() -> None:
 
 def test_missing_feed_is_rejected() -> None:
     start = TEXT.index("[feeds.scenic]")
+    end = TEXT.index("# ----", TEXT.index("[feeds.scenic.public]"))
     with pytest.raises(PolicyError, match=r"no rules for feed\(s\) \['scenic'\]"):
-        parse_policy(TEXT[:start])
+        parse_policy(TEXT[:start] + TEXT[end:])
+    with pytest.raises(PolicyError, match=r"no rules for feed\(s\) \['agg_scenic'\]"):
+        parse_policy(TEXT[: TEXT.index("[feeds.agg_scenic]")])
+
+
+def test_aggregates_cannot_run_ahead_of_or_be_finer_than_their_policy() -> None:
+    faster = TEXT.replace("[feeds.agg_scenic.registered]\ndelay_s = 300", "[feeds.agg_scenic.registered]\ndelay_s = 30")
+    with pytest.raises(PolicyError, match=r"agg_scenic\.registered\.delay_s: shorter than licensed"):
+        parse_policy(
+            faster.replace("[feeds.agg_scenic.public]\ndelay_s = 300", "[feeds.agg_scenic.public]\ndelay_s = 20")
+        )
+    head, line, tail = TEXT.rpartition('count = { op = "count", base = 10, k = 10, band = "<10" }')
+    finer = head + line.replace("base = 10", "base = 1") + tail
+    assert finer != TEXT
+    with pytest.raises(PolicyError, match=r"feeds\.agg_scenic\.public\.fields\.count: count base = 1 is finer"):
+        parse_policy(finer)
+    with pytest.raises(PolicyError, match=r"operator\.delay_s: the operator tier is never delayed"):
+        parse_policy(TEXT.replace("[feeds.agg_vehicles.operator]\n", "[feeds.agg_vehicles.operator]\ndelay_s = 5\n"))

@@ -138,6 +138,68 @@ def session(draw: st.DrawFn) -> dict[str, Any]:
     return _valid("charging_sessions", data)
 
 
+def _aggregate(feed: str, data: dict[str, Any]) -> dict[str, Any]:
+    import msgspec
+
+    from streams.aggregate_records import validate_aggregate
+
+    out: dict[str, Any] = msgspec.to_builtins(
+        validate_aggregate(feed, {k: v for k, v in data.items() if v is not None})
+    )
+    return out
+
+
+def _agg_base(draw: st.DrawFn, agg_id: str) -> dict[str, Any]:
+    t = draw(times)
+    return {"id": agg_id, "source": "streams", "observed_at": t, "expires_at": t + 180_000}
+
+
+@st.composite
+def agg_vehicles(draw: st.DrawFn) -> dict[str, Any]:
+    mode, group = draw(st.sampled_from(["bus", "metro"])), draw(st.sampled_from(["route", "district"]))
+    key = draw(st.sampled_from(["71", "49", "310101"]))
+    data = {**_agg_base(draw, f"{mode}:{group}:{key}"), "mode": mode, "group": group, "key": key}
+    data["vehicles"] = draw(st.integers(0, 200))
+    return _aggregate("agg_vehicles", data)
+
+
+@st.composite
+def agg_parking(draw: st.DrawFn) -> dict[str, Any]:
+    group = draw(st.sampled_from(["district", "scenic"]))
+    key = draw(st.sampled_from(["310101", "SCN-YUYUAN"]))
+    capacity = draw(st.integers(0, 500))
+    free = draw(st.integers(0, capacity))
+    pct = round(100 * (capacity - free) / capacity, 1) if capacity else None
+    data = {**_agg_base(draw, f"{group}:{key}"), "group": group, "key": key, "lots": draw(st.integers(0, 20))}
+    data.update(capacity=capacity, free=free, occupancy_pct=pct)
+    return _aggregate("agg_parking", data)
+
+
+@st.composite
+def agg_charging(draw: st.DrawFn) -> dict[str, Any]:
+    group = draw(st.sampled_from(["district", "connector_type"]))
+    key = draw(st.sampled_from(["310115", "GB_T_DC"]))
+    connectors = draw(st.integers(0, 12))
+    available = draw(st.integers(0, connectors))
+    data = {**_agg_base(draw, f"{group}:{key}"), "group": group, "key": key, "stations": draw(st.integers(0, 6))}
+    data.update(connectors=connectors, available=available, out_of_service=draw(st.integers(0, connectors - available)))
+    return _aggregate("agg_charging", data)
+
+
+@st.composite
+def agg_scenic(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(0, 60) | st.integers(0, 9000))
+    capacity = draw(st.sampled_from([None, 100, 5000]))
+    data = {**_agg_base(draw, "SCN-YUYUAN"), "lng": 121.4921, "lat": 31.2272, "count": count, "capacity": capacity}
+    if capacity:
+        data["occupancy_pct"] = min(100.0, round(100 * count / capacity, 1))
+        data["crowding"] = draw(st.sampled_from(["comfortable", "busy", "crowded", "saturated"]))
+    if draw(st.booleans()):
+        data["trend"] = draw(st.sampled_from(["rising", "steady", "falling"]))
+        data["change_15min"] = draw(st.integers(-500, 500))
+    return _aggregate("agg_scenic", data)
+
+
 BATCHES: dict[str, st.SearchStrategy[list[dict[str, Any]]]] = {
     "bus": st.lists(vehicle("bus"), min_size=1, max_size=8),
     "metro": st.lists(vehicle("metro"), min_size=1, max_size=8),
@@ -145,4 +207,8 @@ BATCHES: dict[str, st.SearchStrategy[list[dict[str, Any]]]] = {
     "charging": st.lists(charging(), min_size=1, max_size=6),
     "scenic": st.lists(scenic(), min_size=1, max_size=6),
     "charging_sessions": st.lists(session(), min_size=0, max_size=40),
+    "agg_vehicles": st.lists(agg_vehicles(), min_size=1, max_size=6),
+    "agg_parking": st.lists(agg_parking(), min_size=1, max_size=6),
+    "agg_charging": st.lists(agg_charging(), min_size=1, max_size=6),
+    "agg_scenic": st.lists(agg_scenic(), min_size=1, max_size=6),
 }

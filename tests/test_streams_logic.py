@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import to_dict
 from streams.cleaning import Cleaner
 from streams.delay_stage import due_prefix
-from streams.fanout import TierFanout, decode_value
+from streams.fanout import TierFanout, decode_value, encode_value
 from streams.worker import load_engine
 
 from .streams_support import bus
@@ -98,21 +98,74 @@ def test_inconsistent_glitches_never_re_anchor():
     assert cleaner.clean(scattered, T0 + 40_000).accepted == []
 
 
-async def test_delay_stage_forgets_throttles_of_partitions_it_loses():
+async def test_a_rebalance_drops_throttles_and_progress_of_lost_partitions():
     from aiokafka import TopicPartition
 
-    from streams.aggregate_topics import clean_topic
+    from schemas import raw_topic
+    from streams.aggregate_topics import pending_topic
     from streams.batch_producer import partition_for
+    from streams.clean_stage import CleanStage
     from streams.config import StreamConfig
     from streams.delay_stage import DelayStage
+    from streams.enrichment import Enricher
 
     config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", partitions=4, feeds=("bus",))
-    stage = DelayStage(config, load_engine(), None, None, "public", ["bus"])  # type: ignore[arg-type]
-    fanout = stage.fanouts["bus"]
+    engine = load_engine()
+    clean = CleanStage(config, engine, None, None, Enricher({}), ("operator", "public"))  # type: ignore[arg-type]
+    state = clean.feeds["bus"]
     entities = [f"veh-{i}" for i in range(40)]
-    fanout.release([to_dict(bus(e, T0)) for e in entities])
-    topic = clean_topic("bus")
-    stage.assigned = {TopicPartition(topic, p) for p in range(4)}
-    await stage.on_revoked({TopicPartition(topic, 1), TopicPartition(topic, 3)})
+    records = [to_dict(bus(e, T0)) for e in entities]
+    state.cleaner.clean(records, T0)
+    assert set(state.fanout.release(records)) == {"operator", "public"}
+    raw = raw_topic("bus")
+    clean.assigned = {TopicPartition(raw, p) for p in range(4)}
+    await clean.on_revoked({TopicPartition(raw, 1), TopicPartition(raw, 3)})
     kept = {e for e in entities if partition_for(e.encode(), 4) in (0, 2)}
-    assert set(fanout.released) == kept and 0 < len(kept) < len(entities)
+    assert 0 < len(kept) < len(entities)
+    # The public throttle and the duplicate detection of the lost vehicles are gone with their partitions.
+    assert set(state.fanouts["public"].released) == kept and set(state.cleaner.marks) == kept
+
+    delay = DelayStage(config, engine, None, None, "public", ["bus"])  # type: ignore[arg-type]
+    pending = pending_topic("public", "bus")
+    delay.assigned = {TopicPartition(pending, p) for p in range(4)}
+    delay.forwarded = {TopicPartition(pending, p): 100 for p in range(4)}
+    await delay.on_revoked({TopicPartition(pending, 1)})
+    assert set(delay.forwarded) == {TopicPartition(pending, p) for p in (0, 2, 3)}
+
+
+def test_cached_district_lookup_gives_the_exact_answers():
+    import numpy as np
+
+    from geo.districts import district_of
+    from streams.enrichment import DistrictCells
+
+    rng = np.random.default_rng(7)
+    # Random points over the municipality and beyond it (sea, Jiangsu), twice: cold and cached cells.
+    lngs = 120.8 + rng.random(5000) * 1.2
+    lats = 30.6 + rng.random(5000) * 1.3
+    cells = DistrictCells()
+    exact = district_of(lngs, lats).tolist()
+    assert cells(lngs, lats) == exact
+    assert cells(lngs, lats) == exact
+    assert any(v is None for v in exact) and len({v for v in exact if v}) == 16
+
+
+async def test_stale_markers_follow_the_newest_expiry_with_one_timer_per_vehicle():
+    from streams.clean_stage import CleanStage
+    from streams.config import StreamConfig
+    from streams.enrichment import Enricher
+
+    now = [T0]
+    config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", feeds=("bus",))
+    stage = CleanStage(config, load_engine(), None, None, Enricher({}), ("operator",), clock=lambda: now[0])  # type: ignore[arg-type]
+    state = stage.feeds["bus"]
+    for k in range(50):  # fifty updates, each pushing the expiry 100 ms further
+        rec = to_dict(bus("b1", T0 + k * 100, seq=k, expires_in_ms=1000))
+        state.cleaner.clean([rec], now[0])
+        state.last["b1"] = encode_value(rec)
+        stage._schedule("bus", "b1", rec["expires_at"])
+    assert len(stage.expiry) == 1
+    now[0] = T0 + 2000  # the first expiry has passed, the newest (T0 + 5900) has not
+    assert await stage.periodic() is None and "b1" not in state.stale
+    now[0] = T0 + 6000
+    assert await stage.periodic() is not None and "b1" in state.stale

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from schemas import TIERS, raw_topic
-from streams.aggregate_topics import clean_topic, pipeline_tier_topic
+from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
 from streams.enrichment import Enricher
 from streams.worker import Pipeline
@@ -99,7 +99,7 @@ async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url
     async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
         await produce(kafka_bootstrap, topic, [*good, far])
         await produce(kafka_bootstrap, topic, [(b"junk", b"\x93not a record")], raw=True)
-        async with TopicReader(kafka_bootstrap, [op_topic, dlq, config.topic(clean_topic("bus"))]) as reader:
+        async with TopicReader(kafka_bootstrap, [op_topic, dlq]) as reader:
             await reader.wait_for(dlq, 2, timeout_s=20)
             await reader.wait_for(op_topic, 2, timeout_s=10)
             await asyncio.sleep(1.0)

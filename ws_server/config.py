@@ -62,3 +62,5 @@ class ServerConfig:
     replay_frames: int = 2048
     history_records: int = 100_000  # per (tier, feed): how far back a resume from another node can reach
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
+    gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)
+    gc_full_s: float = 600.0  # ... and collect everything this often

@@ -4,7 +4,8 @@ Runs the real server (one process, grouped frames) and, in the same run, the bas
 one ``broadcast()`` frame per record), each against the same Go load generator and the same input, then
 prints a Markdown table (and writes it with --out). Needs the local Kafka and Redis and Go.
 
-    .venv/bin/python -m bench.fanout.run --clients 10000 --rate 2000 --seconds 30 --out docs/benchmarks-fanout.md
+    .venv/bin/python -m bench.fanout.run --clients 10000 --rate 2000 --seconds 30 --codec msgpack \\
+        --out docs/benchmarks-fanout.md
 """
 
 from __future__ import annotations
@@ -287,27 +288,58 @@ def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) 
     return result
 
 
+def flatten(result: dict[str, Any]) -> dict[str, Any]:
+    """The node's own latency report as top-level keys, for the table."""
+    out = dict(result)
+    node = result.get("node") or {}
+    for stage in ("kafka_to_node", "node_to_written"):
+        for key in ("p50_ms", "p99_ms"):
+            out[f"{stage}_{key}"] = (node.get(stage) or {}).get(key)
+    out["tick_ms_avg"] = node.get("tick_ms_avg")
+    return out
+
+
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    grouped, baseline = results
+    grouped, baseline = (flatten(r) for r in results)
     ratio = grouped["deliveries_per_s"] / max(1.0, baseline["deliveries_per_s"])
-    rows = [
+    rows: list[tuple[str, str | tuple[str, ...], str]] = [
         ("record-deliveries/s", "deliveries_per_s", "{:,.0f}"),
         ("frames/s (received)", "frames_per_s", "{:,.0f}"),
         ("MB/s received", "mb_per_s", "{:,.1f}"),
         ("latency p50 (ms, produce → client)", "p50_ms", "{}"),
         ("latency p99 (ms, produce → client)", "p99_ms", "{}"),
+        ("… of it: producer → node p50 / p99 (ms)", ("kafka_to_node_p50_ms", "kafka_to_node_p99_ms"), "{} / {}"),
+        (
+            "… of it: node → written to every member p50 / p99 (ms)",
+            ("node_to_written_p50_ms", "node_to_written_p99_ms"),
+            "{} / {}",
+        ),
+        ("tick duration, mean (ms; target 50)", "tick_ms_avg", "{}"),
         ("server CPU (cores busy)", "server_cpu_s_per_s", "{:.2f}"),
+        ("… of it in the kernel (cores)", "server_sys_cpu_s_per_s", "{:.2f}"),
+        ("load generator CPU (cores busy)", "loadgen_cpu_s_per_s", "{:.2f}"),
+        ("producer CPU (cores busy)", "producer_cpu_s_per_s", "{:.2f}"),
+        ("whole machine busy (of 2 cores)", "machine_busy_cores", "{:.2f}"),
+        ("unread bytes in client sockets, mean (MB)", "kernel_client_rx_mb_mean", "{:.1f}"),
         ("memory per idle connection (KB RSS)", "kb_per_idle_connection", "{:.1f}"),
         ("time to connect + subscribe all (s)", "connect_s", "{:.1f}"),
         ("sequence gaps seen by clients", "gaps", "{}"),
     ]
-    setup = f"{args.clients:,} clients, {args.rate:,} records/s input, {args.seconds:.0f} s"
+    setup = f"{args.clients:,} clients ({args.codec}), {args.rate:,} records/s input, {args.seconds:.0f} s"
     lines = [
         f"| {setup} | grouped (ours) | baseline: broadcast() per record |",
         "|---|---|---|",
     ]
+
+    def cell(result: dict[str, Any], key: str | tuple[str, ...], fmt: str) -> str:
+        keys = key if isinstance(key, tuple) else (key,)
+        values = [result.get(k) for k in keys]
+        if any(v is None for v in values):
+            return "–"
+        return fmt.format(*values)
+
     for label, key, fmt in rows:
-        lines.append(f"| {label} | {fmt.format(grouped.get(key))} | {fmt.format(baseline.get(key))} |")
+        lines.append(f"| {label} | {cell(grouped, key, fmt)} | {cell(baseline, key, fmt)} |")
     lines.append(f"| **ratio (deliveries/s, ours ÷ baseline)** | **{ratio:.1f}×** | 1× |")
     lines.append("")
     lines.append(
@@ -349,7 +381,18 @@ def main() -> None:
     text = table(results, args)
     print(text)
     if args.out is not None:
-        args.out.write_text(text + "\n")
+        write_table(args.out, text)
+
+
+def write_table(path: Path, text: str) -> None:
+    """Replace the table between the markers of an existing report (keeping its prose), or write it."""
+    start, end = "<!-- bench:table -->", "<!-- /bench:table -->"
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        path.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
+    else:
+        path.write_text(text + "\n")
 
 
 if __name__ == "__main__":

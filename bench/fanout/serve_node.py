@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -73,18 +74,48 @@ def main() -> None:
     asyncio.run(run_with_control(node))
 
 
+class GcTimer:
+    """Time spent in the garbage collector (a full collection walks every object of 10,000 connections)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.full = 0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self.started
+        self.total_s += spent
+        self.max_s = max(self.max_s, spent)
+        self.full += info.get("generation") == 2
+
+    def clear(self) -> None:
+        self.total_s = self.max_s = 0.0
+        self.full = 0
+
+
+GC = GcTimer()
+
+
 def report(node: Node) -> dict[str, Any]:
     """Where the time goes on the node, and how many bytes wait in its user-space send buffers."""
     backlogs = [s.sink.backlog() for s in node.sessions if not s.closed]
     return {
         "kafka_to_node": node.readers.kafka_latency.summary(),
         "node_to_written": node.hub.latency.summary(),
-        "tick_ms_avg": round(node.tick_ms_total / node.ticks, 2) if node.ticks else None,
+        "tick_ms_avg": round(node.tick_ms_total / node.ticks, 2) if node.ticks and node.tick_ms_total else None,
         "ticks": node.ticks,
         "connections": len(node.sessions),
         "send_buffer_bytes_total": sum(backlogs),
         "send_buffer_bytes_max": max(backlogs, default=0),
         "records_read": node.readers.records_read,
+        "gc_ms_total": round(GC.total_s * 1000, 1),
+        "gc_ms_max": round(GC.max_s * 1000, 1),
+        "gc_full_collections": GC.full,
     }
 
 
@@ -101,6 +132,7 @@ async def run_with_control(node: Node) -> None:
                 node.readers.kafka_latency.clear()
                 node.hub.latency.clear()
                 node.tick_ms_total, node.ticks = 0.0, 0
+                GC.clear()
             elif line == "report":
                 print(orjson.dumps(report(node)).decode(), flush=True)
 

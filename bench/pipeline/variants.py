@@ -1,10 +1,14 @@
 """The three ways of doing the same raw.bus → tier.*.bus work, each run as its own process by run.py.
 
-- ``pipeline``: the project's stream worker (streams.worker.Pipeline: batch stages, clean topic, delay
-  stages, Redis state).
-- ``plain``: a bare aiokafka loop, consume → decode → validate/dedupe → enrich → policy per tier →
-  produce, one batch at a time, no Redis, no delays: the limit of what this work costs in Python.
+- ``pipeline``: the project's stream worker (streams.worker.Pipeline: batch stages, pending topics, delay
+  stages, Redis state, commits after delivery).
+- ``plain``: a bare aiokafka loop, consume → decode → validate/dedupe → enrich → policy for every tier
+  (the same chained ``FeedFanout``) → produce, one batch at a time, no Redis, no delays, no pending
+  topics: the limit of what this work costs in Python.
 - ``faust``: a naive Faust agent doing the same per event, with one ``send`` per tier and record.
+- ``faust-forward``: Faust's floor, not the same work: a per-event agent that only forwards each raw
+  record's bytes to the operator tier topic (one ``send`` per event, no decoding, no policy). What any
+  per-event Faust design pays before doing anything useful.
 """
 
 from __future__ import annotations
@@ -24,23 +28,17 @@ from streams.aggregate_topics import pipeline_tier_topic  # noqa: E402
 from streams.cleaning import Cleaner  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.enrichment import Enricher  # noqa: E402
-from streams.fanout import TierFanout, TierPolicy  # noqa: E402
+from streams.fanout import FeedFanout, TierFanout, TierPolicy  # noqa: E402
 
 
 def load_engine() -> TierPolicy:
-    try:
-        from streams.worker import load_engine as real
+    from streams.worker import load_engine as real
 
-        return real()
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from streams_support import StandInEngine  # type: ignore[import-not-found]
+    return real()
 
-        print("policy engine not importable: using the test stand-in engine", file=sys.stderr)
-        engine: TierPolicy = StandInEngine(
-            delays_ms={"operator": 0, "licensed": 0, "registered": 10_000, "public": 30_000}
-        )
-        return engine
+
+def feed_fanout(engine: TierPolicy) -> FeedFanout:
+    return FeedFanout(engine, "bus", {t: TierFanout(engine, "bus", t, "gcj02", persist_marks=False) for t in TIERS})
 
 
 def now_ms() -> int:
@@ -71,7 +69,7 @@ async def run_plain(args: argparse.Namespace) -> None:
     engine = load_engine()
     enricher = Enricher.from_geo()
     cleaner = Cleaner("bus")
-    fanouts = {t: TierFanout(engine, "bus", t, "gcj02") for t in TIERS}
+    fanout = feed_fanout(engine)
     consumer = AIOKafkaConsumer(
         args.prefix + raw_topic("bus"),
         bootstrap_servers=args.bootstrap,
@@ -94,10 +92,9 @@ async def run_plain(args: argparse.Namespace) -> None:
             accepted = cleaner.clean(recs, now_ms()).accepted
             enricher.enrich("bus", accepted)
             pending = []
-            for tier, fanout in fanouts.items():
-                out = fanout.release(accepted).records
+            for tier, release in fanout.release(accepted).items():
                 topic = args.prefix + pipeline_tier_topic(tier, "bus")
-                pending.append(batcher.deliver(topic, [(r.key, r.value, r.timestamp_ms) for r in out]))
+                pending.append(batcher.deliver(topic, [(r.key, r.value, r.timestamp_ms) for r in release.records]))
             await asyncio.gather(*pending)
             await consumer.commit()
     finally:
@@ -111,7 +108,7 @@ def run_faust(args: argparse.Namespace) -> None:
     engine = load_engine()
     enricher = Enricher.from_geo()
     cleaner = Cleaner("bus")
-    fanouts = {t: TierFanout(engine, "bus", t, "gcj02") for t in TIERS}
+    fanout = feed_fanout(engine)
     app = faust.App(
         args.prefix + "faust",
         broker=f"kafka://{args.bootstrap}",
@@ -129,15 +126,26 @@ def run_faust(args: argparse.Namespace) -> None:
         for t in TIERS
     }
 
-    @app.agent(source)
-    async def process(stream: Any) -> None:
+    async def per_event(stream: Any) -> None:
         async for value in stream:
             rec = to_dict(decode_kafka("bus", value))
             accepted = cleaner.clean([rec], now_ms()).accepted
             enricher.enrich("bus", accepted)
-            for tier, fanout in fanouts.items():
-                for out in fanout.release(accepted).records:
+            for tier, release in fanout.release(accepted).items():
+                for out in release.records:
                     await sinks[tier].send(key=out.key, value=out.value, timestamp=out.timestamp_ms / 1000)
+
+    if args.variant == "faust-forward":
+        operator = sinks["operator"]
+
+        @app.agent(source)
+        async def forward(stream: Any) -> None:
+            async for event in stream.events():
+                msg = event.message
+                await operator.send(key=msg.key, value=msg.value, timestamp=msg.timestamp)
+
+    else:
+        app.agent(source)(per_event)
 
     @app.timer(args.seconds)
     async def stop_after() -> None:
@@ -151,14 +159,14 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=["pipeline", "plain", "faust"])
+    parser.add_argument("variant", choices=["pipeline", "plain", "faust", "faust-forward"])
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120)
     args = parser.parse_args()
-    if args.variant == "faust":
+    if args.variant.startswith("faust"):
         run_faust(args)
     else:
         asyncio.run(run_pipeline(args) if args.variant == "pipeline" else run_plain(args))

@@ -21,6 +21,9 @@ class Batch:
     views: list[dict[str, Any]]
     lngs: NDArray[np.float64]
     lats: NDArray[np.float64]
+    # Position of each view's record in the input; None once views no longer map to single records
+    # (e.g. after an aggregation).
+    index: NDArray[np.intp] | None = None
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]]) -> Batch:
@@ -32,7 +35,7 @@ class Batch:
             v.pop("lng", None)
             v.pop("lat", None)
             views.append(v)
-        return cls(views, lngs, lats)
+        return cls(views, lngs, lats, np.arange(len(views), dtype=np.intp))
 
     def keep(self, mask: Sequence[bool] | NDArray[np.bool_]) -> None:
         """Keep only the records where ``mask`` is true."""
@@ -40,6 +43,8 @@ class Batch:
         self.views = [v for v, k in zip(self.views, m.tolist(), strict=True) if k]
         self.lngs = self.lngs[m]
         self.lats = self.lats[m]
+        if self.index is not None:
+            self.index = self.index[m]
 
 
 def _column(values: list[Any]) -> NDArray[np.float64]:

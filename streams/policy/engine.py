@@ -172,6 +172,33 @@ class PolicyEngine:
             out[tier] = emit(batch, chosen[tier], rules[tier].coord_decimals, self.policy_version)
         return out
 
+    def views_by_tier(
+        self, feed: str, records: Sequence[dict[str, Any]], crs_for_tier: Mapping[str, str] | None = None
+    ) -> dict[str, list[dict[str, Any] | None]] | None:
+        """Like ``apply_all``, but each tier's list is aligned with ``records`` (None where the tier does not
+        see a record), so a caller can pick per tier which records to release. None if the feed's policy
+        aggregates records (its views then do not map to single records): use ``apply`` per tier."""
+        crs_for_tier = dict(crs_for_tier or {})
+        chosen = {t: crs_for_tier.get(t, self.tier_rule(feed, t).crs[0]) for t in TIERS}
+        rules = {t: self._check_crs(feed, t, c) for t, c in chosen.items()}
+        batch = self._start(records)
+        n = len(records)
+        out: dict[str, list[dict[str, Any] | None]] = {}
+        for i, tier in enumerate(TIERS):
+            if i > 0:
+                batch = self._step(feed, tier, batch)
+            if batch.index is None:
+                return None
+            views = emit(batch, chosen[tier], rules[tier].coord_decimals, self.policy_version)
+            if len(views) == n:
+                out[tier] = list(views)
+            else:
+                aligned: list[dict[str, Any] | None] = [None] * n
+                for pos, view in zip(batch.index.tolist(), views, strict=True):
+                    aligned[pos] = view
+                out[tier] = aligned
+        return out
+
     # --------------------------------------------------------------------------------------- describe
 
     def describe(self) -> list[dict[str, Any]]:

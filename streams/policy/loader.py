@@ -127,6 +127,8 @@ def _tier(
         raise PolicyError(f"{where}.note: must be a string")
     if tier == TIERS[0] and (table.get("fields") or table.get("records")):
         raise PolicyError(f"{where}: the {tier} tier is the raw record and takes no field or record operations")
+    if tier == TIERS[0] and table.get("delay_s", 0):
+        raise PolicyError(f"{where}.delay_s: the {tier} tier is never delayed")
 
     records: list[RecordRule] = []
     raw_records = table.get("records", [])

@@ -57,7 +57,7 @@ class Resume(Struct, forbid_unknown_fields=True, omit_defaults=True):
     epoch: Annotated[str, Meta(min_length=1, max_length=64)]
     seq: Annotated[int, Meta(ge=0)]
     # The last ``pos`` received: lets any node (another process, or after a restart) rebuild what was missed.
-    pos: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    pos: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
 
 
 class Subscribe(Struct, tag="subscribe", tag_field="type", forbid_unknown_fields=True):

@@ -232,14 +232,14 @@ class Session:
             replay = stream.replay_after(resume.seq) if resume.epoch == stream.epoch else None
             if replay is not None:
                 self.send({**head, "seq": resume.seq, "resumed": True})
-                self.sink.send_many(replay)
+                self._send_frames(stream, replay)
                 self.hub.join(stream, sub)
                 return
             # 2. Another node's (or an earlier process's) cursor: rebuild what changed since its position.
             caught_up = stream.catch_up_from(resume.pos) if resume.pos is not None else None
             if caught_up is not None:
                 self.send({**head, "resumed": True, "from_pos": resume.pos})
-                self.sink.send(caught_up)
+                self._send_frames(stream, [caught_up])
                 self.hub.join(stream, sub)
                 return
             # 3. Neither: say so, and start again from a snapshot.
@@ -257,7 +257,15 @@ class Session:
         self.hub.join(stream, sub)
 
     def _send_snapshot(self, stream: Stream) -> None:
-        self.sink.send_many(stream.snapshot_frames())
+        self._send_frames(stream, stream.snapshot_frames())
+
+    def _send_frames(self, stream: Stream, frames: list[tuple[bytes, int]]) -> None:
+        """Frames with their record counts, in one write; counted (and audited) like live deliveries."""
+        if self.closed or not frames:
+            return
+        self.sink.send_many([frame for frame, _ in frames])
+        for frame, records in frames:
+            self.delivered(stream, frame, records)
 
     def _update(self, message: Update) -> None:
         sub = self.subs.get(message.id)
@@ -277,7 +285,7 @@ class Session:
         upserts, _ = new.records_for(sorted(entering))
         head = new.head("delta")
         head["diff"] = True
-        self.sink.send(self.codec.delta(head, upserts, sorted(leaving), []))
+        self._send_frames(new, [(self.codec.delta(head, upserts, sorted(leaving), []), len(upserts) + len(leaving))])
         self.hub.leave(sub)
         sub.stream = new
         sub.behind_since = None

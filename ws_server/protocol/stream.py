@@ -78,12 +78,12 @@ class Stream:
         self.pending: dict[str, str] = {}  # entity id → UPSERT / STALE / REMOVE
         self.pending_since: int | None = None  # when the oldest pending change reached the node (ms)
         self.pos = self._position()  # the tier topic position the last frame brought members to
-        self._catch_up_cache: tuple[str, tuple[object, ...], bytes] | None = None
+        self._catch_up_cache: tuple[str, tuple[object, ...], bytes, int] | None = None
         self.buffer: deque[tuple[int, bytes, tuple[str, ...]]] = deque()
         self._buffer_frames = buffer_frames
         self._buffer_bytes = buffer_bytes
         self._buffered = 0
-        self._snapshot_cache: tuple[int, list[bytes]] | None = None
+        self._snapshot_cache: tuple[int, list[tuple[bytes, int]]] | None = None
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
@@ -198,15 +198,16 @@ class Stream:
             _, old, _ = self.buffer.popleft()
             self._buffered -= len(old)
 
-    def replay_after(self, seq: int) -> list[bytes] | None:
-        """Frames after ``seq`` exactly, or None when the buffer no longer reaches back that far."""
+    def replay_after(self, seq: int) -> list[tuple[bytes, int]] | None:
+        """Frames after ``seq`` exactly (each with its record count), or None when the buffer no longer
+        reaches back that far."""
         if seq == self.seq:
             return []
         if seq > self.seq or not self.buffer or self.buffer[0][0] > seq + 1:
             return None
-        return [frame for s, frame, _ in self.buffer if s > seq]
+        return [(frame, len(ids)) for s, frame, ids in self.buffer if s > seq]
 
-    def catch_up_from(self, pos: str) -> bytes | None:
+    def catch_up_from(self, pos: str) -> tuple[bytes, int] | None:
         """One conflated ``delta`` taking a client from ``pos`` (a position of this stream, from any node)
         to now: every entity that changed since is sent once as it is now, or removed if it left the
         filter; None if this node's history of the topic does not reach back to ``pos``."""
@@ -216,7 +217,7 @@ class Stream:
         now = tuple(sorted(self.source.offsets.items()))
         cached = self._catch_up_cache
         if cached is not None and cached[0] == pos and cached[1] == (self.seq, *now):
-            return cached[2]
+            return cached[2], cached[3]
         entries = self.source.entries
         upserts: list[bytes] = []
         removes: list[str] = []
@@ -237,8 +238,8 @@ class Stream:
         head["from_pos"] = pos
         head["conflated"] = True
         frame = self.codec.delta(head, upserts, removes, [])
-        self._catch_up_cache = (pos, (self.seq, *now), frame)
-        return frame
+        self._catch_up_cache = (pos, (self.seq, *now), frame, len(upserts) + len(removes))
+        return frame, len(upserts) + len(removes)
 
     def _admits(self, entry: Entry) -> bool:
         inside = bool(self._mask(np.array([entry.x]), np.array([entry.y]))[0])
@@ -246,19 +247,20 @@ class Stream:
 
     # ------------------------------------------------------------------------------------------ snapshots
 
-    def snapshot_frames(self) -> list[bytes]:
-        """The current state inside the filter as snapshot frames (shared while ``seq`` is unchanged)."""
+    def snapshot_frames(self) -> list[tuple[bytes, int]]:
+        """The current state inside the filter as snapshot frames, each with its record count (shared
+        while ``seq`` is unchanged)."""
         if self._snapshot_cache is not None and self._snapshot_cache[0] == self.seq:
             return self._snapshot_cache[1]
         entries = self.source.entries
         records = [entries[i].encoded(self.codec, self.crs) for i in self.inside if i in entries]
         parts = [records[i : i + SNAPSHOT_PART_RECORDS] for i in range(0, len(records), SNAPSHOT_PART_RECORDS)]
         parts = parts or [[]]
-        frames = []
+        frames: list[tuple[bytes, int]] = []
         for n, part in enumerate(parts):
             head = self.head("snapshot")
             head["part"], head["last"] = n, n == len(parts) - 1
-            frames.append(self.codec.records(head, part))
+            frames.append((self.codec.records(head, part), len(part)))
         self._snapshot_cache = (self.seq, frames)
         return frames
 

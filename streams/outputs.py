@@ -1,0 +1,90 @@
+"""A batch's outputs, collected while computing and then delivered: Kafka first, Redis after.
+
+Undelayed tiers go to ``tier.<tier>.<feed>`` with their Redis snapshot; delayed tiers go to
+``pending.<tier>.<feed>`` in envelopes (``streams.envelope``; the delay stage forwards them when due and
+writes the snapshot then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiokafka import ConsumerRecord
+
+from schemas import DeadLetter, dlq_topic, encode_dead_letter
+
+from . import metrics
+from .aggregate_topics import pending_topic, pipeline_tier_topic
+from .batch_producer import BatchProducer
+from .config import StreamConfig
+from .fanout import TierFanout, TierRecord, TierRelease
+from .state_store import StateStore
+
+KafkaRecord = tuple[bytes, bytes, int]
+
+
+class StageOutputs:
+    def __init__(self) -> None:
+        self.dlq: dict[str, list[KafkaRecord]] = {}
+        self.tier_records: dict[tuple[str, str], tuple[list[TierRecord], TierFanout, bool]] = {}
+        self.release_marks: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.last_values: dict[str, dict[str, bytes]] = {}
+
+    def dead_letter(self, feed: str, rec: ConsumerRecord[bytes, bytes], reason: str, now: int) -> None:
+        source = dict(rec.headers or ()).get("source", b"unknown")
+        source_name = source.decode(errors="replace") if isinstance(source, bytes) else str(source)
+        letter = DeadLetter(
+            source=source_name,
+            feed=feed,
+            reason=reason,
+            received_at=now,
+            original=rec.value or b"",
+            locator=f"{rec.topic}:{rec.partition}:{rec.offset}",
+        )
+        self.dlq.setdefault(feed, []).append((source_name.encode(), encode_dead_letter(letter), now))
+
+    def last(self, feed: str, entity: str, value: bytes) -> None:
+        self.last_values.setdefault(feed, {})[entity] = value
+
+    def tier(self, tier: str, feed: str, release: TierRelease, fanout: TierFanout, delayed: bool) -> None:
+        if release.records:
+            prev = self.tier_records.get((tier, feed))
+            records = (prev[0] + release.records) if prev else release.records
+            self.tier_records[(tier, feed)] = (records, fanout, delayed)
+        if release.marks:
+            self.release_marks.setdefault((tier, feed), {}).update(release.marks)
+
+    def deliveries(
+        self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str
+    ) -> list[Callable[[], Awaitable[None]]]:
+        return [lambda: self.deliver(config, producer, store, stage)]
+
+    async def deliver(self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str) -> None:
+        # Queue everything, then wait once: one round of produce requests per batch.
+        other = []
+        for feed, dead in self.dlq.items():
+            other.append(producer.deliver(config.topic(dlq_topic(feed)), dead))
+        tiers = list(self.tier_records.items())
+        sends = []
+        for (tier, feed), (recs, fanout, delayed) in tiers:
+            headers = [
+                ("policy_version", fanout.engine.policy_version.encode()),
+                ("crs", fanout.crs.encode()),
+            ]
+            rows = [(r.key, r.value, r.timestamp_ms) for r in recs]
+            if delayed:
+                sends.append(producer.deliver_envelopes(config.topic(pending_topic(tier, feed)), rows, headers))
+            else:
+                sends.append(producer.deliver(config.topic(pipeline_tier_topic(tier, feed)), rows, headers))
+        _, ends = await asyncio.gather(asyncio.gather(*other), asyncio.gather(*sends))
+        tier_values: dict[tuple[str, str], dict[str, bytes]] = {}
+        tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
+        for ((tier, feed), (released, _, delayed)), offsets in zip(tiers, ends, strict=True):
+            if delayed:
+                metrics.RECORDS.labels(stage, feed, f"pending_{tier}").inc(len(released))
+                continue
+            tier_offsets[(tier, feed)] = offsets
+            tier_values[(tier, feed)] = {r.entity: r.value for r in released}
+            metrics.RECORDS.labels(stage, feed, f"released_{tier}").inc(len(released))
+        await store.write(tier_values, tier_offsets, self.last_values, self.release_marks)
