@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -320,12 +321,26 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return [service.status() for service in services(settings)]
 
 
+OPEN_FILES_WANTED = 262_144
+
+
+def _raise_open_files_limit() -> None:
+    """Kafka keeps several files open per partition; a developer's broker that has seen many test and
+    benchmark topics outgrows a 20k descriptor limit and then dies at every start."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:  # raising the hard limit needs privileges the machine may not grant
+        resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_WANTED, max(hard, OPEN_FILES_WANTED)))
+    except (ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _spawn(cmd: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         # A new session so Ctrl-C in the terminal that ran `stack up` does not stop the stack.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, preexec_fn=_raise_open_files_limit)  # fmt: skip
     return proc.pid
 
 

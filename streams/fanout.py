@@ -163,7 +163,10 @@ class TierFanout:
 
 
 class FeedFanout:
-    """Every tier of one feed: one chained engine pass, then each tier's admitted records are encoded."""
+    """Every tier of one feed: one chained engine pass, then each tier's admitted records are encoded.
+
+    Its input must already be deduplicated per entity (each record strictly newer than the entity's last,
+    as the clean stage's cleaner guarantees); tiers without a throttle release all of it."""
 
     def __init__(self, engine: TierPolicy, feed: str, fanouts: dict[str, TierFanout]) -> None:
         self.engine = engine
@@ -184,8 +187,11 @@ class FeedFanout:
             # The policy aggregates this feed's records: views do not map to records, go tier by tier.
             return {tier: fanout.release(records) for tier, fanout in self.fanouts.items()}
         out: dict[str, TierRelease] = {}
+        everything = range(len(records))
         for tier, fanout in self.fanouts.items():
-            idx = fanout.admit_indices(records)
+            # The input is already one strictly newer record per entity update (the cleaner, the aggregate
+            # snapshots), so only a throttled tier needs per-entity bookkeeping.
+            idx = fanout.admit_indices(records) if fanout.min_interval_ms else everything
             if not idx:
                 continue
             views = by_tier[tier]

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from schemas import all_topics
+from schemas import TIERS, all_topics, dlq_topic, raw_topic
 
-from .aggregate_topics import all_aggregate_topics
+from .aggregate_topics import (
+    AGGREGATE_FEEDS,
+    DELAYABLE_TIERS,
+    all_aggregate_topics,
+    pending_topic,
+    pipeline_tier_topic,
+)
+from .aggregation import AGGREGATES_OF
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +31,34 @@ class TopicSetupError(RuntimeError):
     """Topics could not be created or an existing topic has the wrong shape."""
 
 
-def service_topics() -> list[str]:
-    """Every topic name the service needs: the contract's topics plus the aggregate feeds."""
-    names = list(all_topics())
-    names += [n for n in all_aggregate_topics() if n not in names]
-    return names
+def service_topics(feeds: Sequence[str] | None = None, aggregates: bool = True) -> list[str]:
+    """Every topic name the service needs: the contract's topics plus the stream layer's. With ``feeds``,
+    only what a worker for those feeds uses (its raw, dead-letter, tier and pending topics, and those of
+    their aggregates): a test for one feed then creates a dozen topics, not a hundred."""
+    if feeds is None:
+        names = list(all_topics())
+        names += [n for n in all_aggregate_topics() if n not in names]
+        return names
+    out = []
+    agg = [a for a in AGGREGATE_FEEDS if aggregates and any(a in AGGREGATES_OF.get(f, ()) for f in feeds)]
+    for feed in feeds:
+        out += [raw_topic(feed), dlq_topic(feed)]
+    for feed in [*feeds, *agg]:
+        out += [pipeline_tier_topic(t, feed) for t in TIERS]
+        out += [pending_topic(t, feed) for t in DELAYABLE_TIERS]
+    return out
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Delete topics (those that exist); for tests and benchmarks that made their own."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = set(await _partition_counts(admin, list(names)))
+        if existing:
+            await admin.delete_topics(sorted(existing))
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(

@@ -65,7 +65,8 @@ class Pipeline:
 
     async def start(self) -> None:
         cfg = self.config
-        await ensure_topics(cfg.bootstrap, cfg.partitions, [cfg.topic(n) for n in service_topics()])
+        names = service_topics(cfg.feeds, aggregates=self.aggregates)
+        await ensure_topics(cfg.bootstrap, cfg.partitions, [cfg.topic(n) for n in names])
         self._producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap,
             client_id=f"{cfg.app_id}-producer",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import VehiclePosition, encode_kafka
 from streams.policy import PolicyEngine, load_policy, parse_policy
@@ -68,6 +70,11 @@ async def produce(bootstrap: str, topic: str, records: Iterable[Any], raw: bool 
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+def decode_snapshot(values: Iterable[Any]) -> list[dict[str, Any]]:
+    """The tier views of a Redis snapshot hash's values (MessagePack bytes)."""
+    return [msgspec.msgpack.decode(v) for v in values]
 
 
 class TopicReader:
@@ -141,3 +148,26 @@ def short_policy_engine(path: Path | None = None) -> PolicyEngine:
     """The real policy engine on the shortened policy, with a fixed test secret."""
     policy = load_policy(path) if path is not None else parse_policy(short_policy_text(), source="short_policy.toml")
     return PolicyEngine(policy, secret=b"streams-test-secret")
+
+
+async def drop_prefixed_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix``: a test's topics must not pile up on the shared
+    development broker (each partition holds open files there)."""
+    from streams.topics_admin import delete_topics
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+    finally:
+        await admin.close()
+    if names:
+        await delete_topics(bootstrap, names)
+
+
+@pytest.fixture(name="topic_prefix")
+async def topic_prefix_fixture(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> AsyncIterator[str]:
+    """A unique topic-name prefix for one test; its topics are deleted afterwards."""
+    prefix = unique_name("t") + "."
+    yield prefix
+    await drop_prefixed_topics(kafka_bootstrap, prefix)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -31,7 +30,15 @@ from streams.enrichment import Enricher
 from streams.topics_admin import ensure_topics, service_topics
 from streams.worker import Pipeline
 
-from .streams_support import TopicReader, bus, now_ms, produce, short_policy_engine
+from .streams_support import (
+    TopicReader,
+    bus,
+    decode_snapshot,
+    now_ms,
+    produce,
+    short_policy_engine,
+    topic_prefix_fixture,  # noqa: F401  (the fixture, by its name)
+)
 
 T0 = 1_780_000_000_000
 MIN = 60_000
@@ -227,13 +234,13 @@ def test_policy_applies_to_aggregates():
 # ------------------------------------------------------------------------------------- on the real stack
 
 
-def _config(kafka_bootstrap: str, redis_url: str, unique_name: Any) -> StreamConfig:
+def _config(kafka_bootstrap: str, redis_url: str, unique_name: Any, prefix: str) -> StreamConfig:
     return StreamConfig(
         bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         partitions=2,
         app_id=unique_name("app"),
-        topic_prefix=unique_name("t") + ".",
+        topic_prefix=prefix,
         redis_prefix=unique_name("r"),
         feeds=("bus", "scenic"),
         poll_timeout_ms=50,
@@ -250,8 +257,10 @@ def _latest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.stack
-async def test_aggregates_flow_through_the_policy_and_survive_a_restart(kafka_bootstrap, redis_url, unique_name):
-    config = _config(kafka_bootstrap, redis_url, unique_name)
+async def test_aggregates_flow_through_the_policy_and_survive_a_restart(
+    kafka_bootstrap, redis_url, unique_name, topic_prefix
+):
+    config = _config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     engine = short_policy_engine()
     t0 = now_ms()
     buses = [bus(f"agg-{i}", t0 - 200, 121.4737 + i * 0.001, 31.2304) for i in range(3)]  # route 71, Huangpu
@@ -270,7 +279,7 @@ async def test_aggregates_flow_through_the_policy_and_survive_a_restart(kafka_bo
         for t in ("operator", "public")
         for f in ("agg_vehicles", "agg_scenic")
     }
-    await ensure_topics(kafka_bootstrap, 2, [config.topic(n) for n in service_topics()])
+    await ensure_topics(kafka_bootstrap, 2, [config.topic(n) for n in service_topics(config.feeds)])
     async with TopicReader(kafka_bootstrap, list(topic.values())) as reader:
         async with Pipeline(config, engine=engine, enricher=Enricher.from_geo()):
             await produce(kafka_bootstrap, config.topic(raw_topic("bus")), buses)
@@ -302,4 +311,4 @@ async def test_aggregates_flow_through_the_policy_and_survive_a_restart(kafka_bo
         snapshot = await client.hgetall(f"{config.redis_prefix}:state:public:agg_vehicles")
     finally:
         await client.aclose()
-    assert any(msgspec.msgpack.decode(v)["id"] == "bus:route:71" for v in snapshot.values())
+    assert any(v["id"] == "bus:route:71" for v in decode_snapshot(snapshot.values()))

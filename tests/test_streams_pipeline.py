@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -19,13 +18,20 @@ from streams.config import StreamConfig
 from streams.enrichment import Enricher
 from streams.worker import Pipeline
 
-from .streams_support import TopicReader, bus, now_ms, produce, short_policy_engine
+from .streams_support import (
+    TopicReader,
+    bus,
+    decode_snapshot,
+    now_ms,
+    produce,
+    short_policy_engine,
+    topic_prefix_fixture,  # noqa: F401  (the fixture, by its name)
+)
 
 pytestmark = pytest.mark.stack
 
 
-def make_config(kafka_bootstrap: str, redis_url: str, unique_name: Any, **kw: Any) -> StreamConfig:
-    prefix = unique_name("t") + "."
+def make_config(kafka_bootstrap: str, redis_url: str, unique_name: Any, prefix: str, **kw: Any) -> StreamConfig:
     return StreamConfig(
         bootstrap=kafka_bootstrap,
         redis_url=redis_url,
@@ -40,8 +46,8 @@ def make_config(kafka_bootstrap: str, redis_url: str, unique_name: Any, **kw: An
     )
 
 
-async def test_bus_records_reach_every_tier_and_redis(kafka_bootstrap, redis_url, unique_name):
-    config = make_config(kafka_bootstrap, redis_url, unique_name)
+async def test_bus_records_reach_every_tier_and_redis(kafka_bootstrap, redis_url, unique_name, topic_prefix):
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     engine = short_policy_engine()
     t0 = now_ms()
     records = [
@@ -83,13 +89,14 @@ async def test_bus_records_reach_every_tier_and_redis(kafka_bootstrap, redis_url
         assert all(seq == sorted(seq) for seq in per_entity.values())
     # The Redis snapshot holds the newest public view of each bus, and offsets to resume from.
     assert len(snapshot) == 5
-    latest = {msgspec.msgpack.decode(v)["label"]: msgspec.msgpack.decode(v)["observed_at"] for v in snapshot.values()}
+    views = decode_snapshot(snapshot.values())
+    latest = {v["label"]: v["observed_at"] for v in views}
     assert latest["B-us-3"] == t0 - 500 + 300
     assert sum(int(v) for v in offsets.values()) == len(records)
 
 
-async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url, unique_name):
-    config = make_config(kafka_bootstrap, redis_url, unique_name)
+async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url, unique_name, topic_prefix):
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     t0 = now_ms()
     good = [bus("dup-1", t0, seq=1), bus("dup-1", t0, seq=1), bus("dup-1", t0 + 1000, seq=2)]
     far = bus("far-1", t0, lng=116.40, lat=39.90)  # Beijing: not a Shanghai bus
@@ -111,8 +118,8 @@ async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url
     assert len(reasons) == 2
 
 
-async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name):
-    config = make_config(kafka_bootstrap, redis_url, unique_name)
+async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name, topic_prefix):
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     t0 = now_ms()
     op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
     async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -24,7 +23,15 @@ from schemas import raw_topic
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.topics_admin import ensure_topics, service_topics
 
-from .streams_support import TopicReader, bus, now_ms, produce, write_short_policy
+from .streams_support import (
+    TopicReader,
+    bus,
+    decode_snapshot,
+    now_ms,
+    produce,
+    topic_prefix_fixture,  # noqa: F401  (the fixture, by its name)
+    write_short_policy,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -94,8 +101,8 @@ def check_tier(rows: list[Any], expected: set[tuple[str, int]], delay_ms: int) -
 
 
 @pytest.fixture
-def names(unique_name: Any) -> tuple[str, str, str]:
-    return unique_name("t") + ".", unique_name("app"), unique_name("r")
+def names(unique_name: Any, topic_prefix: str) -> tuple[str, str, str]:
+    return topic_prefix, unique_name("app"), unique_name("r")
 
 
 class Reader:
@@ -133,7 +140,7 @@ class Reader:
 
 async def test_kill_9_then_restart_loses_nothing(kafka_bootstrap, redis_url, names, tmp_path):
     prefix, app_id, redis_prefix = names
-    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics()])
+    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics(("bus",), aggregates=False)])
     raw = prefix + raw_topic("bus")
     entities = [f"kill-{i:04d}" for i in range(8)]
     workers = Workers(tmp_path, prefix, app_id, redis_prefix)
@@ -158,13 +165,14 @@ async def test_kill_9_then_restart_loses_nothing(kafka_bootstrap, redis_url, nam
         state = await client.hgetall(f"{redis_prefix}:state:public:bus")
     finally:
         await client.aclose()
-    newest = {v["label"]: v["observed_at"] for v in map(msgspec.msgpack.decode, state.values())}
+    views = decode_snapshot(state.values())
+    newest = {v["label"]: v["observed_at"] for v in views}
     assert newest == {"B-" + e[-4:]: max(t for x, t in sent if x == e) for e in entities}
 
 
 async def test_two_workers_share_partitions_through_rebalances(kafka_bootstrap, redis_url, names, tmp_path):
     prefix, app_id, redis_prefix = names
-    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics()])
+    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics(("bus",), aggregates=False)])
     raw = prefix + raw_topic("bus")
     entities = [f"reb-{i:04d}" for i in range(12)]
     workers = Workers(tmp_path, prefix, app_id, redis_prefix)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import settings  # noqa: E402
 from schemas import TIERS, VehiclePosition, encode_kafka, raw_topic  # noqa: E402
 from streams.aggregate_topics import pending_topic, pipeline_tier_topic  # noqa: E402
-from streams.topics_admin import ensure_topics  # noqa: E402
+from streams.topics_admin import delete_topics, ensure_topics  # noqa: E402
 
 ENTITIES = 17_000  # Shanghai's bus fleet
 
@@ -204,6 +204,8 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
         s.redis_url,
         "--seconds",
         "600",
+        "--max-poll",
+        str(args.max_poll),
     ]
     # One process per worker, all in one consumer group: partitions are the unit of parallelism.
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(args.workers)]
@@ -220,6 +222,8 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        # The run's topics would otherwise pile up on the shared broker (open files per partition).
+        await delete_topics(s.kafka_bootstrap, [prefix + n for n in names])
     return result
 
 
@@ -232,6 +236,7 @@ async def main() -> None:
     parser.add_argument("--forward-records", type=int, default=60_000, help="backlog for faust-forward")
     parser.add_argument("--faust-latency", action="store_true")
     parser.add_argument("--variants", default="pipeline,plain,faust")
+    parser.add_argument("--max-poll", type=int, default=2000, help="records per batch (pipeline and plain)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per variant (one per core)")
     args = parser.parse_args()
     results = []

@@ -56,6 +56,7 @@ async def run_pipeline(args: argparse.Namespace) -> None:
         topic_prefix=args.prefix,
         redis_prefix=args.prefix + "r",
         feeds=("bus",),
+        max_poll_records=args.max_poll,
     )
     async with Pipeline(config, engine=load_engine(), enricher=Enricher.from_geo(), aggregates=False):
         await asyncio.sleep(args.seconds)
@@ -76,7 +77,7 @@ async def run_plain(args: argparse.Namespace) -> None:
         group_id=args.prefix + "plain",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=2000,
+        max_poll_records=args.max_poll,
     )
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
     await consumer.start()
@@ -85,7 +86,7 @@ async def run_plain(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.seconds
     try:
         while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            batch = await consumer.getmany(timeout_ms=100, max_records=args.max_poll)
             if not batch:
                 continue
             recs = [to_dict(decode_kafka("bus", r.value)) for rs in batch.values() for r in rs if r.value]
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--redis", required=True)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--max-poll", type=int, default=2000, help="records per batch (pipeline and plain)")
     args = parser.parse_args()
     if args.variant.startswith("faust"):
         run_faust(args)

@@ -189,7 +189,9 @@ class PolicyEngine:
                 batch = self._step(feed, tier, batch)
             if batch.index is None:
                 return None
-            views = emit(batch, chosen[tier], rules[tier].coord_decimals, self.policy_version)
+            # The last tier's views are not stepped further: emit them in place.
+            last = i == len(TIERS) - 1
+            views = emit(batch, chosen[tier], rules[tier].coord_decimals, self.policy_version, copy=not last)
             if len(views) == n:
                 out[tier] = list(views)
             else:
