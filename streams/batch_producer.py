@@ -7,7 +7,7 @@ producer of these topics uses, so one entity's records always land in one partit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -59,14 +59,21 @@ class BatchProducer:
             return []
         count = await self.partitions(topic)
         by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {}
+        cached = _hash_cache.get
         for rec in records:
-            by_partition.setdefault(partition_for(rec[0], count), []).append(rec)
+            # partition_for inlined for the cache hit: this runs for every record and tier.
+            h = cached(rec[0])
+            p = h % count if h is not None else partition_for(rec[0], count)
+            rows = by_partition.get(p)
+            if rows is None:
+                rows = by_partition[p] = []
+            rows.append(rec)
         return await self.send_partitioned(topic, by_partition, headers)
 
     async def send_partitioned(
         self,
         topic: str,
-        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]],
+        by_partition: Mapping[int, Sequence[tuple[bytes | None, bytes, int]]],
         headers: Sequence[Header] = (),
     ) -> list[tuple[asyncio.Future[Any], int]]:
         """Queue records to the given partitions (one produce batch per partition where they fit)."""
@@ -87,7 +94,7 @@ class BatchProducer:
         return futures
 
     @staticmethod
-    async def _ends(sent: list[tuple[asyncio.Future[Any], int]]) -> dict[int, int]:
+    async def ends(sent: list[tuple[asyncio.Future[Any], int]]) -> dict[int, int]:
         metas = await asyncio.gather(*(f for f, _ in sent))
         ends: dict[int, int] = {}
         for meta, (_, count) in zip(metas, sent, strict=True):
@@ -103,7 +110,7 @@ class BatchProducer:
         headers: Sequence[Header] = (),
     ) -> dict[int, int]:
         """Send and wait for acknowledgement; returns partition → next offset after what was written."""
-        return await self._ends(await self.send_all(topic, records, headers))
+        return await self.ends(await self.send_all(topic, records, headers))
 
     async def deliver_envelopes(
         self, topic: str, records: Sequence[tuple[bytes, bytes, int]], headers: Sequence[Header] = ()
@@ -118,4 +125,4 @@ class BatchProducer:
         by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {
             p: [(None, env, ts) for ts, env in envelope.pack(part)] for p, part in rows.items()
         }
-        return await self._ends(await self.send_partitioned(topic, by_partition, headers))
+        return await self.ends(await self.send_partitioned(topic, by_partition, headers))

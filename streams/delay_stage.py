@@ -127,14 +127,16 @@ class DelayStage(BatchStage):
             self.forwarded[tp] = max(self.forwarded.get(tp, 0), end)
             marks.setdefault((self.tier, self.feed_of_topic[tp.topic]), {})[tp.partition] = end
 
-        rows: dict[str, dict[Headers, list[envelope.Row]]] = {}
+        # feed → headers → pending partition → records, in offset order
+        rows: dict[str, dict[Headers, dict[int, list[envelope.Row]]]] = {}
         for feed, envelopes in forward.items():
             groups = rows.setdefault(feed, {})
             for env in envelopes:
                 if env.value is None:
                     continue
                 try:
-                    groups.setdefault(tuple(env.headers or ()), []).extend(envelope.unpack(env.value))
+                    group = groups.setdefault(tuple(env.headers or ()), {})
+                    group.setdefault(env.partition, []).extend(envelope.unpack(env.value))
                 except envelope.EnvelopeError as err:
                     # Only the clean stage writes here; a foreign message must not stop the tier.
                     log.error("%s: skipping %s:%d:%d: %s", self.name, env.topic, env.partition, env.offset, err)
@@ -142,21 +144,36 @@ class DelayStage(BatchStage):
         async def deliver() -> None:
             feeds = list(rows)
             ends = await asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds))
-            values = {(self.tier, f): {k.decode(): v for g in rows[f].values() for k, v, _ in g} for f in feeds}
+            # Snapshot keyed by the Kafka key (entity id bytes); the last value per entity wins.
+            values = {
+                (self.tier, f): {k: v for g in rows[f].values() for part in g.values() for k, v, _ in part}
+                for f in feeds
+            }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
             await self.store.write(values, offsets, {}, forwarded=marks)
             for feed in feeds:
-                n = sum(len(g) for g in rows[feed].values())
+                n = sum(len(part) for g in rows[feed].values() for part in g.values())
                 metrics.RECORDS.labels(self.name, feed, f"released_{self.tier}").inc(n)
 
         return StageOutput(deliveries=[deliver] if commit else [], commit=commit)
 
-    async def _send(self, feed: str, groups: dict[Headers, list[envelope.Row]]) -> dict[int, int]:
-        """Forward records as they are, one produce round per headers group (policy version and CRS)."""
+    async def _send(self, feed: str, groups: dict[Headers, dict[int, list[envelope.Row]]]) -> dict[int, int]:
+        """Forward records as they are, one produce round per headers group (policy version and CRS).
+
+        Pending and tier topics are keyed and partitioned alike, so with equal partition counts a pending
+        partition's records go to the same tier partition as they are, without hashing every key again."""
         topic = self.config.topic(pipeline_tier_topic(self.tier, feed))
+        source = self.config.topic(pending_topic(self.tier, feed))
+        same = await self.producer.partitions(topic) == await self.producer.partitions(source)
         ends: dict[int, int] = {}
-        for headers, group in groups.items():
-            for partition, end in (await self.producer.deliver(topic, group, list(headers))).items():
+        for headers, parts in groups.items():
+            if same:
+                sent = await self.producer.send_partitioned(topic, parts, list(headers))
+                got = await self.producer.ends(sent)
+            else:
+                flat = [row for part in parts.values() for row in part]
+                got = await self.producer.deliver(topic, flat, list(headers))
+            for partition, end in got.items():
                 ends[partition] = max(end, ends.get(partition, 0))
         return ends
 

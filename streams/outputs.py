@@ -78,13 +78,14 @@ class StageOutputs:
             else:
                 sends.append(producer.deliver(config.topic(pipeline_tier_topic(tier, feed)), rows, headers))
         _, ends = await asyncio.gather(asyncio.gather(*other), asyncio.gather(*sends))
-        tier_values: dict[tuple[str, str], dict[str, bytes]] = {}
+        tier_values: dict[tuple[str, str], dict[bytes, bytes]] = {}
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
         for ((tier, feed), (released, _, delayed)), offsets in zip(tiers, ends, strict=True):
             if delayed:
                 metrics.RECORDS.labels(stage, feed, f"pending_{tier}").inc(len(released))
                 continue
             tier_offsets[(tier, feed)] = offsets
-            tier_values[(tier, feed)] = {r.entity: r.value for r in released}
+            # Keyed by the Kafka key (the entity id's bytes): the last value per entity wins, no re-encoding.
+            tier_values[(tier, feed)] = {r.key: r.value for r in released}
             metrics.RECORDS.labels(stage, feed, f"released_{tier}").inc(len(released))
         await store.write(tier_values, tier_offsets, self.last_values, self.release_marks)

@@ -4,6 +4,10 @@ Offsets are committed only after every output of the batch is acknowledged by Ka
 Redis, so a crash anywhere replays the batch (duplicates, dropped downstream) and never loses it.
 Delivery is retried with the computed outputs until it succeeds: the in-memory state already advanced
 past those inputs, so recomputing them would wrongly drop them as duplicates.
+
+Batch N's delivery (waiting for Kafka's acks, the Redis round trip, the commit) overlaps with fetching and
+computing batch N+1; deliveries still run one at a time in batch order, so per-partition order and
+commit-after-delivery hold. A rebalance or stop waits for the delivery in flight first.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Wait for the batch in flight so its offsets are committed before another worker takes over.
         async with self.stage.lock:
+            await self.stage.drain()
             await self.stage.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -60,6 +65,8 @@ class BatchStage(ABC):
         self.assigned: set[TopicPartition] = set()
         self.positions: dict[TopicPartition, int] = {}  # next offset to process, for the lag metric
         self._stopping = asyncio.Event()
+        self._inflight: asyncio.Task[None] | None = None  # the previous batch's delivery
+        self._failure: Exception | None = None
 
     # ----------------------------------------------------------------------------------- to implement
 
@@ -110,6 +117,7 @@ class BatchStage(ABC):
         self._stopping.set()
         if self.consumer is not None:
             async with self.lock:
+                await self.drain()
                 await self.consumer.stop()
             self.consumer = None
 
@@ -119,6 +127,8 @@ class BatchStage(ABC):
         consumer = self.consumer
         next_periodic = time.monotonic()
         while not self._stopping.is_set():
+            if self._failure is not None:
+                raise self._failure
             self.before_poll()
             try:
                 batch: Batch = await consumer.getmany(
@@ -135,13 +145,33 @@ class BatchStage(ABC):
                     for tp, recs in batch.items():
                         self.positions[tp] = recs[-1].offset + 1
                     output = await self.process(batch)
-                    await self._deliver(output)
+                    await self._deliver_after_previous(output)
                     metrics.observe_lag(self.name, consumer, self.positions)
+                elif self._inflight is not None:
+                    await self.drain()  # idle: nothing to overlap with, finish (and commit) now
                 if time.monotonic() >= next_periodic:
                     next_periodic = time.monotonic() + self.config.stale_scan_interval_s
                     extra = await self.periodic()
                     if extra is not None:
-                        await self._deliver(extra)
+                        await self._deliver_after_previous(extra)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the delivery in flight (and its commit); re-raises its failure."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            try:
+                await task
+            except Exception as err:
+                # Raised here may mean inside a rebalance callback, where aiokafka only logs it: keep it
+                # for the run loop too, so the stage fails instead of consuming on without that batch.
+                self._failure = err
+                raise
+
+    async def _deliver_after_previous(self, output: StageOutput) -> None:
+        await self.drain()
+        if output.deliveries or output.commit:
+            self._inflight = asyncio.create_task(self._deliver(output), name=f"{self.name}-deliver")
 
     async def _deliver(self, output: StageOutput) -> None:
         delay = 0.2

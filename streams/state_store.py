@@ -51,7 +51,7 @@ class StateStore:
 
     async def write(
         self,
-        tier_values: dict[tuple[str, str], dict[str, bytes]],
+        tier_values: dict[tuple[str, str], dict[Any, bytes]],
         tier_offsets: dict[tuple[str, str], dict[int, int]],
         last_values: dict[str, dict[str, bytes]],
         release_marks: dict[tuple[str, str], dict[str, bytes]] | None = None,
@@ -124,8 +124,9 @@ def _pack_hset(key: str, mapping: dict[Any, Any]) -> bytes:
     parts = [b"*%d\r\n$4\r\nHSET\r\n$%d\r\n" % (2 + 2 * len(mapping), len(k)), k]
     extend = parts.extend
     for field, value in mapping.items():
-        # The common case inline (str entity id → bytes value): this loop runs for every record and tier.
-        f = field.encode() if type(field) is str else _bytes(field)
+        # The common cases inline (bytes or str entity id → bytes value): this runs per record and tier.
+        tf = type(field)
+        f = field if tf is bytes else field.encode() if tf is str else _bytes(field)
         v = value if type(value) is bytes else _bytes(value)
         extend((b"\r\n$%d\r\n" % len(f), f, b"\r\n$%d\r\n" % len(v), v))
     parts.append(b"\r\n")
