@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +97,7 @@ class FeedClient:
         if self._conn is not None:
             await self._conn.close()
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         """Every server message, forever: reconnects with backoff and resumes each subscription."""
         delay = self.backoff_initial_s
         while True:

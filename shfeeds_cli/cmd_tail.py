@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -86,20 +87,22 @@ async def tail(args: argparse.Namespace) -> int:
     feed_client.subscribe("tail", args.feed, flt, options)
     printed = 0
     out = sys.stdout.buffer
-    async for event in feed_client.events():
-        if event.type == "error":
-            print(f"shfeeds tail: {event.message.get('code')}: {event.message.get('message')}", file=sys.stderr)
-            if event.message.get("id") == "tail":
-                return 1
-            continue
-        lines = [event.message] if args.messages else lines_of(event.message)
-        for line in lines:
-            out.write(orjson.dumps(line) + b"\n")
-            printed += 1
-            if args.count is not None and printed >= args.count:
-                out.flush()
-                return 0
-        out.flush()
+    # aclosing: leaving the loop early (--count) must close the connection here, not at interpreter exit.
+    async with contextlib.aclosing(feed_client.events()) as events:
+        async for event in events:
+            if event.type == "error":
+                print(f"shfeeds tail: {event.message.get('code')}: {event.message.get('message')}", file=sys.stderr)
+                if event.message.get("id") == "tail":
+                    return 1
+                continue
+            lines = [event.message] if args.messages else lines_of(event.message)
+            for line in lines:
+                out.write(orjson.dumps(line) + b"\n")
+                printed += 1
+                if args.count is not None and printed >= args.count:
+                    out.flush()
+                    return 0
+            out.flush()
     return 0
 
 
