@@ -7,6 +7,7 @@ from google.protobuf.message import DecodeError
 from google.transit import gtfs_realtime_pb2
 
 from .common import ItemError
+from .result import ParseResult
 
 # Buses and metro trains only; anything else is reported under the feed the source is configured for.
 MODES = ("bus", "metro")
@@ -42,3 +43,22 @@ def coordinate(value: float) -> float:
     """Protobuf coordinates are 32-bit floats: take the shortest decimal that is the same float32
     (what the producer wrote, e.g. 37.37046), not its float64 widening (37.370460510253906)."""
     return float(str(np.float32(value)))
+
+
+def open_feed(
+    data: bytes, *, source: str, received_at_ms: int, mode: str, result: ParseResult
+) -> tuple[str, gtfs_realtime_pb2.FeedMessage] | None:
+    """The feed name and decoded message, or None after rejecting the whole body (bad mode or bytes)."""
+    try:
+        feed = check_mode(mode)
+        message = decode_feed(data)
+    except ItemError as err:
+        result.reject(
+            data,
+            source=source,
+            feed=mode if mode in ("bus", "metro") else "bus",
+            reason=str(err),
+            received_at_ms=received_at_ms,
+        )
+        return None
+    return feed, message

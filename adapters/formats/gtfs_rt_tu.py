@@ -16,7 +16,7 @@ from google.transit import gtfs_realtime_pb2
 from schemas import Record
 
 from .common import DEFAULT_TTL_MS, ItemError, build, check_in_shanghai, never_raises
-from .gtfs_rt_common import check_mode, decode_feed, entity_bytes
+from .gtfs_rt_common import entity_bytes, open_feed
 from .gtfs_static import GtfsStatic, ScheduledStop
 from .result import ParseResult
 
@@ -175,18 +175,10 @@ def parse(
     shanghai: bool = False,
 ) -> ParseResult:
     result = ParseResult()
-    try:
-        feed = check_mode(mode)
-        message = decode_feed(data)
-    except ItemError as err:
-        result.reject(
-            data,
-            source=source,
-            feed=FEED if mode not in ("bus", "metro") else mode,
-            reason=str(err),
-            received_at_ms=received_at_ms,
-        )
+    opened = open_feed(data, source=source, received_at_ms=received_at_ms, mode=mode, result=result)
+    if opened is None:
         return result
+    feed, message = opened
     header_ts = message.header.timestamp
     for index, entity in enumerate(message.entity):
         if entity.is_deleted or not entity.HasField("trip_update"):

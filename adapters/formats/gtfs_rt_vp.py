@@ -12,7 +12,7 @@ from google.transit import gtfs_realtime_pb2
 from schemas import Record
 
 from .common import DEFAULT_TTL_MS, ItemError, build_present, check_in_shanghai, never_raises
-from .gtfs_rt_common import check_mode, coordinate, decode_feed, entity_bytes
+from .gtfs_rt_common import coordinate, entity_bytes, open_feed
 from .gtfs_static import GtfsStatic
 from .result import ParseResult
 
@@ -128,18 +128,10 @@ def parse(
     shanghai: bool = False,
 ) -> ParseResult:
     result = ParseResult()
-    try:
-        feed = check_mode(mode)
-        message = decode_feed(data)
-    except ItemError as err:
-        result.reject(
-            data,
-            source=source,
-            feed=FEED if mode not in ("bus", "metro") else mode,
-            reason=str(err),
-            received_at_ms=received_at_ms,
-        )
+    opened = open_feed(data, source=source, received_at_ms=received_at_ms, mode=mode, result=result)
+    if opened is None:
         return result
+    feed, message = opened
     header_ts = message.header.timestamp
     entities = list(message.entity)
     positions = coordinates(entities)

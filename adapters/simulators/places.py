@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from geo import crs
+from geo.scenic import ScenicArea
+from geo.scenic import scenic_areas as geo_scenic_areas
 
 GEO_DATA = Path(crs.__file__).resolve().parent / "data"
 
@@ -60,19 +62,6 @@ class DistrictCentre:
     name_zh: str
     lng: float
     lat: float
-
-
-@dataclass(frozen=True, slots=True)
-class ScenicArea:
-    code: str
-    name_zh: str
-    name_en: str
-    level: str
-    lng: float
-    lat: float
-    radius_m: float
-    max_capacity: int
-    district_adcode: str
 
 
 def station_key(name: str) -> str:
@@ -117,23 +106,10 @@ def district_centres() -> tuple[DistrictCentre, ...]:
     return tuple(centres)
 
 
-@cache
 def scenic_areas() -> tuple[ScenicArea, ...]:
-    data = json.loads((GEO_DATA / "scenic_areas.json").read_text(encoding="utf-8"))
-    return tuple(
-        ScenicArea(
-            code=a["code"],
-            name_zh=a["name_zh"],
-            name_en=a["name_en"],
-            level=a["level"],
-            lng=float(a["lng"]),
-            lat=float(a["lat"]),
-            radius_m=float(a["radius_m"]),
-            max_capacity=int(a["max_capacity"]),
-            district_adcode=str(a["district_adcode"]),
-        )
-        for a in data["areas"]
-    )
+    """The areas the simulator serves: geo's scenic-areas data, those with a (published or estimated)
+    capacity, since visitor curves are drawn against it."""
+    return tuple(a for a in geo_scenic_areas().areas if a.max_capacity)
 
 
 # Resident population by district (millions, 2020 census, rounded): where homes, trips, car parks and

@@ -98,7 +98,8 @@ class ScenicAreas:
             shape = float(np.sin(np.pi * f**exponent)) ** 1.5
             share = PEAK_SHARE[kind_of_day] * a.popularity * shape
             share *= 1.0 + 0.12 * float(rnd.smooth_noise(self.seed, 303, i, bucket / 1800.0)[()])
-            out[i] = int(np.clip(round(share * a.area.max_capacity), 0, a.area.max_capacity))
+            capacity = a.area.max_capacity or 0  # scenic_areas() keeps only areas with a capacity
+            out[i] = int(np.clip(round(share * capacity), 0, capacity))
         return out
 
     def records(self, t_s: int, skew_s: int = 0) -> tuple[list[dict[str, Any]], int]:
