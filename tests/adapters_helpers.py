@@ -17,7 +17,8 @@ RECEIVED_AT = 1_795_000_000_000
 def shared(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared real data not found at {path} (CI keeps it at ../shared beside the project)")
+        # A missing file is a broken checkout, not a reason to pass: fail with where it was looked for.
+        pytest.fail(f"shared real data not found at {path} (it belongs at ../shared beside the project)")
     return path
 
 

@@ -17,8 +17,6 @@ import pytest
 import settings as settings_mod
 from shfeeds_cli import stack
 
-SHARED_DATA = Path(settings_mod.PROJECT_ROOT).parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def stack_settings() -> settings_mod.Settings:
@@ -104,13 +102,6 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"{prefix}-{test}-{run}-{os.getpid()}-{next(_counter)}"
 
     return make
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Iterator[Path]:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"the shared real-data folder is not beside the project ({SHARED_DATA})")
-    yield SHARED_DATA
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,13 +19,20 @@ BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.mark.skipif(
-    shutil.which("node") is None or not CHROMIUM.exists() or not (BROWSER_DIR / "node_modules").exists(),
-    reason="needs node, Chromium and `npm install` in tests/browser",
-)
 async def test_map_page_shows_districts_and_live_entities(
     kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
 ) -> None:
+    missing = [
+        what
+        for what, ok in (
+            ("node", shutil.which("node") is not None),
+            ("Chromium at /usr/bin/chromium", CHROMIUM.exists()),
+            ("playwright-core in tests/browser", (BROWSER_DIR / "node_modules").exists()),
+        )
+        if not ok
+    ]
+    if missing:  # `make browser-deps` (part of `make test`) installs them
+        pytest.fail(f"the map page test needs {', '.join(missing)}: run `make browser-deps`")
     prefix = unique_name("wsbrowser")
     naming = Naming(prefix + ".", prefix)
     await create_tier_topics(kafka_bootstrap, naming, [("public", "bus")])

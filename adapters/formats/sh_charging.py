@@ -11,7 +11,6 @@ from .common import (
     as_int,
     build,
     check_in_shanghai,
-    never_raises,
     opt_int,
     opt_num,
     opt_str,
@@ -22,8 +21,7 @@ from .common import (
     require_list,
     to_wgs84,
 )
-from .result import ParseResult
-from .sh_envelope import item_time_ms, parse_envelope
+from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "charging"
 
@@ -82,14 +80,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-@never_raises(FEED)
-def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
-    return parse_envelope(
-        data,
-        source=source,
-        feed=FEED,
-        received_at_ms=received_at_ms,
-        list_key="stations",
-        time_key="updateTime",
-        parse_item=lambda item, header_ms: _record(item, header_ms, source),
-    )
+parse = envelope_parser(FEED, list_key="stations", time_key="updateTime", build_record=_record)

@@ -7,10 +7,21 @@ from typing import Any
 
 from schemas import Record
 
-from .common import ItemError, JsonDict, beijing_time_ms, item_bytes, load_json, require_dict, require_list
+from .common import (
+    ItemError,
+    JsonDict,
+    ParseFn,
+    beijing_time_ms,
+    item_bytes,
+    load_json,
+    never_raises,
+    require_dict,
+    require_list,
+)
 from .result import ParseResult
 
 ItemParser = Callable[[JsonDict, int | None], Record]
+RecordBuilder = Callable[[JsonDict, int | None, str], Record]  # item, response time, source name
 
 
 def parse_envelope(
@@ -51,6 +62,24 @@ def parse_envelope(
             continue
         result.records.append(record)
     return result
+
+
+def envelope_parser(feed: str, *, list_key: str, time_key: str, build_record: RecordBuilder) -> ParseFn:
+    """The ``parse`` function of one Shanghai format: the shared envelope around its own item builder."""
+
+    @never_raises(feed)
+    def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
+        return parse_envelope(
+            data,
+            source=source,
+            feed=feed,
+            received_at_ms=received_at_ms,
+            list_key=list_key,
+            time_key=time_key,
+            parse_item=lambda item, header_ms: build_record(item, header_ms, source),
+        )
+
+    return parse
 
 
 def item_time_ms(item: JsonDict, key: str, header_ms: int | None) -> int:

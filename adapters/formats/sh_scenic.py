@@ -10,7 +10,6 @@ from .common import (
     ItemError,
     JsonDict,
     build,
-    never_raises,
     opt_int,
     opt_str,
     req_int,
@@ -18,8 +17,7 @@ from .common import (
     require_dict,
     require_list,
 )
-from .result import ParseResult
-from .sh_envelope import item_time_ms, parse_envelope
+from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "scenic"
 
@@ -58,14 +56,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-@never_raises(FEED)
-def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
-    return parse_envelope(
-        data,
-        source=source,
-        feed=FEED,
-        received_at_ms=received_at_ms,
-        list_key="list",
-        time_key="time",
-        parse_item=lambda item, header_ms: _record(item, header_ms, source),
-    )
+parse = envelope_parser(FEED, list_key="list", time_key="time", build_record=_record)

@@ -6,11 +6,8 @@ WGS-84. Also a flat local metric frame (metres east/north of People's Square) fo
 
 from __future__ import annotations
 
-import ast
-import csv
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from geo import crs
+from geo.metro import metro_network
 from geo.scenic import ScenicArea
 from geo.scenic import scenic_areas as geo_scenic_areas
 
@@ -64,34 +62,21 @@ class DistrictCentre:
     lat: float
 
 
-def station_key(name: str) -> str:
-    """Normalised station name, so ``Metro_BaoanHighway`` and ``Bao'an Highway`` compare equal."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 @cache
 def metro_stations() -> tuple[MetroStation, ...]:
-    """The 302 stations of the 2017 network with their lines and neighbours (WGS-84)."""
-    lines_by_key: dict[str, tuple[str, ...]] = {}
-    with (GEO_DATA / "station_lines_2017.csv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            names = [part.strip() for part in row["Metro Line(s)"].split(",") if part.strip()]
-            lines_by_key[station_key(row["Station Name"])] = tuple(n.removeprefix("Line ").strip() for n in names)
-    stations: list[MetroStation] = []
-    with (GEO_DATA / "stationInfo.csv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            neighbours = tuple(str(n) for n in ast.literal_eval(row["neighbour"]))
-            stations.append(
-                MetroStation(
-                    station_id=row["stationID"],
-                    name=row["name"],
-                    lng=float(row["lon"]),
-                    lat=float(row["lat"]),
-                    neighbours=neighbours,
-                    lines=lines_by_key.get(station_key(row["name"]), ()),
-                )
-            )
-    return tuple(stations)
+    """The 302 stations of the 2017 network with their lines and neighbours (WGS-84), from ``geo.metro``,
+    with line names shortened to the number the simulated trains carry ("Line 3" → "3")."""
+    return tuple(
+        MetroStation(
+            station_id=s.id,
+            name=s.name,
+            lng=s.lng,
+            lat=s.lat,
+            neighbours=s.neighbours,
+            lines=tuple(line.removeprefix("Line ").strip() for line in s.lines),
+        )
+        for s in metro_network().stations
+    )
 
 
 @cache
