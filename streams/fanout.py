@@ -41,12 +41,10 @@ class TierPolicy(Protocol):
     ) -> dict[str, list[dict[str, Any] | None]] | None: ...
 
 
-@dataclass(slots=True)
-class TierRecord:
-    key: bytes
-    value: bytes
-    timestamp_ms: int
-    entity: str  # the id the tier sees (may be a pseudonym): the Kafka key and the Redis state field
+# One record of a tier topic: (key, value, timestamp_ms). The key is the id the tier sees (maybe a
+# pseudonym): the Kafka key and the Redis state field. A plain tuple, as it is made per record and tier and
+# goes to the producer as it is.
+TierRecord = tuple[bytes, bytes, int]
 
 
 @dataclass(slots=True)
@@ -145,7 +143,7 @@ class TierFanout:
         entity = view.get("id") or source.get("id", "")
         if type(entity) is not str:
             entity = str(entity)
-        return TierRecord(entity.encode(), _encoder.encode(view), int(ts), entity)
+        return (entity.encode(), _encoder.encode(view), int(ts))
 
     def release(self, records: list[dict[str, Any]]) -> TierRelease:
         """The tier's records for ``records`` plus the release marks to persist with them."""
@@ -188,6 +186,8 @@ class FeedFanout:
             return {tier: fanout.release(records) for tier, fanout in self.fanouts.items()}
         out: dict[str, TierRelease] = {}
         everything = range(len(records))
+        # Ordinary updates (no state marker) take the short encoding path; markers need to_record's rules.
+        plain = not any("state" in r for r in records)
         for tier, fanout in self.fanouts.items():
             # The input is already one strictly newer record per entity update (the cleaner, the aggregate
             # snapshots), so only a throttled tier needs per-entity bookkeeping.
@@ -195,8 +195,33 @@ class FeedFanout:
             if not idx:
                 continue
             views = by_tier[tier]
-            to_record = fanout.to_record
-            recs = [to_record(view, records[i]) for i in idx if (view := views[i]) is not None]
+            if plain:
+                recs = _encode_plain(views, records, idx)
+            else:
+                to_record = fanout.to_record
+                recs = [to_record(view, records[i]) for i in idx if (view := views[i]) is not None]
             marks = fanout.release_marks([records[i] for i in idx]) if fanout.persist_marks else {}
             out[tier] = TierRelease(recs, marks)
         return out
+
+
+def _encode_plain(
+    views: list[dict[str, Any] | None], records: list[dict[str, Any]], idx: Iterable[int]
+) -> list[TierRecord]:
+    """``TierFanout.to_record`` for views the engine emitted (``crs`` and ``policy_version`` set) of records
+    without a state marker; this loop runs per record and tier, so it does only what those need."""
+    out: list[TierRecord] = []
+    append = out.append
+    encode = _encoder.encode
+    for i in idx:
+        view = views[i]
+        if view is None:
+            continue
+        entity = view.get("id")
+        ts = view.get("observed_at")
+        if type(entity) is not str or type(ts) is not int or not entity or not ts:
+            source = records[i]
+            entity = str(entity or source.get("id", ""))
+            ts = int(ts or source.get("observed_at", 0))
+        append((entity.encode(), encode(view), ts))
+    return out

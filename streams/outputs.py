@@ -72,11 +72,10 @@ class StageOutputs:
                 ("policy_version", fanout.engine.policy_version.encode()),
                 ("crs", fanout.crs.encode()),
             ]
-            rows = [(r.key, r.value, r.timestamp_ms) for r in recs]
             if delayed:
-                sends.append(producer.deliver_envelopes(config.topic(pending_topic(tier, feed)), rows, headers))
+                sends.append(producer.deliver_envelopes(config.topic(pending_topic(tier, feed)), recs, headers))
             else:
-                sends.append(producer.deliver(config.topic(pipeline_tier_topic(tier, feed)), rows, headers))
+                sends.append(producer.deliver(config.topic(pipeline_tier_topic(tier, feed)), recs, headers))
         _, ends = await asyncio.gather(asyncio.gather(*other), asyncio.gather(*sends))
         tier_values: dict[tuple[str, str], dict[bytes, bytes]] = {}
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
@@ -86,6 +85,6 @@ class StageOutputs:
                 continue
             tier_offsets[(tier, feed)] = offsets
             # Keyed by the Kafka key (the entity id's bytes): the last value per entity wins, no re-encoding.
-            tier_values[(tier, feed)] = {r.key: r.value for r in released}
+            tier_values[(tier, feed)] = {key: value for key, value, _ in released}
             metrics.RECORDS.labels(stage, feed, f"released_{tier}").inc(len(released))
         await store.write(tier_values, tier_offsets, self.last_values, self.release_marks)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from schemas import to_dict
+from schemas import TIERS, to_dict
 from streams.cleaning import Cleaner
 from streams.delay_stage import due_prefix
-from streams.fanout import TierFanout, decode_value, encode_value
+from streams.fanout import FeedFanout, TierFanout, decode_value, encode_value
 from streams.worker import load_engine
 
 from .streams_support import bus
@@ -41,8 +41,8 @@ def test_public_fanout_throttles_per_vehicle_and_blurs():
     recs = [to_dict(bus("b1", T0 + i * 10_000, lng=121.4737 + i * 0.0001)) for i in range(7)]
     released = fanout.release(recs).records
     # One update per 30 s per vehicle on the public tier.
-    assert [decode_value(r.value)["observed_at"] for r in released] == [T0, T0 + 30_000, T0 + 60_000]
-    view = decode_value(released[0].value)
+    assert [decode_value(value)["observed_at"] for _, value, _ in released] == [T0, T0 + 30_000, T0 + 60_000]
+    view = decode_value(released[0][1])
     assert "plate" not in view and "speed_kmh" not in view
     assert view["crs"] == "gcj02" and view["policy_version"] == engine.policy_version
     # A replay of what was released is dropped, a stale marker for the newest passes once.
@@ -50,6 +50,25 @@ def test_public_fanout_throttles_per_vehicle_and_blurs():
     marker = dict(recs[-1], state="stale")
     assert len(fanout.release([marker]).records) == 1
     assert fanout.release([marker]).records == []
+
+
+def test_every_tier_of_a_feed_at_once_matches_each_tier_alone():
+    # FeedFanout's chained pass (and its short encoding path for ordinary updates) must publish exactly the
+    # bytes each tier's own fan-out would, stale markers included.
+    engine = load_engine()
+
+    def fanouts() -> dict[str, TierFanout]:
+        return {t: TierFanout(engine, "bus", t, "gcj02") for t in TIERS}
+
+    recs = [to_dict(bus(f"b{i}", T0 + i * 7_000, lng=121.4737 + i * 0.001)) for i in range(12)]
+    markers = [dict(r, state="stale") for r in recs[:3]]
+    together = FeedFanout(engine, "bus", fanouts())
+    alone = fanouts()
+    for batch in (recs, markers):
+        released = together.release(batch)
+        for tier in TIERS:
+            assert released[tier].records == alone[tier].release(batch).records
+    assert [decode_value(v)["state"] for _, v, _ in released["operator"].records] == ["stale"] * 3
 
 
 def test_release_marks_survive_a_restart():

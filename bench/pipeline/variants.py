@@ -95,7 +95,7 @@ async def run_plain(args: argparse.Namespace) -> None:
             pending = []
             for tier, release in fanout.release(accepted).items():
                 topic = args.prefix + pipeline_tier_topic(tier, "bus")
-                pending.append(batcher.deliver(topic, [(r.key, r.value, r.timestamp_ms) for r in release.records]))
+                pending.append(batcher.deliver(topic, release.records))
             await asyncio.gather(*pending)
             await consumer.commit()
     finally:
@@ -133,8 +133,8 @@ def run_faust(args: argparse.Namespace) -> None:
             accepted = cleaner.clean([rec], now_ms()).accepted
             enricher.enrich("bus", accepted)
             for tier, release in fanout.release(accepted).items():
-                for out in release.records:
-                    await sinks[tier].send(key=out.key, value=out.value, timestamp=out.timestamp_ms / 1000)
+                for key, value, ts in release.records:
+                    await sinks[tier].send(key=key, value=value, timestamp=ts / 1000)
 
     if args.variant == "faust-forward":
         operator = sinks["operator"]
