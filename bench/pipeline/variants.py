@@ -29,6 +29,7 @@ from streams.cleaning import Cleaner  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.enrichment import Enricher  # noqa: E402
 from streams.fanout import FeedFanout, TierFanout, TierPolicy  # noqa: E402
+from streams.worker import tune_gc  # noqa: E402
 
 
 def load_engine() -> TierPolicy:
@@ -59,6 +60,7 @@ async def run_pipeline(args: argparse.Namespace) -> None:
         max_poll_records=args.max_poll,
     )
     async with Pipeline(config, engine=load_engine(), enricher=Enricher.from_geo(), aggregates=False):
+        tune_gc()  # as ``shfeeds streams worker`` does
         await asyncio.sleep(args.seconds)
 
 
@@ -82,6 +84,7 @@ async def run_plain(args: argparse.Namespace) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
     await consumer.start()
     await producer.start()
+    tune_gc()  # the same runtime tuning as the worker
     batcher = BatchProducer(producer)
     deadline = time.monotonic() + args.seconds
     try:
