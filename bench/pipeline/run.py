@@ -2,7 +2,8 @@
 
 For each variant (see variants.py) on its own topic prefix:
 1. throughput: a backlog of bus records (old event times, so the delayed tiers may release at once) is
-   loaded into raw.bus; the variant is started; records/s = backlog / (last tier write − first tier write).
+   loaded into raw.bus; the variant is started; records/s = backlog / (last tier write − first tier write);
+   sustained = the same over the middle 60 % of the tier output.
 2. latency (undelayed tiers): records are produced at a steady rate with event time = send time; the
    latency of a record is the time it is read from tier.operator/licensed.bus minus its send time.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -23,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,34 +97,61 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_times() -> tuple[int, int]:
+    """(steal, total) jiffies of the whole machine: the share the hypervisor took from this VM."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[7], sum(values[:8])
+
+
+async def delete_redis_keys(url: str, prefix: str) -> None:
+    """Remove the run's Redis state: left behind, it grows the store by hundreds of megabytes a run and
+    makes Redis rewrite its append-only file in the middle of later measurements."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        batch = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        for start in range(0, len(batch), 1000):
+            await client.unlink(*batch[start : start + 1000])
+    finally:
+        await client.aclose()
+
+
 async def tier_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
     ends = await consumer.end_offsets(tps)
     return sum(ends.values())
 
 
+def _at(samples: list[tuple[float, ...]], level: float) -> tuple[float, ...]:
+    """The sample row (time, output, cpu, steal, total) where the output first reaches ``level``, linearly
+    interpolated between the two samples around it."""
+    for before, after in itertools.pairwise(samples):
+        if after[1] >= level:
+            span = after[1] - before[1]
+            w = (level - before[1]) / span if span else 1.0
+            return tuple(b + w * (a - b) for b, a in zip(before, after, strict=True))
+    return samples[-1]
+
+
 async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: list[subprocess.Popen[bytes]]) -> dict:
     """Two figures from one run: ``records_per_s`` = backlog / (last tier write − first tier write), start-up
-    and consumer-group joins included; ``sustained_per_s`` = the middle 60 % of the backlog (operator tier
-    from 20 % to 80 % of the records) / the time it took, i.e. the steady rate once every worker runs."""
+    and consumer-group joins included; ``sustained_per_s`` = the middle 60 % of the work (from 20 % to 80 % of
+    everything the run wrote to the four tier topics, delayed tiers included) in backlog records / the time it
+    took, i.e. the steady rate once every worker and stage runs."""
     tps = [TopicPartition(prefix + pipeline_tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
+    op_tps = [tp for tp in tps if ".operator." in tp.topic]
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await probe.start()
     try:
         first = last = None
         previous = 0
         quiet_since = time.monotonic()
-        op_tps = [tp for tp in tps if ".operator." in tp.topic]
-        marks: dict[float, float] = {}
-        cpu: dict[float, float] = {}
+        # (time, tier records so far, worker CPU seconds, machine steal jiffies, machine jiffies)
+        samples: list[tuple[float, ...]] = []
         while True:
             await asyncio.sleep(0.2)
             total = await tier_total(probe, tps)
             operator = await tier_total(probe, op_tps)
             t = time.monotonic()
-            for frac in (0.2, 0.8):
-                if frac not in marks and operator >= frac * count:
-                    marks[frac] = t
-                    cpu[frac] = cpu_seconds(procs)
+            samples.append((t, float(total), cpu_seconds(procs), *map(float, machine_times())))
             if total > previous:
                 first = first or t
                 last, previous, quiet_since = t, total, t
@@ -134,16 +164,19 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
         assert first is not None and last is not None
         # The first sample already contains one poll interval of work.
         elapsed = max(last - first + 0.2, 1e-3)
-        middle = max(marks[0.8] - marks[0.2], 0.2)
+        lo, hi = _at(samples, 0.2 * previous), _at(samples, 0.8 * previous)
+        middle = max(hi[0] - lo[0], 0.2)
         return {
             "records": count,
             "tier_records": previous,
             "seconds": round(elapsed, 2),
             "records_per_s": round(count / elapsed),
             "sustained_per_s": round(0.6 * count / middle),
-            # CPU the workers spent per record in the middle 60 %: far less sensitive than the rates to what
-            # else runs on the machine, so it is the figure to compare code changes by.
-            "cpu_us_per_record": round((cpu[0.8] - cpu[0.2]) / (0.6 * count) * 1e6, 1),
+            # CPU the workers spent per backlog record in the middle 60 %: far less sensitive than the rates
+            # to what else runs on the machine, so it is the figure to compare code changes by.
+            "cpu_us_per_record": round((hi[2] - lo[2]) / (0.6 * count) * 1e6, 1),
+            # CPU time the hypervisor gave other guests while this VM wanted it, over the same span.
+            "steal_pct": round(100 * (hi[3] - lo[3]) / max(hi[4] - lo[4], 1.0), 1),
         }
     finally:
         await probe.stop()
@@ -239,6 +272,9 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
                 proc.kill()
         # The run's topics would otherwise pile up on the shared broker (open files per partition).
         await delete_topics(s.kafka_bootstrap, [prefix + n for n in names])
+        await delete_redis_keys(s.redis_url, prefix)
+        # Let the broker finish removing them before the next variant is measured.
+        await asyncio.sleep(args.settle_seconds)
     return result
 
 
@@ -250,6 +286,7 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--forward-records", type=int, default=60_000, help="backlog for faust-forward")
     parser.add_argument("--faust-latency", action="store_true")
+    parser.add_argument("--settle-seconds", type=float, default=5.0, help="pause after each variant's clean-up")
     parser.add_argument("--variants", default="pipeline,plain,faust")
     parser.add_argument("--max-poll", type=int, default=2000, help="records per batch (pipeline and plain)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per variant (one per core)")
