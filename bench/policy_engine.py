@@ -1,7 +1,8 @@
 """Benchmark: the vectorised policy kernel (grid snap + GCJ-02 conversion + rounding) against a per-record
 pure-Python loop doing the same, in the same run; then the full engine on canonical bus dicts: every tier
-in one chained pass (``views_by_tier``, what the pipeline uses) against one ``apply`` per tier (each tier
-recomputed from the operator record), and the daily-keyed pseudonym with and without its cache.
+in one chained pass (``views_by_tier``; the pipeline uses the same pass as ``encoded_by_tier``, which
+encodes each view as it is emitted) against one ``apply`` per tier (each tier recomputed from the operator
+record), and the daily-keyed pseudonym with and without its cache.
 
 Run: .venv/bin/python -m bench.policy_engine [--n 1000000] [--repeat 5]
 """

@@ -12,13 +12,14 @@ entity, so replays are dropped here instead of reaching clients twice; state mar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 _encoder = msgspec.msgpack.Encoder()
+_V = TypeVar("_V")
 _decoder = msgspec.msgpack.Decoder()
 
 
@@ -39,6 +40,10 @@ class TierPolicy(Protocol):
     def views_by_tier(
         self, feed: str, records: list[dict[str, Any]], crs_for_tier: dict[str, str] | None = None
     ) -> dict[str, list[dict[str, Any] | None]] | None: ...
+
+    def encoded_by_tier(
+        self, feed: str, records: list[dict[str, Any]], crs_for_tier: dict[str, str] | None = None
+    ) -> dict[str, list[tuple[Any, Any, bytes] | None]] | None: ...
 
 
 # One record of a tier topic: (key, value, timestamp_ms). The key is the id the tier sees (maybe a
@@ -180,48 +185,59 @@ class FeedFanout:
     def release(self, records: list[dict[str, Any]]) -> dict[str, TierRelease]:
         if not records:
             return {}
+        # Ordinary updates take the engine's encoded path; state markers need to_record's rules.
+        if not any("state" in r for r in records):
+            encoded = self.engine.encoded_by_tier(self.feed, records, self.crs_for_tier)
+            if encoded is not None:
+                return self._release(records, encoded, _rows_of_encoded)
         by_tier = self.engine.views_by_tier(self.feed, records, self.crs_for_tier)
         if by_tier is None:
             # The policy aggregates this feed's records: views do not map to records, go tier by tier.
             return {tier: fanout.release(records) for tier, fanout in self.fanouts.items()}
+        return self._release(records, by_tier, _rows_of_views)
+
+    def _release(
+        self,
+        records: list[dict[str, Any]],
+        by_tier: dict[str, list[_V | None]],
+        rows: Callable[[TierFanout, list[_V | None], list[dict[str, Any]], Iterable[int]], list[TierRecord]],
+    ) -> dict[str, TierRelease]:
         out: dict[str, TierRelease] = {}
         everything = range(len(records))
-        # Ordinary updates (no state marker) take the short encoding path; markers need to_record's rules.
-        plain = not any("state" in r for r in records)
         for tier, fanout in self.fanouts.items():
             # The input is already one strictly newer record per entity update (the cleaner, the aggregate
             # snapshots), so only a throttled tier needs per-entity bookkeeping.
             idx = fanout.admit_indices(records) if fanout.min_interval_ms else everything
             if not idx:
                 continue
-            views = by_tier[tier]
-            if plain:
-                recs = _encode_plain(views, records, idx)
-            else:
-                to_record = fanout.to_record
-                recs = [to_record(view, records[i]) for i in idx if (view := views[i]) is not None]
+            recs = rows(fanout, by_tier[tier], records, idx)
             marks = fanout.release_marks([records[i] for i in idx]) if fanout.persist_marks else {}
             out[tier] = TierRelease(recs, marks)
         return out
 
 
-def _encode_plain(
-    views: list[dict[str, Any] | None], records: list[dict[str, Any]], idx: Iterable[int]
+def _rows_of_views(
+    fanout: TierFanout, views: list[dict[str, Any] | None], records: list[dict[str, Any]], idx: Iterable[int]
 ) -> list[TierRecord]:
-    """``TierFanout.to_record`` for views the engine emitted (``crs`` and ``policy_version`` set) of records
-    without a state marker; this loop runs per record and tier, so it does only what those need."""
+    to_record = fanout.to_record
+    return [to_record(view, records[i]) for i in idx if (view := views[i]) is not None]
+
+
+def _rows_of_encoded(
+    fanout: TierFanout, views: list[tuple[Any, Any, bytes] | None], records: list[dict[str, Any]], idx: Iterable[int]
+) -> list[TierRecord]:
+    """``TierFanout.to_record`` for views the engine encoded, of records without a state marker; this loop
+    runs per record and tier, so it does only what those need."""
     out: list[TierRecord] = []
     append = out.append
-    encode = _encoder.encode
     for i in idx:
         view = views[i]
         if view is None:
             continue
-        entity = view.get("id")
-        ts = view.get("observed_at")
+        entity, ts, value = view
         if type(entity) is not str or type(ts) is not int or not entity or not ts:
             source = records[i]
             entity = str(entity or source.get("id", ""))
             ts = int(ts or source.get("observed_at", 0))
-        append((entity.encode(), encode(view), ts))
+        append((entity.encode(), value, ts))
     return out

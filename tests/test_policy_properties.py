@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from geo import crs, grid
 from schemas import TIERS
+from streams.fanout import encode_value
 from streams.policy import PolicyEngine
 from streams.policy.fields import DERIVED_FIELDS
 
@@ -240,3 +241,19 @@ def test_views_by_tier_match_apply_all(data: st.DataObject) -> None:
     for tier in TIERS:
         assert len(aligned[tier]) == len(records)
         assert [v for v in aligned[tier] if v is not None] == every[tier]
+
+
+@PROPS
+@given(st.data())
+def test_encoded_views_are_the_views_bytes(data: st.DataObject) -> None:
+    feed = data.draw(st.sampled_from(FEEDS))
+    records = data.draw(BATCHES[feed])
+    encoded = ENGINE.encoded_by_tier(feed, records)
+    views = ENGINE.views_by_tier(feed, records)
+    if views is None:
+        assert encoded is None
+        return
+    assert encoded is not None
+    for tier in TIERS:
+        expected = [None if v is None else (v.get("id"), v.get("observed_at"), encode_value(v)) for v in views[tier]]
+        assert encoded[tier] == expected
