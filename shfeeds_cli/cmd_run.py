@@ -13,7 +13,7 @@ from . import stack
 from .supervisor import ChildSpec, Supervisor, component_argv, log
 
 # The simulated city's sources, as named in the adapters' source registry.
-SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic")
+SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic", "sh-charging-sessions")
 
 
 def register(sub: Any) -> None:

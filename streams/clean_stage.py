@@ -25,10 +25,12 @@ from .batch_producer import BatchProducer, partition_for
 from .cleaning import Cleaner, EntityMark
 from .config import StreamConfig
 from .enrichment import Enricher
-from .fanout import FeedFanout, TierFanout, TierPolicy, decode_value, encode_value
+from .fanout import FeedFanout, TierFanout, TierPolicy, TierRelease, decode_value, encode_value
 from .outputs import StageOutputs
+from .policy import Window
 from .stage import Batch, BatchStage, StageOutput
 from .state_store import StateStore
+from .windows import pending_row
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,21 @@ def now_ms() -> int:
 class FeedState:
     """What the clean stage keeps for one feed: cleaner marks, last clean values, stale entities."""
 
-    def __init__(self, feed: str, fanout: FeedFanout, delayed: set[str]) -> None:
+    def __init__(
+        self,
+        feed: str,
+        fanout: FeedFanout,
+        delayed: set[str],
+        windowed: dict[str, tuple[Window, TierFanout]] | None = None,
+    ) -> None:
         self.feed = feed
         self.cleaner = Cleaner(feed)
         self.fanout = fanout
         self.fanouts = fanout.fanouts  # tier → its fan-out
         self.delayed = delayed  # tiers released through pending topics
+        # Tiers whose view needs whole time windows (streams/windows.py): their clean records go to the
+        # pending topic as they are, and the delay stage applies the policy per complete window.
+        self.windowed = windowed or {}
         self.last: dict[str, bytes] = {}
         self.stale: set[str] = set()
 
@@ -84,8 +95,13 @@ class CleanStage(BatchStage):
             fanouts = {
                 tier: TierFanout(engine, feed, tier, config.tier_crs[tier], persist_marks=False) for tier in tiers
             }
-            delayed = {tier for tier in tiers if engine.delay_ms(feed, tier) > 0}
-            self.feeds[feed] = FeedState(feed, FeedFanout(engine, feed, fanouts), delayed)
+            windowed = {}
+            for tier in tiers:
+                window = engine.window(feed, tier)
+                if window is not None:
+                    windowed[tier] = (window, fanouts.pop(tier))
+            delayed = {tier for tier in tiers if engine.delay_ms(feed, tier) > 0 or tier in windowed}
+            self.feeds[feed] = FeedState(feed, FeedFanout(engine, feed, fanouts), delayed, windowed)
         # Heap of (expires_at, feed, entity), one entry per entity: a newer record with a later expiry does
         # not add one (the entry is moved on when it comes due), so the heap stays as big as the fleet.
         self.expiry: list[tuple[int, str, str]] = []
@@ -132,14 +148,21 @@ class CleanStage(BatchStage):
         last = state.last
         stale = state.stale
         schedule = self._schedule
+        values = []
         for rec in accepted:
             value = encode_value(rec)
+            values.append(value)
             entity = rec["id"]
             last[entity] = value
             stale.discard(entity)
             out.last(feed, entity, value)
             schedule(feed, entity, rec["expires_at"])
         self._release(state, accepted, out)
+        for tier, (window, fanout) in state.windowed.items():
+            rows = [
+                row for rec, value in zip(accepted, values, strict=True) if (row := pending_row(window, rec, value))
+            ]
+            out.tier(tier, feed, TierRelease(rows, {}), fanout, True)
 
     def _schedule(self, feed: str, entity: str, expires_at: int) -> None:
         key = (feed, entity)

@@ -20,13 +20,16 @@ from collections.abc import Callable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from schemas import DeadLetter, dlq_topic, encode_dead_letter
+
 from . import envelope, metrics
 from .aggregate_topics import pending_topic, pipeline_tier_topic
-from .batch_producer import BatchProducer
+from .batch_producer import BatchProducer, partition_for
 from .config import StreamConfig
-from .fanout import TierPolicy
+from .fanout import TierFanout, TierPolicy, decode_value
 from .stage import Batch, BatchStage, StageOutput
 from .state_store import StateStore
+from .windows import Release, WindowGate
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ def due_prefix(timestamps: list[int], delay_ms: int, now: int) -> int:
 
 
 Headers = tuple[tuple[str, bytes], ...]
+_REHASH = -1  # rows computed here, not forwarded from a pending partition: partition them by key
 
 
 class DelayStage(BatchStage):
@@ -68,7 +72,13 @@ class DelayStage(BatchStage):
         self.producer = producer
         self.store = store
         self.clock = clock
+        self.engine = engine
         self.delays = {f: engine.delay_ms(f, tier) for f in feeds}
+        # Feeds whose view at this tier needs whole windows: the pending topic holds clean records, released
+        # per complete window through the policy (streams/windows.py).
+        self.windows = {f: w for f in feeds if (w := engine.window(f, tier)) is not None}
+        self.gates = {f: WindowGate() for f in self.windows}
+        self.window_fanouts = {f: TierFanout(engine, f, tier, config.tier_crs[tier]) for f in self.windows}
         self.paused_until: dict[TopicPartition, int] = {}
         # Next pending offset not yet forwarded, per partition, as recorded in Redis: replays below it are
         # skipped.
@@ -106,6 +116,8 @@ class DelayStage(BatchStage):
             n = due_prefix([r.timestamp for r in recs], delay, now)
             if n < len(recs):
                 held[tp] = (recs[n].offset, recs[n].timestamp + delay)
+            if feed in self.gates:
+                continue  # see split_windowed
             if n:
                 commit[tp] = recs[n - 1].offset + 1
                 done = self.forwarded.get(tp, 0)
@@ -114,21 +126,104 @@ class DelayStage(BatchStage):
                     forward.setdefault(feed, []).extend(due)
         return forward, commit, held
 
+    def split_windowed(
+        self, batch: Batch, now: int, held: dict[TopicPartition, tuple[int, int]]
+    ) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
+        """Due envelopes of windowed feeds go through their gate; what it releases and the offsets to commit.
+        A partition's windows are complete when its next record is held (not due: a later window) or when
+        nothing more arrived for it for a while (``periodic`` releases those)."""
+        released: dict[str, Release] = {}
+        commit: dict[TopicPartition, int] = {}
+        for tp, recs in batch.items():
+            feed = self.feed_of_topic[tp.topic]
+            gate = self.gates.get(feed)
+            if gate is None:
+                continue
+            delay = self.delays[feed]
+            done = self.forwarded.get(tp, 0)
+            for rec in recs:
+                if rec.timestamp + delay > now:
+                    break
+                if rec.offset < done or rec.value is None:
+                    continue
+                try:
+                    gate.add(tp, rec.offset + 1, envelope.unpack(rec.value), now)
+                except envelope.EnvelopeError as err:
+                    log.error("%s: skipping %s:%d:%d: %s", self.name, rec.topic, rec.partition, rec.offset, err)
+            # A held record is not due yet, so it belongs to a later window: everything before it is complete.
+            # Otherwise the newest window waits until the partition has been quiet (see WindowGate.take).
+            out = gate.take(tp, complete=tp in held, now=now)
+            if out.commit is not None:
+                commit[tp] = out.commit
+                released.setdefault(feed, Release()).extend(out)
+        return released, commit
+
+    def _late_letter(self, feed: str, row: envelope.Row, now: int) -> envelope.Row:
+        """A dead letter for a record whose group's window was already released: kept, not merged into a
+        second, partial aggregate of that window."""
+        key, value, end = row
+        group = key.decode(errors="replace")
+        log.warning("%s: a late %s record of %s (window ending %d already released)", self.name, feed, group, end)
+        reason = f"late for tier {self.tier}: the window of {group} ending {end} was already released"
+        letter = DeadLetter(source="streams", feed=feed, reason=reason, received_at=now, original=value)
+        return b"streams", encode_dead_letter(letter), now
+
+    def windowed_records(self, feed: str, rows: list[envelope.Row]) -> list[envelope.Row]:
+        """The tier's records for complete windows of clean records: the policy over all of them at once."""
+        records = [decode_value(value) for _, value, _ in rows]
+        fanout = self.window_fanouts[feed]
+        views = self.engine.apply(feed, self.tier, records, crs=fanout.crs)
+        return [fanout.to_record(view, view) for view in views]
+
     async def process(self, batch: Batch) -> StageOutput:
-        forward, commit, held = self.split_due(batch, self.clock())
+        now = self.clock()
+        forward, commit, held = self.split_due(batch, now)
+        windowed, window_commit = self.split_windowed(batch, now, held) if self.gates else ({}, {})
+        commit.update(window_commit)
         assert self.consumer is not None
         for tp, (offset, due_at) in held.items():
             self.consumer.seek(tp, offset)
             self.consumer.pause(tp)
             self.paused_until[tp] = due_at
             self.positions[tp] = offset
+        return self._output(forward, commit, windowed, now)
+
+    async def periodic(self) -> StageOutput | None:
+        """Windows of partitions that went quiet: nothing more arrived for them, so they are complete."""
+        if not self.gates:
+            return None
+        now = self.clock()
+        windowed: dict[str, Release] = {}
+        commit: dict[TopicPartition, int] = {}
+        for feed, gate in self.gates.items():
+            for tp in list(gate.carry):
+                if tp not in self.assigned:
+                    continue
+                out = gate.take(tp, complete=False, now=now)
+                if out.commit is not None:
+                    assert isinstance(tp, TopicPartition)
+                    commit[tp] = out.commit
+                    windowed.setdefault(feed, Release()).extend(out)
+        if not commit:
+            return None
+        return self._output({}, commit, windowed, now)
+
+    def _output(
+        self,
+        forward: dict[str, list[ConsumerRecord[bytes, bytes]]],
+        commit: dict[TopicPartition, int],
+        windowed: dict[str, Release],
+        now: int,
+    ) -> StageOutput:
         marks: dict[tuple[str, str], dict[int, int]] = {}
         for tp, end in commit.items():
             self.forwarded[tp] = max(self.forwarded.get(tp, 0), end)
             marks.setdefault((self.tier, self.feed_of_topic[tp.topic]), {})[tp.partition] = end
 
-        # feed → headers → pending partition → records, in offset order
+        # feed → headers → pending partition (or _REHASH) → records, in offset order
         rows: dict[str, dict[Headers, dict[int, list[envelope.Row]]]] = {}
+        late: dict[str, list[envelope.Row]] = {}
+        window_marks: dict[tuple[str, str], dict[bytes, bytes]] = {}
         for feed, envelopes in forward.items():
             groups = rows.setdefault(feed, {})
             for env in envelopes:
@@ -141,16 +236,31 @@ class DelayStage(BatchStage):
                     # Only the clean stage writes here; a foreign message must not stop the tier.
                     log.error("%s: skipping %s:%d:%d: %s", self.name, env.topic, env.partition, env.offset, err)
 
+        for feed, got in windowed.items():
+            fanout = self.window_fanouts[feed]
+            headers = (("policy_version", self.engine.policy_version.encode()), ("crs", fanout.crs.encode()))
+            out = self.windowed_records(feed, got.rows)
+            if out:
+                # Keyed by the tier's own ids (station-hours), so they are partitioned anew when sent.
+                rows.setdefault(feed, {})[headers] = {_REHASH: out}
+            for row in got.late:
+                metrics.RECORDS.labels(self.name, feed, "late").inc()
+                late.setdefault(feed, []).append(self._late_letter(feed, row, now))
+            window_marks[(self.tier, feed)] = self.gates[feed].marks(got.rows)
+
         async def deliver() -> None:
             feeds = list(rows)
-            ends = await asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds))
+            dead = [self.producer.deliver(self.config.topic(dlq_topic(f)), letters) for f, letters in late.items()]
+            ends, _ = await asyncio.gather(
+                asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds)), asyncio.gather(*dead)
+            )
             # Snapshot keyed by the Kafka key (entity id bytes); the last value per entity wins.
             values = {
                 (self.tier, f): {k: v for g in rows[f].values() for part in g.values() for k, v, _ in part}
                 for f in feeds
             }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
-            await self.store.write(values, offsets, {}, forwarded=marks)
+            await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks)
             for feed in feeds:
                 n = sum(len(part) for g in rows[feed].values() for part in g.values())
                 metrics.RECORDS.labels(self.name, feed, f"released_{self.tier}").inc(n)
@@ -167,7 +277,7 @@ class DelayStage(BatchStage):
         same = await self.producer.partitions(topic) == await self.producer.partitions(source)
         ends: dict[int, int] = {}
         for headers, parts in groups.items():
-            if same:
+            if same and _REHASH not in parts:
                 sent = await self.producer.send_partitioned(topic, parts, list(headers))
                 got = await self.producer.ends(sent)
             else:
@@ -187,6 +297,18 @@ class DelayStage(BatchStage):
             for tp in mine:
                 if str(tp.partition) in done:
                     self.forwarded[tp] = int(done[str(tp.partition)])
+            gate = self.gates.get(feed)
+            if gate is not None:
+                count = self._partition_count(topic)
+                owned = {tp.partition for tp in mine}
+                ends = await self.store.load(self.store.windows_key(self.tier, feed))
+                gate.remember(
+                    (key.encode(), int(end)) for key, end in ends.items() if partition_for(key.encode(), count) in owned
+                )
+
+    def _partition_count(self, topic: str) -> int:
+        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
+        return len(parts) if parts else self.config.partitions
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         await super().on_revoked(revoked)
@@ -194,3 +316,10 @@ class DelayStage(BatchStage):
         for tp in revoked:
             self.paused_until.pop(tp, None)
             self.forwarded.pop(tp, None)
+        for topic, feed in self.feed_of_topic.items():
+            gate = self.gates.get(feed)
+            gone = {tp for tp in revoked if tp.topic == topic}
+            if gate is not None and gone:
+                count = self._partition_count(topic)
+                lost = {key for key in gate.released if partition_for(key, count) in {tp.partition for tp in gone}}
+                gate.forget(gone, lost)

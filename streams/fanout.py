@@ -18,6 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from .policy import Window
+
 _encoder = msgspec.msgpack.Encoder()
 _V = TypeVar("_V")
 _decoder = msgspec.msgpack.Decoder()
@@ -44,6 +46,8 @@ class TierPolicy(Protocol):
     def encoded_by_tier(
         self, feed: str, records: list[dict[str, Any]], crs_for_tier: dict[str, str] | None = None
     ) -> dict[str, list[tuple[Any, Any, bytes] | None]] | None: ...
+
+    def window(self, feed: str, tier: str) -> Window | None: ...
 
 
 # One record of a tier topic: (key, value, timestamp_ms). The key is the id the tier sees (maybe a

@@ -9,6 +9,8 @@
   release to a throttled tier, so a restarted worker keeps the per-entity throttle.
 - ``<prefix>:streams:forwarded:<tier>:<feed>`` hash partition → next ``pending.<tier>.<feed>`` offset not yet
   forwarded, written with the tier snapshot, so a delay stage never forwards a record twice.
+- ``<prefix>:streams:windows:<tier>:<feed>`` hash group key → end of the newest window released for it, for
+  tiers whose view needs whole windows (streams/windows.py), so a restarted worker still spots late records.
 - ``<prefix>:streams:agghist:scenic`` hash scenic area → MessagePack list of (time, count) samples of the
   last ~20 minutes, so the 15-minute trend survives a restart or a move to another worker.
 """
@@ -44,6 +46,9 @@ class StateStore:
     def forwarded_key(self, tier: str, feed: str) -> str:
         return f"{self.prefix}:streams:forwarded:{tier}:{feed}"
 
+    def windows_key(self, tier: str, feed: str) -> str:
+        return f"{self.prefix}:streams:windows:{tier}:{feed}"
+
     def history_key(self, name: str) -> str:
         return f"{self.prefix}:streams:agghist:{name}"
 
@@ -58,6 +63,7 @@ class StateStore:
         last_values: dict[str, dict[str, bytes]],
         release_marks: dict[tuple[str, str], dict[str, bytes]] | None = None,
         forwarded: dict[tuple[str, str], dict[int, int]] | None = None,
+        windows: dict[tuple[str, str], dict[bytes, bytes]] | None = None,
     ) -> None:
         """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
         commands: list[tuple[str, dict[Any, Any]]] = []
@@ -71,6 +77,8 @@ class StateStore:
             commands.append((self.released_key(tier, feed), marks))
         for (tier, feed), ends in (forwarded or {}).items():
             commands.append((self.forwarded_key(tier, feed), ends))
+        for (tier, feed), released in (windows or {}).items():
+            commands.append((self.windows_key(tier, feed), released))
         commands = [(key, mapping) for key, mapping in commands if mapping]
         if commands:
             await asyncio.wait_for(self._transaction(commands), self.timeout_s)

@@ -94,7 +94,11 @@ class Pipeline:
         self.stages.append(clean)
         agg_feeds = aggregate_feeds_for(cfg.feeds) if self.aggregates else ()
         for tier in TIERS:
-            delayed = [f for f in (*cfg.feeds, *agg_feeds) if self.engine.delay_ms(f, tier) > 0]
+            delayed = [
+                f
+                for f in (*cfg.feeds, *agg_feeds)
+                if self.engine.delay_ms(f, tier) > 0 or self.engine.window(f, tier) is not None
+            ]
             if delayed:
                 self.stages.append(DelayStage(cfg, self.engine, producer, store, tier, delayed))
         for stage in self.stages:

@@ -11,11 +11,26 @@ from .result import ParseResult
 
 
 @dataclass(frozen=True)
+class QueryWindow:
+    """How a format's server is asked only for what is new, page by page (the OCPI modules' GET).
+
+    The poller sends ``param`` = the newest ``observed_at`` it has ingested (ISO 8601 UTC, inclusive: a
+    repeat is skipped as unchanged, a gap would be a loss); on its first poll, ``lookback_s`` before now.
+    With ``follow_next`` it then reads every ``Link: <...>; rel="next"`` page in the same poll.
+    """
+
+    param: str
+    lookback_s: float = 3600.0
+    follow_next: bool = True
+
+
+@dataclass(frozen=True)
 class FormatSpec:
     name: str
     module: str
     feed: str  # the feed its records go to (GTFS-RT: the default, a source may say metro)
     description: str
+    window: QueryWindow | None = None  # None: the whole current state is fetched from one URL each poll
 
     @property
     def parse(self) -> Callable[..., ParseResult]:
@@ -33,6 +48,13 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("gtfs-rt-vp", "adapters.formats.gtfs_rt_vp", "bus", "GTFS-Realtime VehiclePositions"),
         FormatSpec("gtfs-rt-tu", "adapters.formats.gtfs_rt_tu", "bus", "GTFS-Realtime TripUpdates"),
         FormatSpec("ocpi-locations", "adapters.formats.ocpi_locations", "charging", "OCPI 2.2.1 Locations"),
+        FormatSpec(
+            "ocpi-cdrs",
+            "adapters.formats.ocpi_cdrs",
+            "charging_sessions",
+            "OCPI 2.2.1 CDRs (finished charging sessions)",
+            window=QueryWindow("date_from"),
+        ),
         FormatSpec("parking-geojson", "adapters.formats.parking_geojson", "parking", "ParkAPI-style GeoJSON"),
         FormatSpec(
             "parking-geojson-utm",
@@ -56,4 +78,4 @@ def parse_with(name: str, data: bytes, *, source: str, received_at_ms: int, **op
     return get_format(name).parse(data, source=source, received_at_ms=received_at_ms, **options)
 
 
-__all__ = ["FORMATS", "FormatSpec", "ParseResult", "get_format", "parse_with"]
+__all__ = ["FORMATS", "FormatSpec", "ParseResult", "QueryWindow", "get_format", "parse_with"]

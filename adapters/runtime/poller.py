@@ -18,6 +18,7 @@ class PollError(Exception):
 class Fetched:
     body: bytes | None  # None when the server answered 304 Not Modified
     status: int
+    next_url: str | None = None  # the response's ``Link: <...>; rel="next"``, resolved against its URL
 
 
 class HttpPoller:
@@ -27,19 +28,31 @@ class HttpPoller:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.validators = Validators()
 
-    async def fetch(self) -> Fetched:
+    async def fetch(self, url: str | None = None) -> Fetched:
+        """GET the poller's URL conditionally, or ``url`` (a query window or a next page) plainly: the
+        validators belong to the poller's URL only."""
+        conditional = url is None
+        target = self.url if url is None else url
+        headers = self.validators.request_headers() if conditional else {}
         try:
-            async with self.session.get(
-                self.url, headers=self.validators.request_headers(), timeout=self.timeout
-            ) as response:
+            async with self.session.get(target, headers=headers, timeout=self.timeout) as response:
                 if response.status == 304:
                     return Fetched(body=None, status=304)
                 if response.status >= 400:
-                    raise PollError(f"HTTP {response.status} from {self.url}")
+                    raise PollError(f"HTTP {response.status} from {target}")
                 body = await response.read()
-                self.validators.update(response.headers)
-                return Fetched(body=body, status=response.status)
+                if conditional:
+                    self.validators.update(response.headers)
+                return Fetched(body=body, status=response.status, next_url=_next_link(response))
         except TimeoutError:
-            raise PollError(f"timed out after {self.timeout.total} s fetching {self.url}") from None
+            raise PollError(f"timed out after {self.timeout.total} s fetching {target}") from None
         except (aiohttp.ClientError, asyncio.IncompleteReadError, OSError) as err:
-            raise PollError(f"{type(err).__name__} fetching {self.url}: {err}") from None
+            raise PollError(f"{type(err).__name__} fetching {target}: {err}") from None
+
+
+def _next_link(response: aiohttp.ClientResponse) -> str | None:
+    try:
+        link = response.links.get("next")
+        return str(link["url"]) if link is not None and "url" in link else None
+    except ValueError:  # a Link header whose URL cannot be parsed: as if there were no next page
+        return None

@@ -38,6 +38,14 @@ SOURCES: dict[str, SourceConfig] = {
         SourceConfig("sh-parking", "sh-parking", "parking", "/parking/lots.json", interval_s=60.0),
         SourceConfig("sh-charging", "sh-charging", "charging", "/charging/stations.json", interval_s=30.0),
         SourceConfig("sh-scenic", "sh-scenic", "scenic", "/scenic/visitors.json", interval_s=60.0),
+        # OCPI CDRs: each poll asks for what is new since the last (date_from) and follows the next pages.
+        SourceConfig(
+            "sh-charging-sessions",
+            "ocpi-cdrs",
+            "charging_sessions",
+            "/ocpi/2.2.1/cdrs?limit=500",
+            interval_s=60.0,
+        ),
     )
 }
 

@@ -7,6 +7,10 @@ Control endpoints (not part of any real source):
   sets one (``"fault": null`` or ``"none"`` clears it); ``DELETE /_faults`` clears all;
 * ``GET /_stats`` — per feed: requests, 200s, 304s, stalls, and what the faults injected;
 * ``GET /`` — the feeds and the simulated time.
+
+Besides the city's feeds, ``GET /ocpi/2.2.1/cdrs`` serves the charging sessions as an OCPI 2.2.1 CDRs module
+(``date_from`` / ``date_to`` / ``offset`` / ``limit``, ``X-Total-Count``, ``X-Limit``, ``Link: rel="next"``);
+its faults are set under the feed name ``charging_sessions``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from adapters.simulators import charging_sessions as cdrs
 from adapters.simulators.beijing import format_local
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.faults import Fault, FaultError, parse_fault
@@ -34,21 +39,27 @@ from settings import Settings
 FaultSpec = Fault | str | Mapping[str, Any]
 
 
-@dataclass
-class FeedState:
-    feed: Feed
+@dataclass(kw_only=True)
+class FaultState:
+    """A fault switch with its counters: what every served endpoint has."""
+
     fault: Fault | None = None
     fault_version: int = 0
     fault_changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    cached_key: tuple[int, int] | None = None
-    cached: Rendered | None = None
-    etag: str | None = None
-    last_modified_s: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
+
+
+@dataclass(kw_only=True)
+class FeedState(FaultState):
+    feed: Feed
+    cached_key: tuple[int, int] | None = None
+    cached: Rendered | None = None
+    etag: str | None = None
+    last_modified_s: int = 0
 
 
 def _etag_of(body: bytes) -> str:
@@ -78,16 +89,19 @@ class FeedServer:
 
     def __init__(self, city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None) -> None:
         self.city = city
-        self.states = {name: FeedState(feed) for name, feed in city.feeds.items()}
+        self.states = {name: FeedState(feed=feed) for name, feed in city.feeds.items()}
         self.by_path = {state.feed.path: state for state in self.states.values()}
+        self.sessions = cdrs.SessionLog(city.charging)
+        self.sessions_state = FaultState()
+        self.switches: dict[str, FaultState] = {**self.states, cdrs.FEED_NAME: self.sessions_state}
         for name, spec in (faults or {}).items():
             self.set_fault(name, spec)
 
     def set_fault(self, feed: str, spec: FaultSpec | None) -> Fault | None:
-        if feed not in self.states:
-            raise FaultError(f"unknown feed {feed!r}; expected one of {', '.join(self.states)}")
+        if feed not in self.switches:
+            raise FaultError(f"unknown feed {feed!r}; expected one of {', '.join(self.switches)}")
         fault = None if spec is None or spec == "none" else spec if isinstance(spec, Fault) else parse_fault(spec)
-        state = self.states[feed]
+        state = self.switches[feed]
         state.fault = fault
         state.fault_version += 1
         state.fault_changed.set()
@@ -95,7 +109,7 @@ class FeedServer:
         return fault
 
     def clear_faults(self) -> None:
-        for name in self.states:
+        for name in self.switches:
             self.set_fault(name, None)
 
     async def _render(self, state: FeedState, t_s: int) -> Rendered:
@@ -110,7 +124,7 @@ class FeedServer:
                     state.count(name, n)
             return state.cached
 
-    async def _stall(self, state: FeedState, fault: Fault) -> None:
+    async def _stall(self, state: FaultState, fault: Fault) -> None:
         state.count("stalled")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.fault_changed.wait(), timeout=fault.stall_s)
@@ -153,6 +167,36 @@ class FeedServer:
         state.count("ok")
         return web.Response(body=rendered.body, headers={**headers, "Content-Type": rendered.content_type})
 
+    async def handle_cdrs(self, request: web.Request) -> web.StreamResponse:
+        """OCPI 2.2.1 ``GET /cdrs``: one page of finished sessions, with OCPI paging headers."""
+        state = self.sessions_state
+        state.count("requests")
+        fault = state.fault
+        if fault is not None and fault.kind == "stall":
+            await self._stall(state, fault)
+            fault = state.fault
+        if fault is not None and fault.kind == "http_error":
+            state.count("http_errors")
+            return web.Response(status=503, text="Service Unavailable", headers={"Retry-After": "5"})
+        now = self.city.now_s()
+        try:
+            query = cdrs.parse_query(dict(request.query))
+        except cdrs.QueryError as err:
+            state.count("bad_requests")
+            body = cdrs.ocpi_body(now, status_code=2001, message=f"Invalid or missing parameters: {err}")
+            return web.Response(status=400, body=body, content_type="application/json")
+        salt = now ^ query.offset ^ zlib.crc32(cdrs.FEED_NAME.encode())
+        async with state.lock:  # one thread at a time steps the session log
+            page = await asyncio.to_thread(cdrs.render_page, self.sessions, now, query, fault, salt)
+        for name, n in page.injected.items():
+            state.count(name, n)
+        state.count("ok")
+        headers = {"X-Total-Count": str(page.total), "X-Limit": str(page.limit), "Cache-Control": "no-cache"}
+        if page.next_offset is not None:
+            next_url = request.url.update_query(offset=str(page.next_offset), limit=str(page.limit))
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return web.Response(body=page.body, headers=headers, content_type="application/json")
+
     def _state_for(self, request: web.Request) -> FeedState:
         state = self.by_path.get(request.path)
         if state is None:
@@ -160,7 +204,7 @@ class FeedServer:
         return state
 
     async def get_faults(self, request: web.Request) -> web.Response:
-        body = {name: (s.fault.to_json() if s.fault else None) for name, s in self.states.items()}
+        body = {name: (s.fault.to_json() if s.fault else None) for name, s in self.switches.items()}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def post_faults(self, request: web.Request) -> web.Response:
@@ -184,7 +228,7 @@ class FeedServer:
         return web.Response(body=b"{}", content_type="application/json")
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        body = {name: dict(s.stats) for name, s in self.states.items()}
+        body = {name: dict(s.stats) for name, s in self.switches.items()}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def get_index(self, request: web.Request) -> web.Response:
@@ -195,6 +239,7 @@ class FeedServer:
             "timeScale": self.city.clock.time_scale,
             "seed": self.city.seed,
             "feeds": {name: s.feed.path for name, s in self.states.items()},
+            "ocpi": {cdrs.FEED_NAME: cdrs.PATH},
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -213,6 +258,7 @@ def build_app(city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None
     app[SERVER_KEY] = server
     for state in server.states.values():
         app.router.add_get(state.feed.path, server.handle_feed)
+    app.router.add_get(cdrs.PATH, server.handle_cdrs)
     app.router.add_get("/_faults", server.get_faults)
     app.router.add_post("/_faults", server.post_faults)
     app.router.add_delete("/_faults", server.delete_faults)

@@ -4,7 +4,7 @@
 >>> engine = PolicyEngine(load_policy())
 """
 
-from .engine import SECRET_ENV, PolicyEngine
+from .engine import SECRET_ENV, PolicyEngine, Window
 from .errors import PolicyError
 from .loader import DEFAULT_POLICY_FILE, load_policy, parse_policy
 from .model import FeedPolicy, FieldRule, Policy, RecordRule, TierRule
@@ -19,6 +19,7 @@ __all__ = [
     "PolicyError",
     "RecordRule",
     "TierRule",
+    "Window",
     "load_policy",
     "parse_policy",
 ]

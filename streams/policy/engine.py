@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from geo import blur
@@ -30,7 +31,7 @@ SECRET_ENV = "SHFEEDS_PSEUDONYM_SECRET"
 # Only for development and tests: pseudonyms made with it are linkable by anyone who reads this file.
 _DEV_SECRET = b"shfeeds-development-only-pseudonym-secret"
 
-__all__ = ["SECRET_ENV", "PolicyEngine", "positions_out"]
+__all__ = ["SECRET_ENV", "PolicyEngine", "Window", "positions_out"]
 
 _View = TypeVar("_View")
 
@@ -59,6 +60,22 @@ def _uncertainties(feed: FeedPolicy) -> dict[str, dict[str, float]]:
             elif f.op == "round":
                 current[f.field] = current.get(f.field, 0.0) + float(f.params["base"]) / 2
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Records grouped by ``by`` and by the ``window_ms`` interval of their ``time_field`` (epoch ms)."""
+
+    by: str
+    time_field: str
+    window_ms: int
+
+    def end_of(self, record: Mapping[str, Any]) -> int | None:
+        """When the window holding ``record`` closes, or None if its time field is missing or not a time."""
+        when = record.get(self.time_field)
+        if not isinstance(when, int) or isinstance(when, bool):
+            return None
+        return blur.truncate_time(when, self.window_ms) + self.window_ms
 
 
 class PolicyEngine:
@@ -107,6 +124,25 @@ class PolicyEngine:
     def min_interval_ms(self, feed: str, tier: str) -> int:
         """Per-entity minimum time between released updates (0 = no cap)."""
         return self.tier_rule(feed, tier).min_interval_ms
+
+    def window(self, feed: str, tier: str) -> Window | None:
+        """The time window ``tier``'s view of ``feed`` is computed over, if any: a record-level step at this
+        tier or above (filters of small groups, session aggregates) that groups records by a field and a
+        window of their time. Such a view is only right over every record of a window, so the stream layer
+        holds the records until their window has closed (streams/windows.py) and applies the policy then.
+        The steps of one feed must agree on the grouping: a policy where they do not is refused."""
+        found: Window | None = None
+        for t in TIERS[1 : TIERS.index(tier) + 1]:
+            for rule in self.tier_rule(feed, t).records:
+                if "window_s" not in rule.params:
+                    continue
+                mine = Window(
+                    str(rule.params["by"]), str(rule.params["time_field"]), int(rule.params["window_s"]) * 1000
+                )
+                if found is not None and mine != found:
+                    raise PolicyError(f"{feed}: windowed steps disagree: {found} at one tier, {mine} at {t}")
+                found = mine
+        return found
 
     def allowed_crs(self, feed: str, tier: str) -> tuple[str, ...]:
         return self.tier_rule(feed, tier).crs
