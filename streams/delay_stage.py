@@ -77,7 +77,8 @@ class DelayStage(BatchStage):
         # Feeds whose view at this tier needs whole windows: the pending topic holds clean records, released
         # per complete window through the policy (streams/windows.py).
         self.windows = {f: w for f in feeds if (w := engine.window(f, tier)) is not None}
-        self.gates = {f: WindowGate() for f in self.windows}
+        self.gates = {f: WindowGate(self.delays[f]) for f in self.windows}
+        self.decided: dict[tuple[str, str], dict[int, int]] = {}  # to persist with the next delivery
         self.window_fanouts = {f: TierFanout(engine, f, tier, config.tier_crs[tier]) for f in self.windows}
         self.paused_until: dict[TopicPartition, int] = {}
         # Next pending offset not yet forwarded, per partition, as recorded in Redis: replays below it are
@@ -112,12 +113,12 @@ class DelayStage(BatchStage):
         held: dict[TopicPartition, tuple[int, int]] = {}
         for tp, recs in batch.items():
             feed = self.feed_of_topic[tp.topic]
+            if feed in self.gates:
+                continue  # see split_windowed
             delay = self.delays[feed]
             n = due_prefix([r.timestamp for r in recs], delay, now)
             if n < len(recs):
                 held[tp] = (recs[n].offset, recs[n].timestamp + delay)
-            if feed in self.gates:
-                continue  # see split_windowed
             if n:
                 commit[tp] = recs[n - 1].offset + 1
                 done = self.forwarded.get(tp, 0)
@@ -126,36 +127,38 @@ class DelayStage(BatchStage):
                     forward.setdefault(feed, []).extend(due)
         return forward, commit, held
 
-    def split_windowed(
-        self, batch: Batch, now: int, held: dict[TopicPartition, tuple[int, int]]
-    ) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
-        """Due envelopes of windowed feeds go through their gate; what it releases and the offsets to commit.
-        A partition's windows are complete when its next record is held (not due: a later window) or when
-        nothing more arrived for it for a while (``periodic`` releases those)."""
-        released: dict[str, Release] = {}
-        commit: dict[TopicPartition, int] = {}
+    def split_windowed(self, batch: Batch, now: int) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
+        """Every envelope of a windowed feed goes to its gate (these partitions are never paused: records of
+        two windows interleave around a window's end); what the gates release and the offsets to commit."""
         for tp, recs in batch.items():
-            feed = self.feed_of_topic[tp.topic]
-            gate = self.gates.get(feed)
+            gate = self.gates.get(self.feed_of_topic[tp.topic])
             if gate is None:
                 continue
-            delay = self.delays[feed]
-            done = self.forwarded.get(tp, 0)
             for rec in recs:
-                if rec.timestamp + delay > now:
-                    break
-                if rec.offset < done or rec.value is None:
-                    continue
                 try:
-                    gate.add(tp, rec.offset + 1, envelope.unpack(rec.value), now)
+                    rows = envelope.unpack(rec.value) if rec.value is not None else []
                 except envelope.EnvelopeError as err:
                     log.error("%s: skipping %s:%d:%d: %s", self.name, rec.topic, rec.partition, rec.offset, err)
-            # A held record is not due yet, so it belongs to a later window: everything before it is complete.
-            # Otherwise the newest window waits until the partition has been quiet (see WindowGate.take).
-            out = gate.take(tp, complete=tp in held, now=now)
-            if out.commit is not None:
-                commit[tp] = out.commit
-                released.setdefault(feed, Release()).extend(out)
+                    rows = []
+                gate.add(tp, rec.offset, rows, now)
+        return self._take_windows(now)
+
+    def _take_windows(self, now: int) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
+        released: dict[str, Release] = {}
+        commit: dict[TopicPartition, int] = {}
+        for feed, gate in self.gates.items():
+            for tp in list(gate.end):
+                if not isinstance(tp, TopicPartition) or tp not in self.assigned:
+                    continue
+                highwater = self.consumer.highwater(tp) if self.consumer is not None else None
+                caught_up = highwater is None or gate.end[tp] >= highwater
+                out = gate.take(tp, now, caught_up)
+                if out.commit is not None:
+                    commit[tp] = out.commit
+                if out.rows or out.late:
+                    released.setdefault(feed, Release()).extend(out)
+                if out.decided is not None:
+                    self.decided.setdefault((self.tier, feed), {})[tp.partition] = out.decided
         return released, commit
 
     def _late_letter(self, feed: str, row: envelope.Row, now: int) -> envelope.Row:
@@ -178,7 +181,7 @@ class DelayStage(BatchStage):
     async def process(self, batch: Batch) -> StageOutput:
         now = self.clock()
         forward, commit, held = self.split_due(batch, now)
-        windowed, window_commit = self.split_windowed(batch, now, held) if self.gates else ({}, {})
+        windowed, window_commit = self.split_windowed(batch, now) if self.gates else ({}, {})
         commit.update(window_commit)
         assert self.consumer is not None
         for tp, (offset, due_at) in held.items():
@@ -189,22 +192,12 @@ class DelayStage(BatchStage):
         return self._output(forward, commit, windowed, now)
 
     async def periodic(self) -> StageOutput | None:
-        """Windows of partitions that went quiet: nothing more arrived for them, so they are complete."""
+        """Windows fall due with time, not only when records arrive."""
         if not self.gates:
             return None
         now = self.clock()
-        windowed: dict[str, Release] = {}
-        commit: dict[TopicPartition, int] = {}
-        for feed, gate in self.gates.items():
-            for tp in list(gate.carry):
-                if tp not in self.assigned:
-                    continue
-                out = gate.take(tp, complete=False, now=now)
-                if out.commit is not None:
-                    assert isinstance(tp, TopicPartition)
-                    commit[tp] = out.commit
-                    windowed.setdefault(feed, Release()).extend(out)
-        if not commit:
+        windowed, commit = self._take_windows(now)
+        if not commit and not windowed:
             return None
         return self._output({}, commit, windowed, now)
 
@@ -224,6 +217,7 @@ class DelayStage(BatchStage):
         rows: dict[str, dict[Headers, dict[int, list[envelope.Row]]]] = {}
         late: dict[str, list[envelope.Row]] = {}
         window_marks: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        decided, self.decided = self.decided, {}
         for feed, envelopes in forward.items():
             groups = rows.setdefault(feed, {})
             for env in envelopes:
@@ -260,7 +254,7 @@ class DelayStage(BatchStage):
                 for f in feeds
             }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
-            await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks)
+            await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided)
             for feed in feeds:
                 n = sum(len(part) for g in rows[feed].values() for part in g.values())
                 metrics.RECORDS.labels(self.name, feed, f"released_{self.tier}").inc(n)
@@ -302,8 +296,14 @@ class DelayStage(BatchStage):
                 count = self._partition_count(topic)
                 owned = {tp.partition for tp in mine}
                 ends = await self.store.load(self.store.windows_key(self.tier, feed))
+                seen = await self.store.load(self.store.decided_key(self.tier, feed))
                 gate.remember(
-                    (key.encode(), int(end)) for key, end in ends.items() if partition_for(key.encode(), count) in owned
+                    (
+                        (key.encode(), int(end))
+                        for key, end in ends.items()
+                        if partition_for(key.encode(), count) in owned
+                    ),
+                    ((tp, int(seen[str(tp.partition)])) for tp in mine if str(tp.partition) in seen),
                 )
 
     def _partition_count(self, topic: str) -> int:

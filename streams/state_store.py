@@ -10,7 +10,9 @@
 - ``<prefix>:streams:forwarded:<tier>:<feed>`` hash partition → next ``pending.<tier>.<feed>`` offset not yet
   forwarded, written with the tier snapshot, so a delay stage never forwards a record twice.
 - ``<prefix>:streams:windows:<tier>:<feed>`` hash group key → end of the newest window released for it, for
-  tiers whose view needs whole windows (streams/windows.py), so a restarted worker still spots late records.
+  tiers whose view needs whole windows (streams/windows.py), and ``...:decided:<tier>:<feed>`` hash
+  partition → pending offset below which every record was read when windows were last released: with
+  them a restarted worker tells a replayed record from a late one.
 - ``<prefix>:streams:agghist:scenic`` hash scenic area → MessagePack list of (time, count) samples of the
   last ~20 minutes, so the 15-minute trend survives a restart or a move to another worker.
 """
@@ -49,6 +51,9 @@ class StateStore:
     def windows_key(self, tier: str, feed: str) -> str:
         return f"{self.prefix}:streams:windows:{tier}:{feed}"
 
+    def decided_key(self, tier: str, feed: str) -> str:
+        return f"{self.prefix}:streams:decided:{tier}:{feed}"
+
     def history_key(self, name: str) -> str:
         return f"{self.prefix}:streams:agghist:{name}"
 
@@ -64,6 +69,7 @@ class StateStore:
         release_marks: dict[tuple[str, str], dict[str, bytes]] | None = None,
         forwarded: dict[tuple[str, str], dict[int, int]] | None = None,
         windows: dict[tuple[str, str], dict[bytes, bytes]] | None = None,
+        decided: dict[tuple[str, str], dict[int, int]] | None = None,
     ) -> None:
         """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
         commands: list[tuple[str, dict[Any, Any]]] = []
@@ -79,6 +85,8 @@ class StateStore:
             commands.append((self.forwarded_key(tier, feed), ends))
         for (tier, feed), released in (windows or {}).items():
             commands.append((self.windows_key(tier, feed), released))
+        for (tier, feed), offsets in (decided or {}).items():
+            commands.append((self.decided_key(tier, feed), offsets))
         commands = [(key, mapping) for key, mapping in commands if mapping]
         if commands:
             await asyncio.wait_for(self._transaction(commands), self.timeout_s)

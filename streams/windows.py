@@ -4,13 +4,18 @@ Some tier views are only right over every record of a time window: the charging 
 where a group smaller than k is suppressed and the public tiers see per-station hourly aggregates. A
 batch of the clean stage holds an arbitrary slice of an hour, so the policy cannot run there. Instead the
 clean stage writes each clean record to ``pending.<tier>.<feed>`` keyed by its group (the station) with
-its window's end as timestamp (``pending_row``); all records of one group and window then share a
-partition and a due time. The delay stage hands the due envelopes of a partition to ``WindowGate``, which
-releases a window only once the partition has moved past it (a later window follows, or nothing more
-arrived for ``QUIET_MS``: when a window becomes due its records arrived long before, but a replayed
-backlog is all due at once and still being written), in offset order, so the commit offset never passes a
-held record. A record that arrives after
-its group's window was released is late: it is reported, not merged into a second, partial aggregate.
+its window's end as timestamp (``pending_row``), so one group's records share a partition.
+
+The delay stage reads those partitions to their end, without pausing (records of two windows interleave
+around a window's end) and hands every envelope to ``WindowGate``. A window is released when its end plus
+the tier's delay has passed, the partition has been read to its end and nothing new arrived in it for
+``QUIET_MS``: live, a window's records arrived long before it is due, but when the clean stage catches up on
+a backlog (a replay, or after an outage) records fall due while their window is still being written.
+Should a partition never go quiet, due windows are released anyway once they have waited ``MAX_WAIT_MS``.
+What arrives after its window was released is late. Late records are reported, never merged
+into a second, partial aggregate. The commit offset stays at the oldest record not yet released, so a
+crash re-reads what was held; ``decided`` (persisted with the release) tells such a replay from a record
+that really came late.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any
 from .envelope import Row
 from .policy import Window
 
-QUIET_MS = 3000
+QUIET_MS = 3_000
+MAX_WAIT_MS = 60_000
 
 
 def pending_row(window: Window, record: dict[str, Any], value: bytes) -> Row | None:
@@ -36,17 +42,17 @@ def pending_row(window: Window, record: dict[str, Any], value: bytes) -> Row | N
 
 
 @dataclass
-class _Carried:
-    next_offset: int  # offset after the envelope, the commit position once it is released
-    window_end: int
-    rows: list[Row]
+class _Held:
+    offset: int
+    rows: list[Row]  # of one window (``envelope.pack`` never mixes windows: they are an hour apart)
 
 
 @dataclass
 class Release:
-    rows: list[Row] = field(default_factory=list)  # on time, in offset order
+    rows: list[Row] = field(default_factory=list)  # on time
     late: list[Row] = field(default_factory=list)  # their group's window was already released
-    commit: int | None = None  # next offset to commit for the partition, None if nothing was released
+    commit: int | None = None  # next offset to commit for the partition, None if nothing changed
+    decided: int | None = None  # offset up to which every record was seen when these windows were decided
 
     def extend(self, other: Release) -> None:
         self.rows += other.rows
@@ -54,66 +60,88 @@ class Release:
 
 
 class WindowGate:
-    """Due envelopes of one tier and feed, per partition, until their windows are complete."""
+    """The records of one windowed tier and feed, per partition, until their windows are due."""
 
-    def __init__(self, quiet_ms: int = QUIET_MS) -> None:
+    def __init__(self, delay_ms: int, quiet_ms: int = QUIET_MS, max_wait_ms: int = MAX_WAIT_MS) -> None:
+        self.delay_ms = delay_ms
         self.quiet_ms = quiet_ms
-        self.carry: dict[Hashable, list[_Carried]] = {}
+        self.max_wait_ms = max_wait_ms
         self.last_added: dict[Hashable, int] = {}  # partition → when it last got an envelope
+        self.waiting_since: dict[Hashable, int] = {}  # partition → since when a due window waits for quiet
+        self.held: dict[Hashable, list[_Held]] = {}
+        self.end: dict[Hashable, int] = {}  # partition → offset after the last envelope read
+        self.late: dict[Hashable, list[Row]] = {}
         # group key → end of the newest window released for it (persisted, see ``marks``)
         self.released: dict[bytes, int] = {}
+        # partition → offset below which every record was read when its windows were last released
+        # (recovered after a restart: a released group's record below it is a replay, not a late one)
+        self.decided: dict[Hashable, int] = {}
 
-    def add(self, partition: Hashable, next_offset: int, rows: list[Row], now: int) -> None:
-        """A due envelope of ``partition`` (all its rows share one window: see ``envelope.pack``)."""
-        if rows:
-            self.carry.setdefault(partition, []).append(_Carried(next_offset, max(r[2] for r in rows), rows))
-            self.last_added[partition] = now
+    def add(self, partition: Hashable, offset: int, rows: list[Row], now: int) -> None:
+        """The envelope at ``offset`` of ``partition``, read in offset order at ``now``."""
+        self.end[partition] = offset + 1
+        self.last_added[partition] = now
+        keep: list[Row] = []
+        for row in rows:
+            key, _, end = row
+            if self.released.get(key, -1) >= end:
+                if offset >= self.decided.get(partition, 0):
+                    self.late.setdefault(partition, []).append(row)
+                # else: read again after a restart, and already part of what was released
+            else:
+                keep.append(row)
+        if keep:
+            self.held.setdefault(partition, []).append(_Held(offset, keep))
 
-    def take(self, partition: Hashable, complete: bool, now: int) -> Release:
-        """Release the leading envelopes whose window is complete: every window older than the newest one
-        carried, and the newest too when ``complete`` (the next record of the partition is not due yet, so it
-        belongs to a later window) or when nothing was added for ``quiet_ms``."""
-        carried = self.carry.get(partition, [])
-        if not carried:
-            return Release()
-        complete = complete or now - self.last_added.get(partition, now) >= self.quiet_ms
-        newest = max(c.window_end for c in carried)
-        n = 0
-        while n < len(carried) and (complete or carried[n].window_end < newest):
-            n += 1
-        if n == 0:
-            return Release()
-        out = Release(commit=carried[n - 1].next_offset)
-        for c in carried[:n]:
-            for row in c.rows:
-                key, _, end = row
-                if self.released.get(key, -1) >= end:
-                    out.late.append(row)
+    def take(self, partition: Hashable, now: int, caught_up: bool) -> Release:
+        """Release every window of ``partition`` that is due at ``now``, once the partition was read to its
+        end (``caught_up``) and went quiet; plus the late records found so far."""
+        out = Release(late=self.late.pop(partition, []))
+        held = self.held.get(partition, [])
+        quiet = now - self.last_added.get(partition, now) >= self.quiet_ms
+        if held and not quiet and any(row[2] + self.delay_ms <= now for h in held for row in h.rows):
+            quiet = now - self.waiting_since.setdefault(partition, now) >= self.max_wait_ms
+        if caught_up and quiet and held:
+            remaining: list[_Held] = []
+            for h in held:
+                due = [row for row in h.rows if row[2] + self.delay_ms <= now]
+                if due:
+                    out.rows += due
+                    rest = [row for row in h.rows if row[2] + self.delay_ms > now]
+                    if rest:
+                        remaining.append(_Held(h.offset, rest))
                 else:
-                    out.rows.append(row)
-        for key, _, end in out.rows:
-            if end > self.released.get(key, -1):
-                self.released[key] = end
-        if n == len(carried):
-            self.carry.pop(partition, None)
-            self.last_added.pop(partition, None)
-        else:
-            del carried[:n]
+                    remaining.append(h)
+            if out.rows:
+                self.waiting_since.pop(partition, None)
+                for key, _, end in out.rows:
+                    if end > self.released.get(key, -1):
+                        self.released[key] = end
+                out.decided = self.end.get(partition, 0)
+            if remaining:
+                self.held[partition] = remaining
+            else:
+                self.held.pop(partition, None)
+        if out.rows or out.late:
+            held_now = self.held.get(partition)
+            out.commit = held_now[0].offset if held_now else self.end.get(partition)
         return out
 
     def marks(self, rows: Iterable[Row]) -> dict[bytes, bytes]:
         """What to persist for ``rows`` just released: group key → end of its newest released window."""
         return {key: b"%d" % self.released[key] for key, _, _ in rows}
 
-    def remember(self, marks: Iterable[tuple[bytes, int]]) -> None:
+    def remember(self, marks: Iterable[tuple[bytes, int]], decided: Iterable[tuple[Hashable, int]] = ()) -> None:
         for key, end in marks:
             if end > self.released.get(key, -1):
                 self.released[key] = end
+        for partition, offset in decided:
+            self.decided[partition] = max(offset, self.decided.get(partition, 0))
 
     def forget(self, partitions: Iterable[Hashable], keys: Iterable[bytes]) -> None:
         """Drop what belongs to partitions this worker no longer owns (uncommitted: their new owner re-reads)."""
         for p in partitions:
-            self.carry.pop(p, None)
-            self.last_added.pop(p, None)
+            for table in (self.held, self.end, self.late, self.decided, self.last_added, self.waiting_since):
+                table.pop(p, None)
         for key in keys:
             self.released.pop(key, None)

@@ -3,6 +3,8 @@ reported instead of becoming a second, partial aggregate. Pure gate logic, then 
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Any
 
 import pytest
@@ -29,35 +31,63 @@ def rows(key: bytes, end: int, n: int) -> list[tuple[bytes, bytes, int]]:
     return [(key, b"v%d" % i, end) for i in range(n)]
 
 
-def test_a_window_waits_until_the_partition_moves_past_it_or_goes_quiet():
-    gate = WindowGate(quiet_ms=1000)
-    gate.add("p0", 1, rows(b"st-1", HOUR, 3), now=0)
-    gate.add("p0", 2, rows(b"st-2", HOUR, 2), now=0)
-    # The partition may still be receiving this window: nothing yet.
-    assert gate.take("p0", complete=False, now=500).commit is None
-    # A later window arrives: the earlier one is complete, the later one waits.
-    gate.add("p0", 3, rows(b"st-1", 2 * HOUR, 1), now=600)
-    first = gate.take("p0", complete=False, now=700)
-    assert first.commit == 2 and len(first.rows) == 5 and not first.late
-    # Nothing more for a while: the later window is released too.
-    assert gate.take("p0", complete=False, now=1000).commit is None
-    second = gate.take("p0", complete=False, now=1700)
-    assert second.commit == 3 and [r[0] for r in second.rows] == [b"st-1"]
+DELAY = 900_000
+
+
+def test_a_window_is_released_whole_once_due_even_when_hours_interleave():
+    gate = WindowGate(DELAY, quiet_ms=0)
+    # Around the hour, sessions of two hours arrive mixed (one envelope per batch and hour).
+    gate.add("p0", 0, rows(b"st-1", HOUR, 3), now=HOUR)
+    gate.add("p0", 1, rows(b"st-1", 2 * HOUR, 1), now=HOUR)
+    gate.add("p0", 2, rows(b"st-1", HOUR, 2), now=HOUR)
+    # Not due yet, or not read to the end of the partition: nothing.
+    assert gate.take("p0", HOUR + DELAY - 1, caught_up=True).rows == []
+    assert gate.take("p0", HOUR + DELAY, caught_up=False).rows == []
+    first = gate.take("p0", HOUR + DELAY, caught_up=True)
+    assert len(first.rows) == 5 and {r[2] for r in first.rows} == {HOUR}
+    # The later hour is still held, so the commit stays at its offset; then it falls due.
+    assert first.commit == 1 and first.decided == 3
+    second = gate.take("p0", 2 * HOUR + DELAY, caught_up=True)
+    assert [r[2] for r in second.rows] == [2 * HOUR] and second.commit == 3
+
+
+def test_a_backlog_still_being_written_is_released_once_the_partition_goes_quiet():
+    gate = WindowGate(0, quiet_ms=3000, max_wait_ms=60_000)
+    gate.add("p0", 0, rows(b"st-1", HOUR, 3), now=10 * HOUR)  # long due: a replay
+    assert gate.take("p0", 10 * HOUR + 1000, caught_up=True).rows == []
+    gate.add("p0", 1, rows(b"st-1", HOUR, 2), now=10 * HOUR + 2000)
+    assert gate.take("p0", 10 * HOUR + 4000, caught_up=True).rows == []
+    assert len(gate.take("p0", 10 * HOUR + 5000, caught_up=True).rows) == 5
+    # A partition that never goes quiet still releases its due windows after waiting a minute for quiet.
+    busy = WindowGate(0, quiet_ms=3000, max_wait_ms=60_000)
+    released = []
+    for i in range(40):
+        busy.add("p0", i, rows(b"st-2", HOUR + (i % 2) * HOUR, 1), now=HOUR + i * 2000)
+        released.append(busy.take("p0", HOUR + i * 2000, caught_up=True))
+    first = next(i for i, r in enumerate(released) if r.rows)
+    assert first == 30 and {r[2] for r in released[first].rows} == {HOUR}
 
 
 def test_a_session_arriving_after_its_window_was_released_is_late_and_kept_apart():
-    gate = WindowGate(quiet_ms=0)
-    gate.add("p0", 1, rows(b"st-1", HOUR, 5), now=0)
-    assert len(gate.take("p0", complete=True, now=0).rows) == 5
-    gate.add("p0", 2, rows(b"st-1", HOUR, 1) + rows(b"st-9", HOUR, 1), now=10)
-    out = gate.take("p0", complete=True, now=10)
+    gate = WindowGate(0, quiet_ms=0)
+    gate.add("p0", 0, rows(b"st-1", HOUR, 5), now=HOUR)
+    assert len(gate.take("p0", HOUR, caught_up=True).rows) == 5
+    gate.add("p0", 1, rows(b"st-1", HOUR, 1) + rows(b"st-9", HOUR, 1), now=HOUR)
+    out = gate.take("p0", HOUR, caught_up=True)
     assert [r[0] for r in out.late] == [b"st-1"] and [r[0] for r in out.rows] == [b"st-9"]
-    # A restarted worker that recovered the marks still spots it.
-    again = WindowGate(quiet_ms=0)
-    again.remember((k, int(v)) for k, v in gate.marks(out.rows).items())
-    again.remember([(b"st-1", HOUR)])
-    again.add("p1", 7, rows(b"st-1", HOUR, 1), now=0)
-    assert len(again.take("p1", complete=True, now=0).late) == 1
+
+
+def test_after_a_restart_a_replayed_record_is_not_late_but_a_new_one_is():
+    gate = WindowGate(0, quiet_ms=0)
+    gate.add("p0", 0, rows(b"st-1", HOUR, 2), now=HOUR)
+    out = gate.take("p0", HOUR, caught_up=True)
+    # A new worker recovers the marks, then re-reads from the last commit (offset 0: the commit was lost).
+    again = WindowGate(0, quiet_ms=0)
+    again.remember([(k, int(v)) for k, v in gate.marks(out.rows).items()], [("p0", out.decided or 0)])
+    again.add("p0", 0, rows(b"st-1", HOUR, 2), now=HOUR)
+    again.add("p0", 1, rows(b"st-1", HOUR, 1), now=HOUR)
+    replay = again.take("p0", HOUR, caught_up=True)
+    assert replay.rows == [] and len(replay.late) == 1 and replay.commit == 2
 
 
 def session(i: int, station: str, ended_at: int) -> ChargingSession:
@@ -127,3 +157,48 @@ async def test_charging_sessions_reach_the_tiers_as_whole_station_hours(
     # The late session, kept with its clean bytes and the reason, once for each windowed tier.
     assert sorted(v["reason"].split(":")[0] for v in letters) == [f"late for tier {t}" for t in sorted(topic)]
     assert {decode_value(v["original"])["id"] for v in letters} == {"cdr-st-a-99"}
+
+
+@pytest.mark.stack
+async def test_kill_9_mid_stream_releases_every_station_hour_once(
+    kafka_bootstrap: str, redis_url: str, unique_name: Any, topic_prefix: str, tmp_path: Any
+) -> None:
+    from streams.topics_admin import ensure_topics, service_topics
+
+    from .test_streams_recovery import Workers
+
+    feed = "charging_sessions"
+    await ensure_topics(kafka_bootstrap, 4, [topic_prefix + n for n in service_topics((feed,), aggregates=False)])
+    raw = topic_prefix + raw_topic(feed)
+    registered_topic = topic_prefix + pipeline_tier_topic("registered", feed)
+    dlq = topic_prefix + dlq_topic(feed)
+    base = (now_ms() // HOUR - 6) * HOUR
+    stations = [f"st-{c}" for c in "abcdefgh"]
+
+    def hour_of_sessions(h: int) -> list[ChargingSession]:
+        # 7 sessions per station and hour: kept by licensed (k = 5), 5 after rounding at registered.
+        return [session(h * 100 + i, st, base + h * HOUR + 60_000 * (i + 1)) for st in stations for i in range(7)]
+
+    workers = Workers(tmp_path, topic_prefix, unique_name("app"), unique_name("r"))
+    try:
+        async with TopicReader(kafka_bootstrap, [registered_topic, dlq]) as reader:
+            first = workers.start()
+            await produce(kafka_bootstrap, raw, hour_of_sessions(0) + hour_of_sessions(1))
+            await reader.wait_for(registered_topic, 1, timeout_s=30)
+            first.send_signal(signal.SIGKILL)  # some hours out, others parked in pending or in the gate
+            first.wait()
+            await produce(kafka_bootstrap, raw, hour_of_sessions(2))
+            workers.start()
+            await produce(kafka_bootstrap, raw, hour_of_sessions(3))
+            await reader.wait_for(registered_topic, 4 * len(stations), timeout_s=60)
+            await asyncio.sleep(2.0)
+            await reader.poll()
+    finally:
+        workers.close()
+    rows = [v for _, v, _, _, _ in reader.records[registered_topic]]
+    expected = {f"{st}@{base + h * HOUR}" for st in stations for h in range(4)}
+    assert {v["id"] for v in rows} == expected, "a station-hour was lost"
+    # At-least-once: a window replayed after the crash may repeat, always whole (never a partial count).
+    assert all(v["sessions"] == 5 for v in rows)
+    assert len(rows) <= 2 * len(expected)
+    assert reader.records[dlq] == [], "nothing is late here"
