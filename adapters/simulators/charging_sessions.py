@@ -90,8 +90,7 @@ class _Finished:
     def columns(self) -> tuple[IntArray, ...]:
         return (self.connector, self.started_s, self.charge_start_s, self.charge_s, self.ended_s, self.updated_s)
 
-    def append(self, rows: tuple[IntArray, ...]) -> None:
-        merged = [np.concatenate([old, new]) for old, new in zip(self.columns(), rows, strict=True)]
+    def _assign(self, columns: list[IntArray]) -> None:
         (
             self.connector,
             self.started_s,
@@ -99,17 +98,13 @@ class _Finished:
             self.charge_s,
             self.ended_s,
             self.updated_s,
-        ) = merged
+        ) = columns
+
+    def append(self, rows: tuple[IntArray, ...]) -> None:
+        self._assign([np.concatenate([old, new]) for old, new in zip(self.columns(), rows, strict=True)])
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
-        (
-            self.connector,
-            self.started_s,
-            self.charge_start_s,
-            self.charge_s,
-            self.ended_s,
-            self.updated_s,
-        ) = [column[mask] for column in self.columns()]
+        self._assign([column[mask] for column in self.columns()])
 
 
 class SessionLog:
