@@ -180,6 +180,7 @@ class CleanStage(BatchStage):
     async def periodic(self) -> StageOutput | None:
         now = self.clock()
         due: dict[str, list[dict[str, Any]]] = {}
+        forgotten: dict[str, list[str]] = {}
         while self.expiry and self.expiry[0][0] <= now:
             expires_at, feed, entity = heapq.heappop(self.expiry)
             if self.scheduled.get((feed, entity)) == expires_at:
@@ -193,6 +194,11 @@ class CleanStage(BatchStage):
                 continue
             if mark.expires_at != expires_at:
                 continue
+            if state.cleaner.events:
+                # A finished event does not go stale: forget it (see cleaning.EVENT_FEEDS).
+                state.forget({entity})
+                forgotten.setdefault(feed, []).append(entity)
+                continue
             value = state.last.get(entity)
             if value is None:
                 continue
@@ -200,9 +206,12 @@ class CleanStage(BatchStage):
             marker["state"] = "stale"
             due.setdefault(feed, []).append(marker)
             state.stale.add(entity)
-        if not due:
+        if not due and not forgotten:
             return None
         out = StageOutputs()
+        for feed, entities in forgotten.items():
+            metrics.RECORDS.labels(self.name, feed, "forgotten").inc(len(entities))
+            out.forget(feed, entities)
         for feed, markers in due.items():
             state = self.feeds[feed]
             metrics.RECORDS.labels(self.name, feed, "stale").inc(len(markers))

@@ -30,6 +30,7 @@ class StageOutputs:
         self.tier_records: dict[tuple[str, str], tuple[list[TierRecord], TierFanout, bool]] = {}
         self.release_marks: dict[tuple[str, str], dict[str, bytes]] = {}
         self.last_values: dict[str, dict[str, bytes]] = {}
+        self.forgotten: dict[str, list[str]] = {}  # feed → expired events to drop from the recovery state
 
     def dead_letter(self, feed: str, rec: ConsumerRecord[bytes, bytes], reason: str, now: int) -> None:
         source = dict(rec.headers or ()).get("source", b"unknown")
@@ -46,6 +47,9 @@ class StageOutputs:
 
     def last(self, feed: str, entity: str, value: bytes) -> None:
         self.last_values.setdefault(feed, {})[entity] = value
+
+    def forget(self, feed: str, entities: list[str]) -> None:
+        self.forgotten.setdefault(feed, []).extend(entities)
 
     def tier(self, tier: str, feed: str, release: TierRelease, fanout: TierFanout, delayed: bool) -> None:
         if release.records:
@@ -87,4 +91,4 @@ class StageOutputs:
             # Keyed by the Kafka key (the entity id's bytes): the last value per entity wins, no re-encoding.
             tier_values[(tier, feed)] = {key: value for key, value, _ in released}
             metrics.RECORDS.labels(stage, feed, f"released_{tier}").inc(len(released))
-        await store.write(tier_values, tier_offsets, self.last_values, self.release_marks)
+        await store.write(tier_values, tier_offsets, self.last_values, self.release_marks, forget=self.forgotten)

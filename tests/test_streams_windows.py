@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas import ChargingSession, dlq_topic, raw_topic
+from schemas import ChargingSession, dlq_topic, raw_topic, to_dict
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
 from streams.enrichment import Enricher
@@ -202,3 +202,52 @@ async def test_kill_9_mid_stream_releases_every_station_hour_once(
     assert all(v["sessions"] == 5 for v in rows)
     assert len(rows) <= 2 * len(expected)
     assert reader.records[dlq] == [], "nothing is late here"
+
+
+async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale():
+    from aiokafka import ConsumerRecord, TopicPartition
+
+    from schemas import encode_kafka
+    from streams.clean_stage import CleanStage
+    from streams.cleaning import Cleaner
+    from streams.worker import load_engine
+
+    now = (now_ms() // HOUR) * HOUR
+    # An event that is already past its expiry when it arrives is refused, not taken as news.
+    old = to_dict(session(1, "st-a", now - 2 * 86_400_000))
+    assert "expired on arrival" in Cleaner("charging_sessions").clean([old], now).rejected[0][1]
+
+    clock = [now]
+    config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", feeds=("charging_sessions",))
+    no_io: Any = None  # process() and periodic() only compute; delivery is not called here
+    stage = CleanStage(config, load_engine(), no_io, no_io, Enricher({}), ("operator",), clock=lambda: clock[0])
+    tp = TopicPartition(raw_topic("charging_sessions"), 0)
+    rec = session(3, "st-a", now - 30_000)
+    value = encode_kafka(rec)
+    await stage.process(
+        {tp: [ConsumerRecord(tp.topic, 0, 0, rec.observed_at, 0, b"k", value, None, 1, len(value), [])]}
+    )
+    state = stage.feeds["charging_sessions"]
+    assert "cdr-st-a-3" in state.last and "cdr-st-a-3" in state.cleaner.marks
+    # A day later the session expires: no stale marker is published for it, it is simply forgotten.
+    clock[0] = rec.expires_at + 1
+    assert await stage.periodic() is not None
+    assert "cdr-st-a-3" not in state.last and "cdr-st-a-3" not in state.cleaner.marks
+    assert "cdr-st-a-3" not in state.stale and not stage.expiry
+
+
+@pytest.mark.stack
+async def test_forgotten_events_leave_the_redis_recovery_state(redis_url: str, unique_name: Any) -> None:
+    import redis.asyncio as aioredis
+
+    from streams.state_store import StateStore
+
+    client = aioredis.Redis.from_url(redis_url)
+    store = StateStore(client, unique_name("r"))
+    try:
+        await store.write({}, {}, {"charging_sessions": {"cdr-1": b"a", "cdr-2": b"b"}})
+        await store.write({}, {}, {}, forget={"charging_sessions": ["cdr-1"]})
+        assert set(await store.load(store.last_key("charging_sessions"))) == {"cdr-2"}
+    finally:
+        await client.delete(store.last_key("charging_sessions"))
+        await client.aclose()
