@@ -72,6 +72,24 @@ def test_a_record_kafka_refused_is_sent_again_on_the_next_poll():
     assert seen2.claim("bus", moved) is None and seen2.claim("bus", first) is not None
 
 
+def test_the_filter_forgets_entities_long_expired_behind_the_newest_record():
+    import msgspec
+
+    example = documented_example("sh-bus-gps")
+    first = parse("sh-bus-gps", example).records[0]
+    seen = ChangeFilter(horizon_ms=86_400_000)
+    receipt = seen.claim("bus", first)
+    assert receipt is not None
+    receipt(True)
+    # Two days later another vehicle reports: the first one's entry is gone, so its content would be news.
+    later = msgspec.structs.replace(
+        first, id="other", observed_at=first.observed_at + 2 * 86_400_000, expires_at=first.expires_at + 2 * 86_400_000
+    )
+    assert seen.claim("bus", later) is not None
+    assert seen.sweep() == 1 and len(seen) == 1
+    assert seen.claim("bus", first) is not None
+
+
 async def _serve(handler) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/feed", handler)

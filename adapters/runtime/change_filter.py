@@ -3,6 +3,11 @@
 A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
 its way), but if Kafka refuses it for good the next poll sends the entity again.
+
+Memory stays bounded: an entity whose last content expired more than ``horizon_ms`` before the newest
+record the filter has seen is forgotten (a fleet's vehicles stay, but finished charging sessions, each its
+own entity, would otherwise pile up by the hundred thousand a day). Times are the records' own, so a
+simulated clock behaves like a real one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ _UNSET_TIME = 946_684_800_000  # a valid placeholder: fingerprints must ignore e
 
 Receipt = Callable[[bool], None]
 _Key = tuple[str, str]
-_Mark = tuple[int, bytes]  # (claim number, fingerprint): later claims win over earlier ones
+_Mark = tuple[int, bytes, int]  # (claim number, fingerprint, expires_at): later claims win over earlier ones
+HORIZON_MS = 2 * 86_400_000
+_SWEEP_EVERY = 10_000  # claims between sweeps
 
 
 def fingerprint(record: Record) -> bytes:
@@ -34,21 +41,35 @@ def fingerprint(record: Record) -> bytes:
 class ChangeFilter:
     """Per-entity fingerprints, per feed: the last acknowledged one and the last one on its way."""
 
-    def __init__(self) -> None:
+    def __init__(self, horizon_ms: int = HORIZON_MS) -> None:
+        self.horizon_ms = horizon_ms
         self._acknowledged: dict[_Key, _Mark] = {}
         self._pending: dict[_Key, _Mark] = {}
         self._claims = itertools.count()
+        self._newest = 0  # the latest observed_at claimed so far
 
     def claim(self, feed: str, record: Record) -> Receipt | None:
         """None if the record repeats the entity's latest content; otherwise a receipt to settle it with."""
         key = (feed, record.id)
         mark = fingerprint(record)
+        self._newest = max(self._newest, record.observed_at)
         latest = self._pending.get(key) or self._acknowledged.get(key)
         if latest is not None and latest[1] == mark:
             return None
-        claimed = (next(self._claims), mark)
+        claimed = (next(self._claims), mark, record.expires_at)
+        if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
+            self.sweep()
         self._pending[key] = claimed
         return functools.partial(self._settle, key, claimed)
+
+    def sweep(self) -> int:
+        """Forget acknowledged entities whose content expired ``horizon_ms`` before the newest record; how
+        many were forgotten."""
+        cutoff = self._newest - self.horizon_ms
+        gone = [key for key, mark in self._acknowledged.items() if mark[2] < cutoff]
+        for key in gone:
+            del self._acknowledged[key]
+        return len(gone)
 
     def _settle(self, key: _Key, claimed: _Mark, delivered: bool) -> None:
         if self._pending.get(key) == claimed:
