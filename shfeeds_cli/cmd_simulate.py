@@ -74,11 +74,13 @@ def handle(args: argparse.Namespace) -> int:
     except (ValueError, FaultError) as err:
         print(f"shfeeds simulate: {err}", file=sys.stderr)
         return 2
-    unknown = sorted(set(faults) - set(city.feeds))
+    from adapters.simulators.charging_sessions import FEED_NAME as SESSIONS
+
+    # The city's feeds plus the OCPI sessions endpoint, which reads the charging network.
+    targets = [*city.feeds, SESSIONS]
+    unknown = sorted(set(faults) - set(targets))
     if unknown:
-        print(
-            f"shfeeds simulate: unknown feed(s) {', '.join(unknown)}; expected {', '.join(city.feeds)}", file=sys.stderr
-        )
+        print(f"shfeeds simulate: unknown feed(s) {', '.join(unknown)}; expected {', '.join(targets)}", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else settings.simulator_port
     print(

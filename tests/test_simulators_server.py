@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -206,3 +207,37 @@ def test_fault_specs_from_the_command_line() -> None:
         parse_fault_specs(["bus"])
     with pytest.raises(FaultError):
         parse_fault({"fault": "stall", "colour": "red"})
+
+
+def test_simulate_accepts_faults_on_the_ocpi_sessions_endpoint(unused_tcp_port: int) -> None:
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    cli = [sys.executable, "-m", "shfeeds_cli.main", "simulate", "--buses", "50", "--lots", "20", "--connectors", "60"]
+    refused = subprocess.run([*cli, "--faults", "tram=garbage"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "charging_sessions" in refused.stderr
+    port = str(unused_tcp_port)
+    proc = subprocess.Popen(
+        [*cli, "--port", port, "--faults", "charging_sessions=garbage:rate=1:mode=body"], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ocpi/2.2.1/cdrs", timeout=5) as resp:
+                    body = resp.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "simulator did not come up"
+                time.sleep(0.5)
+        # Every response of the endpoint is garbled on purpose: not the JSON envelope OCPI promises.
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        assert not (isinstance(envelope, dict) and isinstance(envelope.get("data"), list))
+    finally:
+        proc.terminate()
+        proc.wait(10)
