@@ -224,10 +224,6 @@ class CleanStage(BatchStage):
 
     # ------------------------------------------------------------------------------------ rebalancing
 
-    def _partition_count(self, topic: str) -> int:
-        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
-        return len(parts) if parts else self.config.partitions
-
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         await super().on_assigned(assigned)
         for topic, feed in self.feed_of_topic.items():
@@ -237,7 +233,7 @@ class CleanStage(BatchStage):
 
     async def _recover(self, feed: str, topic: str, partitions: set[int]) -> None:
         """Reload duplicate detection, stale marking and tier throttles for newly owned entities."""
-        count = self._partition_count(topic)
+        count = self.partition_count(topic)
         state = self.feeds[feed]
         last = await self.store.load(self.store.last_key(feed))
         recovered = 0
@@ -265,7 +261,7 @@ class CleanStage(BatchStage):
             gone = {tp.partition for tp in revoked if tp.topic == topic}
             if not gone:
                 continue
-            count = self._partition_count(topic)
+            count = self.partition_count(topic)
             state = self.feeds[feed]
             known = set(state.last) | set(state.cleaner.marks)
             for fanout in state.fanouts.values():

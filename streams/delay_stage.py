@@ -51,6 +51,8 @@ def due_prefix(timestamps: list[int], delay_ms: int, now: int) -> int:
 
 
 Headers = tuple[tuple[str, bytes], ...]
+# released rows per feed, offsets to commit, offsets decided per (tier, feed)
+WindowsTaken = tuple[dict[str, Release], dict[TopicPartition, int], dict[tuple[str, str], dict[int, int]]]
 _REHASH = -1  # rows computed here, not forwarded from a pending partition: partition them by key
 
 
@@ -78,7 +80,6 @@ class DelayStage(BatchStage):
         # per complete window through the policy (streams/windows.py).
         self.windows = {f: w for f in feeds if (w := engine.window(f, tier)) is not None}
         self.gates = {f: WindowGate(self.delays[f]) for f in self.windows}
-        self.decided: dict[tuple[str, str], dict[int, int]] = {}  # to persist with the next delivery
         self.window_fanouts = {f: TierFanout(engine, f, tier, config.tier_crs[tier]) for f in self.windows}
         self.paused_until: dict[TopicPartition, int] = {}
         # Next pending offset not yet forwarded, per partition, as recorded in Redis: replays below it are
@@ -127,9 +128,9 @@ class DelayStage(BatchStage):
                     forward.setdefault(feed, []).extend(due)
         return forward, commit, held
 
-    def split_windowed(self, batch: Batch, now: int) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
+    def split_windowed(self, batch: Batch, now: int) -> WindowsTaken:
         """Every envelope of a windowed feed goes to its gate (these partitions are never paused: records of
-        two windows interleave around a window's end); what the gates release and the offsets to commit."""
+        two windows interleave around a window's end); what the gates release (see ``_take_windows``)."""
         for tp, recs in batch.items():
             gate = self.gates.get(self.feed_of_topic[tp.topic])
             if gate is None:
@@ -143,9 +144,12 @@ class DelayStage(BatchStage):
                 gate.add(tp, rec.offset, rows, now)
         return self._take_windows(now)
 
-    def _take_windows(self, now: int) -> tuple[dict[str, Release], dict[TopicPartition, int]]:
+    def _take_windows(self, now: int) -> WindowsTaken:
+        """What the gates release now: per feed the rows and late rows, the offsets to commit, and per (tier,
+        feed) the offsets decided, to persist with the delivery."""
         released: dict[str, Release] = {}
         commit: dict[TopicPartition, int] = {}
+        decided: dict[tuple[str, str], dict[int, int]] = {}
         for feed, gate in self.gates.items():
             for tp in list(gate.end):
                 if not isinstance(tp, TopicPartition) or tp not in self.assigned:
@@ -158,8 +162,8 @@ class DelayStage(BatchStage):
                 if out.rows or out.late:
                     released.setdefault(feed, Release()).extend(out)
                 if out.decided is not None:
-                    self.decided.setdefault((self.tier, feed), {})[tp.partition] = out.decided
-        return released, commit
+                    decided.setdefault((self.tier, feed), {})[tp.partition] = out.decided
+        return released, commit, decided
 
     def _late_letter(self, feed: str, row: envelope.Row, now: int) -> envelope.Row:
         """A dead letter for a record whose group's window was already released: kept, not merged into a
@@ -181,7 +185,7 @@ class DelayStage(BatchStage):
     async def process(self, batch: Batch) -> StageOutput:
         now = self.clock()
         forward, commit, held = self.split_due(batch, now)
-        windowed, window_commit = self.split_windowed(batch, now) if self.gates else ({}, {})
+        windowed, window_commit, decided = self.split_windowed(batch, now) if self.gates else ({}, {}, {})
         commit.update(window_commit)
         assert self.consumer is not None
         for tp, (offset, due_at) in held.items():
@@ -189,23 +193,24 @@ class DelayStage(BatchStage):
             self.consumer.pause(tp)
             self.paused_until[tp] = due_at
             self.positions[tp] = offset
-        return self._output(forward, commit, windowed, now)
+        return self._output(forward, commit, windowed, decided, now)
 
     async def periodic(self) -> StageOutput | None:
         """Windows fall due with time, not only when records arrive."""
         if not self.gates:
             return None
         now = self.clock()
-        windowed, commit = self._take_windows(now)
+        windowed, commit, decided = self._take_windows(now)
         if not commit and not windowed:
             return None
-        return self._output({}, commit, windowed, now)
+        return self._output({}, commit, windowed, decided, now)
 
     def _output(
         self,
         forward: dict[str, list[ConsumerRecord[bytes, bytes]]],
         commit: dict[TopicPartition, int],
         windowed: dict[str, Release],
+        decided: dict[tuple[str, str], dict[int, int]],
         now: int,
     ) -> StageOutput:
         marks: dict[tuple[str, str], dict[int, int]] = {}
@@ -217,7 +222,6 @@ class DelayStage(BatchStage):
         rows: dict[str, dict[Headers, dict[int, list[envelope.Row]]]] = {}
         late: dict[str, list[envelope.Row]] = {}
         window_marks: dict[tuple[str, str], dict[bytes, bytes]] = {}
-        decided, self.decided = self.decided, {}
         for feed, envelopes in forward.items():
             groups = rows.setdefault(feed, {})
             for env in envelopes:
@@ -293,7 +297,7 @@ class DelayStage(BatchStage):
                     self.forwarded[tp] = int(done[str(tp.partition)])
             gate = self.gates.get(feed)
             if gate is not None:
-                count = self._partition_count(topic)
+                count = self.partition_count(topic)
                 owned = {tp.partition for tp in mine}
                 ends = await self.store.load(self.store.windows_key(self.tier, feed))
                 seen = await self.store.load(self.store.decided_key(self.tier, feed))
@@ -306,10 +310,6 @@ class DelayStage(BatchStage):
                     ((tp, int(seen[str(tp.partition)])) for tp in mine if str(tp.partition) in seen),
                 )
 
-    def _partition_count(self, topic: str) -> int:
-        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
-        return len(parts) if parts else self.config.partitions
-
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         await super().on_revoked(revoked)
         # Whoever owns these partitions next records its own progress in Redis; ours would go stale.
@@ -320,6 +320,7 @@ class DelayStage(BatchStage):
             gate = self.gates.get(feed)
             gone = {tp for tp in revoked if tp.topic == topic}
             if gate is not None and gone:
-                count = self._partition_count(topic)
-                lost = {key for key in gate.released if partition_for(key, count) in {tp.partition for tp in gone}}
+                count = self.partition_count(topic)
+                numbers = {tp.partition for tp in gone}
+                lost = {key for key in gate.released if partition_for(key, count) in numbers}
                 gate.forget(gone, lost)

@@ -85,6 +85,11 @@ class BatchStage(ABC):
         for tp in revoked:
             self.positions.pop(tp, None)
 
+    def partition_count(self, topic: str) -> int:
+        """Partitions of a topic this stage reads (the configured count until the consumer knows)."""
+        parts = self.consumer.partitions_for_topic(topic) if self.consumer is not None else None
+        return len(parts) if parts else self.config.partitions
+
     def poll_timeout_ms(self) -> int:
         return self.config.poll_timeout_ms
 

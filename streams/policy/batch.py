@@ -118,24 +118,16 @@ def emit_encoded(batch: Batch, crs: str, decimals: int, version: str) -> list[En
     append = out.append
     encode = _encode
     for view, lng, lat, has in zip(batch.views, x.tolist(), y.tolist(), finite, strict=True):
-        if "crs" in view or "policy_version" in view or "lng" in view or "lat" in view:
-            rec = dict(view)
+        own = "crs" in view or "policy_version" in view or "lng" in view or "lat" in view
+        rec = dict(view) if own else view
+        if has:
+            rec["lng"] = lng
+            rec["lat"] = lat
+        rec["crs"] = crs
+        rec["policy_version"] = version
+        append((rec.get("id"), rec.get("observed_at"), encode(rec)))
+        if not own:
             if has:
-                rec["lng"] = lng
-                rec["lat"] = lat
-            rec["crs"] = crs
-            rec["policy_version"] = version
-            append((rec.get("id"), rec.get("observed_at"), encode(rec)))
-        elif has:
-            view["lng"] = lng
-            view["lat"] = lat
-            view["crs"] = crs
-            view["policy_version"] = version
-            append((view.get("id"), view.get("observed_at"), encode(view)))
-            del view["lng"], view["lat"], view["crs"], view["policy_version"]
-        else:
-            view["crs"] = crs
-            view["policy_version"] = version
-            append((view.get("id"), view.get("observed_at"), encode(view)))
+                del view["lng"], view["lat"]
             del view["crs"], view["policy_version"]
     return out
