@@ -124,7 +124,7 @@ class BatchStage(ABC):
             async with self.lock:
                 await self.drain()
                 await self.consumer.stop()
-            self.consumer = None
+                self.consumer = None
 
     async def run(self) -> None:
         if self.consumer is None:
@@ -145,6 +145,10 @@ class BatchStage(ABC):
                     return
                 raise
             async with self.lock:
+                if self._stopping.is_set():
+                    # stop() closed the consumer while this poll was out: leave the batch uncommitted
+                    # for the partitions' next owner rather than process it without a consumer.
+                    return
                 if batch:
                     batch = {tp: recs for tp, recs in batch.items() if tp in self.assigned and recs}
                     for tp, recs in batch.items():

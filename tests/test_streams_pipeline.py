@@ -16,6 +16,7 @@ from schemas import TIERS, raw_topic
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
 from streams.enrichment import Enricher
+from streams.topics_admin import ensure_topics, service_topics
 from streams.worker import Pipeline
 
 from .streams_support import (
@@ -128,3 +129,41 @@ async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name
             values = await reader.wait_for(op_topic, 2, timeout_s=15)
     assert [v.get("state") for v in values] == [None, "stale"]
     assert now_ms() >= t0 + 1500
+
+
+async def test_stop_while_a_poll_is_out_loses_nothing(kafka_bootstrap, redis_url, unique_name, topic_prefix):
+    # A worker asked to stop while its poll is out gets that batch back after its consumer has closed. It
+    # must end cleanly (not fail the worker) and leave the batch uncommitted, so the next owner delivers it.
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
+    t0 = now_ms()
+    records = [bus(f"poll-{i}", t0 + i) for i in range(6)]
+    public_topic = config.topic(pipeline_tier_topic("public", "bus"))
+    await ensure_topics(kafka_bootstrap, 2, [config.topic(n) for n in service_topics(("bus",), aggregates=False)])
+    await produce(kafka_bootstrap, config.topic(raw_topic("bus")), records)
+    first = Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False)
+    await first.start()
+    delay = next(s for s in first.stages if s.name == "delay-public")
+    assert delay.consumer is not None
+    consumer = delay.consumer
+    real_getmany = consumer.getmany
+    stopped_mid_poll = asyncio.Event()
+
+    async def getmany_then_stop(*args: Any, **kwargs: Any) -> Any:
+        batch = await real_getmany(*args, **kwargs)
+        if batch and not stopped_mid_poll.is_set():
+            await delay.stop()
+            stopped_mid_poll.set()
+        return batch
+
+    consumer.getmany = getmany_then_stop  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(stopped_mid_poll.wait(), timeout=20)
+        await asyncio.sleep(0.5)
+        assert not first.failed
+    finally:
+        await first.stop()
+    second = Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False)
+    async with second, TopicReader(kafka_bootstrap, [public_topic]) as reader:
+        values = await reader.wait_for(public_topic, len(records), timeout_s=20)
+    # Public ids are pseudonyms: count the distinct buses.
+    assert len({v["id"] for v in values}) == len(records)
