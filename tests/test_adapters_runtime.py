@@ -90,6 +90,31 @@ def test_the_filter_forgets_entities_long_expired_behind_the_newest_record():
     assert seen.claim("bus", first) is not None
 
 
+def test_an_entity_repeating_itself_is_refreshed_before_its_copy_would_go_stale():
+    import msgspec
+
+    example = documented_example("sh-bus-gps")
+    first = parse("sh-bus-gps", example).records[0]
+    ttl = first.expires_at - first.observed_at
+    assert ttl > 0
+
+    def repeat(after_ms: int):  # the same content, reported again later
+        return msgspec.structs.replace(
+            first, observed_at=first.observed_at + after_ms, expires_at=first.expires_at + after_ms
+        )
+
+    seen = ChangeFilter()
+    receipt = seen.claim("bus", first)
+    assert receipt is not None
+    receipt(True)
+    assert seen.claim("bus", repeat(ttl // 2 - 1)) is None  # the copy downstream is still fresh
+    refresh = seen.claim("bus", repeat(ttl // 2))  # half its validity used: send it again
+    assert refresh is not None
+    refresh(True)
+    assert seen.claim("bus", repeat(ttl // 2 + 1)) is None  # the refresh is what counts now
+    assert seen.claim("bus", repeat(ttl)) is not None
+
+
 async def _serve(handler) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/feed", handler)

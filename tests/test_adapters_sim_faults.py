@@ -66,10 +66,11 @@ class Tap:
 
 def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.Counter[Any], list[bytes]]:
     """What the runtime must have produced for these bodies: changed records (as Kafka values) and the
-    original bytes of every reject. Consecutive identical bodies are one (the adapter skips the repeat)."""
+    original bytes of every reject. Consecutive identical bodies are one (the adapter skips the repeat).
+    Unchanged content is sent again once the sent copy has used half its validity."""
     config = SOURCES[source]
     parse = get_format(config.format).parse
-    last: dict[str, bytes] = {}
+    last: dict[str, tuple[bytes, int]] = {}
     values: collections.Counter[Any] = collections.Counter()
     originals: list[bytes] = []
     previous = None
@@ -80,8 +81,9 @@ def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.
         result = parse(body, source=source, received_at_ms=int(time.time() * 1000), **config.options)
         for record in result.records:
             mark = fingerprint(record)
-            if last.get(record.id) != mark:
-                last[record.id] = mark
+            sent = last.get(record.id)
+            if sent is None or sent[0] != mark or record.observed_at >= sent[1]:
+                last[record.id] = (mark, (record.observed_at + record.expires_at) // 2)
                 values[(record.id, encode_kafka(record))] += 1
         originals.extend(letter.original for letter in result.rejects)
     return values, originals

@@ -1,5 +1,9 @@
 """Skip records that repeat the entity's last content (only the timestamps or sequence moved).
 
+A repeat is still sent once the copy downstream has used half its validity (``observed_at`` to
+``expires_at``): an entity that keeps reporting the same content (a parked bus, a full car park) is alive,
+and without a fresh copy the stream workers would mark it stale at its expiry.
+
 A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
 its way), but if Kafka refuses it for good the next poll sends the entity again.
@@ -25,7 +29,8 @@ _UNSET_TIME = 946_684_800_000  # a valid placeholder: fingerprints must ignore e
 
 Receipt = Callable[[bool], None]
 _Key = tuple[str, str]
-_Mark = tuple[int, bytes, int]  # (claim number, fingerprint, expires_at): later claims win over earlier ones
+# (claim number, fingerprint, expires_at, refresh_at): later claims win over earlier ones
+_Mark = tuple[int, bytes, int, int]
 HORIZON_MS = 2 * 86_400_000
 _SWEEP_EVERY = 10_000  # claims between sweeps
 
@@ -54,9 +59,11 @@ class ChangeFilter:
         mark = fingerprint(record)
         self._newest = max(self._newest, record.observed_at)
         latest = self._pending.get(key) or self._acknowledged.get(key)
-        if latest is not None and latest[1] == mark:
+        if latest is not None and latest[1] == mark and record.observed_at < latest[3]:
             return None
-        claimed = (next(self._claims), mark, record.expires_at)
+        # Half the validity: a repeat after that refreshes the copy well before it could go stale.
+        refresh_at = record.observed_at + max(0, record.expires_at - record.observed_at) // 2
+        claimed = (next(self._claims), mark, record.expires_at, refresh_at)
         if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
             self.sweep()
         self._pending[key] = claimed
