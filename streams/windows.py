@@ -11,7 +11,8 @@ around a window's end) and hands every envelope to ``WindowGate``. A window is r
 the tier's delay has passed, the partition has been read to its end and nothing new arrived in it for
 ``QUIET_MS``: live, a window's records arrived long before it is due, but when the clean stage catches up on
 a backlog (a replay, or after an outage) records fall due while their window is still being written.
-Should a partition never go quiet, due windows are released anyway once they have waited ``MAX_WAIT_MS``.
+Should a partition never go quiet, due windows are released anyway once they have waited ``MAX_WAIT_MS``
+or the partition holds ``MAX_HELD_ROWS`` records (memory stays bounded during a long catch-up).
 What arrives after its window was released is late. Late records are reported, never merged
 into a second, partial aggregate. The commit offset stays at the oldest record not yet released, so a
 crash re-reads what was held; ``decided`` (persisted with the release) tells such a replay from a record
@@ -29,6 +30,7 @@ from .policy import Window
 
 QUIET_MS = 3_000
 MAX_WAIT_MS = 60_000
+MAX_HELD_ROWS = 100_000  # per partition: about 17 hours of the city's sessions, a few tens of MB
 
 
 def pending_row(window: Window, record: dict[str, Any], value: bytes) -> Row | None:
@@ -62,10 +64,18 @@ class Release:
 class WindowGate:
     """The records of one windowed tier and feed, per partition, until their windows are due."""
 
-    def __init__(self, delay_ms: int, quiet_ms: int = QUIET_MS, max_wait_ms: int = MAX_WAIT_MS) -> None:
+    def __init__(
+        self,
+        delay_ms: int,
+        quiet_ms: int = QUIET_MS,
+        max_wait_ms: int = MAX_WAIT_MS,
+        max_held_rows: int = MAX_HELD_ROWS,
+    ) -> None:
         self.delay_ms = delay_ms
         self.quiet_ms = quiet_ms
         self.max_wait_ms = max_wait_ms
+        self.max_held_rows = max_held_rows
+        self.held_rows: dict[Hashable, int] = {}  # partition → rows held
         self.last_added: dict[Hashable, int] = {}  # partition → when it last got an envelope
         self.waiting_since: dict[Hashable, int] = {}  # partition → since when a due window waits for quiet
         self.held: dict[Hashable, list[_Held]] = {}
@@ -92,6 +102,7 @@ class WindowGate:
                 keep.append(row)
         if keep:
             self.held.setdefault(partition, []).append(_Held(offset, keep))
+            self.held_rows[partition] = self.held_rows.get(partition, 0) + len(keep)
 
     def take(self, partition: Hashable, now: int, caught_up: bool) -> Release:
         """Release every window of ``partition`` that is due at ``now``, once the partition was read to its
@@ -101,7 +112,10 @@ class WindowGate:
         quiet = now - self.last_added.get(partition, now) >= self.quiet_ms
         if held and not quiet and any(row[2] + self.delay_ms <= now for h in held for row in h.rows):
             quiet = now - self.waiting_since.setdefault(partition, now) >= self.max_wait_ms
-        if caught_up and quiet and held:
+        # Too much held: release what is due now rather than grow without bound (a window still being
+        # written then has its rest reported late, as after MAX_WAIT_MS).
+        full = self.held_rows.get(partition, 0) >= self.max_held_rows
+        if ((caught_up and quiet) or full) and held:
             remaining: list[_Held] = []
             for h in held:
                 due = [row for row in h.rows if row[2] + self.delay_ms <= now]
@@ -120,8 +134,10 @@ class WindowGate:
                 out.decided = self.end.get(partition, 0)
             if remaining:
                 self.held[partition] = remaining
+                self.held_rows[partition] = sum(len(h.rows) for h in remaining)
             else:
                 self.held.pop(partition, None)
+                self.held_rows.pop(partition, None)
         if out.rows or out.late:
             held_now = self.held.get(partition)
             out.commit = held_now[0].offset if held_now else self.end.get(partition)
@@ -141,7 +157,8 @@ class WindowGate:
     def forget(self, partitions: Iterable[Hashable], keys: Iterable[bytes]) -> None:
         """Drop what belongs to partitions this worker no longer owns (uncommitted: their new owner re-reads)."""
         for p in partitions:
-            for table in (self.held, self.end, self.late, self.decided, self.last_added, self.waiting_since):
+            tables = (self.held, self.held_rows, self.end, self.late, self.decided, self.last_added, self.waiting_since)
+            for table in tables:
                 table.pop(p, None)
         for key in keys:
             self.released.pop(key, None)

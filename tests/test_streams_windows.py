@@ -68,6 +68,21 @@ def test_a_backlog_still_being_written_is_released_once_the_partition_goes_quiet
     assert first == 30 and {r[2] for r in released[first].rows} == {HOUR}
 
 
+def test_a_catch_up_that_holds_too_many_records_releases_its_due_windows_early():
+    gate = WindowGate(0, quiet_ms=3000, max_wait_ms=60_000, max_held_rows=10)
+    gate.add("p0", 0, rows(b"st-1", HOUR, 6), now=10 * HOUR)  # long due, the partition still being written
+    gate.add("p0", 1, rows(b"st-1", 11 * HOUR, 3), now=10 * HOUR)  # a future hour
+    assert gate.take("p0", 10 * HOUR, caught_up=False).rows == []
+    gate.add("p0", 2, rows(b"st-2", HOUR, 4), now=10 * HOUR)  # 13 held: over the limit
+    early = gate.take("p0", 10 * HOUR, caught_up=False)
+    # Only what is due goes; the future hour stays held and keeps the commit at its offset.
+    assert len(early.rows) == 10 and {r[2] for r in early.rows} == {HOUR}
+    assert early.commit == 1 and gate.held_rows["p0"] == 3
+    # The rest of an hour released early is late, never a second aggregate.
+    gate.add("p0", 3, rows(b"st-1", HOUR, 1), now=10 * HOUR)
+    assert len(gate.take("p0", 10 * HOUR, caught_up=False).late) == 1
+
+
 def test_a_session_arriving_after_its_window_was_released_is_late_and_kept_apart():
     gate = WindowGate(0, quiet_ms=0)
     gate.add("p0", 0, rows(b"st-1", HOUR, 5), now=HOUR)
