@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,7 +23,8 @@ from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.simulators.beijing import utc_from_local
-from adapters.simulators.charging_sessions import PATH
+from adapters.simulators.charging import ChargingNetwork
+from adapters.simulators.charging_sessions import PATH, SessionLog
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
 
@@ -279,6 +281,20 @@ async def test_sessions_match_the_charging_feed_and_are_plausible(client: TestCl
         assert set(taken.tolist()) <= {0, 2, 3}, "plugged in (2) or charging (3); 0 when the station is offline"
         after = network.statuses(end_s)[by_end[end_s]]
         assert set(after.tolist()) <= {0, 1, 4, 255}
+
+
+def test_a_day_of_sessions_has_realistic_lengths() -> None:
+    # Fast charging clusters around half an hour to an hour; public AC runs a few hours, rarely overnight.
+    start = utc_from_local(2026, 11, 24, 0, 0)
+    log = SessionLog(ChargingNetwork(seed=7, connectors=2000, start_s=start))
+    log.advance_to(start + 86_400)
+    connectors, charging_s = log.finished.columns()[0], log.finished.columns()[3]
+    minutes = charging_s / 60.0
+    dc = log.network.is_dc[connectors]
+    fast, slow = minutes[dc], minutes[~dc]
+    assert len(fast) > 5000 and len(slow) > 500
+    assert 30 <= float(np.median(fast)) <= 45 and float((fast < 20).mean()) < 0.2
+    assert 150 <= float(np.median(slow)) <= 260 and float((slow > 8 * 60).mean()) < 0.08
 
 
 async def test_faults_reach_the_cdrs_endpoint(client: TestClient) -> None:

@@ -5,7 +5,8 @@ not charging, 3 charging, 4 reserved, 255 faulted). Every connector runs this st
 one-minute simulated steps:
 
     available --(a car arrives: rate follows the hour's demand)--> plugged (preparing) --> charging
-    charging --(session ends: ~40 min DC, ~4 h AC)--> plugged (finished, car not yet moved) or available
+    charging --(after its drawn length: ~40 min DC, ~4 h AC)--> plugged (finished, car not yet moved)
+        or available
     plugged (finished) --> available;  available --> reserved --> plugged or available
     any --(rare)--> faulted --(repair, hours)--> available
 and a whole station can lose its uplink for a while (all its connectors report offline).
@@ -42,9 +43,13 @@ OPERATOR_SHARE = (0.28, 0.22, 0.14, 0.1, 0.08, 0.08, 0.05, 0.05)
 FAULT_CODES = ("E01", "E07", "E12", "E21", "E33", "E45")
 COORD_TYPES = ("gcj02", "bd09", "wgs84")
 
-# Arrivals per connector-hour at full demand, and mean session minutes, by connector type.
+# Arrivals per connector-hour at full demand, and session lengths by connector type: log-normal, drawn when
+# charging starts (median and spread of the log). A fixed chance to end each minute would make a third of
+# fast-charger sessions shorter than 20 min and one AC session in eight longer than 8 h; real fast charging
+# clusters around half an hour to an hour and public AC around a few hours. Means: DC ~40 min, AC ~3.9 h.
 ARRIVALS_PER_HOUR = {"dc": 0.9, "ac": 0.25}
-SESSION_MIN = {"dc": 40.0, "ac": 240.0}
+SESSION_MEDIAN_MIN = {"dc": 35.0, "ac": 200.0}
+SESSION_SIGMA = {"dc": 0.5, "ac": 0.55}
 
 # Charging demand through the day (share of the peak arrival rate): DC follows taxis and ride-hailing
 # (midday and evening peaks, a night top-up), AC follows people parking at work and at home.
@@ -63,7 +68,7 @@ DEMAND: dict[DayType, dict[str, profiles.Curve]] = {
     },
 }
 
-_S_SIZE, _S_OPER, _S_DC, _S_POWER, _S_INIT, _S_STEP, _S_STN, _S_CRS, _S_FCODE = range(500, 509)
+_S_SIZE, _S_OPER, _S_DC, _S_POWER, _S_INIT, _S_STEP, _S_STN, _S_CRS, _S_FCODE, _S_LEN = range(500, 510)
 
 
 class ChargingNetwork:
@@ -145,6 +150,11 @@ class ChargingNetwork:
         cid = np.arange(self.size)
         u = rnd.uniform(self.seed, _S_INIT, cid)
         self.state = np.where(u < 0.02, FAULTED, np.where(u < 0.25, CHARGING, AVAILABLE)).astype(np.int64)
+        # Sessions already under way at the start are somewhere inside their length.
+        lengths = self._session_steps(cid, self._start_step)
+        elapsed = np.floor(rnd.uniform(self.seed, _S_INIT + 50, cid) * lengths).astype(np.int64)
+        self.charge_since = self._start_step - elapsed  # step at which each connector's session began
+        self.charge_until = self.charge_since + lengths
         self.station_down = np.zeros(self.station_count, dtype=bool)
         self.changes = np.zeros(self.station_count, dtype=np.int64)
         self.changed_step = np.full(self.station_count, self._start_step, dtype=np.int64)
@@ -163,7 +173,6 @@ class ChargingNetwork:
             float(profiles.curve_at(DEMAND[kind_of_day]["ac"], hour)) * ARRIVALS_PER_HOUR["ac"],
         )
         p_arrive = demand * STEP_S / 3600.0
-        p_end = STEP_S / 60.0 / np.where(self.is_dc, SESSION_MIN["dc"], SESSION_MIN["ac"])
         u = rnd.uniform(seed, _S_STEP, cid, k)
         v = rnd.uniform(seed, _S_STEP + 50, cid, k)
         s = self.state
@@ -173,7 +182,7 @@ class ChargingNetwork:
         new[(s == AVAILABLE) & (u >= p_arrive) & (u < p_arrive * 1.05)] = RESERVED
         new[(s == PREPARING) & (u < 0.7)] = CHARGING
         new[(s == PREPARING) & (u > 0.98)] = AVAILABLE  # plugged, then gave up
-        ending = (s == CHARGING) & (u < p_end)
+        ending = (s == CHARGING) & (k >= self.charge_until)
         new[ending & (v < 0.3)] = FINISHING
         new[ending & (v >= 0.3)] = AVAILABLE
         new[(s == FINISHING) & (u < STEP_S / 1200.0)] = AVAILABLE
@@ -192,9 +201,21 @@ class ChargingNetwork:
         moved = changed > 0
         self.changes += changed.astype(np.int64)
         self.changed_step[moved] = k
+        starting = (new == CHARGING) & (s != CHARGING)
+        if starting.any():
+            self.charge_since[starting] = k
+            self.charge_until[starting] = k + self._session_steps(cid[starting], k)
         self.state = new
         self.station_down = down
         self.step_index = k
+
+    def _session_steps(self, cid: IntArray, k: int) -> IntArray:
+        """Drawn session lengths in steps (at least one) of connectors ``cid`` starting to charge at step ``k``."""
+        dc = self.is_dc[cid]
+        median = np.where(dc, SESSION_MEDIAN_MIN["dc"], SESSION_MEDIAN_MIN["ac"])
+        sigma = np.where(dc, SESSION_SIGMA["dc"], SESSION_SIGMA["ac"])
+        minutes = median * np.exp(sigma * rnd.normal(self.seed, _S_LEN, cid, k))
+        return np.maximum(1, np.round(minutes * 60.0 / STEP_S)).astype(np.int64)
 
     def advance_to(self, t_s: int) -> None:
         target = t_s // STEP_S

@@ -33,7 +33,6 @@ from adapters.simulators.charging import (
     FINISHING,
     OPERATORS,
     PREPARING,
-    SESSION_MIN,
     STEP_S,
     ChargingNetwork,
 )
@@ -134,9 +133,7 @@ class SessionLog:
         cid = np.arange(net.size)
         first = net.step_index
         charging = net.state == CHARGING
-        mean_min = np.where(net.is_dc, SESSION_MIN["dc"], SESSION_MIN["ac"])
-        u = rnd.uniform(self.seed, _S_ELAPSED, cid)
-        elapsed = np.minimum(np.floor(-np.log1p(-u) * mean_min), 12 * 60).astype(np.int64)
+        elapsed = np.where(charging, first - net.charge_since, 0)  # the network drew where each one is
         prep = np.floor(rnd.uniform(self.seed, _S_PREP, cid) * 3).astype(np.int64)
         self._plug_step = np.where(charging, first - elapsed - prep, 0)
         self._charge_start_step = np.where(charging, first - elapsed, 0)
