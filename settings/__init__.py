@@ -31,6 +31,10 @@ class Settings:
     kafka_bootstrap_override: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP", ""))
     redis_url_override: str = field(default_factory=lambda: _env("REDIS_URL", ""))
     simulator_url_override: str = field(default_factory=lambda: _env("SIMULATOR_URL", ""))
+    # OCPI credentials: the token we present when pulling from a charge point operator (and that the
+    # simulator then asks for), and the token an operator must present when pushing to us. Empty: none.
+    ocpi_token: str = field(default_factory=lambda: _env("OCPI_TOKEN", ""), repr=False)
+    ocpi_push_token: str = field(default_factory=lambda: _env("OCPI_PUSH_TOKEN", ""), repr=False)
 
     @property
     def kafka_bootstrap(self) -> str:

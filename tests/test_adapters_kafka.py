@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from adapters.formats.ocpi_auth import authorization_header
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.runtime.push import BASE_PATH, PushReceiver
@@ -169,21 +170,30 @@ async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, uniqu
     start = await _end_offsets(kafka_bootstrap, topics)
     sink = KafkaSink(kafka_bootstrap)
     await sink.start()
-    receiver = PushReceiver(name=name, sink=sink)
+    receiver = PushReceiver(name=name, sink=sink, token="cpo-secret")
     await receiver.start("127.0.0.1", 0)
     base = f"http://127.0.0.1:{receiver.port}{BASE_PATH}/BE/BEC"
     try:
         async with aiohttp.ClientSession() as session:
 
-            async def send(method: str, path: str, body: bytes) -> tuple[int, dict]:
-                async with session.request(method, base + path, data=body) as response:
+            async def send(
+                method: str, path: str, body: bytes, auth: str | None = authorization_header("cpo-secret")
+            ) -> tuple[int, dict]:
+                headers = {"Authorization": auth} if auth else {}
+                async with session.request(method, base + path, data=body, headers=headers) as response:
                     return response.status, await response.json()
 
+            # Strangers are refused before anything is parsed, and their bodies are not dead letters.
+            assert (await send("PUT", "/LOC1", location, auth=None))[0] == 401
+            status, reply = await send("PUT", "/LOC1", location, auth=authorization_header("guess"))
+            assert (status, reply["status_code"]) == (401, 2000)
+            assert receiver.stats.errors == 2 and receiver.stats.records == 0
             assert (await send("PATCH", "/LOC1/3256", patch_status))[1]["status_code"] == 2003  # not known yet
             for _ in range(2):  # the repeated PUT changes nothing and is skipped
                 status, reply = await send("PUT", "/LOC1", location)
                 assert (status, reply["status_code"]) == (200, 1000)
-            status, reply = await send("PATCH", "/LOC1/3256", patch_status)
+            # An operator still on OCPI 2.1.1 sends the token plain: accepted too.
+            status, reply = await send("PATCH", "/LOC1/3256", patch_status, auth="Token cpo-secret")
             assert (status, reply["status_code"]) == (200, 1000)
             status, reply = await send("PUT", "/LOC1/9999", put_evse)
             assert status == 200

@@ -17,11 +17,14 @@ import pytest
 from aiohttp import web
 
 from adapters.runtime.kafka_sink import KafkaSink
+from adapters.runtime.poller import PollError
 from adapters.runtime.polling_adapter import PollingAdapter
+from adapters.runtime.sources import SOURCES
 from adapters.simulators.charging_sessions import PATH
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
 from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
+from settings import Settings
 from streams.topics_admin import ensure_topics
 
 from .test_adapters_kafka import _end_offsets, _read_from
@@ -29,6 +32,7 @@ from .test_adapters_kafka import _end_offsets, _read_from
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
 FEED = "charging_sessions"
+TOKEN = "emsp-credentials-token"
 PAGE = 12
 
 
@@ -59,7 +63,7 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
         7, start_ms=int(time.time() * 1000), buses=20, lots=20, connectors=300, monotonic=lambda: ticks[0]
     )
     tap = Tap()
-    app = build_app(city)
+    app = build_app(city, ocpi_token=TOKEN)  # the operator asks for credentials, as real ones do
     app.middlewares.append(tap.middleware)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -71,6 +75,19 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
     await sink.start()
     try:
         async with aiohttp.ClientSession() as session:
+            stranger = PollingAdapter(
+                name=name,
+                format_name="ocpi-cdrs",
+                url=f"{base}{PATH}?limit={PAGE}",
+                interval_s=60,
+                timeout_s=10,
+                session=session,
+                sink=sink,
+            )
+            with pytest.raises(PollError, match="credentials were refused"):
+                await stranger.poll_once()
+            assert stranger.stats.errors == 1 and stranger.stats.records == 0
+            tap.served.clear()
             adapter = PollingAdapter(
                 name=name,
                 format_name="ocpi-cdrs",
@@ -79,6 +96,7 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
                 timeout_s=10,
                 session=session,
                 sink=sink,
+                headers=SOURCES["sh-charging-sessions"].request_headers(Settings(ocpi_token=TOKEN)),
             )
             await adapter.poll_once()
             first_pages = len(tap.served)

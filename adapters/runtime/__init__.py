@@ -99,7 +99,9 @@ class AdapterRuntime:
                 for name in names:
                     stats = self.stats[name]
                     if name in PUSH_SOURCES:
-                        receiver = PushReceiver(name=name, sink=self.sink, stats=stats)
+                        receiver = PushReceiver(
+                            name=name, sink=self.sink, stats=stats, token=self.settings.ocpi_push_token
+                        )
                         self.push_receivers.append(receiver)
                         await receiver.start("0.0.0.0", push_port)
                         continue
@@ -114,6 +116,7 @@ class AdapterRuntime:
                         sink=self.sink,
                         options=dict(config.options),
                         stats=stats,
+                        headers=config.request_headers(self.settings),
                     )
                     pollers.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
                 tasks += pollers

@@ -22,9 +22,12 @@ class Fetched:
 
 
 class HttpPoller:
-    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout_s: float) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, *, timeout_s: float, headers: dict[str, str] | None = None
+    ) -> None:
         self.session = session
         self.url = url
+        self.headers = headers or {}  # sent with every request (credentials)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.validators = Validators()
 
@@ -33,11 +36,13 @@ class HttpPoller:
         validators belong to the poller's URL only."""
         conditional = url is None
         target = self.url if url is None else url
-        headers = self.validators.request_headers() if conditional else {}
+        headers = {**self.headers, **(self.validators.request_headers() if conditional else {})}
         try:
             async with self.session.get(target, headers=headers, timeout=self.timeout) as response:
                 if response.status == 304:
                     return Fetched(body=None, status=304)
+                if response.status in (401, 403):
+                    raise PollError(f"HTTP {response.status} from {target}: the credentials were refused")
                 if response.status >= 400:
                     raise PollError(f"HTTP {response.status} from {target}")
                 body = await response.read()

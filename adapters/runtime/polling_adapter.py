@@ -49,6 +49,7 @@ class PollingAdapter:
         stats: SourceStats | None = None,
         backoff: Backoff | None = None,
         window: QueryWindow | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         spec = get_format(format_name)
@@ -57,7 +58,7 @@ class PollingAdapter:
         self.cursor_ms: int | None = None  # newest observed_at ingested (query-window sources)
         self.options = options or {}
         self.interval_s = interval_s
-        self.poller = HttpPoller(session, url, timeout_s=timeout_s)
+        self.poller = HttpPoller(session, url, timeout_s=timeout_s, headers=headers)
         self.stats = stats or SourceStats(source=name)
         self.ingestor = Ingestor(sink, self.stats, ChangeFilter())
         self.backoff = backoff or Backoff(base_s=min(1.0, interval_s), cap_s=max(60.0, interval_s))

@@ -6,6 +6,7 @@ a rejected one goes to the DLQ with the request body and the reason, and the sen
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from adapters.formats.common import ItemError, load_json
+from adapters.formats.ocpi_auth import token_accepted
 from adapters.formats.ocpi_locations import FEED, location_record
 from adapters.formats.ocpi_push import PushTarget, UnknownObject, apply_push
 from adapters.formats.result import ParseResult
@@ -22,6 +24,7 @@ from .kafka_sink import KafkaSink
 from .stats import SourceStats
 
 BASE_PATH = "/ocpi/2.2.1/locations"
+log = logging.getLogger(__name__)
 
 
 def _ocpi_reply(http_status: int, status_code: int, message: str) -> web.Response:
@@ -34,8 +37,12 @@ def _ocpi_reply(http_status: int, status_code: int, message: str) -> web.Respons
 
 
 class PushReceiver:
-    def __init__(self, *, name: str, sink: KafkaSink, stats: SourceStats | None = None) -> None:
+    def __init__(self, *, name: str, sink: KafkaSink, stats: SourceStats | None = None, token: str = "") -> None:
         self.name = name
+        # The credentials token operators must present; empty accepts anyone (a development set-up only).
+        self.token = token
+        if not token:
+            log.warning("push source %s: SHFEEDS_OCPI_PUSH_TOKEN is not set: pushes are not authenticated", name)
         self.stats = stats or SourceStats(source=name)
         self.ingestor = Ingestor(sink, self.stats)
         self.locations: dict[str, dict[str, Any]] = {}
@@ -64,6 +71,13 @@ class PushReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         info = request.match_info
+        if self.token and not token_accepted(request.headers.get("Authorization"), self.token):
+            # Not an upstream record but a stranger: refused, counted, and kept out of the dead letters.
+            self.stats.errors += 1
+            self.stats.last_error = f"{request.method} {request.path}: missing or wrong credentials token"
+            log.warning("push source %s: refused %s %s from %s: bad credentials", self.name, request.method,
+                        request.path, request.remote)  # fmt: skip
+            return _ocpi_reply(401, 2000, "Unauthorized: missing or unknown credentials token")
         target = PushTarget(info["cc"], info["party"], info["loc"], info.get("evse"), info.get("conn"))
         body = await request.read()
         self.stats.polls += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.formats.ocpi_auth import authorization_header
 from settings import Settings
 
 
@@ -18,6 +19,12 @@ class SourceConfig:
     timeout_s: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)  # passed to the parser
     url: str | None = None  # overrides simulator_url + path
+    ocpi: bool = False  # an OCPI endpoint: requests present the settings' OCPI token
+
+    def request_headers(self, settings: Settings) -> dict[str, str]:
+        if self.ocpi and settings.ocpi_token:
+            return {"Authorization": authorization_header(settings.ocpi_token)}
+        return {}
 
     def resolved_url(self, settings: Settings) -> str:
         return self.url or settings.simulator_url.rstrip("/") + self.path
@@ -45,6 +52,7 @@ SOURCES: dict[str, SourceConfig] = {
             "charging_sessions",
             "/ocpi/2.2.1/cdrs?limit=500",
             interval_s=60.0,
+            ocpi=True,
         ),
     )
 }

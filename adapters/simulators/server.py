@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from adapters.formats.ocpi_auth import token_accepted
 from adapters.simulators import charging_sessions as cdrs
 from adapters.simulators.beijing import format_local
 from adapters.simulators.city import SimulatedCity
@@ -87,8 +88,11 @@ def _parse_http_date(text: str) -> int | None:
 class FeedServer:
     """Per-feed fault switches, response caching and validators for one ``SimulatedCity``."""
 
-    def __init__(self, city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None) -> None:
+    def __init__(
+        self, city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None, ocpi_token: str = ""
+    ) -> None:
         self.city = city
+        self.ocpi_token = ocpi_token  # asked of OCPI requests, as a real operator would; empty: not asked
         self.states = {name: FeedState(feed=feed) for name, feed in city.feeds.items()}
         self.by_path = {state.feed.path: state for state in self.states.values()}
         self.sessions = cdrs.SessionLog(city.charging)
@@ -171,6 +175,13 @@ class FeedServer:
         """OCPI 2.2.1 ``GET /cdrs``: one page of finished sessions, with OCPI paging headers."""
         state = self.sessions_state
         state.count("requests")
+        if self.ocpi_token and not token_accepted(request.headers.get("Authorization"), self.ocpi_token):
+            state.count("unauthorized")
+            return web.Response(
+                status=401,
+                body=cdrs.ocpi_body(self.city.now_s(), status_code=2000, message="Unauthorized"),
+                content_type="application/json",
+            )
         fault = state.fault
         if fault is not None and fault.kind == "stall":
             await self._stall(state, fault)
@@ -251,9 +262,12 @@ def _error(message: str) -> web.Response:
 SERVER_KEY: web.AppKey[FeedServer] = web.AppKey("feed_server", FeedServer)
 
 
-def build_app(city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None) -> web.Application:
-    """An aiohttp application serving ``city``'s feeds; ``faults`` maps feed names to initial faults."""
-    server = FeedServer(city, faults)
+def build_app(
+    city: SimulatedCity, faults: Mapping[str, FaultSpec] | None = None, ocpi_token: str = ""
+) -> web.Application:
+    """An aiohttp application serving ``city``'s feeds; ``faults`` maps feed names to initial faults;
+    ``ocpi_token``, when given, is required of OCPI requests."""
+    server = FeedServer(city, faults, ocpi_token)
     app = web.Application()
     app[SERVER_KEY] = server
     for state in server.states.values():
@@ -277,9 +291,10 @@ async def serve(
     started: asyncio.Event | None = None,
 ) -> None:
     """Serve ``city`` on ``port`` (default: the settings' simulator port) until cancelled."""
+    settings = settings or Settings()
     if port is None:
-        port = (settings or Settings()).simulator_port
-    runner = web.AppRunner(build_app(city, faults), access_log=None)
+        port = settings.simulator_port
+    runner = web.AppRunner(build_app(city, faults, settings.ocpi_token), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
