@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -17,12 +18,14 @@ from typing import Any
 
 import aiohttp
 
+from schemas import raw_topic
 from settings import Settings
 
 from .kafka_sink import KafkaSink, SinkStats
 from .metrics import MetricsServer, RuntimeCollector
 from .polling_adapter import PollingAdapter
 from .push import PushReceiver
+from .resume import newest_ingested
 from .sources import PUSH_SOURCES, SOURCES, SourceConfig, get_source
 from .stats import SourceStats
 
@@ -117,6 +120,7 @@ class AdapterRuntime:
                         options=dict(config.options),
                         stats=stats,
                         headers=config.request_headers(self.settings),
+                        resume=functools.partial(newest_ingested, self.sink.bootstrap, raw_topic(config.feed), name),
                     )
                     pollers.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
                 tasks += pollers

@@ -10,10 +10,12 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiokafka.errors import KafkaError
 from yarl import URL
 
 from adapters.formats import QueryWindow, get_format
@@ -50,12 +52,15 @@ class PollingAdapter:
         backoff: Backoff | None = None,
         window: QueryWindow | None = None,
         headers: dict[str, str] | None = None,
+        resume: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         self.name = name
         spec = get_format(format_name)
         self.parse = spec.parse
         self.window = window or spec.window
         self.cursor_ms: int | None = None  # newest observed_at ingested (query-window sources)
+        # Where a query-window source left off before this process (see resume.py); asked before its first poll.
+        self.resume = resume if self.window is not None else None
         self.options = options or {}
         self.interval_s = interval_s
         self.poller = HttpPoller(session, url, timeout_s=timeout_s, headers=headers)
@@ -122,7 +127,26 @@ class PollingAdapter:
         # Moved only once every page was read: a poll that failed half-way is asked for again in full.
         self.cursor_ms = newest
 
+    async def resume_cursor(self) -> None:
+        """Take up the cursor where the last run left it; retried until Kafka answers, since polling from
+        the lookback instead could skip what the source published while we were away."""
+        if self.resume is None or self.cursor_ms is not None:
+            return
+        while True:
+            try:
+                self.cursor_ms = await self.resume()
+            except (KafkaError, OSError, TimeoutError) as err:
+                delay = self.backoff.next_delay()
+                log.warning("source %s: cannot read where it left off (%s); next try in %.1f s", self.name, err, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.backoff.reset()
+            if self.cursor_ms is not None:
+                log.info("source %s: resuming from %s", self.name, datetime.fromtimestamp(self.cursor_ms / 1000, UTC))
+            return
+
     async def run_forever(self) -> None:
+        await self.resume_cursor()
         while True:
             started = time.monotonic()
             try:
