@@ -47,19 +47,38 @@ class Supervisor:
         self.children = list(children)
         self.watch_stack = watch_stack
         self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()  # a second signal: stop the components now, without waiting
+        self._stop_asked_at = 0.0
+
+    def _on_signal(self) -> None:
+        # `timeout` signals its child and then the child's whole group, so one stop request can arrive
+        # twice at once: only a signal a second or more into the shutdown means "now".
+        now = time.monotonic()
+        if self._stopping.is_set():
+            if now - self._stop_asked_at >= 1.0 and not self._forced.is_set():
+                log("asked again: killing the components that are still running")
+                self._forced.set()
+            return
+        self._stop_asked_at = now
+        self._stopping.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await self._supervise()
+        finally:
+            # Kept until every component is gone: a signal during shutdown must not kill this process
+            # and leave its components behind.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def _supervise(self) -> None:
         tasks = [asyncio.create_task(self._keep_running(child)) for child in self.children]
         if self.watch_stack:
             tasks.append(asyncio.create_task(self._watch_stack()))
-        try:
-            await self._stopping.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        await self._stopping.wait()
         log("stopping every component...")
         for task in tasks:
             task.cancel()
@@ -94,12 +113,16 @@ class Supervisor:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
+        exited = asyncio.ensure_future(proc.wait())
+        forced = asyncio.ensure_future(self._forced.wait())
         try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
+            await asyncio.wait({exited, forced}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+        if not exited.done():
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+        await exited
 
     async def _watch_stack(self) -> None:
         """Say clearly when Kafka or Redis stops answering, and start it again if its process died."""

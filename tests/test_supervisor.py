@@ -63,3 +63,57 @@ async def test_killed_kafka_is_reported_clearly_and_comes_back(
     assert new.running and new.pid != old_pid
     # The restarted broker kept its data: the service topics are still there.
     await asyncio.to_thread(stack.create_topics, isolated_stack)
+
+
+STUBBORN_RUN = """
+import asyncio, sys
+import settings
+from shfeeds_cli.supervisor import ChildSpec, Supervisor
+child = ChildSpec("stubborn", [sys.executable, "-c", sys.argv[1]])
+asyncio.run(Supervisor(settings.load(), [child], watch_stack=False).run())
+"""
+# A component that ignores SIGTERM (as a wedged one would) and says when it is ready.
+STUBBORN_CHILD = (
+    "import signal, time, os; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', os.getpid(), flush=True); time.sleep(120)"
+)
+
+
+async def _start_run(child_script: str = STUBBORN_CHILD) -> tuple[asyncio.subprocess.Process, int]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STUBBORN_RUN, child_script, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert line, "the supervisor ended before its component started"
+        if "[stubborn] ready" in line:
+            return proc, int(line.split()[-1])
+
+
+async def test_a_second_ctrl_c_stops_a_stuck_component_at_once_and_leaves_nothing_behind() -> None:
+    proc, child_pid = await _start_run()
+    proc.send_signal(signal.SIGINT)
+    await asyncio.sleep(1.5)
+    assert proc.returncode is None, "still waiting for the stuck component, as a first Ctrl-C should"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert time.monotonic() - started < 5, "the second Ctrl-C did not wait out the 10 s grace period"
+    assert proc.returncode == 0
+    text = out.decode()
+    assert "killing the components that are still running" in text and "[run] stopped" in text
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
+
+
+async def test_one_stop_request_delivered_twice_at_once_still_shuts_down_in_order() -> None:
+    # `timeout -s INT` signals the process and then its group: two signals, one request.
+    proc, child_pid = await _start_run("import os, time; print('ready', os.getpid(), flush=True); time.sleep(120)")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0 and "[run] stopped" in text and "asked again" not in text
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
