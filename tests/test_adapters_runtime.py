@@ -113,6 +113,12 @@ def test_an_entity_repeating_itself_is_refreshed_before_its_copy_would_go_stale(
     refresh(True)
     assert seen.claim("bus", repeat(ttl // 2 + 1)) is None  # the refresh is what counts now
     assert seen.claim("bus", repeat(ttl)) is not None
+    # The very same report again is never a refresh, even for content valid no time at all.
+    instant = msgspec.structs.replace(first, id="instant", expires_at=first.observed_at)
+    instant_receipt = seen.claim("bus", instant)
+    assert instant_receipt is not None
+    instant_receipt(True)
+    assert seen.claim("bus", instant) is None
 
 
 async def _serve(handler) -> tuple[web.AppRunner, str]:

@@ -83,7 +83,7 @@ def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.
             mark = fingerprint(record)
             sent = last.get(record.id)
             if sent is None or sent[0] != mark or record.observed_at >= sent[1]:
-                last[record.id] = (mark, (record.observed_at + record.expires_at) // 2)
+                last[record.id] = (mark, record.observed_at + max(1, (record.expires_at - record.observed_at) // 2))
                 values[(record.id, encode_kafka(record))] += 1
         originals.extend(letter.original for letter in result.rejects)
     return values, originals

@@ -62,7 +62,7 @@ class ChangeFilter:
         if latest is not None and latest[1] == mark and record.observed_at < latest[3]:
             return None
         # Half the validity: a repeat after that refreshes the copy well before it could go stale.
-        refresh_at = record.observed_at + max(0, record.expires_at - record.observed_at) // 2
+        refresh_at = record.observed_at + max(1, (record.expires_at - record.observed_at) // 2)
         claimed = (next(self._claims), mark, record.expires_at, refresh_at)
         if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
             self.sweep()
