@@ -88,7 +88,7 @@ class Cleaner:
         """Merge recovered marks (e.g. after a restart), keeping the newest per entity."""
         for entity, mark in marks:
             old = self.marks.get(entity)
-            if old is None or mark.observed_at > old.observed_at:
+            if old is None or (mark.observed_at, mark.expires_at) > (old.observed_at, old.expires_at):
                 self.marks[entity] = mark
 
     def clean(self, records: list[dict[str, Any]], now_ms: int) -> CleanResult:
@@ -112,10 +112,13 @@ class Cleaner:
             prev = self.marks.get(entity)
             if prev is not None:
                 if observed < prev.observed_at or (
-                    observed == prev.observed_at and (seq is None or prev.seq is None or seq <= prev.seq)
+                    observed == prev.observed_at
+                    and (seq is None or prev.seq is None or seq <= prev.seq)
+                    and rec["expires_at"] <= prev.expires_at
                 ):
                     # The same (entity, observed_at) again, or an older update arriving late: the latest
-                    # state must not go backwards.
+                    # state must not go backwards. The same state vouched for by a later poll (its
+                    # expires_at moved on) is a refresh, not a duplicate: it keeps the entity from going stale.
                     result.duplicates += 1
                     continue
                 reason = self._impossible_jump(prev, rec)

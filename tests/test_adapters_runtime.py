@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from adapters.formats import parse_with
+from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime.backoff import Backoff
 from adapters.runtime.change_filter import ChangeFilter
 from adapters.runtime.kafka_sink import KafkaSink
@@ -119,6 +120,27 @@ def test_an_entity_repeating_itself_is_refreshed_before_its_copy_would_go_stale(
     assert instant_receipt is not None
     instant_receipt(True)
     assert seen.claim("bus", instant) is None
+
+
+def test_a_station_unchanged_for_hours_is_refreshed_as_each_poll_vouches_for_it():
+    import msgspec
+
+    # A state feed gives each station's last change time; the response's own time vouches that it still
+    # holds, so every poll moves expires_at while observed_at stays put.
+    example = documented_example("sh-charging")
+    station = parse("sh-charging", example).records[0]
+    ttl = DEFAULT_TTL_MS["charging"]
+    assert station.expires_at > station.observed_at + ttl, "the response's time extends the last change's"
+
+    def polled(after_ms: int):
+        return msgspec.structs.replace(station, expires_at=station.expires_at + after_ms)
+
+    seen = ChangeFilter()
+    receipt = seen.claim("charging", station)
+    assert receipt is not None
+    receipt(True)
+    assert seen.claim("charging", polled(ttl // 2 - 1)) is None
+    assert seen.claim("charging", polled(ttl // 2)) is not None
 
 
 async def _serve(handler) -> tuple[web.AppRunner, str]:

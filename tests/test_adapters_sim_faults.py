@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import settings as settings_mod
 from adapters.formats import get_format
+from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime import AdapterRuntime, KafkaSink
 from adapters.runtime.change_filter import fingerprint
 from adapters.runtime.sources import SOURCES
@@ -67,7 +68,7 @@ class Tap:
 def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.Counter[Any], list[bytes]]:
     """What the runtime must have produced for these bodies: changed records (as Kafka values) and the
     original bytes of every reject. Consecutive identical bodies are one (the adapter skips the repeat).
-    Unchanged content is sent again once the sent copy has used half its validity."""
+    Unchanged content is sent again once it would stay current half a TTL longer than the sent copy."""
     config = SOURCES[source]
     parse = get_format(config.format).parse
     last: dict[str, tuple[bytes, int]] = {}
@@ -82,8 +83,8 @@ def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.
         for record in result.records:
             mark = fingerprint(record)
             sent = last.get(record.id)
-            if sent is None or sent[0] != mark or record.observed_at >= sent[1]:
-                last[record.id] = (mark, record.observed_at + max(1, (record.expires_at - record.observed_at) // 2))
+            if sent is None or sent[0] != mark or record.expires_at >= sent[1]:
+                last[record.id] = (mark, record.expires_at + DEFAULT_TTL_MS[config.feed] // 2)
                 values[(record.id, encode_kafka(record))] += 1
         originals.extend(letter.original for letter in result.rejects)
     return values, originals

@@ -30,6 +30,16 @@ def test_cleaner_drops_duplicates_old_updates_and_impossible_jumps():
     assert "impossible jump" in reasons[3] and "outside Shanghai" in reasons[5]
 
 
+def test_the_same_state_vouched_for_later_is_a_refresh_not_a_duplicate():
+    # A charging station's last change stays at T0 while later polls vouch for it: expires_at moves on.
+    cleaner = Cleaner("bus")
+    first = to_dict(bus("b1", T0, expires_in_ms=120_000))
+    later = to_dict(bus("b1", T0, expires_in_ms=180_000))
+    result = cleaner.clean([first, dict(first), later, dict(later)], T0 + 60_000)
+    assert [r["expires_at"] for r in result.accepted] == [T0 + 120_000, T0 + 180_000]
+    assert result.duplicates == 2 and cleaner.marks["b1"].expires_at == T0 + 180_000
+
+
 def test_cleaner_rejects_clocks_running_ahead():
     result = Cleaner("bus").clean([to_dict(bus("b1", T0 + 3_600_000))], T0)
     assert result.rejected and "future" in result.rejected[0][1]

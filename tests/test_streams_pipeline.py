@@ -131,6 +131,27 @@ async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name
     assert now_ms() >= t0 + 1500
 
 
+async def test_a_refresh_of_the_same_state_keeps_the_entity_from_going_stale(
+    kafka_bootstrap, redis_url, unique_name, topic_prefix
+):
+    # A state whose last change is old but which each poll vouches for again: observed_at stays, expires_at
+    # moves on. Downstream it must count as current until the later expiry, and only then go stale.
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
+    t0 = now_ms()
+    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    raw = config.topic(raw_topic("bus"))
+    async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
+        await produce(kafka_bootstrap, raw, [bus("held-1", t0, expires_in_ms=2000)])
+        await asyncio.sleep(0.8)
+        await produce(kafka_bootstrap, raw, [bus("held-1", t0, expires_in_ms=5000)])
+        async with TopicReader(kafka_bootstrap, [op_topic]) as reader:
+            values = await reader.wait_for(op_topic, 3, timeout_s=20)
+            stale_seen_at = reader.records[op_topic][-1][4] if len(values) >= 3 else None
+    assert [v.get("state") for v in values] == [None, None, "stale"]
+    assert [v["expires_at"] for v in values[:2]] == [t0 + 2000, t0 + 5000]
+    assert stale_seen_at is not None and stale_seen_at >= t0 + 5000
+
+
 async def test_stop_while_a_poll_is_out_loses_nothing(kafka_bootstrap, redis_url, unique_name, topic_prefix):
     # A worker asked to stop while its poll is out gets that batch back after its consumer has closed. It
     # must end cleanly (not fail the worker) and leave the batch uncommitted, so the next owner delivers it.

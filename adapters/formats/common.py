@@ -29,6 +29,14 @@ DEFAULT_TTL_MS: dict[str, int] = {
 }
 
 
+def valid_until(feed: str, observed_ms: int, vouched_ms: int | None = None) -> int:
+    """``expires_at`` of a state record: a TTL after the later of its own time and the time the response
+    vouches for it. A state feed lists every entity on every poll with its *last change* time, so a
+    charging station unchanged for an hour is still current as of the response, not stale; a vehicle's
+    fix has no such voucher (its age is its staleness)."""
+    return max(observed_ms, vouched_ms if vouched_ms is not None else observed_ms) + DEFAULT_TTL_MS[feed]
+
+
 class ItemError(ValueError):
     """An item that cannot become a record; ``str(err)`` is the reason."""
 

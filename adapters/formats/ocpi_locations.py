@@ -11,7 +11,6 @@ from typing import Any
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
     ItemError,
     JsonDict,
     as_number,
@@ -25,6 +24,7 @@ from .common import (
     req_str,
     require_dict,
     require_list,
+    valid_until,
 )
 from .result import ParseResult
 
@@ -97,8 +97,9 @@ def _connectors(evses: list[Any], times: list[int]) -> list[JsonDict]:
     return out
 
 
-def location_record(location: JsonDict, *, source: str) -> Record:
-    """One OCPI Location (possibly merged from pushes) → a validated ChargingStation."""
+def location_record(location: JsonDict, *, source: str, vouched_ms: int | None = None) -> Record:
+    """One OCPI Location (possibly merged from pushes) → a validated ChargingStation; ``vouched_ms`` is the
+    time of the response that listed it (see ``valid_until``)."""
     coordinates = require_dict(location.get("coordinates"), "coordinates")
     lat = as_number(coordinates.get("latitude"), "coordinates.latitude")
     lng = as_number(coordinates.get("longitude"), "coordinates.longitude")
@@ -114,7 +115,7 @@ def location_record(location: JsonDict, *, source: str) -> Record:
             "id": location_key(location),
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": valid_until(FEED, observed, vouched_ms),
             "lng": lng,
             "lat": lat,
             "name": opt_str(location, "name"),
@@ -125,19 +126,30 @@ def location_record(location: JsonDict, *, source: str) -> Record:
     )
 
 
-def _locations(payload: Any) -> tuple[list[Any], bool]:
-    """Accept an OCPI response envelope, a list of Locations, or one Location (→ True)."""
+def _response_time(stamp: Any) -> int | None:
+    # Only ever extends how long the listed states stay current: one that cannot be read is left out
+    # rather than costing the whole response.
+    try:
+        return iso_time_ms(stamp, "timestamp") if stamp is not None else None
+    except ItemError:
+        return None
+
+
+def _locations(payload: Any) -> tuple[list[Any], bool, int | None]:
+    """Accept an OCPI response envelope, a list of Locations, or one Location (→ True); with the envelope's
+    ``timestamp`` when it has one."""
     if isinstance(payload, dict) and "data" in payload and "coordinates" not in payload:
         status = payload.get("status_code", 1000)
         if not isinstance(status, int) or isinstance(status, bool) or not 1000 <= status < 2000:
             message = str(payload.get("status_message") or "")[:200]
             raise ItemError(f"OCPI status_code {status!r} {message}".rstrip())
         data = payload["data"]
-        return (data, False) if isinstance(data, list) else ([data], False)
+        vouched = _response_time(payload.get("timestamp"))
+        return (data, False, vouched) if isinstance(data, list) else ([data], False, vouched)
     if isinstance(payload, list):
-        return payload, False
+        return payload, False, None
     if isinstance(payload, dict):
-        return [payload], True
+        return [payload], True, None
     raise ItemError("the response is neither a Location, a list of Locations nor an OCPI response")
 
 
@@ -145,13 +157,13 @@ def _locations(payload: Any) -> tuple[list[Any], bool]:
 def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
     result = ParseResult()
     try:
-        items, single = _locations(load_json(data))
+        items, single, vouched = _locations(load_json(data))
     except ItemError as err:
         result.reject(data, source=source, feed=FEED, reason=str(err), received_at_ms=received_at_ms)
         return result
     for index, item in enumerate(items):
         try:
-            record = location_record(require_dict(item, f"data[{index}]"), source=source)
+            record = location_record(require_dict(item, f"data[{index}]"), source=source, vouched_ms=vouched)
         except (ItemError, OverflowError) as err:
             result.reject(
                 data if single else item_bytes(item),

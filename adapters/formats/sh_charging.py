@@ -5,7 +5,6 @@ from __future__ import annotations
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
     ItemError,
     JsonDict,
     as_int,
@@ -20,6 +19,7 @@ from .common import (
     require_dict,
     require_list,
     to_wgs84,
+    valid_until,
 )
 from .sh_envelope import envelope_parser, item_time_ms
 
@@ -68,7 +68,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
             "id": station_id,
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": valid_until(FEED, observed, header_ms),
             "lng": lng,
             "lat": lat,
             "name": opt_str(item, "stationName"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
     ItemError,
     JsonDict,
     build,
@@ -15,6 +14,7 @@ from .common import (
     req_num,
     req_str,
     to_wgs84,
+    valid_until,
 )
 from .sh_envelope import envelope_parser, item_time_ms
 
@@ -40,7 +40,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
             "id": lot_id,
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": valid_until(FEED, observed, header_ms),
             "lng": lng,
             "lat": lat,
             "name": opt_str(item, "parkName"),

@@ -6,7 +6,6 @@ from geo.scenic import scenic_areas
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
     ItemError,
     JsonDict,
     build,
@@ -16,6 +15,7 @@ from .common import (
     req_str,
     require_dict,
     require_list,
+    valid_until,
 )
 from .sh_envelope import envelope_parser, item_time_ms
 
@@ -42,7 +42,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
             "id": code,
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": valid_until(FEED, observed, header_ms),
             "lng": area.lng,
             "lat": area.lat,
             "name": opt_str(item, "name") or area.name_zh or area.name_en or None,

@@ -1,8 +1,9 @@
 """Skip records that repeat the entity's last content (only the timestamps or sequence moved).
 
-A repeat is still sent once the copy downstream has used half its validity (``observed_at`` to
-``expires_at``): an entity that keeps reporting the same content (a parked bus, a full car park) is alive,
-and without a fresh copy the stream workers would mark it stale at its expiry.
+A repeat is still sent once it would keep the entity current for half a validity period (the feed's TTL)
+longer than the copy downstream: an entity that keeps reporting the same content (a parked bus, a full car
+park, a charging station whose status has not changed for hours) is alive, and without a fresh copy the
+stream workers would mark it stale at its expiry.
 
 A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
@@ -23,13 +24,15 @@ from collections.abc import Callable
 
 import msgspec
 
+from adapters.formats.common import DEFAULT_TTL_MS
 from schemas import Record, encode_kafka
 
 _UNSET_TIME = 946_684_800_000  # a valid placeholder: fingerprints must ignore event and expiry times
 
 Receipt = Callable[[bool], None]
 _Key = tuple[str, str]
-# (claim number, fingerprint, expires_at, refresh_at): later claims win over earlier ones
+# (claim number, fingerprint, expires_at, refresh_at: the expires_at a repeat needs to be sent); later
+# claims win over earlier ones
 _Mark = tuple[int, bytes, int, int]
 HORIZON_MS = 2 * 86_400_000
 _SWEEP_EVERY = 10_000  # claims between sweeps
@@ -59,10 +62,11 @@ class ChangeFilter:
         mark = fingerprint(record)
         self._newest = max(self._newest, record.observed_at)
         latest = self._pending.get(key) or self._acknowledged.get(key)
-        if latest is not None and latest[1] == mark and record.observed_at < latest[3]:
+        if latest is not None and latest[1] == mark and record.expires_at < latest[3]:
             return None
-        # Half the validity: a repeat after that refreshes the copy well before it could go stale.
-        refresh_at = record.observed_at + max(1, (record.expires_at - record.observed_at) // 2)
+        # Half a validity period on: a repeat that far refreshes the copy well before it could go stale.
+        ttl = DEFAULT_TTL_MS.get(feed, record.expires_at - record.observed_at)
+        refresh_at = record.expires_at + max(1, ttl // 2)
         claimed = (next(self._claims), mark, record.expires_at, refresh_at)
         if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
             self.sweep()
