@@ -93,15 +93,36 @@ _counter = itertools.count()
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``unique_name("topic")`` → a name no other test or run uses (``topic-<test>-<random>``)."""
+def unique_name(request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """``unique_name("topic")`` → a name no other test or run uses (``topic-<test>-<random>``). Redis keys
+    under the names a test made are deleted after it, so a developer's Redis does not fill up run by run."""
     run = uuid.uuid4().hex[:8]
     test = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
+    made: list[str] = []
 
     def make(prefix: str) -> str:
-        return f"{prefix}-{test}-{run}-{os.getpid()}-{next(_counter)}"
+        name = f"{prefix}-{test}-{run}-{os.getpid()}-{next(_counter)}"
+        made.append(name)
+        return name
 
-    return make
+    yield make
+    if made and "redis_url" in request.fixturenames:
+        _delete_redis_keys(request.getfixturevalue("redis_url"), made)
+
+
+def _delete_redis_keys(url: str, prefixes: list[str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        for prefix in prefixes:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                client.delete(*keys[i : i + 500])
+    except redis.RedisError:
+        pass  # a test that stopped Redis on purpose: its keys go with the stack folder
+    finally:
+        client.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
