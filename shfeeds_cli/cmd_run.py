@@ -27,13 +27,14 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=handle)
 
 
-def children(args: argparse.Namespace) -> list[ChildSpec]:
+def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[ChildSpec]:
     specs: list[ChildSpec] = []
     if not args.no_simulator:
         sim = ["simulate", "--seed", str(args.seed), "--time-scale", str(args.time_scale)]
         if args.buses is not None:
             sim += ["--buses", str(args.buses)]
-        specs.append(ChildSpec("simulator", component_argv(*sim)))
+        # The adapters poll it from their first second: they start once it listens.
+        specs.append(ChildSpec("simulator", component_argv(*sim), ready_port=settings.simulator_port))
     specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
     specs.append(ChildSpec("streams", component_argv("streams", "worker")))
     specs.append(ChildSpec("ws-server", component_argv("serve")))
@@ -50,5 +51,5 @@ def handle(args: argparse.Namespace) -> int:
     log(f"WebSocket server: ws://127.0.0.1:{settings.ws_port}/  (map page: http://127.0.0.1:{settings.ws_port}/)")
     log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
     log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")
-    asyncio.run(Supervisor(settings, children(args)).run())
+    asyncio.run(Supervisor(settings, children(args, settings)).run())
     return 0

@@ -24,6 +24,8 @@ from . import stack
 class ChildSpec:
     name: str
     argv: list[str]
+    # A port the child serves that the children after it need: they start once it accepts connections.
+    ready_port: int | None = None
     restarts: int = 0
     started_at: float = 0.0
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
@@ -75,9 +77,15 @@ class Supervisor:
                 loop.remove_signal_handler(sig)
 
     async def _supervise(self) -> None:
-        tasks = [asyncio.create_task(self._keep_running(child)) for child in self.children]
+        tasks: list[asyncio.Task[None]] = []
         if self.watch_stack:
             tasks.append(asyncio.create_task(self._watch_stack()))
+        for child in self.children:
+            if self._stopping.is_set():
+                break
+            tasks.append(asyncio.create_task(self._keep_running(child)))
+            if child.ready_port is not None:
+                await self._wait_ready(child)
         await self._stopping.wait()
         log("stopping every component...")
         for task in tasks:
@@ -106,6 +114,25 @@ class Supervisor:
             child.restarts += 1
             log(f"{child.name} exited with code {code} after {ran_for:.0f} s; restarting in {delay:.1f} s")
             await asyncio.sleep(delay)
+
+    async def _wait_ready(self, child: ChildSpec, timeout_s: float = 60.0) -> None:
+        """Until ``child`` accepts connections on its port (so those who need it do not start with a burst of
+        refused connections), a stop is asked for, or ``timeout_s`` passed (they start anyway and retry)."""
+        assert child.ready_port is not None
+        deadline = time.monotonic() + timeout_s
+        while not self._stopping.is_set():
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", child.ready_port)
+            except OSError:
+                if time.monotonic() >= deadline:
+                    log(f"{child.name} is not answering on port {child.ready_port} yet; starting the rest anyway")
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
 
     async def _terminate(self, child: ChildSpec) -> None:
         proc = child.process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -117,3 +118,38 @@ async def test_one_stop_request_delivered_twice_at_once_still_shuts_down_in_orde
     assert proc.returncode == 0 and "[run] stopped" in text and "asked again" not in text
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)
+
+
+async def test_components_that_need_a_server_start_once_it_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a free port for the slow server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    opened = tmp_path / "opened"
+    server = (
+        "import socket, time; time.sleep(1.5); s = socket.socket(); "
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); open({str(opened)!r}, 'w').write(repr(time.time())); "
+        "time.sleep(60)"
+    )
+    client = "import time; print('client started at', time.time(), flush=True); time.sleep(60)"
+    sup = Supervisor(
+        settings_mod.load(),
+        [
+            ChildSpec("server", [sys.executable, "-c", server], ready_port=port),
+            ChildSpec("client", [sys.executable, "-c", client]),
+        ],
+        watch_stack=False,
+    )
+    task = asyncio.create_task(sup.run())
+    deadline = time.monotonic() + 20
+    out = ""
+    while time.monotonic() < deadline and "client started at" not in out:
+        await asyncio.sleep(0.1)
+        out += capsys.readouterr().out
+    sup._stopping.set()
+    await asyncio.wait_for(task, 20)
+    client_started = float(out.split("client started at", 1)[1].split()[0])
+    assert opened.exists(), "the client started before the server listened"
+    assert float(opened.read_text()) <= client_started
