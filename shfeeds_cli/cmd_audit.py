@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from ws_server.feed_reader import topic_partitions
+    from streams.topics_admin import topic_partitions
 
     tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
     if not tps:

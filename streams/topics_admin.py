@@ -7,6 +7,7 @@ broker default partition count, and repartitioned or changelog topics then disag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 
 class TopicSetupError(RuntimeError):
     """Topics could not be created or an existing topic has the wrong shape."""
+
+
+async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[int]:
+    """The partition numbers of ``topic`` (empty if it does not exist), through the public admin API:
+    a consumer with manual assignment needs them before it can assign."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    if described.get("error_code"):
+        return []
+    return sorted(p["partition"] for p in described.get("partitions", []))
 
 
 def service_topics(feeds: Sequence[str] | None = None, aggregates: bool = True) -> list[str]:

@@ -52,6 +52,17 @@ class Tap:
         return response
 
 
+async def serve_city(city: SimulatedCity, ocpi_token: str = "") -> tuple[web.Application, web.AppRunner, str, Tap]:
+    """The simulator for ``city`` on a free port, with a tap on its CDR responses."""
+    tap = Tap()
+    app = build_app(city, ocpi_token=ocpi_token)
+    app.middlewares.append(tap.middleware)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return app, runner, f"http://127.0.0.1:{runner.addresses[0][1]}", tap
+
+
 async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
     kafka_bootstrap, running_stack, unique_name
 ):
@@ -64,42 +75,33 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
     city = SimulatedCity(
         7, start_ms=int(time.time() * 1000), buses=20, lots=20, connectors=300, monotonic=lambda: ticks[0]
     )
-    tap = Tap()
-    app = build_app(city, ocpi_token=TOKEN)  # the operator asks for credentials, as real ones do
-    app.middlewares.append(tap.middleware)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    # The operator asks for credentials, as real ones do.
+    app, runner, base, tap = await serve_city(city, ocpi_token=TOKEN)
 
     start = await _end_offsets(kafka_bootstrap, topics)
     sink = KafkaSink(kafka_bootstrap)
     await sink.start()
     try:
         async with aiohttp.ClientSession() as session:
-            stranger = PollingAdapter(
-                name=name,
-                format_name="ocpi-cdrs",
-                url=f"{base}{PATH}?limit={PAGE}",
-                interval_s=60,
-                timeout_s=10,
-                session=session,
-                sink=sink,
-            )
+
+            def cdr_adapter(token: str) -> PollingAdapter:
+                return PollingAdapter(
+                    name=name,
+                    format_name="ocpi-cdrs",
+                    url=f"{base}{PATH}?limit={PAGE}",
+                    interval_s=60,
+                    timeout_s=10,
+                    session=session,
+                    sink=sink,
+                    headers=SOURCES["sh-charging-sessions"].request_headers(Settings(ocpi_token=token)),
+                )
+
+            stranger = cdr_adapter("")  # no credentials
             with pytest.raises(PollError, match="credentials were refused"):
                 await stranger.poll_once()
             assert stranger.stats.errors == 1 and stranger.stats.records == 0
             tap.served.clear()
-            adapter = PollingAdapter(
-                name=name,
-                format_name="ocpi-cdrs",
-                url=f"{base}{PATH}?limit={PAGE}",
-                interval_s=60,
-                timeout_s=10,
-                session=session,
-                sink=sink,
-                headers=SOURCES["sh-charging-sessions"].request_headers(Settings(ocpi_token=TOKEN)),
-            )
+            adapter = cdr_adapter(TOKEN)
             await adapter.poll_once()
             first_pages = len(tap.served)
             first_cursor = adapter.cursor_ms
@@ -177,13 +179,8 @@ async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(kafka_bo
     ticks = [0.0]
     start_ms = int(time.time() * 1000) - 4 * 3_600_000
     city = SimulatedCity(7, start_ms=start_ms, buses=20, lots=20, connectors=300, monotonic=lambda: ticks[0])
-    tap = Tap()
-    app = build_app(city)
-    app.middlewares.append(tap.middleware)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}{PATH}?limit=200"
+    app, runner, base, tap = await serve_city(city)
+    url = f"{base}{PATH}?limit=200"
     start = await _end_offsets(kafka_bootstrap, topics)
 
     async def run_once(session: aiohttp.ClientSession, cursor_ms: int | None = None) -> PollingAdapter:

@@ -14,8 +14,9 @@ import time
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from streams.topics_admin import topic_partitions
 
 from .config import Naming
 from .latency import LatencyHistogram
@@ -24,21 +25,6 @@ from .protocol.hub import Hub
 log = logging.getLogger(__name__)
 
 HISTORY_READ_TIMEOUT_S = 20.0
-
-
-async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[int]:
-    """The partition numbers of ``topic`` (empty if it does not exist), through the public admin API:
-    a consumer with manual assignment needs them before it can assign."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-    if described.get("error_code"):
-        return []
-    return sorted(p["partition"] for p in described.get("partitions", []))
 
 
 class FeedUnavailable(RuntimeError):

@@ -10,10 +10,10 @@ record at the cursor comes again and is skipped downstream as a duplicate).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.topics_admin import topic_partitions
 
 TAIL = 200  # records read back per partition: other sources may share the topic
 
@@ -21,7 +21,7 @@ TAIL = 200  # records read back per partition: other sources may share the topic
 async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s: float = 15.0) -> int | None:
     """The newest record timestamp (ms) of ``source`` among the last ``TAIL`` records of each partition of
     ``topic``; None when it has none there. Raises Kafka errors (the caller retries)."""
-    partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic, timeout_s)]
+    partitions = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic, timeout_s)]
     if not partitions:
         return None
     consumer = AIOKafkaConsumer(
@@ -54,17 +54,3 @@ async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s:
         return newest
     finally:
         await consumer.stop()
-
-
-async def _partitions(bootstrap: str, topic: str, timeout_s: float) -> list[int]:
-    """The partition numbers of ``topic``, empty if it does not exist (manual assignment needs them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-    if described.get("error_code"):
-        return []
-    return sorted(p["partition"] for p in described.get("partitions", []))

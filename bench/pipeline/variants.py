@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -113,8 +116,12 @@ def run_faust(args: argparse.Namespace) -> None:
     enricher = Enricher.from_geo()
     cleaner = Cleaner("bus")
     fanout = feed_fanout(engine)
+    # Faust makes a data folder even with in-memory tables: keep it out of the working tree.
+    datadir = tempfile.mkdtemp(prefix="shfeeds-bench-faust-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     app = faust.App(
         args.prefix + "faust",
+        datadir=datadir,
         broker=f"kafka://{args.bootstrap}",
         web_enabled=False,
         topic_partitions=args.partitions,
