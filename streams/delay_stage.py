@@ -170,7 +170,6 @@ class DelayStage(BatchStage):
         second, partial aggregate of that window."""
         key, value, end = row
         group = key.decode(errors="replace")
-        log.warning("%s: a late %s record of %s (window ending %d already released)", self.name, feed, group, end)
         reason = f"late for tier {self.tier}: the window of {group} ending {end} was already released"
         letter = DeadLetter(source="streams", feed=feed, reason=reason, received_at=now, original=value)
         return b"streams", encode_dead_letter(letter), now
@@ -241,9 +240,14 @@ class DelayStage(BatchStage):
             if out:
                 # Keyed by the tier's own ids (station-hours), so they are partitioned anew when sent.
                 rows.setdefault(feed, {})[headers] = {_REHASH: out}
-            for row in got.late:
-                metrics.RECORDS.labels(self.name, feed, "late").inc()
-                late.setdefault(feed, []).append(self._late_letter(feed, row, now))
+            if got.late:
+                # One line per batch: a replayed backlog can hold thousands of late records.
+                metrics.RECORDS.labels(self.name, feed, "late").inc(len(got.late))
+                late_groups = sorted({key.decode(errors="replace") for key, _, _ in got.late})
+                log.warning("%s: %d late %s record(s) of %s: their windows were already released; sent to the "
+                            "dead letters", self.name, len(got.late), feed, ", ".join(late_groups[:5]) +
+                            (f" and {len(late_groups) - 5} more" if len(late_groups) > 5 else ""))  # fmt: skip
+                late.setdefault(feed, []).extend(self._late_letter(feed, row, now) for row in got.late)
             window_marks[(self.tier, feed)] = self.gates[feed].marks(got.rows)
 
         async def deliver() -> None:
