@@ -15,12 +15,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.topics_admin import topic_partitions
 
-TAIL = 200  # records read back per partition: other sources may share the topic
+# Records read back per partition, step by step: the source's newest record is nearly always among the
+# last few, but a busier source sharing the topic can bury it deeper.
+TAILS = (200, 2_000, 20_000)
 
 
 async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s: float = 15.0) -> int | None:
-    """The newest record timestamp (ms) of ``source`` among the last ``TAIL`` records of each partition of
-    ``topic``; None when it has none there. Raises Kafka errors (the caller retries)."""
+    """The newest record timestamp (ms) of ``source`` in ``topic``, looking back at most ``TAILS[-1]``
+    records per partition; None when it has none there. Raises Kafka errors (the caller retries)."""
     partitions = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic, timeout_s)]
     if not partitions:
         return None
@@ -32,25 +34,44 @@ async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
-        remaining: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            first = max(starts[tp], ends[tp] - TAIL)
-            if first < ends[tp]:
-                consumer.seek(tp, first)
-                remaining[tp] = ends[tp]
-        wanted = source.encode()
-        newest: int | None = None
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=int(timeout_s * 1000))
-            if not batch:
-                raise TimeoutError(f"no records from {topic} within {timeout_s} s")
-            for messages in batch.values():
-                for message in messages:
-                    if dict(message.headers).get("source") == wanted and (newest is None or message.timestamp > newest):
-                        newest = message.timestamp
-            for tp in list(remaining):
-                if await consumer.position(tp) >= remaining[tp]:
-                    del remaining[tp]
-        return newest
+        read_from = dict(ends)  # per partition, the offset down to which it was read
+        for tail in TAILS:
+            ranges: dict[TopicPartition, tuple[int, int]] = {}
+            for tp in partitions:
+                first = max(starts[tp], ends[tp] - tail)
+                if first < read_from[tp]:
+                    ranges[tp] = (first, read_from[tp])
+                    read_from[tp] = first
+            if not ranges:
+                return None  # every partition was read to its beginning
+            newest = await _newest_in(consumer, ranges, source.encode(), timeout_s)
+            if newest is not None:
+                return newest
+        return None
     finally:
         await consumer.stop()
+
+
+async def _newest_in(
+    consumer: AIOKafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]], source: bytes, timeout_s: float
+) -> int | None:
+    """The newest timestamp of ``source``'s records in the offset ranges ``[first, stop)`` per partition."""
+    for tp, (first, _) in ranges.items():
+        consumer.seek(tp, first)
+    remaining = {tp: stop for tp, (_, stop) in ranges.items()}
+    newest: int | None = None
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=int(timeout_s * 1000))
+        if not batch:
+            raise TimeoutError(f"no records within {timeout_s} s")
+        for tp, messages in batch.items():
+            stop = remaining.get(tp)
+            for message in messages:
+                if stop is not None and message.offset >= stop:
+                    break
+                if dict(message.headers).get("source") == source and (newest is None or message.timestamp > newest):
+                    newest = message.timestamp
+        for tp in list(remaining):
+            if await consumer.position(tp) >= remaining[tp]:
+                del remaining[tp]
+    return newest
