@@ -18,6 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from schemas.validity import VOUCHED_FEEDS, known_since
+
 from .policy import Window
 
 _encoder = msgspec.msgpack.Encoder()
@@ -83,6 +85,8 @@ class TierFanout:
         self.tier = tier
         self.crs = crs
         self.min_interval_ms = engine.min_interval_ms(feed, tier)
+        # A delayed tier of a state feed counts its delay from when a record's state was last vouched for.
+        self.vouched_delay = feed in VOUCHED_FEEDS and engine.delay_ms(feed, tier) > 0
         # source entity id → (observed_at, stale) of its last release; tuples, as this is touched per record
         self.released: dict[str, tuple[int, bool]] = {}
         # Marks are persisted where a restart needs them: a throttle to keep, or replays to drop (the
@@ -143,6 +147,8 @@ class TierFanout:
         if "policy_version" not in view:
             view["policy_version"] = self.engine.policy_version
         ts = view.get("observed_at") or source.get("observed_at", 0)
+        if self.vouched_delay and "expires_at" in source:
+            ts = max(ts, known_since(self.feed, source))
         state = source.get("state")
         if state is not None:
             view.setdefault("state", state)
@@ -234,6 +240,8 @@ def _rows_of_encoded(
     runs per record and tier, so it does only what those need."""
     out: list[TierRecord] = []
     append = out.append
+    vouched = fanout.vouched_delay
+    feed = fanout.feed
     for i in idx:
         view = views[i]
         if view is None:
@@ -243,5 +251,7 @@ def _rows_of_encoded(
             source = records[i]
             entity = str(entity or source.get("id", ""))
             ts = int(ts or source.get("observed_at", 0))
+        if vouched:
+            ts = max(ts, known_since(feed, records[i]))
         append((entity.encode(), value, ts))
     return out

@@ -10,12 +10,12 @@ import pytest
 from aiohttp import web
 
 from adapters.formats import parse_with
-from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime.backoff import Backoff
 from adapters.runtime.change_filter import ChangeFilter
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.poller import HttpPoller, PollError
 from adapters.runtime.routing import OutMessage
+from schemas.validity import TTL_MS
 
 from .test_adapters_shanghai import documented_example, parse
 
@@ -129,7 +129,7 @@ def test_a_station_unchanged_for_hours_is_refreshed_as_each_poll_vouches_for_it(
     # holds, so every poll moves expires_at while observed_at stays put.
     example = documented_example("sh-charging")
     station = parse("sh-charging", example).records[0]
-    ttl = DEFAULT_TTL_MS["charging"]
+    ttl = TTL_MS["charging"]
     assert station.expires_at > station.observed_at + ttl, "the response's time extends the last change's"
 
     def polled(after_ms: int):

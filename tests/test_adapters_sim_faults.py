@@ -26,13 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import settings as settings_mod
 from adapters.formats import get_format
-from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime import AdapterRuntime, KafkaSink
 from adapters.runtime.change_filter import fingerprint
 from adapters.runtime.sources import SOURCES
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
 from schemas import decode_dead_letter, dlq_topic, encode_kafka, raw_topic
+from schemas.validity import TTL_MS
 from shfeeds_cli import stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
@@ -84,7 +84,7 @@ def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.
             mark = fingerprint(record)
             sent = last.get(record.id)
             if sent is None or sent[0] != mark or record.expires_at >= sent[1]:
-                last[record.id] = (mark, record.expires_at + DEFAULT_TTL_MS[config.feed] // 2)
+                last[record.id] = (mark, record.expires_at + TTL_MS[config.feed] // 2)
                 values[(record.id, encode_kafka(record))] += 1
         originals.extend(letter.original for letter in result.rejects)
     return values, originals

@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from adapters.formats import get_format
-from adapters.formats.common import DEFAULT_TTL_MS
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.simulators.beijing import utc_from_local
@@ -27,6 +26,7 @@ from adapters.simulators.charging import ChargingNetwork
 from adapters.simulators.charging_sessions import PATH, SessionLog
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
+from schemas.validity import TTL_MS
 
 from .adapters_helpers import RECEIVED_AT, parse_any
 
@@ -107,7 +107,7 @@ def test_a_cdr_becomes_a_charging_session() -> None:
     assert first.started_at == ms("2026-11-27T09:12:00+00:00")
     assert first.ended_at == ms("2026-11-27T09:58:30+00:00")
     assert first.observed_at == first.ended_at  # the session's end, not the billing time
-    assert first.expires_at == first.ended_at + DEFAULT_TTL_MS["charging_sessions"]
+    assert first.expires_at == first.ended_at + TTL_MS["charging_sessions"]
     assert first.energy_kwh == 41.7
     assert (first.token_id, first.contract_id) == ("04A1B2C3D4E5F6", "CN-XXC-C00012345")
     assert other.energy_kwh == 12.5 and other.token_id == "A1" and other.contract_id is None

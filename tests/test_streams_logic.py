@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas import TIERS, to_dict
+from schemas.validity import TTL_MS
 from streams.cleaning import Cleaner
 from streams.delay_stage import due_prefix
 from streams.fanout import FeedFanout, TierFanout, decode_value, encode_value
@@ -79,6 +80,31 @@ def test_every_tier_of_a_feed_at_once_matches_each_tier_alone():
         for tier in TIERS:
             assert released[tier].records == alone[tier].release(batch).records
     assert [decode_value(v)["state"] for _, v, _ in released["operator"].records] == ["stale"] * 3
+
+
+def test_a_delayed_tier_counts_its_delay_from_when_a_state_was_last_vouched_for():
+    # A station unchanged since T0 and vouched for an hour later: the operator may know at once, but the
+    # delayed tiers must not learn "still unchanged an hour later" before their delay from that hour.
+    engine = load_engine()
+    vouched = T0 + 3_600_000
+    station = {
+        "id": "SHC-1",
+        "source": "t",
+        "observed_at": T0,
+        "expires_at": vouched + TTL_MS["charging"],
+        "lng": 121.4737,
+        "lat": 31.2304,
+        "public": True,
+        "connectors": [{"id": f"c{i}", "type": "GB_T_DC", "status": "AVAILABLE"} for i in range(4)],
+    }
+    fanout = FeedFanout(engine, "charging", {t: TierFanout(engine, "charging", t, "gcj02") for t in TIERS})
+    released = fanout.release([station])
+    times = {tier: [ts for _, _, ts in release.records] for tier, release in released.items()}
+    assert times["operator"] == [T0] and times["licensed"] == [T0]  # undelayed: their own time
+    assert times["registered"] == [vouched] and times["public"] == [vouched]
+    # A vehicle has no voucher: its delay counts from its fix, as before.
+    bus_fanout = TierFanout(engine, "bus", "public", "gcj02")
+    assert [ts for _, _, ts in bus_fanout.release([to_dict(bus("b1", T0))]).records] == [T0]
 
 
 def test_release_marks_survive_a_restart():

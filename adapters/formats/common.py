@@ -13,28 +13,12 @@ import orjson
 
 from geo import crs as geo_crs  # the transforms live in geo/, one implementation for the project
 from schemas import InvalidRecord, Record, from_dict
+from schemas.validity import TTL_MS as TTL_MS  # re-exported: the formats set expiry with these
+from schemas.validity import valid_until as valid_until
 
 from .result import ParseResult
 
 BEIJING = timezone(timedelta(hours=8))
-
-# How long a record stays current if the source says nothing newer: a few poll intervals per feed.
-DEFAULT_TTL_MS: dict[str, int] = {
-    "bus": 120_000,
-    "metro": 120_000,
-    "parking": 900_000,
-    "charging": 900_000,
-    "scenic": 900_000,
-    "charging_sessions": 86_400_000,
-}
-
-
-def valid_until(feed: str, observed_ms: int, vouched_ms: int | None = None) -> int:
-    """``expires_at`` of a state record: a TTL after the later of its own time and the time the response
-    vouches for it. A state feed lists every entity on every poll with its *last change* time, so a
-    charging station unchanged for an hour is still current as of the response, not stale; a vehicle's
-    fix has no such voucher (its age is its staleness)."""
-    return max(observed_ms, vouched_ms if vouched_ms is not None else observed_ms) + DEFAULT_TTL_MS[feed]
 
 
 class ItemError(ValueError):

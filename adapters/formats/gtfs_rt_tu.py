@@ -15,7 +15,7 @@ from google.transit import gtfs_realtime_pb2
 
 from schemas import Record
 
-from .common import DEFAULT_TTL_MS, ItemError, build, check_in_shanghai, never_raises
+from .common import TTL_MS, ItemError, build, check_in_shanghai, never_raises
 from .gtfs_rt_common import entity_bytes, open_feed
 from .gtfs_static import GtfsStatic, ScheduledStop
 from .result import ParseResult
@@ -148,7 +148,7 @@ def trip_record(
             "id": f"trip:{trip_key}",
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[mode],
+            "expires_at": observed + TTL_MS[mode],
             "lng": lng,
             "lat": lat,
             "mode": mode,

@@ -11,7 +11,7 @@ from google.transit import gtfs_realtime_pb2
 
 from schemas import Record
 
-from .common import DEFAULT_TTL_MS, ItemError, build_present, check_in_shanghai, never_raises
+from .common import TTL_MS, ItemError, build_present, check_in_shanghai, never_raises
 from .gtfs_rt_common import coordinate, entity_bytes, open_feed
 from .gtfs_static import GtfsStatic
 from .result import ParseResult
@@ -56,7 +56,7 @@ def vehicle_record(
         "id": vehicle_id or entity.id,
         "source": source,
         "observed_at": observed,
-        "expires_at": observed + DEFAULT_TTL_MS[mode],
+        "expires_at": observed + TTL_MS[mode],
         "lng": lng,
         "lat": lat,
         "mode": mode,

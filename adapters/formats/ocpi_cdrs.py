@@ -18,7 +18,7 @@ from typing import Any
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
+    TTL_MS,
     ItemError,
     JsonDict,
     as_number,
@@ -85,7 +85,7 @@ def cdr_record(cdr: JsonDict, *, source: str) -> Record:
             "id": cdr_id,
             "source": source,
             "observed_at": ended,
-            "expires_at": ended + DEFAULT_TTL_MS[FEED],
+            "expires_at": ended + TTL_MS[FEED],
             "station_id": req_str(location, "id"),
             # The same "<evse uid>:<connector id>" the ocpi-locations format gives station connectors.
             "connector_id": f"{evse_uid}:{connector}",

@@ -12,7 +12,7 @@ from typing import Any
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
+    TTL_MS,
     ItemError,
     build,
     iso_time_ms,
@@ -59,7 +59,7 @@ def _record(feature: Any, where: str, *, source: str, fallback_ms: int | None) -
             "id": f"{source}:{native_id}",
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": observed + TTL_MS[FEED],
             "lng": lng,
             "lat": lat,
             "name": opt_str(properties, "parkhaus_name"),

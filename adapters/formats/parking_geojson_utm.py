@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
+    TTL_MS,
     ItemError,
     build,
     iso_time_ms,
@@ -51,7 +51,7 @@ def _record(feature: Any, where: str, *, source: str, zone: int) -> Record:
             "id": f"{source}:{req_str(properties, 'park_id')}",
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": observed + TTL_MS[FEED],
             "lng": round(lng, 7),
             "lat": round(lat, 7),
             "name": opt_str(properties, "park_name"),

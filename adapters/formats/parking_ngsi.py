@@ -12,7 +12,7 @@ from typing import Any
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
+    TTL_MS,
     ItemError,
     as_int,
     as_number,
@@ -68,7 +68,7 @@ def _record(raw: Any, where: str, *, source: str) -> Record:
             "id": f"{source}:{entity_id}",
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": observed + TTL_MS[FEED],
             "lng": lng,
             "lat": lat,
             "name": name if isinstance(name, str) and name else None,

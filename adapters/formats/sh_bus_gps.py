@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import Record
 
 from .common import (
-    DEFAULT_TTL_MS,
+    TTL_MS,
     JsonDict,
     build,
     check_in_shanghai,
@@ -51,7 +51,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
             "id": obu_id,
             "source": source,
             "observed_at": observed,
-            "expires_at": observed + DEFAULT_TTL_MS[FEED],
+            "expires_at": observed + TTL_MS[FEED],
             "lng": lng,
             "lat": lat,
             "mode": "bus",

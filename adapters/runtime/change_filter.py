@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from adapters.formats.common import DEFAULT_TTL_MS
 from schemas import Record, encode_kafka
+from schemas.validity import TTL_MS
 
 _UNSET_TIME = 946_684_800_000  # a valid placeholder: fingerprints must ignore event and expiry times
 
@@ -65,7 +65,7 @@ class ChangeFilter:
         if latest is not None and latest[1] == mark and record.expires_at < latest[3]:
             return None
         # Half a validity period on: a repeat that far refreshes the copy well before it could go stale.
-        ttl = DEFAULT_TTL_MS.get(feed, record.expires_at - record.observed_at)
+        ttl = TTL_MS.get(feed, record.expires_at - record.observed_at)
         refresh_at = record.expires_at + max(1, ttl // 2)
         claimed = (next(self._claims), mark, record.expires_at, refresh_at)
         if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
