@@ -40,6 +40,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--url", default=None, help="poll this URL instead of the simulator's")
     run.add_argument("--push-port", type=int, default=None, help="port of the push receiver (push sources)")
     run.add_argument("--interval", type=float, default=None, help="seconds between polls (default: the source's)")
+    run.add_argument("--topic-prefix", default="", help="prepended to every Kafka topic name (default: none)")
     run.add_argument(
         "--metrics-port",
         type=int,
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"shfeeds adapter run: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = AdapterRuntime(settings.load())
+    runtime = AdapterRuntime(settings.load(), topic_prefix=args.topic_prefix)
     run = runtime.run(
         [args.name],
         urls={args.name: args.url} if args.url else None,

@@ -23,6 +23,7 @@ from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
 from streams.topics_admin import ensure_topics
 
 from .adapters_helpers import shared
+from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
 from .test_adapters_shanghai import documented_example
 
 pytestmark = pytest.mark.stack
@@ -71,10 +72,10 @@ def _bus(example_item: dict, obu: str, **change) -> dict:
     return {**example_item, "obuId": obu, **change}
 
 
-async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running_stack, unique_name):
+async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running_stack, unique_name, topic_prefix):
     name = unique_name("src")
     prefix = name[-12:]
-    topics = [raw_topic("bus"), dlq_topic("bus")]
+    topics = [topic_prefix + raw_topic("bus"), topic_prefix + dlq_topic("bus")]
     await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
 
     example = documented_example("sh-bus-gps")
@@ -123,7 +124,7 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
 
     start = await _end_offsets(kafka_bootstrap, topics)
-    sink = KafkaSink(kafka_bootstrap)
+    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
     await sink.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -143,32 +144,32 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
     assert (stats.polls, stats.not_modified, stats.errors) == (5, 1, 1)  # the repeated body is not re-read
     assert stats.records == 4 and stats.skipped == 3
     got = await _read_from(kafka_bootstrap, start, name)
-    raw = got.get(raw_topic("bus"), [])
+    raw = got.get(topic_prefix + raw_topic("bus"), [])
     records: list[Any] = [decode_kafka("bus", m.value) for m in raw]
     assert sorted(r.id for r in records) == sorted(ids)  # each good bus exactly once
     for message, record in zip(raw, records, strict=True):
         assert message.key == record.id.encode() and message.timestamp == record.observed_at
         assert record.source == name and 121.0 < record.lng < 122.0
-    letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic("bus"), [])]
+    letters = [decode_dead_letter(m.value) for m in got.get(topic_prefix + dlq_topic("bus"), [])]
     originals = {letter.original for letter in letters}
     assert len(letters) == 4
     assert json.dumps(garbage_item, separators=(",", ":")).encode() in originals
     assert json.dumps(far_away, separators=(",", ":"), ensure_ascii=False).encode() in originals
     assert b'"not an object"' in originals and garbage_response in originals
     assert all(letter.reason and letter.source == name and letter.feed == "bus" for letter in letters)
-    assert {m.key for m in got[dlq_topic("bus")]} == {name.encode()}
+    assert {m.key for m in got[topic_prefix + dlq_topic("bus")]} == {name.encode()}
 
 
-async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, unique_name):
+async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, unique_name, topic_prefix):
     name = unique_name("ocpi")
-    topics = [raw_topic("charging"), dlq_topic("charging")]
+    topics = [topic_prefix + raw_topic("charging"), topic_prefix + dlq_topic("charging")]
     await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
     location = shared("ocpi", "v2.2.1", "location_example.json").read_bytes()
     patch_status = shared("ocpi", "v2.2.1", "location_patch_example_status.json").read_bytes()
     put_evse = shared("ocpi", "v2.2.1", "location_put_example_add_evse.json").read_bytes()
 
     start = await _end_offsets(kafka_bootstrap, topics)
-    sink = KafkaSink(kafka_bootstrap)
+    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
     await sink.start()
     receiver = PushReceiver(name=name, sink=sink, token="cpo-secret")
     await receiver.start("127.0.0.1", 0)
@@ -205,17 +206,19 @@ async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, uniqu
         await sink.close()
 
     got = await _read_from(kafka_bootstrap, start, name)
-    stations: list[Any] = [decode_kafka("charging", m.value) for m in got.get(raw_topic("charging"), [])]
+    stations: list[Any] = [decode_kafka("charging", m.value) for m in got.get(topic_prefix + raw_topic("charging"), [])]
     # PUT (twice, the second unchanged and skipped), PATCH status, PUT EVSE: three distinct states.
     assert [len(s.connectors) for s in stations] == [3, 3, 4]
     assert [c.status for c in stations[1].connectors if c.id.startswith("3256:")] == ["CHARGING", "CHARGING"]
     assert stations[-1].observed_at == 1561379949000  # 2019-06-24T12:39:09Z from the pushes
-    letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic("charging"), [])]
+    letters = [decode_dead_letter(m.value) for m in got.get(topic_prefix + dlq_topic("charging"), [])]
     assert [letter.original for letter in letters] == [patch_status, b"not json"]
     assert "unknown location" in letters[0].reason and "not valid JSON" in letters[1].reason
 
 
-async def test_run_adapter_polls_until_cancelled_and_reports_figures(kafka_bootstrap, running_stack, unique_name):
+async def test_run_adapter_polls_until_cancelled_and_reports_figures(
+    kafka_bootstrap, running_stack, unique_name, topic_prefix
+):
     import asyncio
 
     from adapters.runtime import AdapterRuntime
@@ -238,8 +241,12 @@ async def test_run_adapter_polls_until_cancelled_and_reports_figures(kafka_boots
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
-    runtime = AdapterRuntime(running_stack)
-    task = asyncio.create_task(runtime.run(["sh-bus"], urls={"sh-bus": url}))
+    # Under a topic prefix, as a second environment on the same Kafka would run.
+    topics = [topic_prefix + raw_topic("bus"), topic_prefix + dlq_topic("bus")]
+    await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
+    start = await _end_offsets(kafka_bootstrap, topics)
+    runtime = AdapterRuntime(running_stack, topic_prefix=topic_prefix)
+    task = asyncio.create_task(runtime.run(["sh-bus"], urls={"sh-bus": url}, create_topics=False))
     try:
         for _ in range(100):
             figures = runtime.figures()
@@ -254,6 +261,8 @@ async def test_run_adapter_polls_until_cancelled_and_reports_figures(kafka_boots
     bus = figures["sources"]["sh-bus"]
     assert bus["polls"] >= 1 and bus["records"] == 1 and bus["last_success_ms"]
     assert figures["kafka"]["delivered"] >= 1 and figures["kafka"]["buffered"] == 0
+    got = await _read_from(kafka_bootstrap, start, "sh-bus")
+    assert [decode_kafka("bus", m.value).id for m in got.get(topic_prefix + raw_topic("bus"), [])] == [obu]
 
 
 async def test_sink_receipts_say_delivered_or_refused_for_good(kafka_bootstrap, running_stack, unique_name):
@@ -278,3 +287,60 @@ async def test_sink_receipts_say_delivered_or_refused_for_good(kafka_bootstrap, 
     assert sorted(outcomes) == [("big", False), ("fine", True)]
     assert sink.stats.undeliverable == 1 and sink.stats.delivered == 1 and sink.stats.buffered == 0
     assert "MessageSizeTooLarge" in (sink.stats.last_error or "")
+
+
+async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap, running_stack, topic_prefix):
+    import asyncio
+    import contextlib
+    import os
+    import sys
+
+    import settings as settings_mod
+    from streams.topics_admin import service_topics, topic_partitions
+
+    example = documented_example("sh-bus-gps")
+    body = json.dumps(example).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/bus/gps.json", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    raw = topic_prefix + raw_topic("bus")
+    env = {**os.environ, "SHFEEDS_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shfeeds_cli.main", "adapter", "run", "sh-bus", "--url", url, "--interval", "0.5",
+        "--topic-prefix", topic_prefix, cwd=settings_mod.PROJECT_ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        got: list[Any] = []
+        for _ in range(120):  # the adapter creates the service's topics under its prefix first
+            partitions = [TopicPartition(raw, p) for p in await topic_partitions(kafka_bootstrap, raw)]
+            if partitions:
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                break
+            await asyncio.sleep(0.25)
+        else:
+            raise AssertionError(f"the adapter did not create {raw}")
+        for _ in range(60):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                got += [decode_kafka("bus", m.value) for m in messages]
+            if got:
+                break
+        topics = await consumer.topics()
+    finally:
+        await consumer.stop()
+        with contextlib.suppress(ProcessLookupError):  # it may have ended on its own: stderr says why
+            proc.terminate()
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        await runner.cleanup()
+    assert got and got[0].source == "sh-bus", stderr.decode()[-2000:]
+    assert {topic_prefix + name for name in service_topics()} <= topics

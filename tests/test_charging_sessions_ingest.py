@@ -29,6 +29,7 @@ from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
 from settings import Settings
 from streams.topics_admin import ensure_topics
 
+from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
 from .test_adapters_kafka import _end_offsets, _read_from
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -64,10 +65,10 @@ async def serve_city(city: SimulatedCity, ocpi_token: str = "") -> tuple[web.App
 
 
 async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
-    kafka_bootstrap, running_stack, unique_name
+    kafka_bootstrap, running_stack, unique_name, topic_prefix
 ):
     name = unique_name("cdrs")
-    topics = [raw_topic(FEED), dlq_topic(FEED)]
+    topics = [topic_prefix + raw_topic(FEED), topic_prefix + dlq_topic(FEED)]
     await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
 
     ticks = [0.0]
@@ -79,7 +80,7 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
     app, runner, base, tap = await serve_city(city, ocpi_token=TOKEN)
 
     start = await _end_offsets(kafka_bootstrap, topics)
-    sink = KafkaSink(kafka_bootstrap)
+    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
     await sink.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -133,7 +134,7 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
     assert len(expected_ids) == len(everything) > 3 * PAGE
 
     got = await _read_from(kafka_bootstrap, start, name)
-    raw = got.get(raw_topic(FEED), [])
+    raw = got.get(topic_prefix + raw_topic(FEED), [])
     records: list[Any] = [decode_kafka(FEED, m.value) for m in raw]
     counts = collections.Counter(r.id for r in records)
     assert set(counts) == expected_ids, (len(set(counts) - expected_ids), len(expected_ids - set(counts)))
@@ -143,7 +144,7 @@ async def test_sessions_arrive_once_across_polls_and_pages_bad_cdrs_in_the_dlq(
         assert message.key == record.id.encode() and message.timestamp == record.observed_at == record.ended_at
         assert record.token_id and record.station_id.startswith("SHC-")
 
-    letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic(FEED), [])]
+    letters = [decode_dead_letter(m.value) for m in got.get(topic_prefix + dlq_topic(FEED), [])]
     served_items = [item for _, body in tap.served for item in orjson.loads(body)["data"]]
     # The simulator's corruptions: not an object, no usable id, or a total that is not a number.
     corrupted = [
@@ -170,11 +171,13 @@ def city_page(app: web.Application, date_from: str, offset: int) -> list[dict[st
     return data
 
 
-async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(kafka_bootstrap, running_stack, unique_name):
+async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(
+    kafka_bootstrap, running_stack, unique_name, topic_prefix
+):
     # Down four hours, longer than the one-hour first-poll lookback: resuming from the lookback would never
     # ask for three of those hours. The restarted adapter resumes from its newest session in Kafka instead.
     name = unique_name("cdr-resume")
-    topics = [raw_topic(FEED), dlq_topic(FEED)]
+    topics = [topic_prefix + raw_topic(FEED), topic_prefix + dlq_topic(FEED)]
     await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
     ticks = [0.0]
     start_ms = int(time.time() * 1000) - 4 * 3_600_000
@@ -184,7 +187,7 @@ async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(kafka_bo
     start = await _end_offsets(kafka_bootstrap, topics)
 
     async def run_once(session: aiohttp.ClientSession, cursor_ms: int | None = None) -> PollingAdapter:
-        sink = KafkaSink(kafka_bootstrap)
+        sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
         await sink.start()
         try:
             adapter = PollingAdapter(
@@ -195,7 +198,7 @@ async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(kafka_bo
                 timeout_s=10,
                 session=session,
                 sink=sink,
-                resume=functools.partial(newest_ingested, kafka_bootstrap, raw_topic(FEED), name),
+                resume=functools.partial(newest_ingested, kafka_bootstrap, topic_prefix + raw_topic(FEED), name),
             )
             adapter.cursor_ms = cursor_ms
             await adapter.resume_cursor()
@@ -228,7 +231,7 @@ async def test_a_restarted_adapter_resumes_where_kafka_says_it_left_off(kafka_bo
             break
         offset += 1000
     got = await _read_from(kafka_bootstrap, start, name)
-    records: list[Any] = [decode_kafka(FEED, m.value) for m in got.get(raw_topic(FEED), [])]
+    records: list[Any] = [decode_kafka(FEED, m.value) for m in got.get(topic_prefix + raw_topic(FEED), [])]
     counts = collections.Counter(r.id for r in records)
     assert set(counts) == {c["id"] for c in everything}, "every session of the four hours arrived"
     # Only sessions around the resumed cursor come twice (dropped downstream as duplicates): the window is

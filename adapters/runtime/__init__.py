@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
-import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +18,7 @@ import aiohttp
 
 from schemas import raw_topic
 from settings import Settings
+from streams.topics_admin import ensure_topics, service_topics
 
 from .kafka_sink import KafkaSink, SinkStats
 from .metrics import MetricsServer, RuntimeCollector
@@ -34,22 +33,16 @@ log = logging.getLogger(__name__)
 DEFAULT_PUSH_PORT = 18090
 
 
-async def ensure_topics_if_available(settings: Settings) -> None:
-    """Create the topics up front through streams' admin helper, when that module is installed."""
-    try:
-        admin = importlib.import_module("streams.topics_admin")
-    except ModuleNotFoundError:
-        log.warning("streams.topics_admin not found: topics must already exist")
-        return
-    outcome = admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
-    if inspect.isawaitable(outcome):
-        await outcome
+async def ensure_service_topics(settings: Settings, topic_prefix: str = "") -> None:
+    """Create the service's topics (under ``topic_prefix``) up front, as the stack does."""
+    names = [topic_prefix + name for name in service_topics()] if topic_prefix else None
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, names)
 
 
 class AdapterRuntime:
-    def __init__(self, settings: Settings, *, sink: KafkaSink | None = None) -> None:
+    def __init__(self, settings: Settings, *, sink: KafkaSink | None = None, topic_prefix: str = "") -> None:
         self.settings = settings
-        self.sink = sink or KafkaSink(settings.kafka_bootstrap)
+        self.sink = sink or KafkaSink(settings.kafka_bootstrap, topic_prefix=topic_prefix)
         self.stats: dict[str, SourceStats] = {}
         self.metrics: MetricsServer | None = None
         self.push_receivers: list[PushReceiver] = []
@@ -63,7 +56,7 @@ class AdapterRuntime:
 
     async def _create_topics(self) -> None:
         try:
-            await ensure_topics_if_available(self.settings)
+            await ensure_service_topics(self.settings, self.sink.topic_prefix)
         except Exception as err:  # Kafka may be down; the sink keeps retrying and says so
             log.error("could not create topics: %s", err)
 
@@ -120,7 +113,9 @@ class AdapterRuntime:
                         options=dict(config.options),
                         stats=stats,
                         headers=config.request_headers(self.settings),
-                        resume=functools.partial(newest_ingested, self.sink.bootstrap, raw_topic(config.feed), name),
+                        resume=functools.partial(
+                            newest_ingested, self.sink.bootstrap, self.sink.topic_prefix + raw_topic(config.feed), name
+                        ),
                     )
                     pollers.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
                 tasks += pollers

@@ -80,8 +80,12 @@ class KafkaSink:
         retry_backoff: Backoff | None = None,
         producer_options: dict[str, Any] | None = None,
         close_timeout_s: float = 10.0,
+        topic_prefix: str = "",
     ) -> None:
         self.bootstrap = bootstrap
+        # Prepended to every topic, like the stream workers' and servers' --topic-prefix: one Kafka can hold
+        # several environments, and tests never write into a running service's topics.
+        self.topic_prefix = topic_prefix
         self.close_timeout_s = close_timeout_s
         self.max_buffered = max_buffered
         self.max_in_flight = max_in_flight
@@ -129,6 +133,8 @@ class KafkaSink:
 
     async def submit(self, message: OutMessage) -> None:
         """Queue one message; waits while the buffer is full (never drops)."""
+        if self.topic_prefix:
+            message = message._replace(topic=self.topic_prefix + message.topic)
         if self.pending >= self.max_buffered:
             await self._wait_until(lambda: self.pending < self.max_buffered)
         self._waiting.append(message)
