@@ -68,6 +68,16 @@ async def _read_from(bootstrap: str, start: dict[TopicPartition, int], source: s
     return out
 
 
+async def _serve_bus(handler: Any) -> tuple[web.AppRunner, str]:
+    """A Shanghai bus endpoint answered by ``handler`` on a free port: its runner and URL."""
+    app = web.Application()
+    app.router.add_get("/bus/gps.json", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+
+
 def _bus(example_item: dict, obu: str, **change) -> dict:
     return {**example_item, "obuId": obu, **change}
 
@@ -116,12 +126,7 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
             return web.Response(status=500)
         return web.Response(body=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/bus/gps.json", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    runner, url = await _serve_bus(handler)
 
     start = await _end_offsets(kafka_bootstrap, topics)
     sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
@@ -235,12 +240,7 @@ async def test_run_adapter_polls_until_cancelled_and_reports_figures(
             else web.Response(status=304)
         )
 
-    app = web.Application()
-    app.router.add_get("/bus/gps.json", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    runner, url = await _serve_bus(handler)
     # Under a topic prefix, as a second environment on the same Kafka would run.
     topics = [topic_prefix + raw_topic("bus"), topic_prefix + dlq_topic("bus")]
     await ensure_topics(kafka_bootstrap, running_stack.topic_partitions, names=topics)
@@ -304,12 +304,7 @@ async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body)
 
-    app = web.Application()
-    app.router.add_get("/bus/gps.json", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    runner, url = await _serve_bus(handler)
     raw = topic_prefix + raw_topic("bus")
     env = {**os.environ, "SHFEEDS_KAFKA_BOOTSTRAP": kafka_bootstrap}
     proc = await asyncio.create_subprocess_exec(
