@@ -35,6 +35,7 @@ from .common import (
     to_wgs84,
 )
 from .items import parse_items
+from .ocpi_envelope import check_status
 from .result import ParseResult
 
 FEED = "charging_sessions"
@@ -45,10 +46,7 @@ def _cdrs(payload: Any) -> list[Any]:
     envelope = require_dict(payload, "the response")
     if "status_code" not in envelope:
         raise ItemError("not an OCPI response: missing status_code")
-    status = envelope["status_code"]
-    if not isinstance(status, int) or isinstance(status, bool) or not 1000 <= status < 2000:
-        message = str(envelope.get("status_message") or "")[:200]
-        raise ItemError(f"OCPI status_code {status!r} {message}".rstrip())
+    check_status(envelope, envelope["status_code"])
     if "data" not in envelope:
         raise ItemError("OCPI response without data")
     return require_list(envelope["data"], "data")

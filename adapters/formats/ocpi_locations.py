@@ -26,6 +26,7 @@ from .common import (
     require_list,
     valid_until,
 )
+from .ocpi_envelope import check_status
 from .result import ParseResult
 
 FEED = "charging"
@@ -139,10 +140,7 @@ def _locations(payload: Any) -> tuple[list[Any], bool, int | None]:
     """Accept an OCPI response envelope, a list of Locations, or one Location (→ True); with the envelope's
     ``timestamp`` when it has one."""
     if isinstance(payload, dict) and "data" in payload and "coordinates" not in payload:
-        status = payload.get("status_code", 1000)
-        if not isinstance(status, int) or isinstance(status, bool) or not 1000 <= status < 2000:
-            message = str(payload.get("status_message") or "")[:200]
-            raise ItemError(f"OCPI status_code {status!r} {message}".rstrip())
+        check_status(payload, payload.get("status_code", 1000))
         data = payload["data"]
         vouched = _response_time(payload.get("timestamp"))
         return (data, False, vouched) if isinstance(data, list) else ([data], False, vouched)

@@ -65,9 +65,9 @@ async def _newest_in(
         if not batch:
             raise TimeoutError(f"no records within {timeout_s} s")
         for tp, messages in batch.items():
-            stop = remaining.get(tp)
+            stop = remaining[tp]  # getmany was asked for these partitions only
             for message in messages:
-                if stop is not None and message.offset >= stop:
+                if message.offset >= stop:
                     break
                 if dict(message.headers).get("source") == source and (newest is None or message.timestamp > newest):
                     newest = message.timestamp
