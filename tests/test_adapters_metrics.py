@@ -90,7 +90,8 @@ async def test_runtime_serves_per_source_figures_and_the_producer_buffer(bus_sou
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(15):  # shutdown with Kafka away is bounded (test_adapters_shutdown.py)
+                await task
     assert content_type.startswith("text/plain")
     assert got[("shfeeds_adapter_polls_total", "sh-bus")] >= 3
     assert got[("shfeeds_adapter_not_modified_total", "sh-bus")] >= 2

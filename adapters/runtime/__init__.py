@@ -8,7 +8,6 @@ sharing one Kafka producer. Per-source figures are in ``AdapterRuntime.stats`` (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Iterable
@@ -20,11 +19,12 @@ from schemas import raw_topic
 from settings import Settings
 from streams.topics_admin import ensure_topics, service_topics
 
-from .kafka_sink import KafkaSink, SinkStats
+from .kafka_sink import STOP_TIMEOUT_S, KafkaSink, SinkStats
 from .metrics import MetricsServer, RuntimeCollector
 from .polling_adapter import PollingAdapter
 from .push import PushReceiver
 from .resume import newest_ingested
+from .shutdown import cancel_within, stop_within
 from .sources import PUSH_SOURCES, SOURCES, SourceConfig, get_source
 from .stats import SourceStats
 
@@ -124,16 +124,13 @@ class AdapterRuntime:
                 else:
                     await asyncio.Event().wait()  # push-only: serve until cancelled
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Every step is bounded, so a runtime cancelled while Kafka is unreachable still ends on time.
+            await cancel_within(tasks, STOP_TIMEOUT_S, "adapter tasks")
             for receiver in self.push_receivers:
-                await receiver.stop()
+                await stop_within(receiver.stop(), STOP_TIMEOUT_S, f"push receiver {receiver.name}")
             await self.sink.close()
             if self.metrics is not None:
-                await self.metrics.stop()
+                await stop_within(self.metrics.stop(), STOP_TIMEOUT_S, "metrics server")
 
 
 async def run_adapter(name: str, settings: Settings, *, url: str | None = None, **kwargs: Any) -> None:

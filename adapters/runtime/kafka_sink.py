@@ -28,12 +28,15 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeEr
 
 from .backoff import Backoff
 from .routing import OutMessage
+from .shutdown import cancel_within, stop_within
 
 log = logging.getLogger(__name__)
 
 # Bigger batches than aiokafka's 16 KiB default: one produce request per round trip carries far more
 # records, which is what bounds throughput (aiokafka keeps one request in flight per broker).
 DEFAULT_PRODUCER_OPTIONS: dict[str, Any] = {"max_batch_size": 512 * 1024, "linger_ms": 20}
+# How long stopping the drain task or a producer may take once the flush is over: past it they are abandoned.
+STOP_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -159,11 +162,9 @@ class KafkaSink:
         if self.pending:
             log.error("kafka sink closing with %d messages not delivered", self.pending)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._stop_producer(timeout_s=2.0)
+            task, self._task = self._task, None
+            await cancel_within([task], STOP_TIMEOUT_S, "kafka sink")
+        await self._stop_producer(timeout_s=STOP_TIMEOUT_S)
 
     # -- the drain task --------------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class KafkaSink:
         if self._producer is not None and _producer_dead(self._producer):
             log.error("kafka producer died; starting a new one (messages in flight are sent again)")
             self.stats.producer_restarts += 1
-            await self._stop_producer(timeout_s=2.0)
+            await self._stop_producer(timeout_s=STOP_TIMEOUT_S)
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
@@ -184,8 +185,7 @@ class KafkaSink:
             try:
                 await producer.start()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), 2.0)
+                await stop_within(producer.stop(), STOP_TIMEOUT_S, "kafka producer")
                 raise
             self._producer = producer
             self.stats.connected = True
@@ -195,9 +195,8 @@ class KafkaSink:
         producer, self._producer = self._producer, None
         self.stats.connected = False
         if producer is not None:
-            # stop() flushes first, which never ends while the broker is away: bound it.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), timeout_s)
+            # stop() flushes first, which never ends while the broker is away: bound it (see shutdown.py).
+            await stop_within(producer.stop(), timeout_s, "kafka producer")
 
     def _settled(self, message: OutMessage, producer: AIOKafkaProducer, future: asyncio.Future[Any]) -> None:
         self._in_flight -= 1

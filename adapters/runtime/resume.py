@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.topics_admin import topic_partitions
 
+from .shutdown import stop_within
+
 # Records read back per partition, step by step: the source's newest record is nearly always among the
 # last few, but a busier source sharing the topic can bury it deeper.
 TAILS = (200, 2_000, 20_000)
@@ -49,7 +51,7 @@ async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s:
                 return newest
         return None
     finally:
-        await consumer.stop()
+        await stop_within(consumer.stop(), timeout_s, "resume consumer")
 
 
 async def _newest_in(
