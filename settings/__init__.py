@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# In the stack folder: how many Kafka brokers `shfeeds stack up` runs there, so every later command agrees.
+BROKERS_FILE = "kafka-brokers"
 
 
 def _env(name: str, default: str) -> str:
@@ -28,6 +30,10 @@ class Settings:
     simulator_port: int = field(default_factory=lambda: int(_env("SIMULATOR_PORT", "18080")))
     ws_port: int = field(default_factory=lambda: int(_env("WS_PORT", "18765")))
     topic_partitions: int = field(default_factory=lambda: int(_env("TOPIC_PARTITIONS", "4")))
+    # Brokers of the local Kafka cluster. 0: as many as `shfeeds stack up --brokers N` last brought up in
+    # this stack folder (1 for a new one). Broker i listens on kafka_port + 2i, its controller on
+    # kafka_controller_port + 2i.
+    kafka_brokers: int = field(default_factory=lambda: int(_env("KAFKA_BROKERS", "0")))
     kafka_bootstrap_override: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP", ""))
     redis_url_override: str = field(default_factory=lambda: _env("REDIS_URL", ""))
     simulator_url_override: str = field(default_factory=lambda: _env("SIMULATOR_URL", ""))
@@ -37,8 +43,31 @@ class Settings:
     ocpi_push_token: str = field(default_factory=lambda: _env("OCPI_PUSH_TOKEN", ""), repr=False)
 
     @property
+    def broker_count(self) -> int:
+        if self.kafka_brokers > 0:
+            return self.kafka_brokers
+        try:
+            return max(1, int((self.stack_dir / BROKERS_FILE).read_text()))
+        except (OSError, ValueError):
+            return 1
+
+    @property
+    def broker_ports(self) -> list[int]:
+        return [self.kafka_port + 2 * i for i in range(self.broker_count)]
+
+    @property
+    def replication_factor(self) -> int:
+        """Copies of every topic: three where the cluster has them, as a real deployment runs."""
+        return min(3, self.broker_count)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Acknowledged writes survive the loss of any one broker once there are three copies."""
+        return 2 if self.replication_factor >= 3 else 1
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_override or f"127.0.0.1:{self.kafka_port}"
+        return self.kafka_bootstrap_override or ",".join(f"127.0.0.1:{port}" for port in self.broker_ports)
 
     @property
     def redis_url(self) -> str:

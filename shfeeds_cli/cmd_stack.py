@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -14,6 +15,13 @@ from . import stack
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
     parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        help="with up: Kafka nodes to run (3: replication factor 3, min.insync.replicas 2, as in production); "
+        "remembered in the stack folder. Default: as last brought up, else 1",
+    )
     parser.set_defaults(func=handle)
     topics: argparse.ArgumentParser = sub.add_parser("topics", help="create every service topic up front")
     topics.add_argument("action", choices=("create",))
@@ -33,6 +41,8 @@ def handle_topics(args: argparse.Namespace) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
+    if args.brokers:
+        settings = dataclasses.replace(settings, kafka_brokers=args.brokers)
     try:
         if args.action == "up":
             stack.up(settings)

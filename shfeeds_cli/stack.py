@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from settings import PROJECT_ROOT, Settings
+from settings import BROKERS_FILE, PROJECT_ROOT, Settings
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_POM = PROJECT_ROOT / "scripts" / "kafka-pom.xml"
@@ -78,11 +78,17 @@ def _read_pid(pid_file: Path) -> int | None:
 
 
 class KafkaService:
-    name = "kafka"
+    """One Kafka node (broker and controller). A stack runs ``settings.broker_count`` of them: node 1 in
+    ``kafka/``, node N in ``kafka-N/``; with three, every topic has three copies and writes need two."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, index: int = 0) -> None:
         self.settings = settings
-        self.home = settings.stack_dir / "kafka"
+        self.index = index
+        self.clustered = settings.broker_count > 1
+        self.name = f"kafka-{index + 1}" if self.clustered else "kafka"
+        self.home = settings.stack_dir / ("kafka" if index == 0 else f"kafka-{index + 1}")
+        self.port = settings.kafka_port + 2 * index
+        self.controller_port = settings.kafka_controller_port + 2 * index
         self.libs = settings.cache_dir / f"kafka-libs-{KAFKA_VERSION}"
         self.data_dir = self.home / "data"
         self.config = self.home / "server.properties"
@@ -91,11 +97,11 @@ class KafkaService:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return f"127.0.0.1:{self.port}"
 
     def status(self) -> ServiceStatus:
         pid = _read_pid(self.pid_file)
-        running = pid is not None and port_open(self.settings.kafka_port)
+        running = pid is not None and port_open(self.port)
         return ServiceStatus(self.name, running, pid, self.address, self.data_dir, self.log)
 
     def ensure_libs(self) -> None:
@@ -128,25 +134,37 @@ class KafkaService:
     def _write_config(self) -> None:
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
+        replicas, min_isr = s.replication_factor, s.min_insync_replicas
+        if self.clustered:  # a fixed quorum of every node's controller, known to all before the first start
+            quorum = ",".join(f"{i + 1}@127.0.0.1:{s.kafka_controller_port + 2 * i}" for i in range(s.broker_count))
+            quorum_line = f"controller.quorum.voters={quorum}"
+            # Leaders move off a lost broker once its session ends: 4 s here instead of Kafka's 9 s, as the
+            # brokers share one machine and a missed heartbeat means the process is gone.
+            quorum_line += "\nbroker.session.timeout.ms=4000\nbroker.heartbeat.interval.ms=1000"
+        else:
+            quorum_line = f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
         lines = [
             "# Written by `shfeeds stack up`; edits are overwritten.",
             "process.roles=broker,controller",
-            "node.id=1",
-            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            f"node.id={self.index + 1}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.kafka_controller_port}",
+            quorum_line,
             f"log.dirs={self.data_dir}",
             f"num.partitions={s.topic_partitions}",
-            # Topics are created by the project with explicit partition counts (faust-rules 5).
+            # Topics are created by the project with explicit partition counts and replication, never by
+            # a client's first use of a name.
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=168",
             "log.segment.bytes=67108864",
@@ -162,10 +180,12 @@ class KafkaService:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            "java", "-cp", self._classpath(), "kafka.tools.StorageTool", "format", "--standalone",
+            "java", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
             # "=" form: a base64url id may start with "-", which argparse would read as an option.
-            f"--cluster-id={_kafka_cluster_id()}", f"--config={self.config}",
+            f"--cluster-id={_kafka_cluster_id(self.settings)}", f"--config={self.config}",
         ]  # fmt: skip
+        if not self.clustered:
+            cmd.insert(5, "--standalone")
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
@@ -174,9 +194,9 @@ class KafkaService:
         """Start Kafka unless it already runs; True when this call started it."""
         if self.status().running:
             return False
-        if port_open(self.settings.kafka_port):
+        if port_open(self.port):
             raise StackError(
-                f"port {self.settings.kafka_port} is taken by a process this stack did not start; "
+                f"port {self.port} is taken by a process this stack did not start; "
                 "set SHFEEDS_KAFKA_PORT to another port"
             )
         self.ensure_libs()
@@ -196,7 +216,7 @@ class KafkaService:
         while time.monotonic() < deadline:
             if _read_pid(self.pid_file) is None:
                 raise StackError(f"Kafka exited during start-up; see {self.log}:\n{_tail(self.log)}")
-            if port_open(self.settings.kafka_port) and _kafka_answers(self.settings.kafka_bootstrap):
+            if port_open(self.port) and _kafka_answers(self.address):
                 return
             time.sleep(0.5)
         raise StackError(f"Kafka did not answer on {self.address} within {timeout:.0f} s; see {self.log}")
@@ -289,20 +309,44 @@ class RedisService:
         return _stop(self.pid_file)
 
 
-def services(settings: Settings) -> tuple[KafkaService, RedisService]:
-    return KafkaService(settings), RedisService(settings)
+def brokers(settings: Settings) -> list[KafkaService]:
+    return [KafkaService(settings, i) for i in range(settings.broker_count)]
+
+
+def services(settings: Settings) -> list[KafkaService | RedisService]:
+    return [*brokers(settings), RedisService(settings)]
 
 
 def up(settings: Settings, *, quiet: bool = False) -> None:
-    """Start whatever is not running yet and wait until both answer."""
-    kafka, redis = services(settings)
-    for service in (redis, kafka):
-        started = service.start()
+    """Start whatever is not running yet and wait until all of it answers."""
+    _record_shape(settings)
+    every: list[KafkaService | RedisService] = [RedisService(settings), *brokers(settings)]
+    # Every broker starts before any is waited for: a clustered controller quorum forms only once a
+    # majority of the nodes runs.
+    started = {service.name: service.start() for service in every}
+    for service in every:
         service.wait_ready()
         if not quiet:
-            verb = "started" if started else "already running"
+            verb = "started" if started[service.name] else "already running"
             print(f"{service.name} {verb} on {service.address}", flush=True)
     create_topics(settings)
+
+
+def _record_shape(settings: Settings) -> None:
+    """Remember the broker count in the stack folder; refuse to reshape a cluster that holds data."""
+    shape = settings.stack_dir / BROKERS_FILE
+    try:
+        before = int(shape.read_text())
+    except (OSError, ValueError):
+        before = 1
+    wanted = settings.broker_count
+    if wanted != before and (settings.stack_dir / "kafka" / "data" / "meta.properties").exists():
+        raise StackError(
+            f"this stack folder holds a {before}-broker Kafka; to run {wanted} brokers, "
+            f"`shfeeds stack down` and delete {settings.stack_dir}/kafka* first (its topics are lost)"
+        )
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    shape.write_text(f"{wanted}\n")
 
 
 def create_topics(settings: Settings) -> None:
@@ -311,7 +355,8 @@ def create_topics(settings: Settings) -> None:
 
     from streams.topics_admin import ensure_topics
 
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
+    replicas = settings.replication_factor
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, replication_factor=replicas))
 
 
 def down(settings: Settings) -> None:
@@ -377,11 +422,16 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _kafka_cluster_id() -> str:
-    # Kafka's cluster id is a base64url-encoded UUID without padding, like StorageTool random-uuid.
+def _kafka_cluster_id(settings: Settings) -> str:
+    """The stack's cluster id: made once (a base64url UUID without padding, as StorageTool's random-uuid)
+    and shared by every node formatted in this stack folder."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    path = settings.stack_dir / "kafka-cluster-id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return path.read_text().strip()
 
 
 def _kafka_answers(bootstrap: str) -> bool:
