@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _worker(args: argparse.Namespace) -> int:
     from streams.config import StreamConfig
-    from streams.worker import run_worker
+    from streams.stages.worker import run_worker
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, object] = {"topic_prefix": args.topic_prefix, "redis_prefix": args.redis_prefix}

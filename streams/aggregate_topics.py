@@ -12,8 +12,7 @@
 from __future__ import annotations
 
 from schemas import FEEDS, TIERS
-
-from .aggregate_records import AGGREGATE_TYPES
+from streams.logic.aggregate_records import AGGREGATE_TYPES
 
 # agg_vehicles: vehicles per route and per district (bus + metro); agg_parking: free slots and occupancy per
 # district and near each scenic area; agg_charging: connector availability per district and per connector

@@ -15,15 +15,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from schemas import TIERS, all_topics, dlq_topic, raw_topic
-
-from .aggregate_topics import (
+from streams.aggregate_topics import (
     AGGREGATE_FEEDS,
     DELAYABLE_TIERS,
     all_aggregate_topics,
     pending_topic,
     pipeline_tier_topic,
 )
-from .aggregation import AGGREGATES_OF
+from streams.logic.aggregation import AGGREGATES_OF
 
 log = logging.getLogger(__name__)
 

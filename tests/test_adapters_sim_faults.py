@@ -37,7 +37,7 @@ from adapters.simulators.server import build_app
 from schemas import decode_dead_letter, decode_kafka, dlq_topic, encode_kafka, raw_topic, to_dict
 from schemas.validity import TTL_MS
 from shfeeds_cli import stack
-from streams.cleaning import Cleaner
+from streams.logic.cleaning import Cleaner
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 

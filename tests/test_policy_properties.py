@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from geo import crs, grid
 from schemas import TIERS
-from streams.fanout import encode_value
+from streams.logic.fanout import encode_value
 from streams.policy import PolicyEngine
 from streams.policy.fields import DERIVED_FIELDS
 

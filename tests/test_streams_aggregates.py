@@ -9,9 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from schemas import ParkingLot, ScenicCount, raw_topic, to_dict
-from streams.aggregate_records import validate_aggregate
 from streams.aggregate_topics import pipeline_tier_topic
-from streams.aggregation import (
+from streams.config import StreamConfig
+from streams.logic.aggregate_records import validate_aggregate
+from streams.logic.aggregation import (
     AGG_TTL_MS,
     REFRESH_MS,
     Aggregator,
@@ -25,10 +26,9 @@ from streams.aggregation import (
     trend,
     vehicle_aggregates,
 )
-from streams.config import StreamConfig
-from streams.enrichment import Enricher
+from streams.logic.enrichment import Enricher
+from streams.stages.worker import Pipeline
 from streams.topics_admin import ensure_topics, service_topics
-from streams.worker import Pipeline
 
 from .streams_support import (
     TopicReader,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from schemas import TIERS, to_dict
 from schemas.validity import TTL_MS
-from streams.cleaning import Cleaner
-from streams.delay_stage import due_prefix
-from streams.fanout import FeedFanout, TierFanout, decode_value, encode_value
-from streams.worker import load_engine
+from streams.logic.cleaning import Cleaner
+from streams.logic.fanout import FeedFanout, TierFanout, decode_value, encode_value
+from streams.stages.delay import due_prefix
+from streams.stages.worker import load_engine
 
 from .streams_support import bus
 
@@ -158,11 +158,11 @@ async def test_a_rebalance_drops_throttles_and_progress_of_lost_partitions():
 
     from schemas import raw_topic
     from streams.aggregate_topics import pending_topic
-    from streams.batch_producer import partition_for
-    from streams.clean_stage import CleanStage
     from streams.config import StreamConfig
-    from streams.delay_stage import DelayStage
-    from streams.enrichment import Enricher
+    from streams.io.batch_producer import partition_for
+    from streams.logic.enrichment import Enricher
+    from streams.stages.clean import CleanStage
+    from streams.stages.delay import DelayStage
 
     config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", partitions=4, feeds=("bus",))
     engine = load_engine()
@@ -192,7 +192,7 @@ def test_cached_district_lookup_gives_the_exact_answers():
     import numpy as np
 
     from geo.districts import district_of
-    from streams.enrichment import DistrictCells
+    from streams.logic.enrichment import DistrictCells
 
     rng = np.random.default_rng(7)
     # Random points over the municipality and beyond it (sea, Jiangsu), twice: cold and cached cells.
@@ -206,9 +206,9 @@ def test_cached_district_lookup_gives_the_exact_answers():
 
 
 async def test_stale_markers_follow_the_newest_expiry_with_one_timer_per_vehicle():
-    from streams.clean_stage import CleanStage
     from streams.config import StreamConfig
-    from streams.enrichment import Enricher
+    from streams.logic.enrichment import Enricher
+    from streams.stages.clean import CleanStage
 
     now = [T0]
     config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", feeds=("bus",))

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from schemas import TIERS, raw_topic
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
-from streams.enrichment import Enricher
+from streams.logic.enrichment import Enricher
+from streams.stages.worker import Pipeline
 from streams.topics_admin import ensure_topics, service_topics
-from streams.worker import Pipeline
 
 from .streams_support import (
     TopicReader,

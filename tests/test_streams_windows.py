@@ -12,10 +12,10 @@ import pytest
 from schemas import ChargingSession, dlq_topic, raw_topic, to_dict
 from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
-from streams.enrichment import Enricher
-from streams.fanout import decode_value
-from streams.windows import WindowGate
-from streams.worker import Pipeline
+from streams.logic.enrichment import Enricher
+from streams.logic.fanout import decode_value
+from streams.logic.windows import WindowGate
+from streams.stages.worker import Pipeline
 
 from .streams_support import (
     TopicReader,
@@ -223,9 +223,9 @@ async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale(
     from aiokafka import ConsumerRecord, TopicPartition
 
     from schemas import encode_kafka
-    from streams.clean_stage import CleanStage
-    from streams.cleaning import Cleaner
-    from streams.worker import load_engine
+    from streams.logic.cleaning import Cleaner
+    from streams.stages.clean import CleanStage
+    from streams.stages.worker import load_engine
 
     now = (now_ms() // HOUR) * HOUR
     # An event that is already past its expiry when it arrives is refused, not taken as news.
@@ -255,7 +255,7 @@ async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale(
 async def test_forgotten_events_leave_the_redis_recovery_state(redis_url: str, unique_name: Any) -> None:
     import redis.asyncio as aioredis
 
-    from streams.state_store import StateStore
+    from streams.io.state_store import StateStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = StateStore(client, unique_name("r"))

@@ -1,6 +1,6 @@
 """The three ways of doing the same raw.bus → tier.*.bus work, each run as its own process by run.py.
 
-- ``pipeline``: the project's stream worker (streams.worker.Pipeline: batch stages, pending topics, delay
+- ``pipeline``: the project's stream worker (streams.stages.worker.Pipeline: batch stages, pending topics, delay
   stages, Redis state, commits after delivery).
 - ``plain``: a bare aiokafka loop, consume → decode → validate/dedupe → enrich → policy for every tier
   (the same chained ``FeedFanout``) → produce, one batch at a time, no Redis, no delays, no pending
@@ -28,15 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 from schemas import TIERS, decode_kafka, raw_topic, to_dict  # noqa: E402
 from streams.aggregate_topics import pipeline_tier_topic  # noqa: E402
-from streams.cleaning import Cleaner  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
-from streams.enrichment import Enricher  # noqa: E402
-from streams.fanout import FeedFanout, TierFanout, TierPolicy  # noqa: E402
-from streams.worker import tune_gc  # noqa: E402
+from streams.logic.cleaning import Cleaner  # noqa: E402
+from streams.logic.enrichment import Enricher  # noqa: E402
+from streams.logic.fanout import FeedFanout, TierFanout, TierPolicy  # noqa: E402
+from streams.stages.worker import tune_gc  # noqa: E402
 
 
 def load_engine() -> TierPolicy:
-    from streams.worker import load_engine as real
+    from streams.stages.worker import load_engine as real
 
     return real()
 
@@ -50,7 +50,7 @@ def now_ms() -> int:
 
 
 async def run_pipeline(args: argparse.Namespace) -> None:
-    from streams.worker import Pipeline
+    from streams.stages.worker import Pipeline
 
     config = StreamConfig(
         bootstrap=args.bootstrap,
@@ -70,7 +70,7 @@ async def run_pipeline(args: argparse.Namespace) -> None:
 async def run_plain(args: argparse.Namespace) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from streams.batch_producer import BatchProducer
+    from streams.io.batch_producer import BatchProducer
 
     engine = load_engine()
     enricher = Enricher.from_geo()

@@ -129,7 +129,7 @@ class PolicyEngine:
         """The time window ``tier``'s view of ``feed`` is computed over, if any: a record-level step at this
         tier or above (filters of small groups, session aggregates) that groups records by a field and a
         window of their time. Such a view is only right over every record of a window, so the stream layer
-        holds the records until their window has closed (streams/windows.py) and applies the policy then.
+        holds the records until their window has closed (streams/logic/windows.py) and applies the policy then.
         The steps of one feed must agree on the grouping: a policy where they do not is refused."""
         found: Window | None = None
         for t in TIERS[1 : TIERS.index(tier) + 1]:

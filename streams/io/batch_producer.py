@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from . import envelope
+from streams.logic import envelope
 
 Header = tuple[str, bytes]
 
@@ -115,7 +115,7 @@ class BatchProducer:
     async def deliver_envelopes(
         self, topic: str, records: Sequence[tuple[bytes, bytes, int]], headers: Sequence[Header] = ()
     ) -> dict[int, int]:
-        """Send records packed in envelopes (``streams.envelope``), each to its key's partition."""
+        """Send records packed in envelopes (``streams.logic.envelope``), each to its key's partition."""
         if not records:
             return {}
         count = await self.partitions(topic)

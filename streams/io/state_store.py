@@ -10,7 +10,7 @@
 - ``<prefix>:streams:forwarded:<tier>:<feed>`` hash partition → next ``pending.<tier>.<feed>`` offset not yet
   forwarded, written with the tier snapshot, so a delay stage never forwards a record twice.
 - ``<prefix>:streams:windows:<tier>:<feed>`` hash group key → end of the newest window released for it, for
-  tiers whose view needs whole windows (streams/windows.py), and ``...:decided:<tier>:<feed>`` hash
+  tiers whose view needs whole windows (streams/logic/windows.py), and ``...:decided:<tier>:<feed>`` hash
   partition → pending offset below which every record was read when windows were last released: with
   them a restarted worker tells a replayed record from a late one.
 - ``<prefix>:streams:agghist:scenic`` hash scenic area → MessagePack list of (time, count) samples of the

@@ -23,13 +23,13 @@ from typing import Any
 
 import msgspec
 
-from . import metrics
-from .aggregation import AGGREGATES_OF, Aggregator, NearScenic, Place, places_from_geo, source_of
-from .batch_producer import BatchProducer
-from .config import StreamConfig
-from .fanout import FeedFanout, TierFanout, TierPolicy, decode_value
-from .outputs import StageOutputs
-from .state_store import StateStore
+from streams.config import StreamConfig
+from streams.io import metrics
+from streams.io.batch_producer import BatchProducer
+from streams.io.state_store import StateStore
+from streams.logic.aggregation import AGGREGATES_OF, Aggregator, NearScenic, Place, places_from_geo, source_of
+from streams.logic.fanout import FeedFanout, TierFanout, TierPolicy, decode_value
+from streams.stages.outputs import StageOutputs
 
 log = logging.getLogger(__name__)
 

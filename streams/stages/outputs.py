@@ -1,7 +1,7 @@
 """A batch's outputs, collected while computing and then delivered: Kafka first, Redis after.
 
 Undelayed tiers go to ``tier.<tier>.<feed>`` with their Redis snapshot; delayed tiers go to
-``pending.<tier>.<feed>`` in envelopes (``streams.envelope``; the delay stage forwards them when due and
+``pending.<tier>.<feed>`` in envelopes (``streams.logic.envelope``; the delay stage forwards them when due and
 writes the snapshot then).
 """
 
@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable
 from aiokafka import ConsumerRecord
 
 from schemas import DeadLetter, dlq_topic, encode_dead_letter
-
-from . import metrics
-from .aggregate_topics import pending_topic, pipeline_tier_topic
-from .batch_producer import BatchProducer
-from .config import StreamConfig
-from .fanout import TierFanout, TierRecord, TierRelease
-from .state_store import StateStore
+from streams.aggregate_topics import pending_topic, pipeline_tier_topic
+from streams.config import StreamConfig
+from streams.io import metrics
+from streams.io.batch_producer import BatchProducer
+from streams.io.state_store import StateStore
+from streams.logic.fanout import TierFanout, TierRecord, TierRelease
 
 KafkaRecord = tuple[bytes, bytes, int]
 

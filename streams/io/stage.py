@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from . import metrics
-from .config import StreamConfig
+from streams.config import StreamConfig
+from streams.io import metrics
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from schemas.validity import VOUCHED_FEEDS, known_since
-
-from .policy import Window
+from streams.policy import Window
 
 _encoder = msgspec.msgpack.Encoder()
 _V = TypeVar("_V")

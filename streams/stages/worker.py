@@ -20,17 +20,16 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from schemas import TIERS, raw_topic
-
-from .aggregate_stage import AggregateStage, aggregate_feeds_for
-from .batch_producer import BatchProducer
-from .clean_stage import CleanStage
-from .config import StreamConfig
-from .delay_stage import DelayStage
-from .enrichment import Enricher
-from .fanout import TierPolicy
-from .stage import BatchStage
-from .state_store import StateStore
-from .topics_admin import ensure_topics, service_topics
+from streams.config import StreamConfig
+from streams.io.batch_producer import BatchProducer
+from streams.io.stage import BatchStage
+from streams.io.state_store import StateStore
+from streams.logic.enrichment import Enricher
+from streams.logic.fanout import TierPolicy
+from streams.stages.aggregate import AggregateStage, aggregate_feeds_for
+from streams.stages.clean import CleanStage
+from streams.stages.delay import DelayStage
+from streams.topics_admin import ensure_topics, service_topics
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .envelope import Row
-from .policy import Window
+from streams.logic.envelope import Row
+from streams.policy import Window
 
 QUIET_MS = 3_000
 MAX_WAIT_MS = 60_000

@@ -19,18 +19,17 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas import InvalidRecord, decode_kafka, raw_topic, to_dict
-
-from . import metrics
-from .batch_producer import BatchProducer, partition_for
-from .cleaning import Cleaner, EntityMark
-from .config import StreamConfig
-from .enrichment import Enricher
-from .fanout import FeedFanout, TierFanout, TierPolicy, TierRelease, decode_value, encode_value
-from .outputs import StageOutputs
-from .policy import Window
-from .stage import Batch, BatchStage, StageOutput
-from .state_store import StateStore
-from .windows import pending_row
+from streams.config import StreamConfig
+from streams.io import metrics
+from streams.io.batch_producer import BatchProducer, partition_for
+from streams.io.stage import Batch, BatchStage, StageOutput
+from streams.io.state_store import StateStore
+from streams.logic.cleaning import Cleaner, EntityMark
+from streams.logic.enrichment import Enricher
+from streams.logic.fanout import FeedFanout, TierFanout, TierPolicy, TierRelease, decode_value, encode_value
+from streams.logic.windows import pending_row
+from streams.policy import Window
+from streams.stages.outputs import StageOutputs
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class FeedState:
         self.fanout = fanout
         self.fanouts = fanout.fanouts  # tier → its fan-out
         self.delayed = delayed  # tiers released through pending topics
-        # Tiers whose view needs whole time windows (streams/windows.py): their clean records go to the
+        # Tiers whose view needs whole time windows (streams/logic/windows.py): their clean records go to the
         # pending topic as they are, and the delay stage applies the policy per complete window.
         self.windowed = windowed or {}
         self.last: dict[str, bytes] = {}

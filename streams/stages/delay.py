@@ -1,7 +1,7 @@
 """pending.<tier>.<feed> → tier.<tier>.<feed> for one tier whose policy delays some feeds.
 
 The clean stage has already applied the policy and the tier's throttle; this stage only waits. The
-pending records (in envelopes, see ``streams.envelope``) stay in Kafka, not in memory: a partition is read
+pending records (in envelopes, see ``streams.logic.envelope``) stay in Kafka, not in memory: a partition is read
 in offset order, the envelopes whose timestamp plus the tier's delay has passed are unpacked and their
 records forwarded as they are (key, value, timestamp, headers), and at the first envelope that is not
 due yet the consumer seeks back to it and pauses the partition until it is due. Offsets are committed
@@ -21,15 +21,15 @@ from collections.abc import Callable
 from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas import DeadLetter, dlq_topic, encode_dead_letter
-
-from . import envelope, metrics
-from .aggregate_topics import pending_topic, pipeline_tier_topic
-from .batch_producer import BatchProducer, partition_for
-from .config import StreamConfig
-from .fanout import TierFanout, TierPolicy, decode_value
-from .stage import Batch, BatchStage, StageOutput
-from .state_store import StateStore
-from .windows import Release, WindowGate
+from streams.aggregate_topics import pending_topic, pipeline_tier_topic
+from streams.config import StreamConfig
+from streams.io import metrics
+from streams.io.batch_producer import BatchProducer, partition_for
+from streams.io.stage import Batch, BatchStage, StageOutput
+from streams.io.state_store import StateStore
+from streams.logic import envelope
+from streams.logic.fanout import TierFanout, TierPolicy, decode_value
+from streams.logic.windows import Release, WindowGate
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class DelayStage(BatchStage):
         self.engine = engine
         self.delays = {f: engine.delay_ms(f, tier) for f in feeds}
         # Feeds whose view at this tier needs whole windows: the pending topic holds clean records, released
-        # per complete window through the policy (streams/windows.py).
+        # per complete window through the policy (streams/logic/windows.py).
         self.windows = {f: w for f in feeds if (w := engine.window(f, tier)) is not None}
         self.gates = {f: WindowGate(self.delays[f]) for f in self.windows}
         self.window_fanouts = {f: TierFanout(engine, f, tier, config.tier_crs[tier]) for f in self.windows}
