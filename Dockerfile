@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY settings ./settings
 COPY schemas ./schemas
+COPY kafka_admin ./kafka_admin
 COPY geo ./geo
 COPY adapters ./adapters
 COPY streams ./streams

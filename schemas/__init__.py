@@ -1,5 +1,10 @@
-"""Canonical records, their codecs and topic names. Imports nothing from the rest of the project."""
+"""Canonical records, their codecs, topic and Redis key names, and the clock in epoch ms.
 
+The bottom of the project: imports nothing from the rest of it.
+"""
+
+from .aggregates import AGGREGATE_TYPES
+from .clock import now_ms
 from .codecs import (
     InvalidRecord,
     decode_dead_letter,
@@ -12,6 +17,7 @@ from .codecs import (
     to_dict,
 )
 from .dead_letter import DeadLetter
+from .naming import DEFAULT_REDIS_PREFIX, Naming
 from .records import (
     FEED_TYPES,
     FEEDS,
@@ -25,12 +31,28 @@ from .records import (
     VehiclePosition,
     ZoneCount,
 )
-from .topics import AUDIT_ACCESS, TIERS, all_topics, dlq_topic, raw_topic, tier_topic
+from .topics import (
+    AGGREGATE_FEEDS,
+    AUDIT_ACCESS,
+    DELAYABLE_TIERS,
+    PIPELINE_FEEDS,
+    TIERS,
+    all_topics,
+    dlq_topic,
+    pending_topic,
+    raw_topic,
+    tier_topic,
+)
 
 __all__ = [
+    "AGGREGATE_FEEDS",
+    "AGGREGATE_TYPES",
     "AUDIT_ACCESS",
+    "DEFAULT_REDIS_PREFIX",
+    "DELAYABLE_TIERS",
     "FEEDS",
     "FEED_TYPES",
+    "PIPELINE_FEEDS",
     "SCHEMA_VERSION",
     "TIERS",
     "ChargingSession",
@@ -38,6 +60,7 @@ __all__ = [
     "Connector",
     "DeadLetter",
     "InvalidRecord",
+    "Naming",
     "ParkingLot",
     "Record",
     "ScenicCount",
@@ -52,6 +75,8 @@ __all__ = [
     "encode_kafka",
     "encode_msgpack",
     "from_dict",
+    "now_ms",
+    "pending_topic",
     "raw_topic",
     "tier_topic",
     "to_dict",

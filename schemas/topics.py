@@ -1,18 +1,45 @@
-"""Every Kafka topic name the service uses, in one place."""
+"""Every Kafka topic name the service uses, in one place: each name is spelled here and only here.
+
+- ``raw.<feed>``: validated canonical records from the adapters (source feeds).
+- ``dlq.<feed>``: upstream input that could not be parsed or validated (original bytes and the reason), and
+  records the stream layer turns away (e.g. a charging session late for its released time window).
+- ``tier.<tier>.<feed>``: records as a tier may see them, after the policy engine; for the source feeds and
+  the aggregate feeds (``agg_*``, ``schemas/aggregates.py``) alike.
+- ``pending.<tier>.<feed>``: a delayed tier's records, already through the policy, waiting in Kafka for their
+  release time (so a delay survives a crash); the tier's delay stage forwards each once it is due. The
+  operator tier is never delayed, so it has none.
+- ``audit.access``: the WebSocket servers' access log of licensed deliveries, as hash chains.
+
+Tests and benchmarks put a prefix in front of every name (``schemas/naming.py`` applies it).
+"""
 
 from __future__ import annotations
 
+from .aggregates import AGGREGATE_TYPES
 from .records import FEEDS
 
 TIERS: tuple[str, ...] = ("operator", "licensed", "registered", "public")  # most precise first
+DELAYABLE_TIERS: tuple[str, ...] = TIERS[1:]
+
+# agg_vehicles: vehicles per route and per district (bus + metro); agg_parking: free slots and occupancy per
+# district and near each scenic area; agg_charging: connector availability per district and per connector
+# type; agg_scenic: crowding level against capacity with a 15-minute trend.
+AGGREGATE_FEEDS: tuple[str, ...] = tuple(AGGREGATE_TYPES)
+PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS  # every feed with tier topics
 
 AUDIT_ACCESS = "audit.access"
 
 
-def _check_feed(feed: str) -> str:
-    if feed not in FEEDS:
-        raise ValueError(f"unknown feed {feed!r}; known feeds: {', '.join(FEEDS)}")
+def _check_feed(feed: str, known: tuple[str, ...] = FEEDS) -> str:
+    if feed not in known:
+        raise ValueError(f"unknown feed {feed!r}; known feeds: {', '.join(known)}")
     return feed
+
+
+def _check_tier(tier: str, known: tuple[str, ...] = TIERS) -> str:
+    if tier not in known:
+        raise ValueError(f"unknown tier {tier!r}; known tiers: {', '.join(known)}")
+    return tier
 
 
 def raw_topic(feed: str) -> str:
@@ -21,20 +48,28 @@ def raw_topic(feed: str) -> str:
 
 
 def dlq_topic(feed: str) -> str:
-    """Upstream input that could not be parsed or validated, with original bytes and the reason."""
+    """Input that could not be parsed, validated or placed, with the original bytes and the reason."""
     return f"dlq.{_check_feed(feed)}"
 
 
 def tier_topic(tier: str, feed: str) -> str:
-    """Records as a tier may see them, after the policy engine."""
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}")
-    return f"tier.{tier}.{_check_feed(feed)}"
+    """Records as a tier may see them, after the policy engine (source and aggregate feeds)."""
+    return f"tier.{_check_tier(tier)}.{_check_feed(feed, PIPELINE_FEEDS)}"
+
+
+def pending_topic(tier: str, feed: str) -> str:
+    """A delayed tier's records waiting for their release time."""
+    if tier not in DELAYABLE_TIERS:
+        raise ValueError(f"tier {tier!r} is never delayed; delayable tiers: {', '.join(DELAYABLE_TIERS)}")
+    return f"pending.{tier}.{_check_feed(feed, PIPELINE_FEEDS)}"
 
 
 def all_topics() -> list[str]:
+    """Every topic of the whole service (``shfeeds topics create`` and ``shfeeds stack up`` create them)."""
     names = [AUDIT_ACCESS]
     for feed in FEEDS:
         names += [raw_topic(feed), dlq_topic(feed)]
+    for feed in PIPELINE_FEEDS:
         names += [tier_topic(tier, feed) for tier in TIERS]
+        names += [pending_topic(tier, feed) for tier in DELAYABLE_TIERS]
     return names

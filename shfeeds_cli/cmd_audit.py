@@ -1,4 +1,4 @@
-"""``shfeeds audit``: read the licensed-tier access log (audit.access) and verify its hash chains."""
+"""``shfeeds audit``: read the licensed-tier access log (``schemas.AUDIT_ACCESS``) and verify its hash chains."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.topics_admin import topic_partitions
+    from kafka_admin import topic_partitions
 
     tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
     if not tps:
@@ -53,9 +53,10 @@ async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from schemas import Naming
     from ws_server.audit_chain import verify_chain
 
-    topic = f"{args.topic_prefix}audit.access"
+    topic = Naming(topic_prefix=args.topic_prefix).audit_topic()
     try:
         entries = asyncio.run(read_all(settings_mod.load().kafka_bootstrap, topic))
     except Exception as err:

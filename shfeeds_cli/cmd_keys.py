@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
+from schemas import DEFAULT_REDIS_PREFIX
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("keys", help="issue, revoke, re-tier or list API keys")
-    parser.add_argument("--redis-prefix", default="shfeeds")
+    parser.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     issue = verbs.add_parser("issue", help="issue a key (printed once; only its hash is stored)")
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     import redis.asyncio as aioredis
 
-    from ws_server.config import Naming
+    from schemas import Naming
     from ws_server.keys import KeyError_, KeyStore
 
     client = aioredis.from_url(settings_mod.load().redis_url)

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 def _feeds() -> tuple[str, ...]:
     """Source feeds and the stream layer's aggregate feeds (``agg_*``)."""
-    from streams.logic.aggregate_records import AGGREGATE_TYPES
+    from schemas.aggregates import AGGREGATE_TYPES
 
     return schemas.FEEDS + tuple(AGGREGATE_TYPES)
 
@@ -41,7 +41,7 @@ def _feeds() -> tuple[str, ...]:
 def _canonical(feed: str, data: dict[str, Any]) -> dict[str, Any]:
     import msgspec
 
-    from streams.logic.aggregate_records import AGGREGATE_TYPES, validate_aggregate
+    from schemas.aggregates import AGGREGATE_TYPES, validate_aggregate
 
     if feed not in AGGREGATE_TYPES:
         return schemas.to_dict(schemas.from_dict(feed, data))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import settings as settings_mod
+from schemas import DEFAULT_REDIS_PREFIX
 
 
 def register(sub: Any) -> None:
@@ -25,13 +26,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve wss:// and https://")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (if not in --tls-cert)")
     parser.add_argument("--topic-prefix", default="", help="prefix of the tier topic names (tests, benchmarks)")
-    parser.add_argument("--redis-prefix", default="shfeeds", help="prefix of the Redis keys")
+    parser.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX, help="prefix of the Redis keys")
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(func=handle)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from ws_server.config import Naming
+    from schemas import Naming
 
     out: dict[str, Any] = {
         "host": args.host,

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import settings as project_settings
+from schemas import DEFAULT_REDIS_PREFIX
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     worker.add_argument("--no-aggregates", action="store_true", help="do not run the aggregate stage")
     worker.add_argument("--topic-prefix", default="", help="prefix of every topic name (isolated test runs)")
-    worker.add_argument("--redis-prefix", default="shfeeds", help="prefix of every Redis key")
+    worker.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX, help="prefix of every Redis key")
     worker.add_argument("--log-level", default="INFO")
     worker.set_defaults(func=_worker)
 
@@ -43,10 +44,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    from streams.topics_admin import ensure_topics, service_topics
+    from kafka_admin import ensure_topics
+    from schemas import Naming, all_topics
 
     s = project_settings.load()
-    names = [args.topic_prefix + n for n in service_topics()]
+    names = [Naming(topic_prefix=args.topic_prefix).topic(n) for n in all_topics()]
     counts = asyncio.run(ensure_topics(s.kafka_bootstrap, s.topic_partitions, names))
     print(f"{len(counts)} topics ready with at least {s.topic_partitions} partitions")
     return 0

@@ -353,10 +353,13 @@ def create_topics(settings: Settings) -> None:
     """Every topic the service uses, created up front with explicit partition counts."""
     import asyncio
 
-    from streams.topics_admin import ensure_topics
+    from kafka_admin import ensure_topics
+    from schemas import all_topics
 
     replicas = settings.replication_factor
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, replication_factor=replicas))
+    asyncio.run(
+        ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, all_topics(), replication_factor=replicas)
+    )
 
 
 def down(settings: Settings) -> None:

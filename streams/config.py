@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from schemas import FEEDS, TIERS
+from schemas import DEFAULT_REDIS_PREFIX, FEEDS, TIERS, Naming
 from settings import Settings
 
 # Which coordinate system each tier topic carries: GCJ-02, what Chinese map SDKs expect and the first
@@ -31,7 +31,7 @@ class StreamConfig:
     app_id: str = "shfeeds-streams"  # consumer groups are "<app_id>-<stage>"
     # Prefix for every topic name; empty in production. Tests use a unique one to isolate whole pipelines.
     topic_prefix: str = ""
-    redis_prefix: str = "shfeeds"
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
     feeds: tuple[str, ...] = FEEDS
     tier_crs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TIER_CRS))
     max_poll_records: int = 2000
@@ -42,6 +42,10 @@ class StreamConfig:
     aggregate_interval_s: float = 5.0
     metrics_port: int | None = None  # Prometheus /metrics; None = not served
     policy_path: str | None = None
+    naming: Naming = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "naming", Naming(self.topic_prefix, self.redis_prefix))
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> StreamConfig:
@@ -62,7 +66,7 @@ class StreamConfig:
         return cls(**values)  # type: ignore[arg-type]
 
     def topic(self, name: str) -> str:
-        return self.topic_prefix + name
+        return self.naming.topic(name)
 
     def group(self, stage: str) -> str:
         return f"{self.app_id}-{stage}"

@@ -153,7 +153,7 @@ def short_policy_engine(path: Path | None = None) -> PolicyEngine:
 async def drop_prefixed_topics(bootstrap: str, prefix: str) -> None:
     """Delete every topic whose name starts with ``prefix``: a test's topics must not pile up on the shared
     development broker (each partition holds open files there)."""
-    from streams.topics_admin import delete_topics
+    from kafka_admin import delete_topics
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -19,8 +19,8 @@ from adapters.formats.ocpi_auth import authorization_header
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.runtime.push import BASE_PATH, PushReceiver
+from kafka_admin import ensure_topics
 from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
-from streams.topics_admin import ensure_topics
 
 from .adapters_helpers import shared
 from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
@@ -296,7 +296,9 @@ async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap
     import sys
 
     import settings as settings_mod
-    from streams.topics_admin import service_topics, topic_partitions
+    from adapters.runtime import adapter_topics
+    from kafka_admin import topic_partitions
+    from schemas import Naming
 
     example = documented_example("sh-bus-gps")
     body = json.dumps(example).encode()
@@ -316,7 +318,7 @@ async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap
     await consumer.start()
     try:
         got: list[Any] = []
-        for _ in range(120):  # the adapter creates the service's topics under its prefix first
+        for _ in range(120):  # the adapter creates its topics under its prefix first
             partitions = [TopicPartition(raw, p) for p in await topic_partitions(kafka_bootstrap, raw)]
             if partitions:
                 consumer.assign(partitions)
@@ -338,4 +340,6 @@ async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
         await runner.cleanup()
     assert got and got[0].source == "sh-bus", stderr.decode()[-2000:]
-    assert {topic_prefix + name for name in service_topics()} <= topics
+    # The adapter creates the topics adapters write, and no other component's.
+    assert set(adapter_topics(Naming(topic_prefix))) <= topics
+    assert not [t for t in topics if t.startswith((topic_prefix + "tier.", topic_prefix + "pending."))]

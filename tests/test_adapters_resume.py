@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from adapters.runtime.resume import newest_ingested
-from streams.topics_admin import delete_topics, ensure_topics
+from kafka_admin import delete_topics, ensure_topics
 
 pytestmark = pytest.mark.stack
 

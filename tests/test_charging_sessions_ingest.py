@@ -25,9 +25,9 @@ from adapters.runtime.sources import SOURCES
 from adapters.simulators.charging_sessions import BILLING_DELAY_MAX_S, PATH
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
+from kafka_admin import ensure_topics
 from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
 from settings import Settings
-from streams.topics_admin import ensure_topics
 
 from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
 from .test_adapters_kafka import _end_offsets, _read_from

@@ -141,7 +141,7 @@ def session(draw: st.DrawFn) -> dict[str, Any]:
 def _aggregate(feed: str, data: dict[str, Any]) -> dict[str, Any]:
     import msgspec
 
-    from streams.logic.aggregate_records import validate_aggregate
+    from schemas.aggregates import validate_aggregate
 
     out: dict[str, Any] = msgspec.to_builtins(
         validate_aggregate(feed, {k: v for k, v in data.items() if v is not None})

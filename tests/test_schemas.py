@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 
 from schemas import (
+    AGGREGATE_FEEDS,
+    AUDIT_ACCESS,
     FEEDS,
     TIERS,
     ChargingStation,
     Connector,
     DeadLetter,
     InvalidRecord,
+    Naming,
     VehiclePosition,
     all_topics,
     decode_dead_letter,
@@ -20,6 +23,7 @@ from schemas import (
     encode_json,
     encode_kafka,
     from_dict,
+    pending_topic,
     raw_topic,
     tier_topic,
     to_dict,
@@ -129,7 +133,28 @@ def test_topic_names_come_from_one_place() -> None:
     assert raw_topic("bus") == "raw.bus"
     assert dlq_topic("parking") == "dlq.parking"
     assert tier_topic("public", "scenic") == "tier.public.scenic"
+    assert tier_topic("public", "agg_scenic") == "tier.public.agg_scenic"
+    assert pending_topic("public", "bus") == "pending.public.bus"
     names = all_topics()
-    assert len(names) == len(set(names)) == 1 + len(FEEDS) * (2 + len(TIERS))
+    pipeline_feeds = len(FEEDS) + len(AGGREGATE_FEEDS)
+    assert len(names) == len(set(names)) == 1 + len(FEEDS) * 2 + pipeline_feeds * (2 * len(TIERS) - 1)
+    assert AUDIT_ACCESS in names
     with pytest.raises(ValueError, match="unknown tier"):
         tier_topic("vip", "bus")
+    with pytest.raises(ValueError, match="never delayed"):
+        pending_topic("operator", "bus")
+    with pytest.raises(ValueError, match="unknown feed"):
+        raw_topic("agg_scenic")
+
+
+def test_a_naming_applies_its_prefixes_to_every_topic_and_key() -> None:
+    default = Naming()
+    assert default.tier_topic("public", "bus") == "tier.public.bus"
+    assert default.state_key("public", "bus") == "shfeeds:state:public:bus"
+    ns = Naming("t1.", "r1")
+    assert ns.raw_topic("bus") == "t1.raw.bus"
+    assert ns.pending_topic("public", "agg_parking") == "t1.pending.public.agg_parking"
+    assert ns.audit_topic() == "t1." + AUDIT_ACCESS
+    assert ns.offsets_key("licensed", "metro") == "r1:state:licensed:metro:offsets"
+    assert ns.last_key("bus") == "r1:streams:last:bus"
+    assert ns.key_key("ab12") == "r1:key:ab12" and ns.key_pattern() == "r1:key:*"

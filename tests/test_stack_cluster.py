@@ -22,8 +22,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 import settings as settings_mod
 from adapters.runtime import KafkaSink
 from adapters.runtime.routing import OutMessage
+from kafka_admin import ensure_topics
 from shfeeds_cli import stack
-from streams.topics_admin import ensure_topics
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(420)]
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from kafka_admin import ensure_topics
 from schemas import ParkingLot, ScenicCount, raw_topic, to_dict
-from streams.aggregate_topics import pipeline_tier_topic
+from schemas.aggregates import validate_aggregate
 from streams.config import StreamConfig
-from streams.logic.aggregate_records import validate_aggregate
 from streams.logic.aggregation import (
     AGG_TTL_MS,
     REFRESH_MS,
@@ -27,8 +27,7 @@ from streams.logic.aggregation import (
     vehicle_aggregates,
 )
 from streams.logic.enrichment import Enricher
-from streams.stages.worker import Pipeline
-from streams.topics_admin import ensure_topics, service_topics
+from streams.stages.worker import Pipeline, worker_topics
 
 from .streams_support import (
     TopicReader,
@@ -275,11 +274,9 @@ async def test_aggregates_flow_through_the_policy_and_survive_a_restart(
         capacity=5000,
     )
     topic = {
-        (t, f): config.topic(pipeline_tier_topic(t, f))
-        for t in ("operator", "public")
-        for f in ("agg_vehicles", "agg_scenic")
+        (t, f): config.naming.tier_topic(t, f) for t in ("operator", "public") for f in ("agg_vehicles", "agg_scenic")
     }
-    await ensure_topics(kafka_bootstrap, 2, [config.topic(n) for n in service_topics(config.feeds)])
+    await ensure_topics(kafka_bootstrap, 2, worker_topics(config.naming, config.feeds))
     async with TopicReader(kafka_bootstrap, list(topic.values())) as reader:
         async with Pipeline(config, engine=engine, enricher=Enricher.from_geo()):
             await produce(kafka_bootstrap, config.topic(raw_topic("bus")), buses)

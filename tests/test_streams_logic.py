@@ -156,8 +156,7 @@ def test_inconsistent_glitches_never_re_anchor():
 async def test_a_rebalance_drops_throttles_and_progress_of_lost_partitions():
     from aiokafka import TopicPartition
 
-    from schemas import raw_topic
-    from streams.aggregate_topics import pending_topic
+    from schemas import pending_topic, raw_topic
     from streams.config import StreamConfig
     from streams.io.batch_producer import partition_for
     from streams.logic.enrichment import Enricher

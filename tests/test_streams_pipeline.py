@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from kafka_admin import ensure_topics
 from schemas import TIERS, raw_topic
-from streams.aggregate_topics import pipeline_tier_topic
 from streams.config import StreamConfig
 from streams.logic.enrichment import Enricher
-from streams.stages.worker import Pipeline
-from streams.topics_admin import ensure_topics, service_topics
+from streams.stages.worker import Pipeline, worker_topics
 
 from .streams_support import (
     TopicReader,
@@ -54,14 +53,14 @@ async def test_bus_records_reach_every_tier_and_redis(kafka_bootstrap, redis_url
     records = [
         bus(f"bus-{i}", t0 - 500 + j * 100, 121.47 + i * 0.001 + j * 0.0001, 31.23) for i in range(5) for j in range(4)
     ]
-    tier_topics = [config.topic(pipeline_tier_topic(t, "bus")) for t in TIERS]
+    tier_topics = [config.naming.tier_topic(t, "bus") for t in TIERS]
     async with Pipeline(config, engine=engine, enricher=Enricher.from_geo(), aggregates=False):
         await produce(kafka_bootstrap, config.topic(raw_topic("bus")), records)
         async with TopicReader(kafka_bootstrap, tier_topics) as reader:
             for topic in tier_topics:
                 await reader.wait_for(topic, len(records), timeout_s=20)
-            public = reader.records[config.topic(pipeline_tier_topic("public", "bus"))]
-            operator = reader.records[config.topic(pipeline_tier_topic("operator", "bus"))]
+            public = reader.records[config.naming.tier_topic("public", "bus")]
+            operator = reader.records[config.naming.tier_topic("operator", "bus")]
         redis = aioredis.Redis.from_url(redis_url)
         try:
             snapshot = await redis.hgetall(f"{config.redis_prefix}:state:public:bus")
@@ -103,7 +102,7 @@ async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url
     far = bus("far-1", t0, lng=116.40, lat=39.90)  # Beijing: not a Shanghai bus
     topic = config.topic(raw_topic("bus"))
     dlq = config.topic("dlq.bus")
-    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    op_topic = config.naming.tier_topic("operator", "bus")
     async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
         await produce(kafka_bootstrap, topic, [*good, far])
         await produce(kafka_bootstrap, topic, [(b"junk", b"\x93not a record")], raw=True)
@@ -122,7 +121,7 @@ async def test_duplicates_and_bad_records_are_dropped(kafka_bootstrap, redis_url
 async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name, topic_prefix):
     config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     t0 = now_ms()
-    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    op_topic = config.naming.tier_topic("operator", "bus")
     async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
         await produce(kafka_bootstrap, config.topic(raw_topic("bus")), [bus("stale-1", t0, expires_in_ms=1500)])
         async with TopicReader(kafka_bootstrap, [op_topic]) as reader:
@@ -138,7 +137,7 @@ async def test_a_refresh_of_the_same_state_keeps_the_entity_from_going_stale(
     # moves on. Downstream it must count as current until the later expiry, and only then go stale.
     config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     t0 = now_ms()
-    op_topic = config.topic(pipeline_tier_topic("operator", "bus"))
+    op_topic = config.naming.tier_topic("operator", "bus")
     raw = config.topic(raw_topic("bus"))
     async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
         await produce(kafka_bootstrap, raw, [bus("held-1", t0, expires_in_ms=2000)])
@@ -158,8 +157,8 @@ async def test_stop_while_a_poll_is_out_loses_nothing(kafka_bootstrap, redis_url
     config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix)
     t0 = now_ms()
     records = [bus(f"poll-{i}", t0 + i) for i in range(6)]
-    public_topic = config.topic(pipeline_tier_topic("public", "bus"))
-    await ensure_topics(kafka_bootstrap, 2, [config.topic(n) for n in service_topics(("bus",), aggregates=False)])
+    public_topic = config.naming.tier_topic("public", "bus")
+    await ensure_topics(kafka_bootstrap, 2, worker_topics(config.naming, ("bus",), aggregates=False))
     await produce(kafka_bootstrap, config.topic(raw_topic("bus")), records)
     first = Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False)
     await first.start()

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from schemas import raw_topic
-from streams.aggregate_topics import pipeline_tier_topic
-from streams.topics_admin import ensure_topics, service_topics
+from kafka_admin import ensure_topics
+from schemas import Naming, raw_topic
+from streams.stages.worker import worker_topics
 
 from .streams_support import (
     TopicReader,
@@ -109,7 +109,7 @@ class Reader:
     """Reads the operator and public tiers in the background, so receive times show release times."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.topics = {t: prefix + pipeline_tier_topic(t, "bus") for t in ("operator", "public")}
+        self.topics = {t: Naming(prefix).tier_topic(t, "bus") for t in ("operator", "public")}
         self.reader = TopicReader(bootstrap, list(self.topics.values()))
         self.task: asyncio.Task[None] | None = None
 
@@ -140,7 +140,7 @@ class Reader:
 
 async def test_kill_9_then_restart_loses_nothing(kafka_bootstrap, redis_url, names, tmp_path):
     prefix, app_id, redis_prefix = names
-    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics(("bus",), aggregates=False)])
+    await ensure_topics(kafka_bootstrap, 4, worker_topics(Naming(prefix), ("bus",), aggregates=False))
     raw = prefix + raw_topic("bus")
     entities = [f"kill-{i:04d}" for i in range(8)]
     workers = Workers(tmp_path, prefix, app_id, redis_prefix)
@@ -172,7 +172,7 @@ async def test_kill_9_then_restart_loses_nothing(kafka_bootstrap, redis_url, nam
 
 async def test_two_workers_share_partitions_through_rebalances(kafka_bootstrap, redis_url, names, tmp_path):
     prefix, app_id, redis_prefix = names
-    await ensure_topics(kafka_bootstrap, 4, [prefix + n for n in service_topics(("bus",), aggregates=False)])
+    await ensure_topics(kafka_bootstrap, 4, worker_topics(Naming(prefix), ("bus",), aggregates=False))
     raw = prefix + raw_topic("bus")
     entities = [f"reb-{i:04d}" for i in range(12)]
     workers = Workers(tmp_path, prefix, app_id, redis_prefix)

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from schemas import ChargingSession, dlq_topic, raw_topic, to_dict
-from streams.aggregate_topics import pipeline_tier_topic
+from schemas import ChargingSession, Naming, dlq_topic, raw_topic, to_dict
 from streams.config import StreamConfig
 from streams.logic.enrichment import Enricher
 from streams.logic.fanout import decode_value
 from streams.logic.windows import WindowGate
-from streams.stages.worker import Pipeline
+from streams.stages.worker import Pipeline, worker_topics
 
 from .streams_support import (
     TopicReader,
@@ -147,7 +146,7 @@ async def test_charging_sessions_reach_the_tiers_as_whole_station_hours(
     from streams.policy import PolicyEngine, load_policy
 
     engine = PolicyEngine(load_policy(), secret=b"streams-test-secret")
-    topic = {t: config.topic(pipeline_tier_topic(t, "charging_sessions")) for t in ("licensed", "registered", "public")}
+    topic = {t: config.naming.tier_topic(t, "charging_sessions") for t in ("licensed", "registered", "public")}
     dlq = config.topic(dlq_topic("charging_sessions"))
     async with Pipeline(config, engine=engine, enricher=Enricher.from_geo(), aggregates=False):
         await produce(kafka_bootstrap, config.topic(raw_topic("charging_sessions")), a + b)
@@ -178,14 +177,14 @@ async def test_charging_sessions_reach_the_tiers_as_whole_station_hours(
 async def test_kill_9_mid_stream_releases_every_station_hour_once(
     kafka_bootstrap: str, redis_url: str, unique_name: Any, topic_prefix: str, tmp_path: Any
 ) -> None:
-    from streams.topics_admin import ensure_topics, service_topics
+    from kafka_admin import ensure_topics
 
     from .test_streams_recovery import Workers
 
     feed = "charging_sessions"
-    await ensure_topics(kafka_bootstrap, 4, [topic_prefix + n for n in service_topics((feed,), aggregates=False)])
+    await ensure_topics(kafka_bootstrap, 4, worker_topics(Naming(topic_prefix), (feed,), aggregates=False))
     raw = topic_prefix + raw_topic(feed)
-    registered_topic = topic_prefix + pipeline_tier_topic("registered", feed)
+    registered_topic = Naming(topic_prefix).tier_topic("registered", feed)
     dlq = topic_prefix + dlq_topic(feed)
     base = (now_ms() // HOUR - 6) * HOUR
     stations = [f"st-{c}" for c in "abcdefgh"]
@@ -255,14 +254,15 @@ async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale(
 async def test_forgotten_events_leave_the_redis_recovery_state(redis_url: str, unique_name: Any) -> None:
     import redis.asyncio as aioredis
 
+    from schemas import Naming
     from streams.io.state_store import StateStore
 
     client = aioredis.Redis.from_url(redis_url)
-    store = StateStore(client, unique_name("r"))
+    store = StateStore(client, Naming(redis_prefix=unique_name("r")))
     try:
         await store.write({}, {}, {"charging_sessions": {"cdr-1": b"a", "cdr-2": b"b"}})
         await store.write({}, {}, {}, forget={"charging_sessions": ["cdr-1"]})
-        assert set(await store.load(store.last_key("charging_sessions"))) == {"cdr-2"}
+        assert set(await store.load(store.naming.last_key("charging_sessions"))) == {"cdr-2"}
     finally:
-        await client.delete(store.last_key("charging_sessions"))
+        await client.delete(store.naming.last_key("charging_sessions"))
         await client.aclose()

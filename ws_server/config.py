@@ -1,7 +1,6 @@
-"""Server options (beyond the shared ``settings``) and the names of the topics and Redis keys it reads.
-
-A namespace lets tests and benchmarks run beside the live service on the same Kafka and Redis.
-"""
+"""Server options beyond the shared ``settings``. The names of the topics and Redis keys the server reads
+and writes come from its ``Naming`` (``schemas/naming.py``), the namespace that lets tests and benchmarks
+run beside the live service on the same Kafka and Redis."""
 
 from __future__ import annotations
 
@@ -9,31 +8,9 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas import AUDIT_ACCESS, tier_topic
+from schemas import Naming
 
-
-@dataclass(frozen=True)
-class Naming:
-    topic_prefix: str = ""  # prepended to every Kafka topic name (tests use a unique one)
-    redis_prefix: str = "shfeeds"
-
-    def tier_topic(self, tier: str, feed: str) -> str:
-        return self.topic_prefix + tier_topic(tier, feed)
-
-    def audit_topic(self) -> str:
-        return self.topic_prefix + AUDIT_ACCESS
-
-    def state_key(self, tier: str, feed: str) -> str:
-        return f"{self.redis_prefix}:state:{tier}:{feed}"
-
-    def offsets_key(self, tier: str, feed: str) -> str:
-        return f"{self.redis_prefix}:state:{tier}:{feed}:offsets"
-
-    def key_key(self, key_hash: str) -> str:
-        return f"{self.redis_prefix}:key:{key_hash}"
-
-    def key_pattern(self) -> str:
-        return f"{self.redis_prefix}:key:*"
+__all__ = ["Naming", "ServerConfig", "hash_api_key"]
 
 
 def hash_api_key(api_key: str) -> str:

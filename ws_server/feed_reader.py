@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.topics_admin import topic_partitions
+from kafka_admin import topic_partitions
 
 from .config import Naming
 from .latency import LatencyHistogram

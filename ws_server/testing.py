@@ -14,7 +14,7 @@ import msgpack
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from streams.topics_admin import ensure_topics
+from kafka_admin import ensure_topics
 
 from .config import Naming, ServerConfig
 from .server import Node

@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from schemas import raw_topic
+from kafka_admin import ensure_topics
+from schemas import FEEDS, Naming
 from settings import Settings
-from streams.topics_admin import ensure_topics, service_topics
 
 from .kafka_sink import STOP_TIMEOUT_S, KafkaSink, SinkStats
 from .metrics import MetricsServer, RuntimeCollector
@@ -33,10 +33,16 @@ log = logging.getLogger(__name__)
 DEFAULT_PUSH_PORT = 18090
 
 
-async def ensure_service_topics(settings: Settings, topic_prefix: str = "") -> None:
-    """Create the service's topics (under ``topic_prefix``) up front, as the stack does."""
-    names = [topic_prefix + name for name in service_topics()] if topic_prefix else None
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, names)
+def adapter_topics(naming: Naming) -> list[str]:
+    """The topics adapters write: every feed's raw and dead-letter topic (a source's format decides which
+    feeds its records belong to, record by record)."""
+    return [name for feed in FEEDS for name in (naming.raw_topic(feed), naming.dlq_topic(feed))]
+
+
+async def ensure_adapter_topics(settings: Settings, naming: Naming) -> None:
+    """Create the topics adapters write, up front with the configured partition count; the rest of the
+    service's topics are created by the components that write them (or all at once by ``shfeeds topics``)."""
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, adapter_topics(naming))
 
 
 class AdapterRuntime:
@@ -56,7 +62,7 @@ class AdapterRuntime:
 
     async def _create_topics(self) -> None:
         try:
-            await ensure_service_topics(self.settings, self.sink.topic_prefix)
+            await ensure_adapter_topics(self.settings, self.sink.naming)
         except Exception as err:  # Kafka may be down; the sink keeps retrying and says so
             log.error("could not create topics: %s", err)
 
@@ -114,7 +120,7 @@ class AdapterRuntime:
                         stats=stats,
                         headers=config.request_headers(self.settings),
                         resume=functools.partial(
-                            newest_ingested, self.sink.bootstrap, self.sink.topic_prefix + raw_topic(config.feed), name
+                            newest_ingested, self.sink.bootstrap, self.sink.naming.raw_topic(config.feed), name
                         ),
                     )
                     pollers.append(asyncio.create_task(adapter.run_forever(), name=f"adapter-{name}"))
@@ -153,6 +159,8 @@ __all__ = [
     "SinkStats",
     "SourceConfig",
     "SourceStats",
+    "adapter_topics",
+    "ensure_adapter_topics",
     "run_adapter",
     "run_all",
 ]

@@ -26,6 +26,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
+from schemas import Naming
+
 from .backoff import Backoff
 from .routing import OutMessage
 from .shutdown import cancel_within, stop_within
@@ -88,7 +90,7 @@ class KafkaSink:
         self.bootstrap = bootstrap
         # Prepended to every topic, like the stream workers' and servers' --topic-prefix: one Kafka can hold
         # several environments, and tests never write into a running service's topics.
-        self.topic_prefix = topic_prefix
+        self.naming = Naming(topic_prefix=topic_prefix)
         self.close_timeout_s = close_timeout_s
         self.max_buffered = max_buffered
         self.max_in_flight = max_in_flight
@@ -136,8 +138,8 @@ class KafkaSink:
 
     async def submit(self, message: OutMessage) -> None:
         """Queue one message; waits while the buffer is full (never drops)."""
-        if self.topic_prefix:
-            message = message._replace(topic=self.topic_prefix + message.topic)
+        if self.naming.topic_prefix:
+            message = message._replace(topic=self.naming.topic(message.topic))
         if self.pending >= self.max_buffered:
             await self._wait_until(lambda: self.pending < self.max_buffered)
         self._waiting.append(message)

@@ -13,7 +13,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.topics_admin import topic_partitions
+from kafka_admin import topic_partitions
 
 from .shutdown import stop_within
 

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
-from schemas import TIERS, VehiclePosition, encode_kafka, raw_topic  # noqa: E402
-from streams.aggregate_topics import pending_topic, pipeline_tier_topic  # noqa: E402
-from streams.topics_admin import delete_topics, ensure_topics  # noqa: E402
+from kafka_admin import delete_topics, ensure_topics  # noqa: E402
+from schemas import TIERS, Naming, VehiclePosition, encode_kafka, raw_topic  # noqa: E402
+from streams.stages.worker import worker_topics  # noqa: E402
 
 ENTITIES = 17_000  # Shanghai's bus fleet
 
@@ -136,7 +136,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
     and consumer-group joins included; ``sustained_per_s`` = the middle 60 % of the work (from 20 % to 80 % of
     everything the run wrote to the four tier topics, delayed tiers included) in backlog records / the time it
     took, i.e. the steady rate once every worker and stage runs."""
-    tps = [TopicPartition(prefix + pipeline_tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
+    tps = [TopicPartition(Naming(prefix).tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
     op_tps = [tp for tp in tps if ".operator." in tp.topic]
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await probe.start()
@@ -183,7 +183,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
 
 
 async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> dict:
-    topics = [prefix + pipeline_tier_topic(t, "bus") for t in ("operator", "licensed")]
+    topics = [Naming(prefix).tier_topic(t, "bus") for t in ("operator", "licensed")]
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="latest")
     await consumer.start()
     await asyncio.sleep(1.0)
@@ -236,9 +236,8 @@ async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float
 async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> dict:
     s = settings.load()
     prefix = f"bench-{uuid.uuid4().hex[:6]}-{variant}."
-    names = [raw_topic("bus"), "dlq.bus"] + [pipeline_tier_topic(t, "bus") for t in TIERS]
-    names += [pending_topic(t, "bus") for t in TIERS[1:]]
-    await ensure_topics(s.kafka_bootstrap, 4, [prefix + n for n in names])
+    names = worker_topics(Naming(prefix), ("bus",), aggregates=False)
+    await ensure_topics(s.kafka_bootstrap, 4, names)
     await preload(s.kafka_bootstrap, prefix + raw_topic("bus"), count)
     cmd = [
         sys.executable,
@@ -271,7 +270,7 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
             except subprocess.TimeoutExpired:
                 proc.kill()
         # The run's topics would otherwise pile up on the shared broker (open files per partition).
-        await delete_topics(s.kafka_bootstrap, [prefix + n for n in names])
+        await delete_topics(s.kafka_bootstrap, names)
         await delete_redis_keys(s.redis_url, prefix)
         # Let the broker finish removing them before the next variant is measured.
         await asyncio.sleep(args.settle_seconds)

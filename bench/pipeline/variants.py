@@ -26,8 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from schemas import TIERS, decode_kafka, raw_topic, to_dict  # noqa: E402
-from streams.aggregate_topics import pipeline_tier_topic  # noqa: E402
+from schemas import TIERS, Naming, decode_kafka, raw_topic, to_dict  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.logic.cleaning import Cleaner  # noqa: E402
 from streams.logic.enrichment import Enricher  # noqa: E402
@@ -100,7 +99,7 @@ async def run_plain(args: argparse.Namespace) -> None:
             enricher.enrich("bus", accepted)
             pending = []
             for tier, release in fanout.release(accepted).items():
-                topic = args.prefix + pipeline_tier_topic(tier, "bus")
+                topic = Naming(args.prefix).tier_topic(tier, "bus")
                 pending.append(batcher.deliver(topic, release.records))
             await asyncio.gather(*pending)
             await consumer.commit()
@@ -133,7 +132,7 @@ def run_faust(args: argparse.Namespace) -> None:
     )
     source = app.topic(args.prefix + raw_topic("bus"), value_serializer="raw", key_serializer="raw")
     sinks = {
-        t: app.topic(args.prefix + pipeline_tier_topic(t, "bus"), value_serializer="raw", key_serializer="raw")
+        t: app.topic(Naming(args.prefix).tier_topic(t, "bus"), value_serializer="raw", key_serializer="raw")
         for t in TIERS
     }
 

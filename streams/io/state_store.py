@@ -1,4 +1,5 @@
-"""Latest state per tier in Redis (docs/contracts.md) and the stream workers' own recovery state.
+"""Latest state per tier in Redis (docs/contracts.md) and the stream workers' own recovery state. The key
+names are spelled in ``schemas/naming.py``; what each key holds:
 
 - ``<prefix>:state:<tier>:<feed>`` hash entity → tier value bytes, and ``...:offsets`` hash partition →
   next tier-topic offset the snapshot covers; both written in one MULTI so a reader never sees values
@@ -26,36 +27,14 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from hiredis import pack_command
 
+from schemas import Naming
+
 
 class StateStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "shfeeds", timeout_s: float = 5.0) -> None:
+    def __init__(self, client: aioredis.Redis, naming: Naming, timeout_s: float = 5.0) -> None:
         self.client = client
-        self.prefix = prefix
+        self.naming = naming  # every key name below comes from it (schemas/naming.py)
         self.timeout_s = timeout_s
-
-    def state_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:state:{tier}:{feed}"
-
-    def offsets_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:state:{tier}:{feed}:offsets"
-
-    def last_key(self, feed: str) -> str:
-        return f"{self.prefix}:streams:last:{feed}"
-
-    def released_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:streams:released:{tier}:{feed}"
-
-    def forwarded_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:streams:forwarded:{tier}:{feed}"
-
-    def windows_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:streams:windows:{tier}:{feed}"
-
-    def decided_key(self, tier: str, feed: str) -> str:
-        return f"{self.prefix}:streams:decided:{tier}:{feed}"
-
-    def history_key(self, name: str) -> str:
-        return f"{self.prefix}:streams:agghist:{name}"
 
     async def put(self, key: str, mapping: dict[str, bytes]) -> None:
         if mapping:
@@ -75,21 +54,23 @@ class StateStore:
         """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
         commands: list[tuple[str, dict[Any, Any]]] = []
         for (tier, feed), values in tier_values.items():
-            commands.append((self.state_key(tier, feed), values))
+            commands.append((self.naming.state_key(tier, feed), values))
         for (tier, feed), offsets in tier_offsets.items():
-            commands.append((self.offsets_key(tier, feed), offsets))
+            commands.append((self.naming.offsets_key(tier, feed), offsets))
         for feed, values in last_values.items():
-            commands.append((self.last_key(feed), values))
+            commands.append((self.naming.last_key(feed), values))
         for (tier, feed), marks in (release_marks or {}).items():
-            commands.append((self.released_key(tier, feed), marks))
+            commands.append((self.naming.released_key(tier, feed), marks))
         for (tier, feed), ends in (forwarded or {}).items():
-            commands.append((self.forwarded_key(tier, feed), ends))
+            commands.append((self.naming.forwarded_key(tier, feed), ends))
         for (tier, feed), released in (windows or {}).items():
-            commands.append((self.windows_key(tier, feed), released))
+            commands.append((self.naming.windows_key(tier, feed), released))
         for (tier, feed), offsets in (decided or {}).items():
-            commands.append((self.decided_key(tier, feed), offsets))
+            commands.append((self.naming.decided_key(tier, feed), offsets))
         packed = [_pack_hset(key, mapping) for key, mapping in commands if mapping]
-        packed += [_pack_hdel(self.last_key(feed), entities) for feed, entities in (forget or {}).items() if entities]
+        packed += [
+            _pack_hdel(self.naming.last_key(feed), entities) for feed, entities in (forget or {}).items() if entities
+        ]
         if packed:
             await asyncio.wait_for(self._transaction(packed), self.timeout_s)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.logic.aggregate_records import AGGREGATE_SOURCE
+from schemas.aggregates import AGGREGATE_SOURCE
 
 CROWDING_THRESHOLDS: tuple[float, ...] = (0.50, 0.75, 0.90)
 CROWDING_LEVELS: tuple[str, ...] = ("comfortable", "busy", "crowded", "saturated")

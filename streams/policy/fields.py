@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 
 from schemas import FEED_TYPES, FEEDS
-from streams.logic.aggregate_records import AGGREGATE_TYPES
+from schemas.aggregates import AGGREGATE_TYPES
 
 # Every feed a policy file has rules for: the contract's source feeds, then the stream layer's aggregates.
 POLICY_FEEDS: Final = FEEDS + tuple(AGGREGATE_TYPES)

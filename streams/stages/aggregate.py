@@ -122,7 +122,7 @@ class AggregateStage:
         self.leading = lead
         published: dict[str, int] = {}
         for source in sorted(lead):
-            values = await self.store.load(self.store.last_key(source))
+            values = await self.store.load(self.store.naming.last_key(source))
             records = [decode_value(v) for v in values.values()]
             computed, changed = self.aggregator.compute_source(source, records, now)
             releases = self.aggregator.releases(source, computed, now)
@@ -130,7 +130,7 @@ class AggregateStage:
             if changed:
                 hist = self.aggregator.history.samples
                 await self.store.put(
-                    self.store.history_key("scenic"), {c: _history_encoder.encode(hist[c]) for c in changed}
+                    self.store.naming.history_key("scenic"), {c: _history_encoder.encode(hist[c]) for c in changed}
                 )
             self.aggregator.emitted_ok(source, releases, now)
             for feed, recs in releases.items():
@@ -141,11 +141,11 @@ class AggregateStage:
     async def _take_over(self, source: str) -> None:
         """Adopt what the previous owner published and its scenic history, so nothing restarts from zero."""
         for feed in AGGREGATES_OF[source]:
-            snapshot = await self.store.load(self.store.state_key("operator", feed))
+            snapshot = await self.store.load(self.store.naming.state_key("operator", feed))
             previous = [decode_value(v) for v in snapshot.values()]
             self.aggregator.adopt(source, feed, (a for a in previous if source_of(feed, a) == source))
         if source == "scenic":
-            stored = await self.store.load(self.store.history_key("scenic"))
+            stored = await self.store.load(self.store.naming.history_key("scenic"))
             for code, data in stored.items():
                 try:
                     self.aggregator.history.merge(code, _history_decoder.decode(data))

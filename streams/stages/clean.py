@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import InvalidRecord, decode_kafka, raw_topic, to_dict
+from schemas import InvalidRecord, decode_kafka, to_dict
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer, partition_for
@@ -80,7 +80,7 @@ class CleanStage(BatchStage):
         tiers: tuple[str, ...],
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.feed_of_topic = {config.topic(raw_topic(f)): f for f in config.feeds}
+        self.feed_of_topic = {config.naming.raw_topic(f): f for f in config.feeds}
         super().__init__(config, list(self.feed_of_topic))
         self.engine = engine
         self.producer = producer
@@ -234,7 +234,7 @@ class CleanStage(BatchStage):
         """Reload duplicate detection, stale marking and tier throttles for newly owned entities."""
         count = self.partition_count(topic)
         state = self.feeds[feed]
-        last = await self.store.load(self.store.last_key(feed))
+        last = await self.store.load(self.store.naming.last_key(feed))
         recovered = 0
         for entity, value in last.items():
             if partition_for(entity.encode(), count) not in partitions:
@@ -249,7 +249,7 @@ class CleanStage(BatchStage):
                 self._schedule(feed, entity, rec["expires_at"])
             recovered += 1
         for tier, fanout in state.fanouts.items():
-            marks = await self.store.load(self.store.released_key(tier, feed))
+            marks = await self.store.load(self.store.naming.released_key(tier, feed))
             fanout.remember((e, v) for e, v in marks.items() if partition_for(e.encode(), count) in partitions)
         if recovered:
             log.info("clean: recovered %d %s entities for partitions %s", recovered, feed, sorted(partitions))

@@ -20,8 +20,7 @@ from collections.abc import Callable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import DeadLetter, dlq_topic, encode_dead_letter
-from streams.aggregate_topics import pending_topic, pipeline_tier_topic
+from schemas import DeadLetter, encode_dead_letter
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer, partition_for
@@ -69,7 +68,7 @@ class DelayStage(BatchStage):
     ) -> None:
         self.name = f"delay-{tier}"
         self.tier = tier
-        self.feed_of_topic = {config.topic(pending_topic(tier, f)): f for f in feeds}
+        self.feed_of_topic = {config.naming.pending_topic(tier, f): f for f in feeds}
         super().__init__(config, list(self.feed_of_topic))
         self.producer = producer
         self.store = store
@@ -252,7 +251,7 @@ class DelayStage(BatchStage):
 
         async def deliver() -> None:
             feeds = list(rows)
-            dead = [self.producer.deliver(self.config.topic(dlq_topic(f)), letters) for f, letters in late.items()]
+            dead = [self.producer.deliver(self.config.naming.dlq_topic(f), letters) for f, letters in late.items()]
             ends, _ = await asyncio.gather(
                 asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds)), asyncio.gather(*dead)
             )
@@ -274,8 +273,8 @@ class DelayStage(BatchStage):
 
         Pending and tier topics are keyed and partitioned alike, so with equal partition counts a pending
         partition's records go to the same tier partition as they are, without hashing every key again."""
-        topic = self.config.topic(pipeline_tier_topic(self.tier, feed))
-        source = self.config.topic(pending_topic(self.tier, feed))
+        topic = self.config.naming.tier_topic(self.tier, feed)
+        source = self.config.naming.pending_topic(self.tier, feed)
         same = await self.producer.partitions(topic) == await self.producer.partitions(source)
         ends: dict[int, int] = {}
         for headers, parts in groups.items():
@@ -295,7 +294,7 @@ class DelayStage(BatchStage):
             mine = {tp for tp in assigned if tp.topic == topic}
             if not mine:
                 continue
-            done = await self.store.load(self.store.forwarded_key(self.tier, feed))
+            done = await self.store.load(self.store.naming.forwarded_key(self.tier, feed))
             for tp in mine:
                 if str(tp.partition) in done:
                     self.forwarded[tp] = int(done[str(tp.partition)])
@@ -303,8 +302,8 @@ class DelayStage(BatchStage):
             if gate is not None:
                 count = self.partition_count(topic)
                 owned = {tp.partition for tp in mine}
-                ends = await self.store.load(self.store.windows_key(self.tier, feed))
-                seen = await self.store.load(self.store.decided_key(self.tier, feed))
+                ends = await self.store.load(self.store.naming.windows_key(self.tier, feed))
+                seen = await self.store.load(self.store.naming.decided_key(self.tier, feed))
                 gate.remember(
                     (
                         (key.encode(), int(end))

@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord
 
-from schemas import DeadLetter, dlq_topic, encode_dead_letter
-from streams.aggregate_topics import pending_topic, pipeline_tier_topic
+from schemas import DeadLetter, encode_dead_letter
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer
@@ -67,7 +66,7 @@ class StageOutputs:
         # Queue everything, then wait once: one round of produce requests per batch.
         other = []
         for feed, dead in self.dlq.items():
-            other.append(producer.deliver(config.topic(dlq_topic(feed)), dead))
+            other.append(producer.deliver(config.naming.dlq_topic(feed), dead))
         tiers = list(self.tier_records.items())
         sends = []
         for (tier, feed), (recs, fanout, delayed) in tiers:
@@ -76,9 +75,9 @@ class StageOutputs:
                 ("crs", fanout.crs.encode()),
             ]
             if delayed:
-                sends.append(producer.deliver_envelopes(config.topic(pending_topic(tier, feed)), recs, headers))
+                sends.append(producer.deliver_envelopes(config.naming.pending_topic(tier, feed), recs, headers))
             else:
-                sends.append(producer.deliver(config.topic(pipeline_tier_topic(tier, feed)), recs, headers))
+                sends.append(producer.deliver(config.naming.tier_topic(tier, feed), recs, headers))
         _, ends = await asyncio.gather(asyncio.gather(*other), asyncio.gather(*sends))
         tier_values: dict[tuple[str, str], dict[bytes, bytes]] = {}
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}

@@ -2,7 +2,7 @@
 
 Stages (each its own consumer group ``<app_id>-<stage>``, so workers scale by partitions):
 ``clean`` (raw → clean, dead letters, undelayed tiers), one ``delay-<tier>`` per tier that delays some
-feed, and the ``aggregate`` publisher (the aggregate feeds, see aggregate_stage.py). Run several workers
+feed, and the ``aggregate`` publisher (the aggregate feeds, see ``streams/stages/aggregate.py``). Run several workers
 with the same app id to share the partitions; kill one and the others take over from the last committed
 offsets.
 """
@@ -19,7 +19,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from schemas import TIERS, raw_topic
+from kafka_admin import ensure_topics
+from schemas import DELAYABLE_TIERS, TIERS, Naming
 from streams.config import StreamConfig
 from streams.io.batch_producer import BatchProducer
 from streams.io.stage import BatchStage
@@ -29,7 +30,6 @@ from streams.logic.fanout import TierPolicy
 from streams.stages.aggregate import AggregateStage, aggregate_feeds_for
 from streams.stages.clean import CleanStage
 from streams.stages.delay import DelayStage
-from streams.topics_admin import ensure_topics, service_topics
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,18 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def worker_topics(naming: Naming, feeds: tuple[str, ...], aggregates: bool = True) -> list[str]:
+    """The topics a worker for ``feeds`` writes: each feed's dead letters, and the tier and pending topics
+    of the feeds and of the aggregates they make. Also the raw topics it reads, although the adapters
+    write them: a consumer group subscribed to a missing topic notices it only at its next metadata
+    refresh, minutes later, so a worker started before its adapters would sit idle that long."""
+    out = [name for feed in feeds for name in (naming.raw_topic(feed), naming.dlq_topic(feed))]
+    for feed in (*feeds, *(aggregate_feeds_for(feeds) if aggregates else ())):
+        out += [naming.tier_topic(tier, feed) for tier in TIERS]
+        out += [naming.pending_topic(tier, feed) for tier in DELAYABLE_TIERS]
+    return out
 
 
 class Pipeline:
@@ -74,8 +86,7 @@ class Pipeline:
 
     async def start(self) -> None:
         cfg = self.config
-        names = service_topics(cfg.feeds, aggregates=self.aggregates)
-        await ensure_topics(cfg.bootstrap, cfg.partitions, [cfg.topic(n) for n in names])
+        await ensure_topics(cfg.bootstrap, cfg.partitions, worker_topics(cfg.naming, cfg.feeds, self.aggregates))
         self._producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap,
             client_id=f"{cfg.app_id}-producer",
@@ -88,7 +99,7 @@ class Pipeline:
         await self._producer.start()
         self._redis = aioredis.Redis.from_url(cfg.redis_url, socket_timeout=cfg.redis_timeout_s)
         producer = BatchProducer(self._producer)
-        store = StateStore(self._redis, cfg.redis_prefix, cfg.redis_timeout_s)
+        store = StateStore(self._redis, cfg.naming, cfg.redis_timeout_s)
         clean = CleanStage(cfg, self.engine, producer, store, self.enricher, TIERS)
         self.stages.append(clean)
         agg_feeds = aggregate_feeds_for(cfg.feeds) if self.aggregates else ()
@@ -107,7 +118,7 @@ class Pipeline:
 
             def leads(feed: str) -> bool:
                 # The owner of partition 0 of the feed's raw topic computes its aggregates.
-                return TopicPartition(cfg.topic(raw_topic(feed)), 0) in clean.assigned
+                return TopicPartition(cfg.naming.raw_topic(feed), 0) in clean.assigned
 
             self.aggregate = AggregateStage(cfg, self.engine, producer, store, leads, TIERS)
             self._tasks.append(asyncio.create_task(self._run(self.aggregate), name="stage-aggregate"))

@@ -1,4 +1,8 @@
-"""Record types of the aggregate feeds (``agg_*``), the stream layer's own feeds on top of the contract's.
+"""Record types of the aggregate feeds (``agg_*``): the feeds the stream layer computes from the source feeds.
+
+They sit in ``schemas/`` beside the source records because they are part of the contract too: clients
+receive them on ``tier.<tier>.agg_*``, the policy loader (``streams/policy/``) reads their fields, and the
+topic names in ``schemas/topics.py`` are built from their feed names.
 
 Like the canonical records they carry ``id``, ``source`` (always ``"streams"``), ``observed_at`` (when the
 aggregate was computed, UTC epoch ms) and ``expires_at``. The policy loader reads field names and kinds from

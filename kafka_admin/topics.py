@@ -1,7 +1,8 @@
-"""Create every Kafka topic the service uses, up front, with an explicit partition count.
+"""Create topics up front with an explicit partition count; read and delete topics.
 
-Broker auto-create is never relied on (faust-rules.md #5): topics created by a first produce get the
-broker default partition count, and repartitioned or changelog topics then disagree with their sources.
+Broker auto-create is never relied on (it is switched off in the local stack and in docker-compose.yml):
+a topic created by a first produce gets the broker's default partition count, and keys would then map
+to other partitions than the workers expect.
 """
 
 from __future__ import annotations
@@ -13,16 +14,6 @@ from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-
-from schemas import TIERS, all_topics, dlq_topic, raw_topic
-from streams.aggregate_topics import (
-    AGGREGATE_FEEDS,
-    DELAYABLE_TIERS,
-    all_aggregate_topics,
-    pending_topic,
-    pipeline_tier_topic,
-)
-from streams.logic.aggregation import AGGREGATES_OF
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +37,6 @@ async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) 
     return sorted(p["partition"] for p in described.get("partitions", []))
 
 
-def service_topics(feeds: Sequence[str] | None = None, aggregates: bool = True) -> list[str]:
-    """Every topic name the service needs: the contract's topics plus the stream layer's. With ``feeds``,
-    only what a worker for those feeds uses (its raw, dead-letter, tier and pending topics, and those of
-    their aggregates): a test for one feed then creates a dozen topics, not a hundred."""
-    if feeds is None:
-        names = list(all_topics())
-        names += [n for n in all_aggregate_topics() if n not in names]
-        return names
-    out = []
-    agg = [a for a in AGGREGATE_FEEDS if aggregates and any(a in AGGREGATES_OF.get(f, ()) for f in feeds)]
-    for feed in feeds:
-        out += [raw_topic(feed), dlq_topic(feed)]
-    for feed in [*feeds, *agg]:
-        out += [pipeline_tier_topic(t, feed) for t in TIERS]
-        out += [pending_topic(t, feed) for t in DELAYABLE_TIERS]
-    return out
-
-
 async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (those that exist); for tests and benchmarks that made their own."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
@@ -79,12 +52,12 @@ async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
 async def ensure_topics(
     bootstrap: str,
     partitions: int,
-    names: list[str] | None = None,
+    names: Sequence[str],
     *,
     replication_factor: int = 1,
     connect_timeout_s: float = 30.0,
 ) -> dict[str, int]:
-    """Create the missing topics among ``names`` (default: all service topics); idempotent.
+    """Create the missing topics among ``names``; idempotent.
 
     Returns the partition count of each topic. An existing topic with fewer partitions than asked is an
     error (keys would map to other partitions than the workers expect); one with more is accepted, since
@@ -92,7 +65,7 @@ async def ensure_topics(
     """
     if partitions < 1:
         raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
-    wanted = list(dict.fromkeys(names if names is not None else service_topics()))
+    wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     deadline = asyncio.get_running_loop().time() + connect_timeout_s
     while True:

@@ -1,0 +1,86 @@
+"""Where the topic prefix and the Redis key prefix are applied, and every Redis key name, spelled once.
+
+A ``Naming`` is a namespace: production uses the empty topic prefix and the ``shfeeds`` Redis prefix; tests
+and benchmarks pick their own so they run beside the live service on the same Kafka and Redis. Every
+component (adapters, stream workers, WebSocket servers, the CLI) asks its ``Naming`` for a topic or key
+name rather than joining strings itself. Topic base names come from ``schemas/topics.py``.
+
+Redis keys (``<prefix>`` is ``redis_prefix``):
+
+- ``<prefix>:state:<tier>:<feed>`` hash entity → latest tier value, and ``...:offsets`` hash partition →
+  next tier-topic offset the snapshot covers: written by the stream workers, read by the WebSocket servers.
+- ``<prefix>:streams:last|released|forwarded|windows|decided:...`` and ``<prefix>:streams:agghist:<name>``:
+  the stream workers' own recovery state (``streams/io/state_store.py`` says what each holds).
+- ``<prefix>:key:<sha256 of the API key>``: an API key's tier and limits (WebSocket servers, ``shfeeds keys``).
+- ``<prefix>:health:<feed>``: hash of a feed's health figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import topics
+
+DEFAULT_REDIS_PREFIX = "shfeeds"
+
+
+@dataclass(frozen=True)
+class Naming:
+    topic_prefix: str = ""  # prepended to every Kafka topic name (tests use a unique one)
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+
+    # Kafka topics: the prefix is applied here and nowhere else.
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    def raw_topic(self, feed: str) -> str:
+        return self.topic_prefix + topics.raw_topic(feed)
+
+    def dlq_topic(self, feed: str) -> str:
+        return self.topic_prefix + topics.dlq_topic(feed)
+
+    def tier_topic(self, tier: str, feed: str) -> str:
+        return self.topic_prefix + topics.tier_topic(tier, feed)
+
+    def pending_topic(self, tier: str, feed: str) -> str:
+        return self.topic_prefix + topics.pending_topic(tier, feed)
+
+    def audit_topic(self) -> str:
+        return self.topic_prefix + topics.AUDIT_ACCESS
+
+    # Redis keys.
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.redis_prefix, *parts))
+
+    def state_key(self, tier: str, feed: str) -> str:
+        return self._key("state", tier, feed)
+
+    def offsets_key(self, tier: str, feed: str) -> str:
+        return self._key("state", tier, feed, "offsets")
+
+    def last_key(self, feed: str) -> str:
+        return self._key("streams", "last", feed)
+
+    def released_key(self, tier: str, feed: str) -> str:
+        return self._key("streams", "released", tier, feed)
+
+    def forwarded_key(self, tier: str, feed: str) -> str:
+        return self._key("streams", "forwarded", tier, feed)
+
+    def windows_key(self, tier: str, feed: str) -> str:
+        return self._key("streams", "windows", tier, feed)
+
+    def decided_key(self, tier: str, feed: str) -> str:
+        return self._key("streams", "decided", tier, feed)
+
+    def history_key(self, name: str) -> str:
+        return self._key("streams", "agghist", name)
+
+    def key_key(self, key_hash: str) -> str:
+        return self._key("key", key_hash)
+
+    def key_pattern(self) -> str:
+        return self._key("key", "*")
+
+    def health_key(self, feed: str) -> str:
+        return self._key("health", feed)
