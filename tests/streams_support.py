@@ -14,14 +14,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import VehiclePosition, encode_kafka
+from schemas import VehiclePosition, encode_kafka, now_ms
 from streams.policy import PolicyEngine, load_policy, parse_policy
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "streams" / "policy" / "tier_policy.toml"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def bus(

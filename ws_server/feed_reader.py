@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from kafka_admin import topic_partitions
+from schemas import now_ms
 
 from .config import Naming
 from .latency import LatencyHistogram
@@ -29,10 +30,6 @@ HISTORY_READ_TIMEOUT_S = 20.0
 
 class FeedUnavailable(RuntimeError):
     """The tier topic or its snapshot cannot be read right now."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class FeedReaders:

@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import ssl
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 import settings as settings_mod
+from schemas import now_ms
 
 from .audit import AccessAudit
 from .config import Naming, ServerConfig, hash_api_key
@@ -43,10 +43,6 @@ from .wire import WsSink
 log = logging.getLogger(__name__)
 
 RESUME_WAIT_S = 5.0  # how long a resume may wait for this node to reach the client's position
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from yarl import URL
 
 from adapters.formats import QueryWindow, get_format
+from schemas import now_ms
 
 from .backoff import Backoff
 from .change_filter import ChangeFilter
@@ -30,10 +31,6 @@ from .stats import SourceStats
 log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 1000  # a server whose next links never end must not hold the poller forever
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class PollingAdapter:

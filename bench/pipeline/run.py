@@ -33,14 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
-from schemas import TIERS, Naming, VehiclePosition, encode_kafka, raw_topic  # noqa: E402
+from schemas import TIERS, Naming, VehiclePosition, encode_kafka, now_ms, raw_topic  # noqa: E402
 from streams.stages.worker import worker_topics  # noqa: E402
 
 ENTITIES = 17_000  # Shanghai's bus fleet
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def bus_record(entity: int, k: int, observed_at: int, prefix: str = "bus") -> bytes:

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from schemas import TIERS, Naming, decode_kafka, raw_topic, to_dict  # noqa: E402
+from schemas import TIERS, Naming, decode_kafka, now_ms, raw_topic, to_dict  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.logic.cleaning import Cleaner  # noqa: E402
 from streams.logic.enrichment import Enricher  # noqa: E402
@@ -42,10 +42,6 @@ def load_engine() -> TierPolicy:
 
 def feed_fanout(engine: TierPolicy) -> FeedFanout:
     return FeedFanout(engine, "bus", {t: TierFanout(engine, "bus", t, "gcj02", persist_marks=False) for t in TIERS})
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def run_pipeline(args: argparse.Namespace) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from schemas import now_ms
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 
 _history_encoder = msgspec.msgpack.Encoder()
 _history_decoder = msgspec.msgpack.Decoder(list[tuple[int, int]])
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def aggregate_feeds_for(feeds: tuple[str, ...]) -> tuple[str, ...]:

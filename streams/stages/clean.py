@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import InvalidRecord, decode_kafka, to_dict
+from schemas import InvalidRecord, decode_kafka, now_ms, to_dict
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer, partition_for
@@ -32,10 +31,6 @@ from streams.policy import Window
 from streams.stages.outputs import StageOutputs
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class FeedState:

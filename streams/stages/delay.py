@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import DeadLetter, encode_dead_letter
+from schemas import DeadLetter, encode_dead_letter, now_ms
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer, partition_for
@@ -31,10 +30,6 @@ from streams.logic.fanout import TierFanout, TierPolicy, decode_value
 from streams.logic.windows import Release, WindowGate
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def due_prefix(timestamps: list[int], delay_ms: int, now: int) -> int:
