@@ -155,7 +155,7 @@ class KafkaService:
             f"log.dirs={self.data_dir}",
             f"num.partitions={s.topic_partitions}",
             # Topics are created by the project with explicit partition counts and replication, never by
-            # a client's first use of a name.
+            # a client's first use of a name (docs/design-notes.md).
             "auto.create.topics.enable=false",
             f"default.replication.factor={replicas}",
             f"min.insync.replicas={min_isr}",

@@ -68,7 +68,7 @@ def test_tail_bus_prints_live_blurred_public_positions(service: tuple[settings_m
         rec = orjson.loads(line)
         assert rec["crs"] == "gcj02" and rec["policy_version"]
         assert not set(NEVER_PUBLIC) & set(rec), f"public record leaks {set(NEVER_PUBLIC) & set(rec)}"
-        # Public positions are held back 30 s after the event (tier-policy.md).
+        # Public positions are held back 30 s after the event (streams/policy/tier_policy.toml).
         assert now_ms - rec["observed_at"] >= 30_000 - 1_000
         lng, lat = gcj02_to_wgs84(rec["lng"], rec["lat"])
         assert plausibly_in_shanghai(lng, lat)

@@ -1,4 +1,4 @@
-"""Property tests of the default policy over random Shanghai records (see tier-policy.md).
+"""Property tests of the default policy over random Shanghai records (see docs/design-notes.md).
 
 - no lower tier is more precise than a higher one: whenever two inputs look the same at a tier, they look
   the same at every tier below it (a lower tier is a function of the one above), and every field a lower

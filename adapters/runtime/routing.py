@@ -1,4 +1,4 @@
-"""Which topic, key, timestamp and headers each record or dead letter goes out with (contracts.md)."""
+"""Which topic, key, timestamp and headers each record or dead letter goes out with (docs/contracts.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Enrichment of clean records with place context: district, scenic area, nearest metro station.
 
-Lookups are vectorised over the whole batch (one call per batch and lookup, see baselines.md: a shapely
+Lookups are vectorised over the whole batch (one call per batch and lookup, see docs/design-notes.md: a shapely
 point-in-polygon test per point is five times slower than one over an array). The lookups come from
 ``geo``; the functions are injected so the logic is testable with any lookup.
 """

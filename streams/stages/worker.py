@@ -131,8 +131,8 @@ class Pipeline:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A stage that dies silently would stop consuming while the worker looks alive (faust-rules
-            # #9): log it and stop the whole worker so its supervisor restarts it.
+            # A stage that dies silently would stop consuming while the worker looks alive
+            # (docs/design-notes.md): log it and stop the whole worker so its supervisor restarts it.
             log.exception("stage %s failed; stopping the worker", stage.name)
             self.failed = True
             self._stop_event.set()

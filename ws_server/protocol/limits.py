@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-# Which coordinate systems each tier may receive (tier-policy.md: WGS-84 from licensed up).
+# Which coordinate systems each tier may receive (docs/design-notes.md: WGS-84 from licensed up).
 CRS_BY_TIER: dict[str, frozenset[str]] = {
     "operator": frozenset({"gcj02", "wgs84"}),
     "licensed": frozenset({"gcj02", "wgs84"}),
