@@ -34,19 +34,19 @@ class Naming:
         return self.topic_prefix + name
 
     def raw_topic(self, feed: str) -> str:
-        return self.topic_prefix + topics.raw_topic(feed)
+        return self.topic(topics.raw_topic(feed))
 
     def dlq_topic(self, feed: str) -> str:
-        return self.topic_prefix + topics.dlq_topic(feed)
+        return self.topic(topics.dlq_topic(feed))
 
     def tier_topic(self, tier: str, feed: str) -> str:
-        return self.topic_prefix + topics.tier_topic(tier, feed)
+        return self.topic(topics.tier_topic(tier, feed))
 
     def pending_topic(self, tier: str, feed: str) -> str:
-        return self.topic_prefix + topics.pending_topic(tier, feed)
+        return self.topic(topics.pending_topic(tier, feed))
 
     def audit_topic(self) -> str:
-        return self.topic_prefix + topics.AUDIT_ACCESS
+        return self.topic(topics.AUDIT_ACCESS)
 
     # Redis keys.
     def _key(self, *parts: str) -> str:
