@@ -14,9 +14,8 @@ from ..latency import LatencyHistogram
 from .codec import Codec
 from .filters import CompiledFilter, DistrictLookup
 from .messages import Options
-from .session import Subscription
 from .state import SourceState
-from .stream import Stream, StreamKey
+from .stream import Member, Stream, StreamKey
 
 
 def options_key(options: Options) -> tuple[object, ...]:
@@ -48,7 +47,7 @@ class Hub:
         self.incoming_at: dict[SourceState, int] = {}  # when the oldest waiting record reached the node
         self.clock = clock  # wall clock (ms) for latency figures; without one the tick's now_ms is used
         self.latency = LatencyHistogram()  # record reached the node → its frame written to every member
-        self.behind: set[Subscription] = set()
+        self.behind: set[Member] = set()  # members owed a catch-up: only the hub adds and removes them
         self._ids = itertools.count(1)
         self.frames_sent = 0
         self.records_delivered = 0
@@ -114,15 +113,13 @@ class Hub:
             self.by_source[src][stream] = None
         return stream
 
-    def join(self, stream: Stream, sub: Subscription) -> None:
-        stream.members[sub] = None
+    def join(self, stream: Stream, member: Member) -> None:
+        stream.members[member] = None
         stream.idle_since_ms = None
 
-    def leave(self, sub: Subscription) -> None:
-        stream = sub.stream
-        stream.members.pop(sub, None)
-        self.behind.discard(sub)
-        sub.behind_since = None
+    def leave(self, stream: Stream, member: Member) -> None:
+        stream.members.pop(member, None)
+        self.behind.discard(member)
         if not stream.members and stream.idle_since_ms is None:
             stream.idle_since_ms = stream.last_flush_ms or -1
 
@@ -165,8 +162,9 @@ class Hub:
             frame, ids = flushed
             seq = stream.seq
             members = stream.members
-            for sub in list(members):
-                sub.deliver(frame, ids, seq, now_ms)
+            for member in list(members):
+                if member.deliver(frame, ids, seq, now_ms):
+                    self.behind.add(member)
             if members:
                 self.frames_sent += len(members)
                 self.records_delivered += len(ids) * len(members)
@@ -174,9 +172,9 @@ class Hub:
                     written = self.clock() if self.clock is not None else now_ms
                     self.latency.add(written - since, len(ids) * len(members))
         if self.behind:
-            for sub in list(self.behind):
-                if sub.try_catch_up(now_ms):
-                    self.behind.discard(sub)
+            for member in list(self.behind):
+                if member.try_catch_up(now_ms):
+                    self.behind.discard(member)
         self._expire(now_ms)
         return built
 

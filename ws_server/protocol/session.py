@@ -8,6 +8,7 @@ tier change does to open subscriptions.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas import FEEDS
@@ -18,6 +19,7 @@ from .errors import (
     CLOSE_SLOW,
     CRS_NOT_ALLOWED,
     DUPLICATE_ID,
+    FEED_UNAVAILABLE,
     RATE_LIMITED,
     TOO_MANY_SUBSCRIPTIONS,
     UNKNOWN_FEED,
@@ -27,6 +29,7 @@ from .errors import (
 from .filters import compile_filter
 from .limits import CRS_BY_TIER, Limits, TokenBucket
 from .messages import ClientMessage, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+from .stream import parse_position
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -49,6 +52,16 @@ class Sink(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class FeedNeed:
+    """What the I/O layer must make ready before a message can be applied: this node reading the tier
+    topic of (tier, feed), and for a resume, having read up to ``position`` (partition → offset)."""
+
+    tier: str
+    feed: str
+    position: dict[int, int] | None = None
+
+
 class Subscription:
     __slots__ = ("behind_since", "from_seq", "session", "skipped", "stream", "sub_id")
 
@@ -60,29 +73,34 @@ class Subscription:
         self.from_seq = 0
         self.skipped: set[str] = set()
 
-    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> None:
+    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> bool:
         session = self.session
         if session.closed:
-            return
+            return False
         if self.behind_since is None:
             if session.sink.backlog() <= session.limits.byte_budget:
                 session.sink.send(frame)
                 session.delivered(self.stream, frame, len(ids))
-                return
+                return False
             # The peer is not reading: stop queueing frames, remember which entities it is owed.
             self.behind_since = now_ms
             self.from_seq = seq
-            session.hub.behind.add(self)
         self.skipped.update(ids)
         if len(self.skipped) > session.limits.max_conflated:
             session.close(CLOSE_SLOW, "slow: too far behind")
+            return False
+        return True
+
+    def reset_behind(self) -> None:
+        """Forget what it was owed (it moved to another stream, which sends it a diff instead)."""
+        self.behind_since = None
+        self.skipped = set()
 
     def try_catch_up(self, now_ms: int) -> bool:
         """Send one conflated frame for everything skipped once the backlog drained; True when done."""
         session = self.session
-        if session.closed:
+        if session.closed or self.behind_since is None:
             return True
-        assert self.behind_since is not None
         if session.sink.backlog() > session.limits.byte_budget // 4:
             if now_ms - self.behind_since > session.limits.slow_after_ms:
                 session.close(CLOSE_SLOW, "slow: did not read for too long")
@@ -95,8 +113,7 @@ class Subscription:
         frame = stream.codec.delta(head, upserts, removes, [])
         session.sink.send(frame)
         session.delivered(stream, frame, len(upserts) + len(removes))
-        self.behind_since = None
-        self.skipped = set()
+        self.reset_behind()
         return True
 
 
@@ -203,6 +220,29 @@ class Session:
                 err.sub_id = message.id
             self.error(err)
 
+    def needs(self, message: ClientMessage) -> list[FeedNeed] | None:
+        """What ``message`` needs from the I/O layer before ``apply``; None when it was refused (the error
+        is already answered). Only a subscribe needs anything: its feed read, and its resume position."""
+        if not isinstance(message, Subscribe):
+            return []
+        try:
+            self.check_subscribe(message)
+        except ProtocolError as err:
+            err.sub_id = message.id
+            self.error(err)
+            return None
+        resume = message.resume
+        position = parse_position(resume.pos) if resume is not None and resume.pos else None
+        return [FeedNeed(self.tier, message.feed, position)]
+
+    def needs_for_tier(self, tier: str) -> list[FeedNeed]:
+        """What moving every open subscription to ``tier`` needs (see ``change_tier``)."""
+        return [FeedNeed(tier, feed) for feed in sorted({sub.stream.source.feed for sub in self.subs.values()})]
+
+    def unavailable(self, message: ClientMessage, reason: str) -> None:
+        """A need could not be met: the message is answered with ``feed_unavailable`` instead of applied."""
+        self.error(ProtocolError(FEED_UNAVAILABLE, reason, getattr(message, "id", None)))
+
     # ------------------------------------------------------------------------------------------ verbs
 
     def check_subscribe(self, message: Subscribe) -> None:
@@ -286,17 +326,16 @@ class Session:
         head = new.head("delta")
         head["diff"] = True
         self._send_frames(new, [(self.codec.delta(head, upserts, sorted(leaving), []), len(upserts) + len(leaving))])
-        self.hub.leave(sub)
+        self.hub.leave(old, sub)
         sub.stream = new
-        sub.behind_since = None
-        sub.skipped = set()
+        sub.reset_behind()
         self.hub.join(new, sub)
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
         sub = self.subs.pop(message.id, None)
         if sub is None:
             raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
-        self.hub.leave(sub)
+        self.hub.leave(sub.stream, sub)
         self.send({"type": "unsubscribed", "id": message.id})
 
     # ------------------------------------------------------------------------------------------ tier
@@ -324,5 +363,5 @@ class Session:
 
     def release_all(self) -> None:
         for sub in self.subs.values():
-            self.hub.leave(sub)
+            self.hub.leave(sub.stream, sub)
         self.subs = {}

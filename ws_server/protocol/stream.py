@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,9 +19,6 @@ from .filters import CompiledFilter
 from .messages import Options
 from .significance import Signature, signature, significant
 from .state import REMOVE, STALE, UNKNOWN, UPSERT, Change, Entry, SourceState, decode_entry
-
-if TYPE_CHECKING:
-    from .session import Subscription
 
 StreamKey = tuple[Any, ...]
 
@@ -45,6 +42,20 @@ def parse_position(pos: str, name: str | None = None) -> dict[int, int] | None:
     if any(o < 0 for o in offsets):
         return None
     return dict(enumerate(offsets))
+
+
+class Member(Protocol):
+    """What a stream (and the hub that ticks it) calls on each of its members; a session's subscription
+    is one. The dependency runs one way: the stream defines this, and knows nothing of sessions."""
+
+    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> bool:
+        """Take the frame (``seq`` of the stream, carrying ``ids``); True when the member fell (or still is)
+        behind and is owed a catch-up instead."""
+        ...
+
+    def try_catch_up(self, now_ms: int) -> bool:
+        """Send what a behind member is owed if it can take it now; True once it is no longer behind."""
+        ...
 
 
 class Stream:
@@ -72,7 +83,7 @@ class Stream:
         self.codec = codec
         self.crs = options.crs
         self.seq = 0
-        self.members: dict[Subscription, None] = {}  # insertion-ordered set
+        self.members: dict[Member, None] = {}  # insertion-ordered set
         self.idle_since_ms: int | None = None
         self.last_flush_ms = 0
         self.pending: dict[str, str] = {}  # entity id → UPSERT / STALE / REMOVE
