@@ -42,7 +42,7 @@ def hash_api_key(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # loopback unless configured (SHFEEDS_BIND_HOST, shfeeds serve --host)
     port: int = 18765
     kafka_bootstrap: str = "127.0.0.1:19092"
     redis_url: str = "redis://127.0.0.1:16379/0"

@@ -33,8 +33,24 @@ def response(status: int, body: bytes, content_type: str, extra: list[tuple[str,
     return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
-def text_response(status: int, text: str) -> Response:
-    return response(status, text.encode(), "text/plain; charset=utf-8")
+def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = None) -> Response:
+    return response(status, text.encode(), "text/plain; charset=utf-8", extra)
+
+
+PAGE_PATHS = ("/", "/map", "/map.html")
+GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
+HEALTH_PATHS = ("/healthz", "/_health")
+ALLOWED_METHODS = ("GET", "HEAD")
+ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
+
+
+def _known(path: str) -> bool:
+    return (
+        path in PAGE_PATHS
+        or path in HEALTH_PATHS
+        or path in (GTFS_PATH, "/districts.geojson")
+        or (path.startswith("/static/"))
+    )
 
 
 class NodeView(Protocol):
@@ -62,18 +78,30 @@ class HttpRoutes:
         self._gtfs: dict[str, tuple[int, bytes]] = {}
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
+        """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
+        status and headers without its body."""
         path = urlsplit(request.path).path
-        if path in ("/", "/map", "/map.html"):
+        if not _known(path):
+            answer = response(404, b"not found\n", "text/plain; charset=utf-8")
+        elif request.method not in ALLOWED_METHODS:
+            return text_response(405, f"method {request.method} not allowed; use GET or HEAD\n", ALLOW)
+        else:
+            answer = await self._get(conn, request, path)
+        if request.method == "HEAD":
+            # Content-Length stays that of the GET answer, as HEAD asks.
+            return Response(answer.status_code, answer.reason_phrase, answer.headers, b"")
+        return answer
+
+    async def _get(self, conn: ServerConnection, request: Request, path: str) -> Response:
+        if path in PAGE_PATHS:
             return self._static("map.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         if path == "/districts.geojson":
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
-        if path == "/gtfs-rt/vehicle-positions.pb":
+        if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request)
-        if path in ("/healthz", "/_health"):
-            return self._health()
-        return response(404, b"not found\n", "text/plain; charset=utf-8")
+        return self._health()
 
     def _static(self, name: str) -> Response:
         target = (STATIC / name).resolve()

@@ -361,6 +361,7 @@ class Node:
 
 def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> ServerConfig:
     base: dict[str, Any] = {
+        "host": settings.bind_host,
         "port": settings.ws_port,
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,
