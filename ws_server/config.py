@@ -50,7 +50,10 @@ class ServerConfig:
     tick_ms: int = 50  # how often pending changes become frames
     backlog: int = 8192  # listen backlog: reconnect storms of thousands must not stall
     reuse_port: bool = False  # SO_REUSEPORT: several processes share the port
-    max_frame_bytes: int = 64 * 1024  # largest client message
+    # Largest client message: a polygon of the most vertices allowed (5,000) fits in JSON with every
+    # coordinate at full double precision (about 40 bytes a vertex).
+    max_frame_bytes: int = 256 * 1024
+    log_lines_per_minute: int = 20  # per connection; beyond it lines are counted and summarised once
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     key_check_interval_s: float = 2.0  # revocation / downgrade reach open connections within 2×this

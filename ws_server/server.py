@@ -25,13 +25,14 @@ from websockets.http11 import Request, Response
 import settings as settings_mod
 
 from .audit import AccessAudit
+from .client_log import ClientLog
 from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
 from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
-from .protocol.errors import CLOSE_UNAUTHORIZED
+from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
 from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
 from .protocol.session import FeedNeed, Session
@@ -166,25 +167,22 @@ class Node:
             self._per_ip[auth.ip] += 1
         else:
             self._per_key[auth.key.key_hash] += 1
+        client_log = ClientLog(f"{auth.ip} ({auth.key.key_hash[:12] if auth.key else 'public'})",
+                               self.config.log_lines_per_minute)  # fmt: skip
+        session.on_error = client_log.refused
         try:
             async for data in conn:
                 # After the session closed itself (flood, slow) keep reading and discarding: the library
                 # must see the client's close frame, which waits behind anything the client sent before.
-                message = session.parse(data, now_ms())
-                if message is None:
-                    continue
-                needs = session.needs(message)
-                if needs is None:
-                    continue
                 try:
-                    await self._meet(needs)
-                except FeedUnavailable as err:
-                    session.unavailable(message, str(err))
-                    continue
-                session.apply(message, now_ms())
+                    await self._serve_message(session, data)
+                except Exception:  # a bug: answered and logged (within the budget), never a 1011
+                    client_log.write(logging.ERROR, "could not handle a message", exc_info=True)
+                    session.error(ProtocolError(INTERNAL_ERROR, "the server could not handle this message"))
         except ConnectionClosed:
             pass
         finally:
+            client_log.close()
             session.closed = True
             session.release_all()
             self.sessions.pop(session, None)
@@ -194,6 +192,20 @@ class Node:
                     del self._per_ip[auth.ip]
             else:
                 self._per_key[auth.key.key_hash] -= 1
+
+    async def _serve_message(self, session: Session, data: bytes | str) -> None:
+        message = session.parse(data, now_ms())
+        if message is None:
+            return
+        needs = session.needs(message)
+        if needs is None:
+            return
+        try:
+            await self._meet(needs)
+        except FeedUnavailable as err:
+            session.unavailable(message, str(err))
+            return
+        session.apply(message, now_ms())
 
     async def _meet(self, needs: list[FeedNeed]) -> None:
         """Make ready what a session said a message needs (raises FeedUnavailable if it cannot)."""

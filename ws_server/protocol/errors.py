@@ -13,6 +13,7 @@ UNKNOWN_SUBSCRIPTION = "unknown_subscription"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 RATE_LIMITED = "rate_limited"  # the message was dropped; see the quota message that follows
 FEED_UNAVAILABLE = "feed_unavailable"  # the node cannot read the feed right now (Kafka/Redis down)
+INTERNAL_ERROR = "internal_error"  # the server failed on this message (a bug, logged); nothing changed
 
 ERROR_CODES: dict[str, str] = {
     BAD_ENCODING: "the frame is not a JSON (or MessagePack) object",
@@ -25,6 +26,7 @@ ERROR_CODES: dict[str, str] = {
     TOO_MANY_SUBSCRIPTIONS: "the connection holds the most subscriptions its tier allows",
     RATE_LIMITED: "too many messages; this one was dropped",
     FEED_UNAVAILABLE: "the feed cannot be read right now; retry later",
+    INTERNAL_ERROR: "the server could not handle this message; it was logged, and the connection stays open",
 }
 
 # WebSocket close codes (RFC 6455 private range 4000-4999 for ours).

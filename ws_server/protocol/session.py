@@ -144,6 +144,7 @@ class Session:
         self.delivered_records = 0
         self.delivered_bytes = 0
         self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
+        self.on_error: Any = None  # optional hook (ProtocolError) for the I/O layer's (rate-limited) log
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -156,6 +157,8 @@ class Session:
         if err.sub_id is not None:
             message["id"] = err.sub_id
         self.send(message)
+        if self.on_error is not None:
+            self.on_error(err)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
