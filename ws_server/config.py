@@ -61,8 +61,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     node_id: str | None = None
-    resume_window_ms: int = 300_000
-    replay_frames: int = 2048
+    idle_stream_grace_ms: int = 10_000  # a stream outlives its last member this long (exact replay on resume)
+    replay_frames: int = 2048  # per stream (and at most 16 MiB per stream)
+    replay_bytes_total: int = 256 << 20  # every stream's replay buffer together
     history_records: int = 100_000  # per (tier, feed): how far back a resume from another node can reach
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
     gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)

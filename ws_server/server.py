@@ -90,7 +90,8 @@ class Node:
             lookup_district,
             node_id=config.node_id,
             buffer_frames=config.replay_frames,
-            resume_window_ms=config.resume_window_ms,
+            replay_bytes=config.replay_bytes_total,
+            idle_grace_ms=config.idle_stream_grace_ms,
             clock=now_ms,
         )
         self.readers = FeedReaders(
@@ -159,6 +160,7 @@ class Node:
             now_ms=now_ms(),
             key_id=auth.key.key_hash if auth.key else None,
             agreement_id=auth.key.agreement_id if auth.key else None,
+            principal=f"key:{auth.key.key_hash}" if auth.key else f"ip:{auth.ip}",
         )
         if auth.tier == "licensed":
             session.on_delivered = self.audit.recorder(session, auth.ip)
@@ -241,6 +243,7 @@ class Node:
             "node": hub.node_id,
             "connections": len(self.sessions),
             "streams": len(hub.streams),
+            "replay_bytes": hub.replay.used,
             "sources": {f"{t}/{f}": len(s.entries) for (t, f), s in hub.sources.items() if s.ready},
             "frames_sent": hub.frames_sent,
             "records_delivered": hub.records_delivered,

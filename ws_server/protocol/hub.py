@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from ..latency import LatencyHistogram
 from .codec import Codec
+from .errors import TOO_MANY_STREAMS, ProtocolError
 from .filters import CompiledFilter, DistrictLookup
 from .messages import Options
+from .replay_budget import ReplayBudget
 from .state import SourceState
 from .stream import Member, Stream, StreamKey
 
@@ -32,14 +35,19 @@ class Hub:
         node_id: str | None = None,
         buffer_frames: int = 2048,
         buffer_bytes: int = 16 << 20,
-        resume_window_ms: int = 300_000,
+        replay_bytes: int = 256 << 20,
+        idle_grace_ms: int = 10_000,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.districts = districts
         self.node_id = node_id or secrets.token_hex(4)
         self.buffer_frames = buffer_frames
         self.buffer_bytes = buffer_bytes
-        self.resume_window_ms = resume_window_ms
+        # A stream outlives its last member this long, so a client that reconnects at once gets an exact
+        # replay; later, a resume rebuilds from its position (the stream's name is the same on any node).
+        self.idle_grace_ms = idle_grace_ms
+        self.replay = ReplayBudget(replay_bytes)  # every stream's replay buffer together
+        self.streams_by_owner: Counter[str] = Counter()
         self.sources: dict[tuple[str, str], SourceState] = {}
         self.streams: dict[StreamKey, Stream] = {}
         self.by_source: dict[SourceState, dict[Stream, None]] = {}
@@ -89,10 +97,28 @@ class Hub:
 
     # ------------------------------------------------------------------------------------------ streams
 
-    def stream_for(self, tier: str, feed: str, flt: CompiledFilter, options: Options, codec: Codec) -> Stream:
+    def stream_for(
+        self,
+        tier: str,
+        feed: str,
+        flt: CompiledFilter,
+        options: Options,
+        codec: Codec,
+        *,
+        owner: str | None = None,
+        max_streams: int | None = None,
+    ) -> Stream:
+        """The stream for this (tier, feed, filter, options, codec), created if none exists: a new one is
+        charged to ``owner``, who may have at most ``max_streams`` alive (idle ones in their grace too)."""
         key = (tier, feed, flt.key, options_key(options), codec.name)
         stream = self.streams.get(key)
         if stream is None:
+            if owner is not None and max_streams is not None and self.streams_by_owner[owner] >= max_streams:
+                raise ProtocolError(
+                    TOO_MANY_STREAMS,
+                    f"at most {max_streams} distinct streams per IP address or key (idle ones are freed "
+                    f"{self.idle_grace_ms // 1000} s after their last subscriber leaves); share a filter or retry",
+                )
             src = self.source(tier, feed)
             sid = f"s{next(self._ids)}"
             # Resume positions name the stream by what it carries, the same on every node.
@@ -108,7 +134,11 @@ class Hub:
                 codec,
                 buffer_frames=self.buffer_frames,
                 buffer_bytes=self.buffer_bytes,
+                replay=self.replay,
+                owner=owner,
             )
+            if owner is not None:
+                self.streams_by_owner[owner] += 1
             self.streams[key] = stream
             self.by_source[src][stream] = None
         return stream
@@ -121,7 +151,7 @@ class Hub:
         stream.members.pop(member, None)
         self.behind.discard(member)
         if not stream.members and stream.idle_since_ms is None:
-            stream.idle_since_ms = stream.last_flush_ms or -1
+            stream.idle_since_ms = -1  # stamped by the next tick
 
     def stream_by_epoch(self, epoch: str) -> Stream | None:
         for stream in self.streams.values():
@@ -179,12 +209,17 @@ class Hub:
         return built
 
     def _expire(self, now_ms: int) -> None:
-        """Drop streams nobody has listened to for the resume window."""
+        """Free streams nobody has listened to for the grace period: their buffers, and their owner's share."""
         for key, stream in list(self.streams.items()):
             idle = stream.idle_since_ms
             if idle is not None and not stream.members:
                 if idle == -1:
                     stream.idle_since_ms = now_ms
-                elif now_ms - idle > self.resume_window_ms:
+                elif now_ms - idle >= self.idle_grace_ms:
                     del self.streams[key]
                     self.by_source[stream.source].pop(stream, None)
+                    stream.free()
+                    if stream.owner is not None:
+                        self.streams_by_owner[stream.owner] -= 1
+                        if self.streams_by_owner[stream.owner] <= 0:
+                            del self.streams_by_owner[stream.owner]

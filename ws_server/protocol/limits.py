@@ -25,6 +25,9 @@ class Limits:
     slow_after_ms: int = 15_000  # behind this long (or too far) and it is closed as slow
     max_conflated: int = 100_000  # distinct entities owed to a behind subscription
     max_connections: int = 20  # per IP (public) or per key
+    # Distinct streams an IP (public) or key may have the node keep (idle ones too, until freed): 20
+    # connections of 10 subscriptions each can hold 200; churn cannot pile up orphans beyond that.
+    max_streams: int = 200
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """Limits stored with an API key override the tier defaults (unknown names are ignored)."""
@@ -36,10 +39,22 @@ class Limits:
 
 DEFAULT_LIMITS: dict[str, Limits] = {
     "public": Limits(),
-    "registered": Limits(max_subscriptions=25, messages_per_s=20.0, burst=40, max_connections=50),
-    "licensed": Limits(max_subscriptions=100, messages_per_s=50.0, burst=100, byte_budget=4 << 20, max_connections=500),
+    "registered": Limits(max_subscriptions=25, messages_per_s=20.0, burst=40, max_connections=50, max_streams=500),
+    "licensed": Limits(
+        max_subscriptions=100,
+        messages_per_s=50.0,
+        burst=100,
+        byte_budget=4 << 20,
+        max_connections=500,
+        max_streams=2000,
+    ),
     "operator": Limits(
-        max_subscriptions=200, messages_per_s=100.0, burst=200, byte_budget=8 << 20, max_connections=1000
+        max_subscriptions=200,
+        messages_per_s=100.0,
+        burst=200,
+        byte_budget=8 << 20,
+        max_connections=1000,
+        max_streams=4000,
     ),
 }
 

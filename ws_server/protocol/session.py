@@ -26,9 +26,9 @@ from .errors import (
     UNKNOWN_SUBSCRIPTION,
     ProtocolError,
 )
-from .filters import compile_filter
+from .filters import CompiledFilter, compile_filter
 from .limits import CRS_BY_TIER, Limits, TokenBucket
-from .messages import ClientMessage, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+from .messages import ClientMessage, Options, Ping, Subscribe, Unsubscribe, Update, decode_client_message
 from .stream import parse_position
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ class Session:
         now_ms: int,
         key_id: str | None = None,
         agreement_id: str | None = None,
+        principal: str | None = None,
     ) -> None:
         self.hub = hub
         self.sink = sink
@@ -137,6 +138,8 @@ class Session:
         self.limits = limits
         self.key_id = key_id
         self.agreement_id = agreement_id
+        # Who is charged for the streams this session makes the node create: its IP address or key.
+        self.principal = principal or (f"key:{key_id}" if key_id else f"session:{id(self):x}")
         self.subs: dict[str, Subscription] = {}
         self.closed = False
         self.bucket = TokenBucket(limits.messages_per_s, limits.burst, now_ms)
@@ -264,7 +267,7 @@ class Session:
     def _subscribe(self, message: Subscribe) -> None:
         self.check_subscribe(message)
         flt = compile_filter(message.filter, message.options.crs, self.hub.districts)
-        stream = self.hub.stream_for(self.tier, message.feed, flt, message.options, self.codec)
+        stream = self._stream_for(message.feed, flt, message.options)
         sub = Subscription(message.id, self, stream)
         self.subs[message.id] = sub
         head = stream.head("subscribed")
@@ -299,6 +302,11 @@ class Session:
                 self._send_snapshot(stream)
         self.hub.join(stream, sub)
 
+    def _stream_for(self, feed: str, flt: CompiledFilter, options: Options) -> Stream:
+        return self.hub.stream_for(
+            self.tier, feed, flt, options, self.codec, owner=self.principal, max_streams=self.limits.max_streams
+        )
+
     def _send_snapshot(self, stream: Stream) -> None:
         self._send_frames(stream, stream.snapshot_frames())
 
@@ -316,7 +324,7 @@ class Session:
             raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
         old = sub.stream
         flt = compile_filter(message.filter, old.crs, self.hub.districts)
-        new = self.hub.stream_for(self.tier, old.source.feed, flt, old.options, self.codec)
+        new = self._stream_for(old.source.feed, flt, old.options)
         updated = new.head("updated")
         updated["id"] = message.id
         self.send(updated)
@@ -355,7 +363,10 @@ class Session:
                 self.error(ProtocolError(CRS_NOT_ALLOWED, f"tier {tier} may not receive {stream.crs}", sub.sub_id))
                 self.send({"type": "unsubscribed", "id": sub.sub_id, "reason": "tier_changed"})
                 continue
-            new = self.hub.stream_for(tier, stream.source.feed, stream.filter, stream.options, self.codec)
+            # Not refused for the stream cap: the client did not ask for this move.
+            new = self.hub.stream_for(
+                tier, stream.source.feed, stream.filter, stream.options, self.codec, owner=self.principal
+            )
             moved = Subscription(sub.sub_id, self, new)
             self.subs[sub.sub_id] = moved
             reset = new.head("reset")
