@@ -14,6 +14,7 @@ TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 TOO_MANY_STREAMS = "too_many_streams"  # this IP / key keeps too many distinct streams alive on the node
 RATE_LIMITED = "rate_limited"  # the message was dropped; see the quota message that follows
 FEED_UNAVAILABLE = "feed_unavailable"  # the node cannot read the feed right now (Kafka/Redis down)
+GEOMETRY_BUDGET = "geometry_budget_exceeded"  # too many polygon vertices validated this minute (IP / key)
 INTERNAL_ERROR = "internal_error"  # the server failed on this message (a bug, logged); nothing changed
 
 ERROR_CODES: dict[str, str] = {
@@ -28,6 +29,7 @@ ERROR_CODES: dict[str, str] = {
     TOO_MANY_STREAMS: "this IP address or key keeps the most distinct streams its tier allows on the node",
     RATE_LIMITED: "too many messages; this one was dropped",
     FEED_UNAVAILABLE: "the feed cannot be read right now; retry later",
+    GEOMETRY_BUDGET: "this IP address or key validated the most polygon vertices its tier allows a minute",
     INTERNAL_ERROR: "the server could not handle this message; it was logged, and the connection stays open",
 }
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..latency import LatencyHistogram
 from .codec import Codec
 from .errors import TOO_MANY_STREAMS, ProtocolError
+from .filter_cache import FilterCache
 from .filters import CompiledFilter, DistrictLookup
 from .messages import Options
 from .replay_budget import ReplayBudget
@@ -48,6 +49,8 @@ class Hub:
         self.idle_grace_ms = idle_grace_ms
         self.replay = ReplayBudget(replay_bytes)  # every stream's replay buffer together
         self.streams_by_owner: Counter[str] = Counter()
+        self.filters = FilterCache(districts)  # compiled filters shared by equal subscriptions
+        self._budgets_checked_ms = 0
         self.sources: dict[tuple[str, str], SourceState] = {}
         self.streams: dict[StreamKey, Stream] = {}
         self.by_source: dict[SourceState, dict[Stream, None]] = {}
@@ -206,6 +209,9 @@ class Hub:
                 if member.try_catch_up(now_ms):
                     self.behind.discard(member)
         self._expire(now_ms)
+        if now_ms - self._budgets_checked_ms >= 1000:
+            self._budgets_checked_ms = now_ms
+            self.filters.forget_idle_budgets(now_ms)
         return built
 
     def _expire(self, now_ms: int) -> None:

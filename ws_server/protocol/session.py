@@ -26,9 +26,9 @@ from .errors import (
     UNKNOWN_SUBSCRIPTION,
     ProtocolError,
 )
-from .filters import CompiledFilter, compile_filter
+from .filters import CompiledFilter
 from .limits import CRS_BY_TIER, Limits, TokenBucket
-from .messages import ClientMessage, Options, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+from .messages import ClientMessage, Filter, Options, Ping, Subscribe, Unsubscribe, Update, decode_client_message
 from .stream import parse_position
 
 if TYPE_CHECKING:
@@ -214,9 +214,9 @@ class Session:
     def apply(self, message: ClientMessage, now_ms: int) -> None:
         try:
             if isinstance(message, Subscribe):
-                self._subscribe(message)
+                self._subscribe(message, now_ms)
             elif isinstance(message, Update):
-                self._update(message)
+                self._update(message, now_ms)
             elif isinstance(message, Unsubscribe):
                 self._unsubscribe(message)
             elif isinstance(message, Ping):
@@ -264,9 +264,14 @@ class Session:
         if message.options.crs not in CRS_BY_TIER[self.tier]:
             raise ProtocolError(CRS_NOT_ALLOWED, f"tier {self.tier} may not receive {message.options.crs}")
 
-    def _subscribe(self, message: Subscribe) -> None:
+    def _compile(self, flt: Filter, crs: str, now_ms: int) -> CompiledFilter:
+        return self.hub.filters.compile(
+            flt, crs, owner=self.principal, vertices_per_minute=self.limits.vertices_per_minute, now_ms=now_ms
+        )
+
+    def _subscribe(self, message: Subscribe, now_ms: int) -> None:
         self.check_subscribe(message)
-        flt = compile_filter(message.filter, message.options.crs, self.hub.districts)
+        flt = self._compile(message.filter, message.options.crs, now_ms)
         stream = self._stream_for(message.feed, flt, message.options)
         sub = Subscription(message.id, self, stream)
         self.subs[message.id] = sub
@@ -318,12 +323,12 @@ class Session:
         for frame, records in frames:
             self.delivered(stream, frame, records)
 
-    def _update(self, message: Update) -> None:
+    def _update(self, message: Update, now_ms: int) -> None:
         sub = self.subs.get(message.id)
         if sub is None:
             raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
         old = sub.stream
-        flt = compile_filter(message.filter, old.crs, self.hub.districts)
+        flt = self._compile(message.filter, old.crs, now_ms)
         new = self._stream_for(old.source.feed, flt, old.options)
         updated = new.head("updated")
         updated["id"] = message.id
