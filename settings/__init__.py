@@ -28,6 +28,9 @@ class Settings:
     kafka_heap: str = field(default_factory=lambda: _env("KAFKA_HEAP", "768m"))
     redis_port: int = field(default_factory=lambda: int(_env("REDIS_PORT", "16379")))
     simulator_port: int = field(default_factory=lambda: int(_env("SIMULATOR_PORT", "18080")))
+    # The address the WebSocket server, the OCPI push receiver and the adapters' metrics listen on:
+    # loopback unless configured (a container sets 0.0.0.0; its published ports decide what is exposed).
+    bind_host: str = field(default_factory=lambda: _env("BIND_HOST", "127.0.0.1"))
     ws_port: int = field(default_factory=lambda: int(_env("WS_PORT", "18765")))
     topic_partitions: int = field(default_factory=lambda: int(_env("TOPIC_PARTITIONS", "4")))
     # Brokers of the local Kafka cluster. 0: as many as `shfeeds stack up --brokers N` last brought up in

@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--url", default=None, help="poll this URL instead of the simulator's")
     run.add_argument("--push-port", type=int, default=None, help="port of the push receiver (push sources)")
     run.add_argument("--interval", type=float, default=None, help="seconds between polls (default: the source's)")
+    run.add_argument(
+        "--bind-host", default=None, help="address of the push receiver and metrics (default: SHFEEDS_BIND_HOST)"
+    )
     run.add_argument("--topic-prefix", default="", help="prepended to every Kafka topic name (default: none)")
     run.add_argument(
         "--metrics-port",
@@ -149,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         push_port=args.push_port or DEFAULT_PUSH_PORT,
         intervals={args.name: args.interval} if args.interval else None,
         metrics_port=metrics_port,
+        bind_host=args.bind_host,
     )
     try:
         asyncio.run(run)

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "serve", help="run the WebSocket server (protocol v1, GTFS-RT endpoint, map page)"
     )
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument(
+        "--host", default=None, help="address to listen on (default: SHFEEDS_BIND_HOST, else 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=None, help="default: SHFEEDS_WS_PORT (18765)")
     parser.add_argument("--processes", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--tick-ms", type=int, default=50, help="how often pending changes become frames")
@@ -35,11 +37,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from schemas import Naming
 
     out: dict[str, Any] = {
-        "host": args.host,
         "tick_ms": args.tick_ms,
         "reuse_port": args.processes > 1,
         "naming": Naming(args.topic_prefix, args.redis_prefix),
     }
+    if args.host is not None:
+        out["host"] = args.host
     if args.port is not None:
         out["port"] = args.port
     if args.tls_cert is not None:

@@ -19,7 +19,7 @@ def hash_api_key(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # loopback unless configured (SHFEEDS_BIND_HOST, shfeeds serve --host)
     port: int = 18765
     kafka_bootstrap: str = "127.0.0.1:19092"
     redis_url: str = "redis://127.0.0.1:16379/0"
@@ -27,7 +27,10 @@ class ServerConfig:
     tick_ms: int = 50  # how often pending changes become frames
     backlog: int = 8192  # listen backlog: reconnect storms of thousands must not stall
     reuse_port: bool = False  # SO_REUSEPORT: several processes share the port
-    max_frame_bytes: int = 64 * 1024  # largest client message
+    # Largest client message: a polygon of the most vertices allowed (5,000) fits in JSON with every
+    # coordinate at full double precision (about 40 bytes a vertex).
+    max_frame_bytes: int = 256 * 1024
+    log_lines_per_minute: int = 20  # per connection; beyond it lines are counted and summarised once
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     key_check_interval_s: float = 2.0  # revocation / downgrade reach open connections within 2×this
@@ -35,8 +38,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     node_id: str | None = None
-    resume_window_ms: int = 300_000
-    replay_frames: int = 2048
+    idle_stream_grace_ms: int = 10_000  # a stream outlives its last member this long (exact replay on resume)
+    replay_frames: int = 2048  # per stream (and at most 16 MiB per stream)
+    replay_bytes_total: int = 256 << 20  # every stream's replay buffer together
     history_records: int = 100_000  # per (tier, feed): how far back a resume from another node can reach
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
     gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)

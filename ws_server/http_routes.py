@@ -7,7 +7,7 @@ import http
 import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -16,16 +16,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .districts import districts_geojson
-from .feed_reader import FeedUnavailable
 from .gtfs_rt import vehicle_positions
 from .protocol.limits import CRS_BY_TIER
-
-if TYPE_CHECKING:
-    from .server import Node
+from .protocol.state import Entry
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 GTFS_CACHE_MS = 1000
+GTFS_FEEDS = ("bus", "metro")
 
 
 def response(status: int, body: bytes, content_type: str, extra: list[tuple[str, str]] | None = None) -> Response:
@@ -35,29 +33,75 @@ def response(status: int, body: bytes, content_type: str, extra: list[tuple[str,
     return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
+def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = None) -> Response:
+    return response(status, text.encode(), "text/plain; charset=utf-8", extra)
+
+
+PAGE_PATHS = ("/", "/map", "/map.html")
+GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
+HEALTH_PATHS = ("/healthz", "/_health")
+ALLOWED_METHODS = ("GET", "HEAD")
+ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
+
+
+def _known(path: str) -> bool:
+    return (
+        path in PAGE_PATHS
+        or path in HEALTH_PATHS
+        or path in (GTFS_PATH, "/districts.geojson")
+        or (path.startswith("/static/"))
+    )
+
+
+class NodeView(Protocol):
+    """All the HTTP side needs of a node (the server's ``Node`` is one)."""
+
+    async def tier_of(self, request: Request, ip: str) -> str | Response:
+        """The tier the request's key (or its absence) gives, or the refusal to answer with."""
+        ...
+
+    async def latest(self, tier: str, feeds: list[str]) -> tuple[list[Entry], list[str]]:
+        """Latest entries of ``feeds`` at ``tier``, and the reasons feeds could not be read."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 @cache
 def _districts_body() -> bytes:
     return orjson.dumps(districts_geojson())
 
 
 class HttpRoutes:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._gtfs: dict[str, tuple[int, bytes]] = {}
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
+        """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
+        status and headers without its body."""
         path = urlsplit(request.path).path
-        if path in ("/", "/map", "/map.html"):
+        if not _known(path):
+            answer = response(404, b"not found\n", "text/plain; charset=utf-8")
+        elif request.method not in ALLOWED_METHODS:
+            return text_response(405, f"method {request.method} not allowed; use GET or HEAD\n", ALLOW)
+        else:
+            answer = await self._get(conn, request, path)
+        if request.method == "HEAD":
+            # Content-Length stays that of the GET answer, as HEAD asks.
+            return Response(answer.status_code, answer.reason_phrase, answer.headers, b"")
+        return answer
+
+    async def _get(self, conn: ServerConnection, request: Request, path: str) -> Response:
+        if path in PAGE_PATHS:
             return self._static("map.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         if path == "/districts.geojson":
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
-        if path == "/gtfs-rt/vehicle-positions.pb":
+        if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request)
-        if path in ("/healthz", "/_health"):
-            return self._health()
-        return response(404, b"not found\n", "text/plain; charset=utf-8")
+        return self._health()
 
     def _static(self, name: str) -> Response:
         target = (STATIC / name).resolve()
@@ -68,26 +112,17 @@ class HttpRoutes:
 
     async def _gtfs_rt(self, conn: ServerConnection, request: Request) -> Response:
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
-        auth = await self.node.authenticate(request, ip)
-        if isinstance(auth, Response):
-            return auth
-        tier = auth.tier
+        tier = await self.node.tier_of(request, ip)
+        if isinstance(tier, Response):
+            return tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = time.time_ns() // 1_000_000
         cached = self._gtfs.get(tier)
         if cached is None or now - cached[0] > GTFS_CACHE_MS:
-            readable, problems = [], []
-            for feed in ("bus", "metro"):
-                try:
-                    await self.node.readers.ensure(tier, feed)
-                    readable.append(feed)
-                except FeedUnavailable as err:
-                    problems.append(str(err))
-            if not readable:
-                return response(503, ("; ".join(problems) + "\n").encode(), "text/plain; charset=utf-8")
-            hub = self.node.hub
-            entries = [e for feed in readable for e in hub.source(tier, feed).entries.values()]
+            entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))
+            if len(problems) == len(GTFS_FEEDS):  # nothing readable
+                return text_response(503, "; ".join(problems) + "\n")
             cached = (now, vehicle_positions(entries, now))
             self._gtfs[tier] = cached
         return response(
@@ -103,20 +138,4 @@ class HttpRoutes:
         )
 
     def _health(self) -> Response:
-        node = self.node
-        body = {
-            "node": node.hub.node_id,
-            "connections": len(node.sessions),
-            "streams": len(node.hub.streams),
-            "sources": {f"{t}/{f}": len(s.entries) for (t, f), s in node.hub.sources.items() if s.ready},
-            "frames_sent": node.hub.frames_sent,
-            "records_delivered": node.hub.records_delivered,
-            "records_read": node.readers.records_read,
-            "tick_ms_avg": round(node.tick_ms_total / node.ticks, 3) if node.ticks else None,
-            "audit_entries_written": node.audit.entries_written,
-            "latency": {
-                "kafka_to_node": node.readers.kafka_latency.summary(),
-                "node_to_written": node.hub.latency.summary(),
-            },
-        }
-        return response(200, orjson.dumps(body), "application/json")
+        return response(200, orjson.dumps(self.node.health()), "application/json")

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -26,18 +25,18 @@ import settings as settings_mod
 from schemas import now_ms
 
 from .audit import AccessAudit
+from .client_log import ClientLog
 from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
-from .http_routes import HttpRoutes
+from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
-from .protocol.errors import CLOSE_UNAUTHORIZED, FEED_UNAVAILABLE, ProtocolError
+from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
 from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
-from .protocol.messages import Subscribe
-from .protocol.session import Session
-from .protocol.stream import parse_position
+from .protocol.session import FeedNeed, Session
+from .protocol.state import Entry
 from .wire import WsSink
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,8 @@ class Node:
             lookup_district,
             node_id=config.node_id,
             buffer_frames=config.replay_frames,
-            resume_window_ms=config.resume_window_ms,
+            replay_bytes=config.replay_bytes_total,
+            idle_grace_ms=config.idle_stream_grace_ms,
             clock=now_ms,
         )
         self.readers = FeedReaders(
@@ -126,17 +126,17 @@ class Node:
             try:
                 key = await self.keys.get(hash_api_key(api_key))
             except (aioredis.RedisError, OSError):
-                return _text_response(503, "key store unavailable; retry\n")
+                return text_response(503, "key store unavailable; retry\n")
             if key is None or key.revoked:
-                return _text_response(401, "unknown or revoked API key\n")
+                return text_response(401, "unknown or revoked API key\n")
         tier = key.tier if key is not None else "public"
         limits = limits_for(tier, key)
         if key is None:
             cap = self.config.per_ip_connections or limits.max_connections
             if self._per_ip[ip] >= cap:
-                return _text_response(429, f"at most {cap} public connections per IP address\n")
+                return text_response(429, f"at most {cap} public connections per IP address\n")
         elif self._per_key[key.key_hash] >= limits.max_connections:
-            return _text_response(429, f"at most {limits.max_connections} connections for this key\n")
+            return text_response(429, f"at most {limits.max_connections} connections for this key\n")
         return Auth(tier, key, limits, ip)
 
     # ------------------------------------------------------------------------------------------ connections
@@ -156,6 +156,7 @@ class Node:
             now_ms=now_ms(),
             key_id=auth.key.key_hash if auth.key else None,
             agreement_id=auth.key.agreement_id if auth.key else None,
+            principal=f"key:{auth.key.key_hash}" if auth.key else f"ip:{auth.ip}",
         )
         if auth.tier == "licensed":
             session.on_delivered = self.audit.recorder(session, auth.ip)
@@ -164,31 +165,22 @@ class Node:
             self._per_ip[auth.ip] += 1
         else:
             self._per_key[auth.key.key_hash] += 1
+        client_log = ClientLog(f"{auth.ip} ({auth.key.key_hash[:12] if auth.key else 'public'})",
+                               self.config.log_lines_per_minute)  # fmt: skip
+        session.on_error = client_log.refused
         try:
             async for data in conn:
                 # After the session closed itself (flood, slow) keep reading and discarding: the library
                 # must see the client's close frame, which waits behind anything the client sent before.
-                message = session.parse(data, now_ms())
-                if message is None:
-                    continue
-                if isinstance(message, Subscribe):
-                    try:
-                        session.check_subscribe(message)
-                        await self.readers.ensure(session.tier, message.feed)
-                        position = parse_position(message.resume.pos) if message.resume and message.resume.pos else None
-                        if position is not None:
-                            await self.readers.wait_for(session.tier, message.feed, position, RESUME_WAIT_S)
-                    except ProtocolError as err:
-                        err.sub_id = message.id
-                        session.error(err)
-                        continue
-                    except FeedUnavailable as err:
-                        session.error(ProtocolError(FEED_UNAVAILABLE, str(err), message.id))
-                        continue
-                session.apply(message, now_ms())
+                try:
+                    await self._serve_message(session, data)
+                except Exception:  # a bug: answered and logged (within the budget), never a 1011
+                    client_log.write(logging.ERROR, "could not handle a message", exc_info=True)
+                    session.error(ProtocolError(INTERNAL_ERROR, "the server could not handle this message"))
         except ConnectionClosed:
             pass
         finally:
+            client_log.close()
             session.closed = True
             session.release_all()
             self.sessions.pop(session, None)
@@ -198,6 +190,67 @@ class Node:
                     del self._per_ip[auth.ip]
             else:
                 self._per_key[auth.key.key_hash] -= 1
+
+    async def _serve_message(self, session: Session, data: bytes | str) -> None:
+        message = session.parse(data, now_ms())
+        if message is None:
+            return
+        needs = session.needs(message)
+        if needs is None:
+            return
+        try:
+            await self._meet(needs)
+        except FeedUnavailable as err:
+            session.unavailable(message, str(err))
+            return
+        session.apply(message, now_ms())
+
+    async def _meet(self, needs: list[FeedNeed]) -> None:
+        """Make ready what a session said a message needs (raises FeedUnavailable if it cannot)."""
+        for need in needs:
+            await self.readers.ensure(need.tier, need.feed)
+            if need.position is not None:
+                await self.readers.wait_for(need.tier, need.feed, need.position, RESUME_WAIT_S)
+
+    # ------------------------------------------------------------------------------------------ HTTP view
+
+    async def tier_of(self, request: Request, ip: str) -> str | Response:
+        """The tier a plain HTTP request may read, or the refusal to send."""
+        auth = await self.authenticate(request, ip)
+        return auth if isinstance(auth, Response) else auth.tier
+
+    async def latest(self, tier: str, feeds: list[str]) -> tuple[list[Entry], list[str]]:
+        """The latest entry of every entity of ``feeds`` at ``tier``, and why any feed could not be read."""
+        entries: list[Entry] = []
+        problems: list[str] = []
+        for feed in feeds:
+            try:
+                await self.readers.ensure(tier, feed)
+            except FeedUnavailable as err:
+                problems.append(str(err))
+                continue
+            entries.extend(self.hub.source(tier, feed).entries.values())
+        return entries, problems
+
+    def health(self) -> dict[str, Any]:
+        """The node's figures served on /healthz."""
+        hub = self.hub
+        return {
+            "node": hub.node_id,
+            "connections": len(self.sessions),
+            "streams": len(hub.streams),
+            "replay_bytes": hub.replay.used,
+            "sources": {f"{t}/{f}": len(s.entries) for (t, f), s in hub.sources.items() if s.ready},
+            "frames_sent": hub.frames_sent,
+            "records_delivered": hub.records_delivered,
+            "records_read": self.readers.records_read,
+            "tick_ms_avg": round(self.tick_ms_total / self.ticks, 3) if self.ticks else None,
+            "audit_entries_written": self.audit.entries_written,
+            "latency": {
+                "kafka_to_node": self.readers.kafka_latency.summary(),
+                "node_to_written": hub.latency.summary(),
+            },
+        }
 
     # ------------------------------------------------------------------------------------------ loops
 
@@ -251,8 +304,7 @@ class Node:
                     session.close(CLOSE_UNAUTHORIZED, "API key revoked")
                 elif info.tier != session.tier:
                     try:
-                        for sub in session.subs.values():
-                            await self.readers.ensure(info.tier, sub.stream.source.feed)
+                        await self._meet(session.needs_for_tier(info.tier))
                     except FeedUnavailable as err:
                         log.warning("tier change deferred: %s", err)
                         continue
@@ -318,16 +370,9 @@ class Node:
             await self.redis.aclose()
 
 
-def _text_response(status: int, text: str) -> Response:
-    import http
-
-    body = text.encode()
-    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
-    return Response(status, http.HTTPStatus(status).phrase, headers, body)
-
-
 def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> ServerConfig:
     base: dict[str, Any] = {
+        "host": settings.bind_host,
         "port": settings.ws_port,
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,

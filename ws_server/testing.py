@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -91,8 +90,7 @@ class TierWriter:
 
 @contextlib.asynccontextmanager
 async def running_node(config: ServerConfig) -> AsyncIterator[Node]:
-    """A node on a free port (``config.port`` 0), running until the block ends."""
-    config = replace(config, host="127.0.0.1")
+    """A node on a free port (``config.port`` 0), running until the block ends (on loopback, the default)."""
     node = Node(config)
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(node.run(started))

@@ -75,10 +75,12 @@ class AdapterRuntime:
         create_topics: bool = True,
         intervals: dict[str, float] | None = None,
         metrics_port: int | None = None,
-        metrics_host: str = "0.0.0.0",
+        bind_host: str | None = None,
     ) -> None:
         """Run until cancelled. ``urls`` and ``intervals`` override a source's configured URL and poll
-        interval; ``metrics_port`` (0: any free port, see ``self.metrics.port``) serves ``/metrics``."""
+        interval; ``metrics_port`` (0: any free port, see ``self.metrics.port``) serves ``/metrics``.
+        The push receiver and the metrics listen on ``bind_host`` (default: the settings', loopback)."""
+        host = bind_host or self.settings.bind_host
         names = list(names)
         for name in names:
             if name not in PUSH_SOURCES:
@@ -91,7 +93,7 @@ class AdapterRuntime:
         try:
             if metrics_port is not None:
                 self.metrics = MetricsServer(RuntimeCollector(lambda: self.stats, lambda: self.sink.stats))
-                await self.metrics.start(metrics_host, metrics_port)
+                await self.metrics.start(host, metrics_port)
             if create_topics:
                 # Beside polling, not before it: while Kafka is away, records wait in the sink.
                 tasks.append(asyncio.create_task(self._create_topics(), name="create-topics"))
@@ -105,7 +107,7 @@ class AdapterRuntime:
                             name=name, sink=self.sink, stats=stats, token=self.settings.ocpi_push_token
                         )
                         self.push_receivers.append(receiver)
-                        await receiver.start("0.0.0.0", push_port)
+                        await receiver.start(host, push_port)
                         continue
                     config: SourceConfig = SOURCES[name]
                     adapter = PollingAdapter(

@@ -16,6 +16,7 @@ import orjson
 from websockets.asyncio.server import broadcast
 
 from ws_server.config import Naming, ServerConfig
+from ws_server.protocol.session import Subscription
 from ws_server.server import Node
 
 
@@ -46,7 +47,8 @@ class PerRecordNode(Node):
                         stream.seq += 1
                         head = {"type": "delta", "stream": stream.sid, "epoch": stream.epoch, "seq": stream.seq}
                         frame = stream.codec.delta(head, [entry.encoded(stream.codec, stream.crs)], [], [])
-                        conns = [self.sessions[s.session] for s in stream.members if s.session in self.sessions]
+                        subs = [s for s in stream.members if isinstance(s, Subscription)]
+                        conns = [self.sessions[s.session] for s in subs if s.session in self.sessions]
                         broadcast(conns, frame, text=True)
                         hub.records_delivered += len(conns)
             self.ticks += 1

@@ -11,8 +11,11 @@ CRS_NOT_ALLOWED = "crs_not_allowed"  # the tier may not ask for this coordinate 
 DUPLICATE_ID = "duplicate_id"  # a subscription with this id is already open on the connection
 UNKNOWN_SUBSCRIPTION = "unknown_subscription"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+TOO_MANY_STREAMS = "too_many_streams"  # this IP / key keeps too many distinct streams alive on the node
 RATE_LIMITED = "rate_limited"  # the message was dropped; see the quota message that follows
 FEED_UNAVAILABLE = "feed_unavailable"  # the node cannot read the feed right now (Kafka/Redis down)
+GEOMETRY_BUDGET = "geometry_budget_exceeded"  # too many polygon vertices validated this minute (IP / key)
+INTERNAL_ERROR = "internal_error"  # the server failed on this message (a bug, logged); nothing changed
 
 ERROR_CODES: dict[str, str] = {
     BAD_ENCODING: "the frame is not a JSON (or MessagePack) object",
@@ -23,8 +26,11 @@ ERROR_CODES: dict[str, str] = {
     DUPLICATE_ID: "a subscription with this id is already open",
     UNKNOWN_SUBSCRIPTION: "no open subscription has this id",
     TOO_MANY_SUBSCRIPTIONS: "the connection holds the most subscriptions its tier allows",
+    TOO_MANY_STREAMS: "this IP address or key keeps the most distinct streams its tier allows on the node",
     RATE_LIMITED: "too many messages; this one was dropped",
     FEED_UNAVAILABLE: "the feed cannot be read right now; retry later",
+    GEOMETRY_BUDGET: "this IP address or key validated the most polygon vertices its tier allows a minute",
+    INTERNAL_ERROR: "the server could not handle this message; it was logged, and the connection stays open",
 }
 
 # WebSocket close codes (RFC 6455 private range 4000-4999 for ours).

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import shapely
 from numpy.typing import NDArray
+from shapely.errors import GEOSException
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import wgs84_to_gcj02, wgs84_to_gcj02_arrays
 
 from .errors import INVALID_FILTER, ProtocolError
-from .messages import Filter
+from .messages import MAX_POLYGON_VERTICES, Filter, MultiPolygonGeometry, PolygonGeometry
 
-MAX_POLYGON_VERTICES = 5_000
 _ROUND = 6  # decimal places kept in the normal form (~0.1 m): equal viewports share a stream
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LNG_EQ = 111_320.0
@@ -79,21 +79,30 @@ def _to_gcj(lng: float, lat: float, crs: str) -> tuple[float, float]:
     return wgs84_to_gcj02(lng, lat) if crs == "wgs84" else (lng, lat)
 
 
-def _polygon(geojson: dict[str, Any], crs: str) -> BaseGeometry:
-    kind = geojson.get("type")
-    if kind not in ("Polygon", "MultiPolygon"):
-        raise ProtocolError(INVALID_FILTER, f"polygon must be a GeoJSON Polygon or MultiPolygon, got {kind!r}")
-    try:
-        geometry = shapely.geometry.shape(geojson)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
-        raise ProtocolError(INVALID_FILTER, f"polygon coordinates are malformed: {err}") from None
-    coords = shapely.get_coordinates(geometry)
-    if len(coords) > MAX_POLYGON_VERTICES:
-        raise ProtocolError(INVALID_FILTER, f"polygon has {len(coords)} vertices; at most {MAX_POLYGON_VERTICES}")
-    if geometry.is_empty or not np.isfinite(coords).all():
-        raise ProtocolError(INVALID_FILTER, "polygon is empty or has non-finite coordinates")
+def polygon_vertices(geometry: PolygonGeometry | MultiPolygonGeometry) -> int:
+    """Vertices in every ring: what validating the polygon costs."""
+    parts = [geometry.coordinates] if isinstance(geometry, PolygonGeometry) else geometry.coordinates
+    return sum(len(ring) for rings in parts for ring in rings)
+
+
+def _polygon(geojson: PolygonGeometry | MultiPolygonGeometry, crs: str) -> BaseGeometry:
+    parts = [geojson.coordinates] if isinstance(geojson, PolygonGeometry) else geojson.coordinates
+    vertices = polygon_vertices(geojson)
+    if vertices > MAX_POLYGON_VERTICES:
+        raise ProtocolError(INVALID_FILTER, f"polygon has {vertices} vertices; at most {MAX_POLYGON_VERTICES}")
+    # Checked before GEOS sees them: a NaN makes a ring "not closed" there, an exception, not an answer.
+    coords = np.array([p for rings in parts for ring in rings for p in ring], dtype=np.float64)
+    if not np.isfinite(coords).all():
+        raise ProtocolError(INVALID_FILTER, "polygon has non-finite coordinates")
     if (np.abs(coords[:, 0]) > 180).any() or (np.abs(coords[:, 1]) > 90).any():
         raise ProtocolError(INVALID_FILTER, "polygon coordinates must be (lng, lat) in degrees")
+    try:
+        polygons = [shapely.Polygon(rings[0], rings[1:]) for rings in parts]
+        geometry: BaseGeometry = polygons[0] if isinstance(geojson, PolygonGeometry) else shapely.MultiPolygon(polygons)
+    except (ValueError, TypeError, GEOSException) as err:
+        raise ProtocolError(INVALID_FILTER, f"polygon coordinates are malformed: {err}") from None
+    if geometry.is_empty:
+        raise ProtocolError(INVALID_FILTER, "polygon is empty")
     if not geometry.is_valid:
         reason = shapely.is_valid_reason(geometry)
         raise ProtocolError(INVALID_FILTER, f"polygon is not valid: {reason}")

@@ -6,17 +6,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from ..latency import LatencyHistogram
 from .codec import Codec
+from .errors import TOO_MANY_STREAMS, ProtocolError
+from .filter_cache import FilterCache
 from .filters import CompiledFilter, DistrictLookup
 from .messages import Options
-from .session import Subscription
+from .replay_budget import ReplayBudget
 from .state import SourceState
-from .stream import Stream, StreamKey
+from .stream import Member, Stream, StreamKey
 
 
 def options_key(options: Options) -> tuple[object, ...]:
@@ -33,14 +36,21 @@ class Hub:
         node_id: str | None = None,
         buffer_frames: int = 2048,
         buffer_bytes: int = 16 << 20,
-        resume_window_ms: int = 300_000,
+        replay_bytes: int = 256 << 20,
+        idle_grace_ms: int = 10_000,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.districts = districts
         self.node_id = node_id or secrets.token_hex(4)
         self.buffer_frames = buffer_frames
         self.buffer_bytes = buffer_bytes
-        self.resume_window_ms = resume_window_ms
+        # A stream outlives its last member this long, so a client that reconnects at once gets an exact
+        # replay; later, a resume rebuilds from its position (the stream's name is the same on any node).
+        self.idle_grace_ms = idle_grace_ms
+        self.replay = ReplayBudget(replay_bytes)  # every stream's replay buffer together
+        self.streams_by_owner: Counter[str] = Counter()
+        self.filters = FilterCache(districts)  # compiled filters shared by equal subscriptions
+        self._budgets_checked_ms = 0
         self.sources: dict[tuple[str, str], SourceState] = {}
         self.streams: dict[StreamKey, Stream] = {}
         self.by_source: dict[SourceState, dict[Stream, None]] = {}
@@ -48,7 +58,7 @@ class Hub:
         self.incoming_at: dict[SourceState, int] = {}  # when the oldest waiting record reached the node
         self.clock = clock  # wall clock (ms) for latency figures; without one the tick's now_ms is used
         self.latency = LatencyHistogram()  # record reached the node → its frame written to every member
-        self.behind: set[Subscription] = set()
+        self.behind: set[Member] = set()  # members owed a catch-up: only the hub adds and removes them
         self._ids = itertools.count(1)
         self.frames_sent = 0
         self.records_delivered = 0
@@ -90,10 +100,28 @@ class Hub:
 
     # ------------------------------------------------------------------------------------------ streams
 
-    def stream_for(self, tier: str, feed: str, flt: CompiledFilter, options: Options, codec: Codec) -> Stream:
+    def stream_for(
+        self,
+        tier: str,
+        feed: str,
+        flt: CompiledFilter,
+        options: Options,
+        codec: Codec,
+        *,
+        owner: str | None = None,
+        max_streams: int | None = None,
+    ) -> Stream:
+        """The stream for this (tier, feed, filter, options, codec), created if none exists: a new one is
+        charged to ``owner``, who may have at most ``max_streams`` alive (idle ones in their grace too)."""
         key = (tier, feed, flt.key, options_key(options), codec.name)
         stream = self.streams.get(key)
         if stream is None:
+            if owner is not None and max_streams is not None and self.streams_by_owner[owner] >= max_streams:
+                raise ProtocolError(
+                    TOO_MANY_STREAMS,
+                    f"at most {max_streams} distinct streams per IP address or key (idle ones are freed "
+                    f"{self.idle_grace_ms // 1000} s after their last subscriber leaves); share a filter or retry",
+                )
             src = self.source(tier, feed)
             sid = f"s{next(self._ids)}"
             # Resume positions name the stream by what it carries, the same on every node.
@@ -109,22 +137,24 @@ class Hub:
                 codec,
                 buffer_frames=self.buffer_frames,
                 buffer_bytes=self.buffer_bytes,
+                replay=self.replay,
+                owner=owner,
             )
+            if owner is not None:
+                self.streams_by_owner[owner] += 1
             self.streams[key] = stream
             self.by_source[src][stream] = None
         return stream
 
-    def join(self, stream: Stream, sub: Subscription) -> None:
-        stream.members[sub] = None
+    def join(self, stream: Stream, member: Member) -> None:
+        stream.members[member] = None
         stream.idle_since_ms = None
 
-    def leave(self, sub: Subscription) -> None:
-        stream = sub.stream
-        stream.members.pop(sub, None)
-        self.behind.discard(sub)
-        sub.behind_since = None
+    def leave(self, stream: Stream, member: Member) -> None:
+        stream.members.pop(member, None)
+        self.behind.discard(member)
         if not stream.members and stream.idle_since_ms is None:
-            stream.idle_since_ms = stream.last_flush_ms or -1
+            stream.idle_since_ms = -1  # stamped by the next tick
 
     def stream_by_epoch(self, epoch: str) -> Stream | None:
         for stream in self.streams.values():
@@ -165,8 +195,9 @@ class Hub:
             frame, ids = flushed
             seq = stream.seq
             members = stream.members
-            for sub in list(members):
-                sub.deliver(frame, ids, seq, now_ms)
+            for member in list(members):
+                if member.deliver(frame, ids, seq, now_ms):
+                    self.behind.add(member)
             if members:
                 self.frames_sent += len(members)
                 self.records_delivered += len(ids) * len(members)
@@ -174,19 +205,27 @@ class Hub:
                     written = self.clock() if self.clock is not None else now_ms
                     self.latency.add(written - since, len(ids) * len(members))
         if self.behind:
-            for sub in list(self.behind):
-                if sub.try_catch_up(now_ms):
-                    self.behind.discard(sub)
+            for member in list(self.behind):
+                if member.try_catch_up(now_ms):
+                    self.behind.discard(member)
         self._expire(now_ms)
+        if now_ms - self._budgets_checked_ms >= 1000:
+            self._budgets_checked_ms = now_ms
+            self.filters.forget_idle_budgets(now_ms)
         return built
 
     def _expire(self, now_ms: int) -> None:
-        """Drop streams nobody has listened to for the resume window."""
+        """Free streams nobody has listened to for the grace period: their buffers, and their owner's share."""
         for key, stream in list(self.streams.items()):
             idle = stream.idle_since_ms
             if idle is not None and not stream.members:
                 if idle == -1:
                     stream.idle_since_ms = now_ms
-                elif now_ms - idle > self.resume_window_ms:
+                elif now_ms - idle >= self.idle_grace_ms:
                     del self.streams[key]
                     self.by_source[stream.source].pop(stream, None)
+                    stream.free()
+                    if stream.owner is not None:
+                        self.streams_by_owner[stream.owner] -= 1
+                        if self.streams_by_owner[stream.owner] <= 0:
+                            del self.streams_by_owner[stream.owner]

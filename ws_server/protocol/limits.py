@@ -25,6 +25,12 @@ class Limits:
     slow_after_ms: int = 15_000  # behind this long (or too far) and it is closed as slow
     max_conflated: int = 100_000  # distinct entities owed to a behind subscription
     max_connections: int = 20  # per IP (public) or per key
+    # Distinct streams an IP (public) or key may have the node keep (idle ones too, until freed): 20
+    # connections of 10 subscriptions each can hold 200; churn cannot pile up orphans beyond that.
+    max_streams: int = 200
+    # Polygon vertices validated per minute for an IP (public) or key: ten of the largest polygons allowed.
+    # Filters already in use by anyone cost nothing.
+    vertices_per_minute: int = 50_000
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """Limits stored with an API key override the tier defaults (unknown names are ignored)."""
@@ -36,10 +42,31 @@ class Limits:
 
 DEFAULT_LIMITS: dict[str, Limits] = {
     "public": Limits(),
-    "registered": Limits(max_subscriptions=25, messages_per_s=20.0, burst=40, max_connections=50),
-    "licensed": Limits(max_subscriptions=100, messages_per_s=50.0, burst=100, byte_budget=4 << 20, max_connections=500),
+    "registered": Limits(
+        max_subscriptions=25,
+        messages_per_s=20.0,
+        burst=40,
+        max_connections=50,
+        max_streams=500,
+        vertices_per_minute=100_000,
+    ),
+    "licensed": Limits(
+        max_subscriptions=100,
+        messages_per_s=50.0,
+        burst=100,
+        byte_budget=4 << 20,
+        max_connections=500,
+        max_streams=2000,
+        vertices_per_minute=500_000,
+    ),
     "operator": Limits(
-        max_subscriptions=200, messages_per_s=100.0, burst=200, byte_budget=8 << 20, max_connections=1000
+        max_subscriptions=200,
+        messages_per_s=100.0,
+        burst=200,
+        byte_budget=8 << 20,
+        max_connections=1000,
+        max_streams=4000,
+        vertices_per_minute=1_000_000,
     ),
 }
 
@@ -51,10 +78,10 @@ class TokenBucket:
         self.tokens = float(burst)
         self.at = now_ms
 
-    def take(self, now_ms: int) -> bool:
+    def take(self, now_ms: int, amount: float = 1.0) -> bool:
         self.tokens = min(self.burst, self.tokens + (now_ms - self.at) * self.rate)
         self.at = now_ms
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False

@@ -6,12 +6,12 @@ frame is answered with an ``error`` message instead of breaking the connection.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
-from .errors import BAD_ENCODING, INVALID_MESSAGE, ProtocolError
+from .errors import BAD_ENCODING, INVALID_FILTER, INVALID_MESSAGE, ProtocolError
 
 SubId = Annotated[str, Meta(min_length=1, max_length=64)]
 Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
@@ -19,6 +19,23 @@ Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Crs = Literal["gcj02", "wgs84"]
 
 MAX_LIST = 2_000  # ids / routes per filter
+MAX_POLYGON_VERTICES = 5_000  # in all rings of a polygon filter together (checked when it is compiled)
+
+# GeoJSON geometry, typed all the way down: a frame nested deeper than a MultiPolygon's positions is
+# refused where the nesting starts, and a coordinate must be a number (not a bool, string or list).
+Position = tuple[float, float]
+Ring = Annotated[list[Position], Meta(min_length=4, max_length=MAX_POLYGON_VERTICES)]
+Rings = Annotated[list[Ring], Meta(min_length=1, max_length=MAX_POLYGON_VERTICES // 4)]
+
+
+class PolygonGeometry(Struct, tag="Polygon", tag_field="type", forbid_unknown_fields=True):
+    coordinates: Rings  # exterior ring, then holes
+    bbox: list[float] | None = None  # allowed by GeoJSON, ignored
+
+
+class MultiPolygonGeometry(Struct, tag="MultiPolygon", tag_field="type", forbid_unknown_fields=True):
+    coordinates: Annotated[list[Rings], Meta(min_length=1, max_length=MAX_POLYGON_VERTICES // 4)]
+    bbox: list[float] | None = None
 
 
 class Near(Struct, forbid_unknown_fields=True):
@@ -31,7 +48,7 @@ class Filter(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """At most one spatial part (bbox, polygon, district, near); routes and ids narrow it further."""
 
     bbox: tuple[Lng, Lat, Lng, Lat] | None = None
-    polygon: dict[str, Any] | None = None  # a GeoJSON Polygon or MultiPolygon geometry
+    polygon: PolygonGeometry | MultiPolygonGeometry | None = None  # a GeoJSON geometry
     district: str | Annotated[list[str], Meta(min_length=1, max_length=16)] | None = None
     near: Near | None = None
     routes: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None
@@ -99,7 +116,7 @@ def _sub_id_of(data: bytes | str, binary: bool) -> str | None:
             if binary
             else _loose_json.decode(data)
         )
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
     if isinstance(obj, dict):
         sub_id = obj.get("id")
@@ -118,8 +135,14 @@ def decode_client_message(data: bytes | str, *, binary: bool) -> ClientMessage:
         else:
             message = _json_decoder.decode(data)
     except msgspec.ValidationError as err:
-        raise ProtocolError(INVALID_MESSAGE, str(err), _sub_id_of(data, binary)) from None
+        # A filter that is not a filter says so (the path names the field: "- at `$.filter.polygon...`").
+        code = INVALID_FILTER if "`$.filter" in str(err) else INVALID_MESSAGE
+        raise ProtocolError(code, str(err), _sub_id_of(data, binary)) from None
     except msgspec.DecodeError as err:
         kind = "MessagePack" if binary else "JSON"
         raise ProtocolError(BAD_ENCODING, f"not valid {kind}: {err}") from None
+    except RecursionError:
+        raise ProtocolError(BAD_ENCODING, "the frame is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ProtocolError(BAD_ENCODING, "a MessagePack string is not valid UTF-8") from None
     return message

@@ -8,6 +8,7 @@ tier change does to open subscriptions.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas import FEEDS
@@ -18,15 +19,17 @@ from .errors import (
     CLOSE_SLOW,
     CRS_NOT_ALLOWED,
     DUPLICATE_ID,
+    FEED_UNAVAILABLE,
     RATE_LIMITED,
     TOO_MANY_SUBSCRIPTIONS,
     UNKNOWN_FEED,
     UNKNOWN_SUBSCRIPTION,
     ProtocolError,
 )
-from .filters import compile_filter
+from .filters import CompiledFilter
 from .limits import CRS_BY_TIER, Limits, TokenBucket
-from .messages import ClientMessage, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+from .messages import ClientMessage, Filter, Options, Ping, Subscribe, Unsubscribe, Update, decode_client_message
+from .stream import parse_position
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -49,6 +52,16 @@ class Sink(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class FeedNeed:
+    """What the I/O layer must make ready before a message can be applied: this node reading the tier
+    topic of (tier, feed), and for a resume, having read up to ``position`` (partition → offset)."""
+
+    tier: str
+    feed: str
+    position: dict[int, int] | None = None
+
+
 class Subscription:
     __slots__ = ("behind_since", "from_seq", "session", "skipped", "stream", "sub_id")
 
@@ -60,29 +73,34 @@ class Subscription:
         self.from_seq = 0
         self.skipped: set[str] = set()
 
-    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> None:
+    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> bool:
         session = self.session
         if session.closed:
-            return
+            return False
         if self.behind_since is None:
             if session.sink.backlog() <= session.limits.byte_budget:
                 session.sink.send(frame)
                 session.delivered(self.stream, frame, len(ids))
-                return
+                return False
             # The peer is not reading: stop queueing frames, remember which entities it is owed.
             self.behind_since = now_ms
             self.from_seq = seq
-            session.hub.behind.add(self)
         self.skipped.update(ids)
         if len(self.skipped) > session.limits.max_conflated:
             session.close(CLOSE_SLOW, "slow: too far behind")
+            return False
+        return True
+
+    def reset_behind(self) -> None:
+        """Forget what it was owed (it moved to another stream, which sends it a diff instead)."""
+        self.behind_since = None
+        self.skipped = set()
 
     def try_catch_up(self, now_ms: int) -> bool:
         """Send one conflated frame for everything skipped once the backlog drained; True when done."""
         session = self.session
-        if session.closed:
+        if session.closed or self.behind_since is None:
             return True
-        assert self.behind_since is not None
         if session.sink.backlog() > session.limits.byte_budget // 4:
             if now_ms - self.behind_since > session.limits.slow_after_ms:
                 session.close(CLOSE_SLOW, "slow: did not read for too long")
@@ -95,8 +113,7 @@ class Subscription:
         frame = stream.codec.delta(head, upserts, removes, [])
         session.sink.send(frame)
         session.delivered(stream, frame, len(upserts) + len(removes))
-        self.behind_since = None
-        self.skipped = set()
+        self.reset_behind()
         return True
 
 
@@ -112,6 +129,7 @@ class Session:
         now_ms: int,
         key_id: str | None = None,
         agreement_id: str | None = None,
+        principal: str | None = None,
     ) -> None:
         self.hub = hub
         self.sink = sink
@@ -120,6 +138,8 @@ class Session:
         self.limits = limits
         self.key_id = key_id
         self.agreement_id = agreement_id
+        # Who is charged for the streams this session makes the node create: its IP address or key.
+        self.principal = principal or (f"key:{key_id}" if key_id else f"session:{id(self):x}")
         self.subs: dict[str, Subscription] = {}
         self.closed = False
         self.bucket = TokenBucket(limits.messages_per_s, limits.burst, now_ms)
@@ -127,6 +147,7 @@ class Session:
         self.delivered_records = 0
         self.delivered_bytes = 0
         self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
+        self.on_error: Any = None  # optional hook (ProtocolError) for the I/O layer's (rate-limited) log
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -139,6 +160,8 @@ class Session:
         if err.sub_id is not None:
             message["id"] = err.sub_id
         self.send(message)
+        if self.on_error is not None:
+            self.on_error(err)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
@@ -191,9 +214,9 @@ class Session:
     def apply(self, message: ClientMessage, now_ms: int) -> None:
         try:
             if isinstance(message, Subscribe):
-                self._subscribe(message)
+                self._subscribe(message, now_ms)
             elif isinstance(message, Update):
-                self._update(message)
+                self._update(message, now_ms)
             elif isinstance(message, Unsubscribe):
                 self._unsubscribe(message)
             elif isinstance(message, Ping):
@@ -202,6 +225,29 @@ class Session:
             if err.sub_id is None and not isinstance(message, Ping):
                 err.sub_id = message.id
             self.error(err)
+
+    def needs(self, message: ClientMessage) -> list[FeedNeed] | None:
+        """What ``message`` needs from the I/O layer before ``apply``; None when it was refused (the error
+        is already answered). Only a subscribe needs anything: its feed read, and its resume position."""
+        if not isinstance(message, Subscribe):
+            return []
+        try:
+            self.check_subscribe(message)
+        except ProtocolError as err:
+            err.sub_id = message.id
+            self.error(err)
+            return None
+        resume = message.resume
+        position = parse_position(resume.pos) if resume is not None and resume.pos else None
+        return [FeedNeed(self.tier, message.feed, position)]
+
+    def needs_for_tier(self, tier: str) -> list[FeedNeed]:
+        """What moving every open subscription to ``tier`` needs (see ``change_tier``)."""
+        return [FeedNeed(tier, feed) for feed in sorted({sub.stream.source.feed for sub in self.subs.values()})]
+
+    def unavailable(self, message: ClientMessage, reason: str) -> None:
+        """A need could not be met: the message is answered with ``feed_unavailable`` instead of applied."""
+        self.error(ProtocolError(FEED_UNAVAILABLE, reason, getattr(message, "id", None)))
 
     # ------------------------------------------------------------------------------------------ verbs
 
@@ -218,10 +264,15 @@ class Session:
         if message.options.crs not in CRS_BY_TIER[self.tier]:
             raise ProtocolError(CRS_NOT_ALLOWED, f"tier {self.tier} may not receive {message.options.crs}")
 
-    def _subscribe(self, message: Subscribe) -> None:
+    def _compile(self, flt: Filter, crs: str, now_ms: int) -> CompiledFilter:
+        return self.hub.filters.compile(
+            flt, crs, owner=self.principal, vertices_per_minute=self.limits.vertices_per_minute, now_ms=now_ms
+        )
+
+    def _subscribe(self, message: Subscribe, now_ms: int) -> None:
         self.check_subscribe(message)
-        flt = compile_filter(message.filter, message.options.crs, self.hub.districts)
-        stream = self.hub.stream_for(self.tier, message.feed, flt, message.options, self.codec)
+        flt = self._compile(message.filter, message.options.crs, now_ms)
+        stream = self._stream_for(message.feed, flt, message.options)
         sub = Subscription(message.id, self, stream)
         self.subs[message.id] = sub
         head = stream.head("subscribed")
@@ -256,6 +307,11 @@ class Session:
                 self._send_snapshot(stream)
         self.hub.join(stream, sub)
 
+    def _stream_for(self, feed: str, flt: CompiledFilter, options: Options) -> Stream:
+        return self.hub.stream_for(
+            self.tier, feed, flt, options, self.codec, owner=self.principal, max_streams=self.limits.max_streams
+        )
+
     def _send_snapshot(self, stream: Stream) -> None:
         self._send_frames(stream, stream.snapshot_frames())
 
@@ -267,13 +323,13 @@ class Session:
         for frame, records in frames:
             self.delivered(stream, frame, records)
 
-    def _update(self, message: Update) -> None:
+    def _update(self, message: Update, now_ms: int) -> None:
         sub = self.subs.get(message.id)
         if sub is None:
             raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
         old = sub.stream
-        flt = compile_filter(message.filter, old.crs, self.hub.districts)
-        new = self.hub.stream_for(self.tier, old.source.feed, flt, old.options, self.codec)
+        flt = self._compile(message.filter, old.crs, now_ms)
+        new = self._stream_for(old.source.feed, flt, old.options)
         updated = new.head("updated")
         updated["id"] = message.id
         self.send(updated)
@@ -286,17 +342,16 @@ class Session:
         head = new.head("delta")
         head["diff"] = True
         self._send_frames(new, [(self.codec.delta(head, upserts, sorted(leaving), []), len(upserts) + len(leaving))])
-        self.hub.leave(sub)
+        self.hub.leave(old, sub)
         sub.stream = new
-        sub.behind_since = None
-        sub.skipped = set()
+        sub.reset_behind()
         self.hub.join(new, sub)
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
         sub = self.subs.pop(message.id, None)
         if sub is None:
             raise ProtocolError(UNKNOWN_SUBSCRIPTION, f"no open subscription {message.id!r}")
-        self.hub.leave(sub)
+        self.hub.leave(sub.stream, sub)
         self.send({"type": "unsubscribed", "id": message.id})
 
     # ------------------------------------------------------------------------------------------ tier
@@ -313,7 +368,10 @@ class Session:
                 self.error(ProtocolError(CRS_NOT_ALLOWED, f"tier {tier} may not receive {stream.crs}", sub.sub_id))
                 self.send({"type": "unsubscribed", "id": sub.sub_id, "reason": "tier_changed"})
                 continue
-            new = self.hub.stream_for(tier, stream.source.feed, stream.filter, stream.options, self.codec)
+            # Not refused for the stream cap: the client did not ask for this move.
+            new = self.hub.stream_for(
+                tier, stream.source.feed, stream.filter, stream.options, self.codec, owner=self.principal
+            )
             moved = Subscription(sub.sub_id, self, new)
             self.subs[sub.sub_id] = moved
             reset = new.head("reset")
@@ -324,5 +382,5 @@ class Session:
 
     def release_all(self) -> None:
         for sub in self.subs.values():
-            self.hub.leave(sub)
+            self.hub.leave(sub.stream, sub)
         self.subs = {}

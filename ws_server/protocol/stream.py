@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .codec import Codec
 from .filters import CompiledFilter
 from .messages import Options
+from .replay_budget import ReplayBudget
 from .significance import Signature, signature, significant
 from .state import REMOVE, STALE, UNKNOWN, UPSERT, Change, Entry, SourceState, decode_entry
-
-if TYPE_CHECKING:
-    from .session import Subscription
 
 StreamKey = tuple[Any, ...]
 
@@ -47,6 +45,20 @@ def parse_position(pos: str, name: str | None = None) -> dict[int, int] | None:
     return dict(enumerate(offsets))
 
 
+class Member(Protocol):
+    """What a stream (and the hub that ticks it) calls on each of its members; a session's subscription
+    is one. The dependency runs one way: the stream defines this, and knows nothing of sessions."""
+
+    def deliver(self, frame: bytes, ids: tuple[str, ...], seq: int, now_ms: int) -> bool:
+        """Take the frame (``seq`` of the stream, carrying ``ids``); True when the member fell (or still is)
+        behind and is owed a catch-up instead."""
+        ...
+
+    def try_catch_up(self, now_ms: int) -> bool:
+        """Send what a behind member is owed if it can take it now; True once it is no longer behind."""
+        ...
+
+
 class Stream:
     def __init__(
         self,
@@ -61,6 +73,8 @@ class Stream:
         *,
         buffer_frames: int,
         buffer_bytes: int,
+        replay: ReplayBudget | None = None,
+        owner: str | None = None,
     ) -> None:
         self.sid = sid
         self.epoch = epoch
@@ -72,8 +86,9 @@ class Stream:
         self.codec = codec
         self.crs = options.crs
         self.seq = 0
-        self.members: dict[Subscription, None] = {}  # insertion-ordered set
+        self.members: dict[Member, None] = {}  # insertion-ordered set
         self.idle_since_ms: int | None = None
+        self.owner = owner  # who made the node create it (an IP or key): charged to them until it is freed
         self.last_flush_ms = 0
         self.pending: dict[str, str] = {}  # entity id → UPSERT / STALE / REMOVE
         self.pending_since: int | None = None  # when the oldest pending change reached the node (ms)
@@ -83,6 +98,7 @@ class Stream:
         self._buffer_frames = buffer_frames
         self._buffer_bytes = buffer_bytes
         self._buffered = 0
+        self._replay = replay
         self._snapshot_cache: tuple[int, list[tuple[bytes, int]]] | None = None
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
         self.inside: set[str] = set()
@@ -194,9 +210,29 @@ class Stream:
     def _remember(self, seq: int, frame: bytes, ids: tuple[str, ...]) -> None:
         self.buffer.append((seq, frame, ids))
         self._buffered += len(frame)
+        if self._replay is not None:
+            self._replay.added(self, seq, len(frame))
         while self.buffer and (len(self.buffer) > self._buffer_frames or self._buffered > self._buffer_bytes):
-            _, old, _ = self.buffer.popleft()
-            self._buffered -= len(old)
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, old, _ = self.buffer.popleft()
+        self._buffered -= len(old)
+        if self._replay is not None:
+            self._replay.released(len(old))
+
+    def drop_through(self, seq: int) -> None:
+        """Forget buffered frames up to ``seq`` (the process-wide replay budget is over)."""
+        while self.buffer and self.buffer[0][0] <= seq:
+            self._drop_oldest()
+
+    def holds(self, seq: int) -> bool:
+        return bool(self.buffer) and self.buffer[0][0] <= seq <= self.buffer[-1][0]
+
+    def free(self) -> None:
+        """The stream is dropped: its buffer goes, and with it its share of the replay budget."""
+        while self.buffer:
+            self._drop_oldest()
 
     def replay_after(self, seq: int) -> list[tuple[bytes, int]] | None:
         """Frames after ``seq`` exactly (each with its record count), or None when the buffer no longer
