@@ -18,6 +18,8 @@ from websockets.http11 import Request, Response
 from .districts import districts_geojson
 from .feed_reader import FeedUnavailable
 from .gtfs_rt import vehicle_positions
+from .gtfs_static_feed import CONTENT_TYPE as GTFS_STATIC_TYPE
+from .gtfs_static_feed import StaticFeed
 from .protocol.limits import CRS_BY_TIER
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class HttpRoutes:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._static_feed = StaticFeed(node.config.network_seed, node.config.network_buses)
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
         path = urlsplit(request.path).path
@@ -55,6 +58,8 @@ class HttpRoutes:
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == "/gtfs-rt/vehicle-positions.pb":
             return await self._gtfs_rt(conn, request)
+        if path == "/gtfs/static.zip":
+            return await self._gtfs_static(request)
         if path in ("/healthz", "/_health"):
             return self._health()
         return response(404, b"not found\n", "text/plain; charset=utf-8")
@@ -100,6 +105,15 @@ class HttpRoutes:
                 ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
                 ("Cache-Control", "max-age=1"),
             ],
+        )
+
+    async def _gtfs_static(self, request: Request) -> Response:
+        body, etag = await self._static_feed.current()
+        headers = [("ETag", etag), ("Cache-Control", "max-age=3600")]
+        if etag in request.headers.get("If-None-Match", "").replace(" ", "").split(","):
+            return response(304, b"", GTFS_STATIC_TYPE, headers)
+        return response(
+            200, body, GTFS_STATIC_TYPE, [*headers, ("Content-Disposition", 'attachment; filename="static.zip"')]
         )
 
     def _health(self) -> Response:

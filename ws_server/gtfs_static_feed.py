@@ -1,0 +1,42 @@
+"""``/gtfs/static.zip``: the static GTFS of the simulated network whose vehicles the server publishes.
+
+Built on first request (a few seconds for the full city, off the event loop) from the simulator's seed and
+fleet size in the server config, valid for a year from the current Shanghai service day, and rebuilt when
+that day changes. Every route, stop and trip id the simulated feeds carry is in it (see
+``adapters.simulators.gtfs_export``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import date, datetime, timedelta, timezone
+
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+CONTENT_TYPE = "application/zip"
+
+
+def service_day(now: datetime | None = None) -> date:
+    return (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI).date()
+
+
+class StaticFeed:
+    def __init__(self, seed: int, buses: int) -> None:
+        self.seed = seed
+        self.buses = buses
+        self._built: tuple[date, bytes, str] | None = None
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> tuple[bytes, str]:
+        """The zip for today and its entity tag."""
+        today = service_day()
+        async with self._lock:
+            if self._built is None or self._built[0] != today:
+                body = await asyncio.to_thread(self._build, today)
+                self._built = (today, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+            return self._built[1], self._built[2]
+
+    def _build(self, start: date) -> bytes:
+        from adapters.simulators.gtfs_export import build_zip
+
+        return build_zip(self.seed, self.buses, start)
