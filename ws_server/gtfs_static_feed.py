@@ -1,15 +1,17 @@
 """``/gtfs/static.zip``: the static GTFS of the simulated network whose vehicles the server publishes.
 
-Built on first request (a few seconds for the full city, off the event loop) from the simulator's seed and
-fleet size in the server config, valid for a year from the current Shanghai service day, and rebuilt when
-that day changes. Every route, stop and trip id the simulated feeds carry is in it (see
-``adapters.simulators.gtfs_export``).
+Built on first request from the simulator's seed and fleet size in the server config, valid for a year from
+the current Shanghai service day, and rebuilt when that day changes. Building the full city is a few
+seconds of Python, so it runs in a child process: the event loop keeps the interpreter lock. Every route,
+stop and trip id the simulated feeds carry is in it (see ``adapters.simulators.gtfs_export``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -32,11 +34,13 @@ class StaticFeed:
         today = service_day()
         async with self._lock:
             if self._built is None or self._built[0] != today:
-                body = await asyncio.to_thread(self._build, today)
+                body = await _in_child_process(self.seed, self.buses, today)
                 self._built = (today, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
             return self._built[1], self._built[2]
 
-    def _build(self, start: date) -> bytes:
-        from adapters.simulators.gtfs_export import build_zip
 
-        return build_zip(self.seed, self.buses, start)
+async def _in_child_process(seed: int, buses: int, start: date) -> bytes:
+    from adapters.simulators.gtfs_export import build_zip
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, build_zip, seed, buses, start)
