@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta, timezone
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 CONTENT_TYPE = "application/zip"
@@ -37,6 +41,17 @@ class StaticFeed:
                 body = await _in_child_process(self.seed, self.buses, today)
                 self._built = (today, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
             return self._built[1], self._built[2]
+
+    async def respond(self, request: Request) -> Response:
+        """The zip, or 304 when the request's ``If-None-Match`` names its entity tag."""
+        body, etag = await self.current()
+        headers = Headers([("Content-Type", CONTENT_TYPE), ("ETag", etag), ("Cache-Control", "max-age=3600")])
+        if etag in request.headers.get("If-None-Match", "").replace(" ", "").split(","):
+            headers["Content-Length"] = "0"
+            return Response(304, http.HTTPStatus(304).phrase, headers, b"")
+        headers["Content-Length"] = str(len(body))
+        headers["Content-Disposition"] = 'attachment; filename="static.zip"'
+        return Response(200, http.HTTPStatus(200).phrase, headers, body)
 
 
 async def _in_child_process(seed: int, buses: int, start: date) -> bytes:

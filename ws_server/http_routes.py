@@ -18,7 +18,6 @@ from websockets.http11 import Request, Response
 from .districts import districts_geojson
 from .feed_reader import FeedUnavailable
 from .gtfs_rt import vehicle_positions
-from .gtfs_static_feed import CONTENT_TYPE as GTFS_STATIC_TYPE
 from .gtfs_static_feed import StaticFeed
 from .protocol.limits import CRS_BY_TIER
 
@@ -59,7 +58,7 @@ class HttpRoutes:
         if path == "/gtfs-rt/vehicle-positions.pb":
             return await self._gtfs_rt(conn, request)
         if path == "/gtfs/static.zip":
-            return await self._gtfs_static(request)
+            return await self._static_feed.respond(request)
         if path in ("/healthz", "/_health"):
             return self._health()
         return response(404, b"not found\n", "text/plain; charset=utf-8")
@@ -105,15 +104,6 @@ class HttpRoutes:
                 ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
                 ("Cache-Control", "max-age=1"),
             ],
-        )
-
-    async def _gtfs_static(self, request: Request) -> Response:
-        body, etag = await self._static_feed.current()
-        headers = [("ETag", etag), ("Cache-Control", "max-age=3600")]
-        if etag in request.headers.get("If-None-Match", "").replace(" ", "").split(","):
-            return response(304, b"", GTFS_STATIC_TYPE, headers)
-        return response(
-            200, body, GTFS_STATIC_TYPE, [*headers, ("Content-Disposition", 'attachment; filename="static.zip"')]
         )
 
     def _health(self) -> Response:
