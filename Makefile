@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps run test lint stop clean
+.PHONY: setup browser-deps apidoc-deps run test lint stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -26,12 +26,18 @@ browser-deps:
 		cd tests/browser && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+# The official validators of the API documents (docs/asyncapi.yaml), run by tests/test_api_documents.py.
+apidoc-deps:
+	@if [ ! -d tests/apidocs/node_modules/@asyncapi/parser ]; then \
+		cd tests/apidocs && SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 ## The whole service with simulated Shanghai feeds (starts Kafka + Redis first); Ctrl-C stops it.
 run: setup
 	$(BIN)/shfeeds run
 
 ## The test suite against a real Kafka + Redis that it starts itself; then the linters.
-test: setup browser-deps
+test: setup browser-deps apidoc-deps
 	$(BIN)/shfeeds stack up
 	SHFEEDS_FORBID_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) lint

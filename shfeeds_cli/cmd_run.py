@@ -37,7 +37,10 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
         specs.append(ChildSpec("simulator", component_argv(*sim), ready_port=settings.simulator_port))
     specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
     specs.append(ChildSpec("streams", component_argv("streams", "worker")))
-    specs.append(ChildSpec("ws-server", component_argv("serve")))
+    serve = ["serve", "--network-seed", str(args.seed)]
+    if args.buses is not None:
+        serve += ["--network-buses", str(args.buses)]
+    specs.append(ChildSpec("ws-server", component_argv(*serve)))
     return specs
 
 

@@ -29,6 +29,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (if not in --tls-cert)")
     parser.add_argument("--topic-prefix", default="", help="prefix of the tier topic names (tests, benchmarks)")
     parser.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX, help="prefix of the Redis keys")
+    parser.add_argument("--network-seed", type=int, default=None, help="simulator seed /gtfs/static.zip describes")
+    parser.add_argument(
+        "--network-buses", type=int, default=None, help="simulator fleet size /gtfs/static.zip describes"
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(func=handle)
 
@@ -45,6 +49,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["host"] = args.host
     if args.port is not None:
         out["port"] = args.port
+    if args.network_seed is not None:
+        out["network_seed"] = args.network_seed
+    if args.network_buses is not None:
+        out["network_buses"] = args.network_buses
     if args.tls_cert is not None:
         out["tls_cert"] = args.tls_cert
         out["tls_key"] = args.tls_key

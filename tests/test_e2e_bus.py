@@ -4,10 +4,14 @@ streams → tier.public.bus → WebSocket server → `shfeeds tail bus`, as a ne
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import math
 import subprocess
 import sys
 import time
+import urllib.request
+import zipfile
 from collections.abc import Iterator
 
 import orjson
@@ -27,11 +31,12 @@ NEVER_PUBLIC = ("plate", "driver_id", "vehicle_id", "speed_kmh", "diagnostics", 
 @pytest.fixture
 def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mod.Settings, float]]:
     env = settings_env(isolated_stack)
+    # 1,320 buses make 120 lines, three of them night lines: at least ~25 buses run at any hour of the day.
     commands = [
-        ["simulate", "--buses", "300", "--seed", "11"],
+        ["simulate", "--buses", "1320", "--seed", "11"],
         ["adapter", "run", "sh-bus"],
         ["streams", "worker"],
-        ["serve"],
+        ["serve", "--network-seed", "11", "--network-buses", "1320"],
     ]
     started = time.monotonic()
     procs = [
@@ -79,6 +84,15 @@ def test_tail_bus_prints_live_blurred_public_positions(service: tuple[settings_m
         # Bearing coarsened to 45° steps for the public.
         if "bearing" in rec:
             assert rec["bearing"] % 45 == 0
+    # As OpenTripPlanner would match them: each bus names a trip of the server's static GTFS, on its route.
+    with urllib.request.urlopen(f"http://127.0.0.1:{own.ws_port}/gtfs/static.zip", timeout=120) as resp:
+        archive = zipfile.ZipFile(io.BytesIO(resp.read()))
+    trips = {t["trip_id"]: t for t in csv.DictReader(io.StringIO(archive.read("trips.txt").decode()))}
+    stops = {s["stop_id"] for s in csv.DictReader(io.StringIO(archive.read("stops.txt").decode()))}
+    for line in lines:
+        rec = orjson.loads(line)
+        assert rec["trip_id"] in trips and trips[rec["trip_id"]]["route_id"] == rec["route_id"], rec
+        assert rec["next_stop_id"] in stops, rec
 
 
 def test_raw_bus_is_keyed_by_vehicle_with_event_time_as_record_time(

@@ -48,7 +48,7 @@ def test_bus_records_follow_the_documented_format(city: SimulatedCity) -> None:
     assert doc["code"] == 0 and isinstance(doc["updateTime"], str) and len(doc["updateTime"]) == 19
     types = {"obuId": str, "vehicleNo": str, "plate": str, "driverNo": str, "lineId": str, "lineName": str,
              "direction": int, "lng": float, "lat": float, "coordType": str, "speed": float, "angle": float,
-             "gpsTime": str, "loadRate": int, "nextStationId": str, "seq": int}  # fmt: skip
+             "gpsTime": str, "loadRate": int, "tripId": str, "nextStationId": str, "seq": int}  # fmt: skip
     assert len(doc["data"]) > 200
     for rec in doc["data"]:
         assert set(rec) == set(types)
@@ -92,7 +92,7 @@ def test_metro_feed_is_gtfs_realtime_on_real_stations(city: SimulatedCity) -> No
     assert message.header.gtfs_realtime_version == "2.0" and message.header.timestamp == WORKDAY_1PM
     stations = {s.station_id for s in places.metro_stations()}
     routes = {e.vehicle.trip.route_id for e in message.entity}
-    assert routes == {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "16"}
+    assert routes == {f"M{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16)}
     assert 300 < len(message.entity) < 1500
     for e in message.entity:
         assert e.vehicle.stop_id in stations

@@ -14,6 +14,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from tests.test_ws_protocol import T0, ListSink, bus, make, send
+from ws_server.gtfs_static_feed import StaticFeed
 from ws_server.http_routes import HttpRoutes, text_response
 from ws_server.protocol.session import FeedNeed
 from ws_server.protocol.state import Entry
@@ -135,7 +136,7 @@ def _get(routes: HttpRoutes, path: str, headers: list[tuple[str, str]] | None = 
 
 def test_http_routes_need_only_a_narrow_view_of_the_node() -> None:
     view = FakeView()
-    routes = HttpRoutes(view)
+    routes = HttpRoutes(view, StaticFeed(seed=1, buses=10))
     health = _get(routes, "/healthz")
     assert health.status_code == 200 and orjson.loads(health.body) == {"node": "fake", "connections": 3}
     refused = _get(routes, "/gtfs-rt/vehicle-positions.pb", [("X-API-Key", "bad")])

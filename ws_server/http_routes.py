@@ -17,6 +17,7 @@ from websockets.http11 import Request, Response
 
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
+from .gtfs_static_feed import StaticFeed
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 
@@ -39,6 +40,7 @@ def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = 
 
 PAGE_PATHS = ("/", "/map", "/map.html")
 GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
+STATIC_GTFS_PATH = "/gtfs/static.zip"
 HEALTH_PATHS = ("/healthz", "/_health")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
@@ -48,7 +50,7 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, "/districts.geojson")
+        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson")
         or (path.startswith("/static/"))
     )
 
@@ -73,9 +75,10 @@ def _districts_body() -> bytes:
 
 
 class HttpRoutes:
-    def __init__(self, node: NodeView) -> None:
+    def __init__(self, node: NodeView, static_feed: StaticFeed) -> None:
         self.node = node
         self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._static_feed = static_feed
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
         """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
@@ -101,6 +104,8 @@ class HttpRoutes:
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request)
+        if path == STATIC_GTFS_PATH:
+            return await self._static_feed.respond(request)
         return self._health()
 
     def _static(self, name: str) -> Response:

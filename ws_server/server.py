@@ -29,6 +29,7 @@ from .client_log import ClientLog
 from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
+from .gtfs_static_feed import StaticFeed
 from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
@@ -95,7 +96,7 @@ class Node:
         )
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
-        self.http = HttpRoutes(self)
+        self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses))
         self.sessions: dict[Session, ServerConnection] = {}
         self._pending_auth: dict[ServerConnection, Auth] = {}
         self._per_ip: Counter[str] = Counter()

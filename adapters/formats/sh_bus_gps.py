@@ -56,6 +56,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
             "lat": lat,
             "mode": "bus",
             "route_id": opt_str(item, "lineId"),
+            "trip_id": opt_str(item, "tripId"),
             "direction_id": opt_int(item, "direction"),
             "label": opt_str(item, "vehicleNo"),
             "vehicle_id": obu_id,

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from adapters.simulators import places, profiles
 from adapters.simulators import randomness as rnd
 from adapters.simulators.beijing import OFFSET_S, format_many, local_date, local_hour
-from adapters.simulators.bus_routes import BusNetwork, build_network
+from adapters.simulators.bus_routes import BusNetwork, build_network, stop_id, trip_id
 from adapters.simulators.daytypes import day_type
 from geo import crs
 
@@ -216,7 +216,8 @@ class BusFleet:
                 "angle": a,
                 "gpsTime": tm,
                 "loadRate": lr,
-                "nextStationId": f"{line_ids[r]}-{d}-{ns}",
+                "tripId": trip_id(line_ids[r], d),
+                "nextStationId": stop_id(line_ids[r], d, ns),
                 "seq": sq,
             }
             for b, r, d, x, y, ct, v, a, tm, lr, ns, sq in zip(

@@ -49,6 +49,7 @@ class BusRoute:
     last_hour: float
     popularity: float  # peak load share of the busiest run (can exceed 1: crush loads)
     stop_count: int
+    stop_distances: tuple[float, ...]  # metres along the route of each stop, in direction-0 order
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,7 @@ def build_network(seed: int, route_count: int) -> BusNetwork:
                 last_hour=last,
                 popularity=float(np.clip(rng.lognormal(np.log(0.75), 0.35), 0.15, 1.3)),
                 stop_count=len(stops),
+                stop_distances=tuple(float(d) for d in stops),
             )
         )
     return BusNetwork(
@@ -231,6 +233,17 @@ def build_network(seed: int, route_count: int) -> BusNetwork:
         segment_direction=np.asarray(seg_dir, dtype=np.int64),
         segment_next_stop=np.asarray(seg_next, dtype=np.int64),
     )
+
+
+def trip_id(line_id: str, direction: int) -> str:
+    """The GTFS trip a bus of ``line_id`` running in ``direction`` is on: one frequency-based trip per line and
+    direction, as every bus of a line keeps the line's timetable (see ``gtfs_static``)."""
+    return f"{line_id}-{direction}"
+
+
+def stop_id(line_id: str, direction: int, index: int) -> str:
+    """The id of a line's ``index``-th stop in ``direction`` (the ``nextStationId`` the buses report)."""
+    return f"{line_id}-{direction}-{index}"
 
 
 def _line_name(index: int, district: str, night: bool, used: set[str]) -> tuple[str, str]:

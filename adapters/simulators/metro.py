@@ -59,7 +59,25 @@ def _line_graphs() -> dict[str, dict[str, list[str]]]:
         for line in s.lines:
             graph = graphs.setdefault(line, {})
             graph[s.station_id] = [n for n in s.neighbours if n in by_id and line in by_id[n].lines]
+    # Two stations can be neighbours on another line they both serve and skip a station of this one (Line 13
+    # runs Hanzhong Road - Natural History Museum - West Nanjing Road; Line 12 links the two directly). A line
+    # never visits three pairwise neighbouring stations, so in such a triangle the longest edge is the other
+    # line's: drop it, or the line's shortest path would skip the station in between.
+    for graph in graphs.values():
+        for a in sorted(graph):
+            for b in sorted(graph[a]):
+                for c in sorted(set(graph[a]) & set(graph.get(b, []))):
+                    edges = [(a, b), (a, c), (b, c)]
+                    x, y = max(edges, key=lambda e: (_distance(by_id[e[0]], by_id[e[1]]), e))
+                    if y in graph[x]:
+                        graph[x].remove(y)
+                        graph[y].remove(x)
     return graphs
+
+
+def _distance(a: places.MetroStation, b: places.MetroStation) -> float:
+    xs, ys = places.to_xy([a.lng, b.lng], [a.lat, b.lat])
+    return float(np.hypot(xs[1] - xs[0], ys[1] - ys[0]))
 
 
 def _bfs_path(graph: dict[str, list[str]], a: str, b: str) -> list[str]:
@@ -95,6 +113,27 @@ def _loop(graph: dict[str, list[str]]) -> list[str]:
         if len(path) > len(graph):
             break
     return path
+
+
+def route_id(line: str) -> str:
+    """The GTFS route of a metro line: ``M`` and the line number, so it never equals a bus line's id."""
+    return f"M{line}"
+
+
+def trip_id(line: str, service_index: int, direction: int) -> str:
+    """The frequency-based GTFS trip of a line's ``service_index``-th service (in ``build_services`` order)
+    run in ``direction``: every train of a service keeps the same timetable (see ``gtfs_static``)."""
+    return f"M{line}-{service_index}-{direction}"
+
+
+def service_trip_indices(services: list[Service]) -> list[int]:
+    """Each service's index among its line's services."""
+    seen: dict[str, int] = {}
+    out: list[int] = []
+    for s in services:
+        out.append(seen.get(s.line, 0))
+        seen[s.line] = out[-1] + 1
+    return out
 
 
 def build_services() -> list[Service]:
@@ -168,6 +207,7 @@ class MetroTrains:
             geo_values.append(np.column_stack([xs, ys]))
             services.append(Service(svc.line, svc.stations, svc.circular, svc.headway_s, t))
         self.services = services
+        self.service_index = service_trip_indices(services)
         self.geometry = RaggedPiecewise(geo_breaks, geo_values)
         self.timetable = RaggedPiecewise(tt_breaks, tt_values)
         self.seg_dir = np.asarray(seg_dir, dtype=np.int64)
@@ -232,8 +272,8 @@ class MetroTrains:
             entity = gtfs_realtime_pb2.FeedEntity()
             entity.id = self.train_ids[i]
             v = entity.vehicle
-            v.trip.trip_id = f"{self.train_ids[i]}-{int(trip_no[i]) % 100000:05d}"
-            v.trip.route_id = s.line
+            v.trip.trip_id = trip_id(s.line, self.service_index[int(svc[i])], direction)
+            v.trip.route_id = route_id(s.line)
             v.trip.direction_id = direction
             v.trip.start_date = start_date
             v.vehicle.id = self.train_ids[i]
