@@ -63,7 +63,7 @@ def test_ids_in_filters_are_strings_and_numbers_are_refused() -> None:
     for n, flt in enumerate(({"district": 310101}, {"district": [310101]}, {"routes": [71]}, {"ids": [42]})):
         send(session, {"type": "subscribe", "id": f"n{n}", "feed": "bus", "filter": flt})
         (error,) = sink.take()
-        assert error["type"] == "error" and error["code"] == "invalid_message", error
+        assert error["type"] == "error" and error["code"] == "invalid_filter", error
         assert "got `int`" in error["message"] and "$.filter." in error["message"]
     send(session, {"type": "subscribe", "id": "s", "feed": "bus", "filter": {"district": "310101", "routes": ["71"]}})
     assert [m["type"] for m in sink.take()] == ["subscribed", "snapshot"]
