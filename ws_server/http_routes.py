@@ -1,5 +1,6 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, and health. Served through the handshake hook, so one port does everything."""
+VehiclePositions per tier, the published record schemas, and health. Served through the handshake hook, so
+one port does everything."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .districts import districts_geojson
 from .feed_reader import FeedUnavailable
 from .gtfs_rt import vehicle_positions
 from .protocol.limits import CRS_BY_TIER
+from .record_schemas import schema_response_body
 
 if TYPE_CHECKING:
     from .server import Node
@@ -57,6 +59,10 @@ class HttpRoutes:
             return await self._gtfs_rt(conn, request)
         if path in ("/healthz", "/_health"):
             return self._health()
+        if path.startswith("/schemas/"):
+            body = schema_response_body(path.removeprefix("/schemas/"))
+            if body is not None:
+                return response(200, body, "application/schema+json", [("Cache-Control", "max-age=300")])
         return response(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _static(self, name: str) -> Response:
