@@ -101,8 +101,16 @@ class ReplayCore:
 
     @property
     def wants_records(self) -> bool:
-        """False while enough is buffered: the I/O layer should stop fetching until ``tick`` drains it."""
-        return len(self._due) < 20_000 and self.merge.buffered < 200_000
+        """False while enough is due: the I/O layer should stop fetching until ``tick`` drains it."""
+        return len(self._due) < 20_000
+
+    @property
+    def merge_full(self) -> bool:
+        """The merge holds many records back: read only ``lagging_partitions`` until it releases them."""
+        return self.merge.buffered >= 100_000
+
+    def lagging_partitions(self) -> set[int]:
+        return self.merge.lagging()
 
     @property
     def late(self) -> int:

@@ -29,6 +29,7 @@ class KafkaTierSource:
         self.stop_ms: int | None = None  # a partition is done at its first record at or after this time
         self._consumer: AIOKafkaConsumer | None = None
         self._open: set[int] = set()
+        self.held: set[int] = set()  # open partitions not to fetch for now (e.g. still read from the archive)
 
     async def open(self) -> list[int]:
         try:
@@ -80,6 +81,7 @@ class KafkaTierSource:
         self.end = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
         self.stop_ms = stop_ms
         self._open = set()
+        self.held = set()
         consumer.resume(*tps)
         for tp in tps:
             start = starts.get(tp.partition, self.end[tp.partition])
@@ -97,13 +99,28 @@ class KafkaTierSource:
     def open_partitions(self) -> set[int]:
         return set(self._open)
 
+    def stop_partition(self, partition: int) -> None:
+        """Read no more of ``partition`` (the replay's end was found elsewhere)."""
+        self._open.discard(partition)
+        self.consumer.pause(TopicPartition(self.topic, partition))
+
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000
+        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
     ) -> tuple[dict[int, list[SourceRecord]], set[int]]:
-        """The next records per partition, and the partitions that have just finished."""
-        if not self._open:
+        """The next records per partition (of ``only``, if given), and the partitions that have just
+        finished. Fetching only the partitions that hold the merge back keeps its buffer bounded."""
+        active = self._open - self.held
+        if only is not None:
+            active &= only
+        if not active:
             return {}, set()
         consumer = self.consumer
+        for p in self._open:
+            tp = TopicPartition(self.topic, p)
+            if p in active:
+                consumer.resume(tp)
+            else:
+                consumer.pause(tp)
         try:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as err:
@@ -113,7 +130,7 @@ class KafkaTierSource:
         stop = self.stop_ms
         for tp, records in batches.items():
             p = tp.partition
-            if p not in self._open:
+            if p not in active or p not in self._open:
                 continue
             end = self.end[p]
             kept: list[SourceRecord] = []
@@ -134,7 +151,7 @@ class KafkaTierSource:
                 consumer.pause(tp)
         if not batches:
             # Offsets without a record (transaction markers, compaction) end a partition quietly.
-            for p in list(self._open):
+            for p in list(active & self._open):
                 tp = TopicPartition(self.topic, p)
                 if await consumer.position(tp) >= self.end[p]:
                     finished.add(p)

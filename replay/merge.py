@@ -71,6 +71,13 @@ class EventTimeMerge:
             return 2**62
         return min(self._newest[p] for p in self._open) - self.max_skew_ms
 
+    def lagging(self) -> set[int]:
+        """The open partitions whose newest record is the oldest: they hold the watermark back."""
+        if not self._open:
+            return set()
+        low = min(self._newest[p] for p in self._open)
+        return {p for p in self._open if self._newest[p] == low}
+
     def pop_ready(self, limit: int | None = None) -> list[SourceRecord]:
         mark = self.watermark()
         heap = self._heap

@@ -24,7 +24,7 @@ class RecordSource(Protocol):
     def open_partitions(self) -> set[int]: ...
 
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000
+        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
     ) -> tuple[dict[int, list[SourceRecord]], set[int]]: ...
 
 
@@ -63,7 +63,9 @@ class ReplayRunner:
                     if p not in still_open:
                         core.finish(p)
             if core.wants_records and not source.exhausted:
-                batches, finished = await source.read(timeout_ms=100)
+                # With a full merge buffer, read only the partitions that hold its watermark back.
+                only = core.lagging_partitions() if core.merge_full else None
+                batches, finished = await source.read(timeout_ms=100, only=only)
                 if core.generation != generation:
                     continue  # a seek happened meanwhile: these records belong to the old position
                 for p, records in batches.items():

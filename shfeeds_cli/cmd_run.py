@@ -18,7 +18,7 @@ SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scen
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server)"
+        "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server, archiver)"
     )
     parser.add_argument("--buses", type=int, default=None, help="simulated buses (default: the simulator's)")
     parser.add_argument("--seed", type=int, default=2019)
@@ -38,6 +38,7 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
     specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
     specs.append(ChildSpec("streams", component_argv("streams", "worker")))
     specs.append(ChildSpec("ws-server", component_argv("serve")))
+    specs.append(ChildSpec("archiver", component_argv("archive", "run")))
     return specs
 
 

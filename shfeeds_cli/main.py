@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cmd_keys",
     "cmd_audit",
     "cmd_schemas",
+    "cmd_archive",
 )
 
 
