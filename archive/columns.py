@@ -47,6 +47,7 @@ class RecordColumns:
             kind, as_json = _arrow_type(prop)
             self.fields.append((name, kind, as_json))
         self.schema = pa.schema([*KAFKA_COLUMNS, *(pa.field(n, t) for n, t, _ in self.fields), VALUE_COLUMN])
+        self.record_schema = pa.schema([pa.field(n, t) for n, t, _ in self.fields])
 
     def table(self, records: Sequence[SourceRecord]) -> pa.Table:
         values = [decode_value(r.value) for r in records]
@@ -55,7 +56,31 @@ class RecordColumns:
             [r.offset for r in records],
             [r.timestamp for r in records],
             [r.key for r in records],
+            *self._record_columns(values),
+            [r.value for r in records],
         ]
+        return pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)], schema=self.schema
+        )
+
+    def values_table(self, values: Sequence[dict[str, Any]]) -> pa.Table:
+        """Decoded records only (an export): the record's fields, no Kafka coordinates."""
+        columns = self._record_columns(values)
+        return pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, self.record_schema, strict=True)],
+            schema=self.record_schema,
+        )
+
+    def text_row(self, value: dict[str, Any]) -> list[str]:
+        """One record as CSV cells: scalars as they are, lists and objects as JSON, absent as empty."""
+        out: list[str] = []
+        for name, _kind, _as_json in self.fields:
+            x = value.get(name)
+            out.append("" if x is None else x if isinstance(x, str) else orjson.dumps(x).decode())
+        return out
+
+    def _record_columns(self, values: Sequence[dict[str, Any]]) -> list[list[Any]]:
+        columns: list[list[Any]] = []
         for name, kind, as_json in self.fields:
             col = [v.get(name) for v in values]
             if as_json:
@@ -63,10 +88,7 @@ class RecordColumns:
             else:
                 col = [_fit(x, kind) for x in col]
             columns.append(col)
-        columns.append([r.value for r in records])
-        return pa.Table.from_arrays(
-            [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)], schema=self.schema
-        )
+        return columns
 
 
 def _fit(value: Any, kind: pa.DataType) -> Any:

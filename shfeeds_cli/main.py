@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cmd_audit",
     "cmd_schemas",
     "cmd_archive",
+    "cmd_replay",
 )
 
 
