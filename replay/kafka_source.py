@@ -133,14 +133,22 @@ class KafkaTierSource:
             if p not in active or p not in self._open:
                 continue
             end = self.end[p]
-            kept: list[SourceRecord] = []
             done = False
-            for r in records:
-                if r.offset >= end or (stop is not None and r.timestamp >= stop):
-                    done = True
-                    break
-                if r.key is not None and r.value is not None:
-                    kept.append(SourceRecord(r.timestamp, p, r.offset, r.key.decode(), r.value))
+            last = records[-1]
+            if last.offset < end and (stop is None or max(r.timestamp for r in records) < stop):
+                kept = [  # the common case: the whole batch is inside the replay
+                    SourceRecord(r.timestamp, p, r.offset, r.key.decode(), r.value)
+                    for r in records
+                    if r.key is not None and r.value is not None
+                ]
+            else:
+                kept = []
+                for r in records:
+                    if r.offset >= end or (stop is not None and r.timestamp >= stop):
+                        done = True
+                        break
+                    if r.key is not None and r.value is not None:
+                        kept.append(SourceRecord(r.timestamp, p, r.offset, r.key.decode(), r.value))
             if not done and records and records[-1].offset + 1 >= end:
                 done = True
             if kept:

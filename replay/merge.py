@@ -9,16 +9,16 @@ be older than ``t - max_skew_ms``, and every buffered record before that is in i
 
 from __future__ import annotations
 
-import heapq
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 NEVER = -(2**62)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SourceRecord:
-    """One tier topic record, wherever it was read from. Ordered by (event time, partition, offset)."""
+class SourceRecord(NamedTuple):
+    """One tier topic record, wherever it was read from. Ordered by (event time, partition, offset): a
+    tuple, so ordering and sorting run in C (this is per record on the replay's hot path)."""
 
     timestamp: int  # event time, epoch ms
     partition: int
@@ -39,28 +39,27 @@ class EventTimeMerge:
         self.max_skew_ms = max(0, int(max_skew_ms))
         self._newest: dict[int, int] = {p: NEVER for p in partitions}
         self._open: set[int] = set(self._newest)
-        self._heap: list[SourceRecord] = []
+        self._buffer: list[SourceRecord] = []  # not yet released; sorted lazily (timsort: a few sorted runs)
         self.released_to = NEVER  # every record before this event time has been popped
         self.late = 0  # records that broke the skew bound (arrived after their place was released)
 
     @property
     def buffered(self) -> int:
-        return len(self._heap)
+        return len(self._buffer)
 
     @property
     def done(self) -> bool:
-        return not self._open and not self._heap
+        return not self._open and not self._buffer
 
     def push(self, partition: int, records: Sequence[SourceRecord]) -> None:
-        newest = self._newest[partition]
-        heap = self._heap
-        for rec in records:
-            if rec.timestamp < self.released_to:
-                self.late += 1
-            heapq.heappush(heap, rec)
-            if rec.timestamp > newest:
-                newest = rec.timestamp
-        self._newest[partition] = newest
+        if not records:
+            return
+        stamps = [r[0] for r in records]
+        released = self.released_to
+        if min(stamps) < released:
+            self.late += sum(1 for t in stamps if t < released)
+        self._buffer.extend(records)
+        self._newest[partition] = max(self._newest[partition], max(stamps))
 
     def finish(self, partition: int) -> None:
         self._open.discard(partition)
@@ -80,12 +79,18 @@ class EventTimeMerge:
 
     def pop_ready(self, limit: int | None = None) -> list[SourceRecord]:
         mark = self.watermark()
-        heap = self._heap
-        out: list[SourceRecord] = []
-        while heap and heap[0].timestamp < mark and (limit is None or len(out) < limit):
-            out.append(heapq.heappop(heap))
+        buffer = self._buffer
+        if not buffer:
+            self.released_to = max(self.released_to, min(mark, 2**62))
+            return []
+        buffer.sort()
+        cut = bisect_left(buffer, (mark,))  # the first record at or after the mark
+        if limit is not None:
+            cut = min(cut, limit)
+        out = buffer[:cut]
+        del buffer[:cut]
         if out:
             self.released_to = max(self.released_to, out[-1].timestamp)
-        if not heap:
+        if not buffer:
             self.released_to = max(self.released_to, min(mark, 2**62))
         return out
