@@ -166,6 +166,11 @@ class ReplayCore:
     def set_speed(self, speed: float | None, wall_ms: float) -> None:
         self.clock.set_speed(speed, wall_ms)
 
+    def report(self, wall_ms: float) -> None:
+        """A progress message now (e.g. right after a pause, so the client sees where it stopped)."""
+        if self._snapshot_sent and not self.finished:
+            self._progress(wall_ms)
+
     def seek(self, at_ms: int) -> None:
         """Start again at ``at_ms`` (within ``[from, to)``): a new snapshot there, then deltas from it."""
         if not self.from_ms <= at_ms < self.to_ms:

@@ -64,3 +64,4 @@ class ServerConfig:
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
     gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)
     gc_full_s: float = 600.0  # ... and collect everything this often
+    archive_dir: Path | None = None  # the tier archive replays read beyond Kafka retention (None: Kafka only)

@@ -13,6 +13,7 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,9 +36,10 @@ from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
 from .protocol.errors import CLOSE_UNAUTHORIZED, FEED_UNAVAILABLE, ProtocolError
 from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
-from .protocol.messages import Subscribe
+from .protocol.messages import REPLAY_MESSAGES, Subscribe
 from .protocol.session import Session
 from .protocol.stream import parse_position
+from .replays import ReplayService
 from .wire import WsSink
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,9 @@ class Node:
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
         self.http = HttpRoutes(self)
+        self.replays = ReplayService(
+            config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
+        )
         self.sessions: dict[Session, ServerConnection] = {}
         self._pending_auth: dict[ServerConnection, Auth] = {}
         self._per_ip: Counter[str] = Counter()
@@ -175,6 +180,9 @@ class Node:
                 message = session.parse(data, now_ms())
                 if message is None:
                     continue
+                if isinstance(message, REPLAY_MESSAGES):
+                    await self.replays.handle(session, message, auth.ip)
+                    continue
                 if isinstance(message, Subscribe):
                     try:
                         session.check_subscribe(message)
@@ -194,6 +202,7 @@ class Node:
             pass
         finally:
             session.closed = True
+            self.replays.close_session(session)
             session.release_all()
             self.sessions.pop(session, None)
             if auth.key is None:
@@ -317,6 +326,7 @@ class Node:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.replays.close()
             await self.readers.close()
             await self.audit.close()
             await self.redis.aclose()
@@ -336,6 +346,8 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,
     }
+    # Replays read this tier's archive too (archive/), where the archiver writes it.
+    base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")
     cert = os.environ.get("SHFEEDS_TLS_CERT")
     if cert:
         base["tls_cert"] = cert
