@@ -221,3 +221,28 @@ async def test_pause_resume_speed_seek_and_bad_requests(stack: Stack) -> None:  
     await send(ws, {"type": "stop", "id": "s"})
     assert (await recv(ws))["code"] == "unknown_subscription"  # it had completed
     await ws.close()
+
+
+async def test_python_client_replays_and_exports(stack: Stack, tmp_path) -> None:  # noqa: F811
+    from client import FeedClient
+
+    base = now_ms() - 50_000
+    recs = []
+    for i in range(12):
+        rec = bus_record(f"d{i % 4}", *(PEOPLES_SQUARE if i % 2 else LUJIAZUI), route_id="71")
+        rec["observed_at"], rec["expires_at"] = base + i * 1_000, base + i * 1_000 + 120_000
+        recs.append(rec)
+    await stack.writer.put("public", "bus", recs)
+    client = FeedClient(stack.url)
+    kinds, records = [], []
+    async for m in client.replay("bus", base, base + 12_000, speed=1000, district="Huangpu"):
+        kinds.append(m["type"])
+        if m["type"] == "replay_delta":
+            records += m["records"]
+    assert kinds[0] == "replay_started" and kinds[1] == "replay_snapshot" and kinds[-1] == "replay_complete"
+    assert records == [r for r in recs if (r["lng"], r["lat"]) == PEOPLES_SQUARE]
+    out = tmp_path / "bus.parquet"
+    assert await client.replay_to_file("bus", base, base + 12_000, str(out), routes=["71"]) == 12
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).column("observed_at").to_pylist() == [r["observed_at"] for r in recs]
