@@ -29,6 +29,10 @@ from .writer import TopicArchiveWriter
 log = logging.getLogger(__name__)
 
 
+class ArchiveError(RuntimeError):
+    """The archiver cannot start; ``str(err)`` says why."""
+
+
 class Archiver:
     def __init__(self, config: ArchiveConfig) -> None:
         self.config = config
@@ -107,7 +111,11 @@ class Archiver:
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         tps: list[TopicPartition] = []
         for topic in self.writers:
-            tps += [TopicPartition(topic, p) for p in await topic_partitions(self.config.bootstrap, topic)]
+            partitions = await topic_partitions(self.config.bootstrap, topic)
+            if not partitions:
+                # Topics are created up front (docs/contracts.md); exit so the supervisor retries later.
+                raise ArchiveError(f"topic {topic} does not exist yet; create the topics first")
+            tps += [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         beginnings = await consumer.beginning_offsets(tps)
         for topic, writer in self.writers.items():
@@ -158,5 +166,9 @@ async def run_archiver(config: ArchiveConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await Archiver(config).run(stop)
+    try:
+        await Archiver(config).run(stop)
+    except ArchiveError as err:
+        log.error("%s", err)
+        return 1
     return 0
