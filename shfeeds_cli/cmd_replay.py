@@ -35,10 +35,12 @@ def register(sub: Any) -> None:
     p.add_argument("--ids", help="comma-separated entity ids")
     p.add_argument("--out", type=Path, help="FILE.ndjson, FILE.csv or FILE.parquet (default: NDJSON on stdout)")
     p.add_argument("--with-snapshot", action="store_true", help="write the as-of snapshot at --from first")
-    p.add_argument("--tier", choices=TIERS, default="public", help="the tier whose topic and archive to read")
+    p.add_argument("--tier", choices=TIERS, default="public", help="the tier to read (direct reads; --url: the key's)")
     p.add_argument("--archive-dir", type=Path, help="archive folder (default SHFEEDS_ARCHIVE_DIR or <stack>/archive)")
     p.add_argument("--no-archive", action="store_true", help="read Kafka only")
     p.add_argument("--topic-prefix", default="", help="prefix of every topic name (isolated test runs)")
+    p.add_argument("--url", help="replay through this server's protocol (ws://...), at the key's tier")
+    p.add_argument("--key", default=None, help="API key for --url (default: public tier)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=handle)
 
@@ -61,8 +63,9 @@ def build_filter(args: argparse.Namespace) -> dict[str, Any]:
 class _CliSink:
     """Writes the replay's records and moves the progress bar."""
 
-    def __init__(self, export: Any, with_snapshot: bool, progress: Any, task: Any, from_ms: int) -> None:
-        self.export = export
+    def __init__(self, make_export: Any, with_snapshot: bool, progress: Any, task: Any, from_ms: int) -> None:
+        self.make_export = make_export  # tier → Export, or None to print NDJSON
+        self.export: Any = None
         self.with_snapshot = with_snapshot
         self.progress, self.task, self.from_ms = progress, task, from_ms
         self.records = 0
@@ -75,9 +78,15 @@ class _CliSink:
         else:
             sys.stdout.buffer.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
+    def open(self, tier: str) -> None:
+        if self.make_export is not None and self.export is None:
+            self.export = self.make_export(tier)
+
     def emit(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "replay_snapshot" and self.with_snapshot:
+        if kind == "replay_started":  # over the protocol: the key's tier decides the columns
+            self.open(message["tier"])
+        elif kind == "replay_snapshot" and self.with_snapshot:
             self._write(message["records"])
         elif kind == "replay_delta":
             self._write(message["records"])
@@ -108,10 +117,16 @@ def handle(args: argparse.Namespace) -> int:
         if end <= start:
             raise ReplayError("--to must be after --from")
         flt = build_filter(args)
-        export = None
+        make_export = None
         if args.out is not None:
-            schema = tier_record_schema(load_policy(ArchiveConfig.from_env(settings).policy_path), args.feed, args.tier)
-            export = Export(args.out, schema)
+            policy = load_policy(ArchiveConfig.from_env(settings).policy_path)
+            out = args.out
+
+            def make_export(tier: str) -> Export:
+                return Export(out, tier_record_schema(policy, args.feed, tier))
+
+            if not args.url:
+                make_export(args.tier).close()  # a bad extension fails here, before any reading
     except ReplayError as err:
         print(f"shfeeds replay: {err}", file=sys.stderr)
         return 2
@@ -139,9 +154,32 @@ def handle(args: argparse.Namespace) -> int:
         task = progress.add_task(
             f"{args.feed}/{args.tier} {format_time(start)} → {format_time(end)}", total=end - start, records=0
         )
-    sink = _CliSink(export, args.with_snapshot, progress, task, start)
+    sink = _CliSink(make_export, args.with_snapshot, progress, task, start)
+    if not args.url:
+        sink.open(args.tier)
+
+    async def over_protocol() -> None:
+        from client.replay import ReplayFailed, replay_messages, replay_request
+
+        request = replay_request(
+            "cli",
+            args.feed,
+            start,
+            end,
+            speed="max" if speed is None else speed,
+            snapshot=args.with_snapshot,
+            **{k: v for k, v in flt.items() if k in ("district", "bbox", "near", "routes", "ids")},
+        )
+        try:
+            async for message in replay_messages(args.url, request, api_key=args.key):
+                sink.emit(message)
+        except ReplayFailed as err:
+            raise ReplayError(str(err)) from None
 
     async def go() -> None:
+        if args.url:
+            await over_protocol()
+            return
         await replay_local(
             bootstrap=settings.kafka_bootstrap,
             archive_root=archive_root,
@@ -165,16 +203,18 @@ def handle(args: argparse.Namespace) -> int:
     except ReplayError as err:
         print(f"shfeeds replay: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # a source that cannot be read: say so, no traceback
+    except Exception as err:  # a source or server that cannot be reached: say so, no traceback
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+
         from replay.kafka_source import SourceUnavailable
 
-        if not isinstance(err, SourceUnavailable):
+        if not isinstance(err, SourceUnavailable | InvalidHandshake | InvalidStatus | OSError):
             raise
         print(f"shfeeds replay: {err}", file=sys.stderr)
         return 1
     finally:
-        if export is not None:
-            export.close()
+        if sink.export is not None:
+            sink.export.close()
     done = sink.complete or {}
     if args.out is not None:
         late = done.get("late", 0)

@@ -5,6 +5,7 @@ requests."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -246,3 +247,42 @@ async def test_python_client_replays_and_exports(stack: Stack, tmp_path) -> None
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).column("observed_at").to_pylist() == [r["observed_at"] for r in recs]
+
+
+async def test_cli_replays_through_the_protocol_with_a_key(stack: Stack, tmp_path) -> None:  # noqa: F811
+    import json
+    import sys
+
+    base = now_ms() - 40_000
+    lic = []
+    for i in range(8):
+        rec = bus_record(f"e{i % 2}", *PEOPLES_SQUARE, vehicle_id=f"SH-{i % 2}")
+        rec["observed_at"], rec["expires_at"] = base + i * 1_000, base + i * 1_000 + 120_000
+        lic.append(rec)
+    await stack.writer.put("licensed", "bus", lic)
+    key, _ = await stack.keys.issue("licensed", agreement_id="AG-CLI")
+    out = tmp_path / "lic.ndjson"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shfeeds_cli.main",
+        "replay",
+        "--feed",
+        "bus",
+        "--from",
+        str(base),
+        "--to",
+        str(base + 8_000),
+        "--url",
+        stack.url,
+        "--key",
+        key,
+        "--out",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == lic  # the key's tier: licensed records, vehicle ids included
