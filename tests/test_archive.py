@@ -163,3 +163,61 @@ async def test_the_documented_duckdb_query(kafka_bootstrap, topic_prefix, tmp_pa
     await archive_until(config, 4_800)
     result = duckdb.sql(DUCKDB_QUERY.format(root=config.root)).fetchall()
     assert [(str(d), n, v) for d, n, v, _ in result] == [("2026-12-03", 2 * 1_200, 18), ("2026-12-04", 2 * 1_200, 18)]
+
+
+async def test_archive_run_and_status_commands(running_stack, kafka_bootstrap, topic_prefix, tmp_path) -> None:
+    import json
+    import os
+    import signal
+    import sys
+
+    from tests.conftest import settings_env
+
+    config = await setup(kafka_bootstrap, topic_prefix, tmp_path / "archive")
+    await produce_values(kafka_bootstrap, config.topic("licensed", "bus"), rows(0, 300))
+    env = {
+        **settings_env(running_stack),
+        "SHFEEDS_ARCHIVE_DIR": str(config.root),
+        "SHFEEDS_ARCHIVE_FLUSH_INTERVAL_S": "0.5",
+    }
+    argv = [sys.executable, "-m", "shfeeds_cli.main", "archive"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        "run",
+        "--topic-prefix",
+        topic_prefix,
+        "--feeds",
+        "bus",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        days: list[dict] = []
+        while sum(d["records"] for d in days) < 600 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            status = await asyncio.create_subprocess_exec(
+                *argv, "status", "--json", env=env, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await status.communicate()
+            days = [json.loads(line) for line in out.splitlines()]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert {(d["tier"], d["date"]) for d in days} == {("licensed", "2026-12-03")}
+    (day,) = days
+    assert day["records"] == 600 and day["offsets"] == {"0": {"first": 0, "last": 299}, "1": {"first": 0, "last": 299}}
+    assert day["bytes"] > 0
+
+
+def test_shfeeds_run_starts_the_archiver() -> None:
+    import argparse
+
+    import settings as settings_mod
+    from shfeeds_cli.cmd_run import children
+
+    args = argparse.Namespace(no_simulator=True, buses=None, seed=1, time_scale=1.0)
+    specs = {spec.name: spec for spec in children(args, settings_mod.load())}
+    assert specs["archiver"].argv[-2:] == ["archive", "run"]
