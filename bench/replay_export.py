@@ -225,6 +225,10 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
         "replay_max_all_rounds": [rate(n, s) for n, s in replays],
         "replay_max_records_per_s": rate(n_replay, s_replay),
         "replay_max_vs_plain": round(rate(n_replay, s_replay) / plain, 3),
+        # each round reads plain then replays right after: the pair saw about the same machine load
+        "replay_max_vs_plain_per_round": [
+            round(rate(*r) / rate(*q), 3) for q, r in zip(plains, replays, strict=True) if rate(*q) > 0
+        ],
         "export_ndjson_records_per_s": rate(n_nd, s_nd),
         "export_ndjson_vs_plain": round(rate(n_nd, s_nd) / plain, 3),
         "export_ndjson_bytes_per_record": round(nd_bytes / max(1, n_nd), 1),
@@ -236,7 +240,9 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
         "records_seen": {"plain": n_plain, "replay": n_replay, "ndjson": n_nd, "parquet": n_pq, "archive": n_arch},
         "goal_replay_max_vs_plain": 0.5,
     }
-    result["goal_met"] = rate(n_replay, s_replay) / plain >= 0.5
+    paired = sorted(rate(*r) / rate(*q) for q, r in zip(plains, replays, strict=True) if rate(*q) > 0)
+    result["replay_max_vs_plain_median_of_rounds"] = round(paired[len(paired) // 2], 3) if paired else 0.0
+    result["goal_met"] = bool(paired) and paired[len(paired) // 2] >= 0.5
     return result
 
 

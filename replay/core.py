@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .merge import EventTimeMerge, SourceRecord
+from .merge import KEY, TS, VALUE, EventTimeMerge, SourceRecord
 from .pacing import ReplayClock
 
 STALE = "stale"
@@ -43,8 +43,8 @@ def decode_values(batch: Sequence[SourceRecord]) -> list[dict[str, Any]]:
     """Decode many tier values in one call: their MessagePack maps spliced into one array."""
     n = len(batch)
     if n < 8:
-        return [_decode(r.value) for r in batch]
-    return _decode_list(b"\xdd" + n.to_bytes(4, "big") + b"".join([r.value for r in batch]))
+        return [_decode(r[VALUE]) for r in batch]
+    return _decode_list(b"\xdd" + n.to_bytes(4, "big") + b"".join([r[VALUE] for r in batch]))
 
 
 class ReplayError(ValueError):
@@ -149,7 +149,7 @@ class ReplayCore:
             self._complete()
             return None
         if self._due:
-            due = self.clock.due_at(self._due[0].timestamp)
+            due = self.clock.due_at(self._due[0][TS])
             if due == float("inf"):
                 return wall_ms + PROGRESS_EVERY_MS
             return max(wall_ms, min(due, self._last_progress + PROGRESS_EVERY_MS))
@@ -193,10 +193,10 @@ class ReplayCore:
     def _absorb(self) -> None:
         start, end = self.start_ms, self.to_ms
         for rec in self.merge.pop_ready():
-            t = rec.timestamp
+            t = rec[TS]
             if t < start:
                 if not self._snapshot_sent:
-                    self.state[rec.key] = rec
+                    self.state[rec[KEY]] = rec
                 # A record before the start that broke the skew bound after the snapshot went out: late.
             elif t < end:
                 self._due.append(rec)
@@ -205,7 +205,7 @@ class ReplayCore:
         at = self.start_ms
         records: list[dict[str, Any]] = []
         for rec in self.state.values():
-            value = _decode(rec.value)
+            value = _decode(rec[VALUE])
             state = value.get("state")
             if state == REMOVED:
                 continue
@@ -230,7 +230,7 @@ class ReplayCore:
                 n = min(len(due), FRAME_RECORDS)
             else:
                 n = 0
-                while n < len(due) and n < FRAME_RECORDS and clock.due_at(due[n].timestamp) <= wall_ms:
+                while n < len(due) and n < FRAME_RECORDS and clock.due_at(due[n][TS]) <= wall_ms:
                     n += 1
                 if n == 0:
                     return
@@ -239,17 +239,17 @@ class ReplayCore:
     def _send_delta(self, batch: list[SourceRecord]) -> None:
         values = decode_values(batch)
         if self.admit is None:  # no filter: every record goes, nothing can leave the filter's area
-            self.clock.advance(batch[-1].timestamp)
-            self._frame(batch[-1].timestamp, values, [])
+            self.clock.advance(batch[-1][TS])
+            self._frame(batch[-1][TS], values, [])
             return
         admitted = self.admit(values) if self.admit is not None else [True] * len(values)
         records: list[dict[str, Any]] = []
         remove: list[str] = []
         touched: set[str] = set()  # entities in this frame: a second change of one starts the next frame
         inside = self.inside
-        t = batch[0].timestamp
+        t = batch[0][TS]
         for rec, value, ok in zip(batch, values, admitted, strict=True):
-            entity = rec.key
+            entity = rec[KEY]
             if value.get("state") == REMOVED:
                 send, leave = entity in inside or ok, False
                 inside.discard(entity)
@@ -265,12 +265,12 @@ class ReplayCore:
                 self._frame(t, records, remove)
                 records, remove, touched = [], [], set()
             touched.add(entity)
-            t = rec.timestamp
+            t = rec[TS]
             if send:
                 records.append(value)
             else:
                 remove.append(entity)
-        self.clock.advance(batch[-1].timestamp)
+        self.clock.advance(batch[-1][TS])
         self._frame(t, records, remove)
 
     def _frame(self, t: int, records: list[dict[str, Any]], remove: list[str]) -> None:
@@ -285,7 +285,7 @@ class ReplayCore:
             return self.start_ms
         pos = self.clock.position(wall_ms)
         if self._due:
-            pos = min(pos, self._due[0].timestamp)
+            pos = min(pos, self._due[0][TS])
         return int(min(max(pos, self.start_ms), self.to_ms))
 
     def _progress(self, wall_ms: float) -> None:

@@ -135,9 +135,11 @@ class KafkaTierSource:
             end = self.end[p]
             done = False
             last = records[-1]
-            if last.offset < end and (stop is None or max(r.timestamp for r in records) < stop):
-                kept = [  # the common case: the whole batch is inside the replay
-                    SourceRecord(r.timestamp, p, r.offset, r.key.decode(), r.value)
+            if last.offset < end and (stop is None or max([r.timestamp for r in records]) < stop):
+                # The common case, the whole batch inside the replay: plain tuples in SourceRecord's layout
+                # (per record, so the cheapest construction there is).
+                kept: list[SourceRecord] = [
+                    (r.timestamp, p, r.offset, r.key.decode(), r.value)  # type: ignore[misc]
                     for r in records
                     if r.key is not None and r.value is not None
                 ]

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 NEVER = -(2**62)
+# Field positions: the hot path indexes records, so a source may hand plain tuples in this layout.
+TS: Final = 0
+PARTITION: Final = 1
+OFFSET: Final = 2
+KEY: Final = 3
+VALUE: Final = 4
 
 
 class SourceRecord(NamedTuple):
     """One tier topic record, wherever it was read from. Ordered by (event time, partition, offset): a
-    tuple, so ordering and sorting run in C (this is per record on the replay's hot path)."""
+    tuple, so ordering and sorting run in C (this is per record on the replay's hot path). The merge and
+    the core index it (``TS``, ``KEY``, ``VALUE``), so a plain tuple of the same layout does as well."""
 
     timestamp: int  # event time, epoch ms
     partition: int
@@ -90,7 +97,7 @@ class EventTimeMerge:
         out = buffer[:cut]
         del buffer[:cut]
         if out:
-            self.released_to = max(self.released_to, out[-1].timestamp)
+            self.released_to = max(self.released_to, out[-1][TS])
         if not buffer:
             self.released_to = max(self.released_to, min(mark, 2**62))
         return out
