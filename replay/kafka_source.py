@@ -113,6 +113,8 @@ class KafkaTierSource:
         if only is not None:
             active &= only
         if not active:
+            if self._open:  # open but nothing to fetch now (held, or not asked for): no busy loop
+                await asyncio.sleep(min(timeout_ms, 20) / 1000)
             return {}, set()
         consumer = self.consumer
         for p in self._open:
