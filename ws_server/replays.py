@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archive.reader import ArchiveThenKafkaSource
 from geo.crs import gcj02_to_wgs84, wgs84_to_gcj02
 from replay.core import ReplayCore, ReplayError, parse_speed
 from replay.feeds import lookback_ms, max_skew_ms
@@ -169,8 +168,10 @@ class ReplayService:
         admit = admit_for(compile_filter(message.filter, crs, self.districts))
         tier, feed = session.tier, message.feed
         kafka = KafkaTierSource(self.bootstrap, self.naming.tier_topic(tier, feed))
-        source: KafkaTierSource | ArchiveThenKafkaSource = kafka
+        source: Any = kafka
         if self.archive_root is not None:
+            from archive.reader import ArchiveThenKafkaSource  # pyarrow: loaded by the first replay only
+
             source = ArchiveThenKafkaSource(self.archive_root, feed, tier, kafka)
         try:
             partitions = await source.open()
