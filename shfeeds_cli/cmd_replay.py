@@ -151,9 +151,9 @@ def handle(args: argparse.Namespace) -> int:
     )
     task = None
     if progress is not None:
-        task = progress.add_task(
-            f"{args.feed}/{args.tier} {format_time(start)} → {format_time(end)}", total=end - start, records=0
-        )
+        tier = "key's tier" if args.url else args.tier
+        print(f"replaying {args.feed} ({tier}) {format_time(start)} → {format_time(end)}", file=sys.stderr)
+        task = progress.add_task(args.feed, total=end - start, records=0)
     sink = _CliSink(make_export, args.with_snapshot, progress, task, start)
     if not args.url:
         sink.open(args.tier)
