@@ -132,13 +132,13 @@ class CountingSink:
 
     def emit(self, message: dict[str, Any]) -> None:
         if message["type"] == "replay_delta":
-            self.records += len(message["records"])
+            self.records += len(message["records"] if "records" in message else message["raw"])
             if self.export is not None:
                 self.export.write(message["records"])
 
 
 async def replay_max(
-    bootstrap: str, topic: str, start: int, end: int, export: Export | None = None
+    bootstrap: str, topic: str, start: int, end: int, export: Export | None = None, raw: bool = False
 ) -> tuple[int, float]:
     source = KafkaTierSource(bootstrap, topic)
     partitions = await source.open()
@@ -146,7 +146,7 @@ async def replay_max(
     try:
         t0 = time.perf_counter()
         core = ReplayCore(
-            partitions=partitions, from_ms=start, to_ms=end, max_skew_ms=SKEW_MS, lookback_ms=0, sink=sink
+            partitions=partitions, from_ms=start, to_ms=end, max_skew_ms=SKEW_MS, lookback_ms=0, sink=sink, raw=raw
         )
         await ReplayRunner(core, source).run()
         elapsed = time.perf_counter() - t0
@@ -194,10 +194,11 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
     try:
         start, end = await fill(bootstrap, topic, records)
         # alternate the plain consumer and the replay, best of each: the machine is shared and its load drifts
-        plains, replays = [], []
+        plains, replays, raws = [], [], []
         for _ in range(rounds):
             plains.append(await plain_consumer(bootstrap, topic))
             replays.append(await replay_max(bootstrap, topic, start, end))
+            raws.append(await replay_max(bootstrap, topic, start, end, raw=True))
         n_plain, s_plain = min(plains, key=lambda x: x[1])
         n_replay, s_replay = min(replays, key=lambda x: x[1])
         schema = tier_record_schema(load_policy(), "bus", "public")
@@ -223,6 +224,11 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
         "plain_consumer_records_per_s": [rate(n_plain, s_plain), rate(n_plain2, s_plain2)],
         "plain_consumer_all_rounds": [rate(n, s) for n, s in plains],
         "replay_max_all_rounds": [rate(n, s) for n, s in replays],
+        # MessagePack clients without a filter: the stored values go out as they are (no decode)
+        "replay_max_msgpack_passthrough_all_rounds": [rate(n, s) for n, s in raws],
+        "replay_max_msgpack_passthrough_vs_plain_per_round": [
+            round(rate(*r) / rate(*q), 3) for q, r in zip(plains, raws, strict=True) if rate(*q) > 0
+        ],
         "replay_max_records_per_s": rate(n_replay, s_replay),
         "replay_max_vs_plain": round(rate(n_replay, s_replay) / plain, 3),
         # each round reads plain then replays right after: the pair saw about the same machine load

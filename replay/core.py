@@ -12,7 +12,8 @@ Messages (dicts; the caller encodes them):
   ``{"type": "replay_progress", "t": ms, "fraction": f, "records": n}`` about once a second of wall time,
   ``{"type": "replay_complete", "records": n, "late": n, "to": to}`` at the end.
 ``records`` are tier topic records as they are (``policy_version`` and ``crs`` included); ``remove`` names
-entities that left the filter's area (their record is outside it, so it is not sent).
+entities that left the filter's area (their record is outside it, so it is not sent). With ``raw=True``
+and no filter a delta carries ``raw``, the records' MessagePack bytes, instead of ``records``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class ReplayCore:
         sink: ReplaySink,
         speed: float | None = None,
         admit: Admit | None = None,
+        raw: bool = False,
     ) -> None:
         if to_ms <= from_ms:
             raise ReplayError("'to' must be after 'from'")
@@ -89,6 +91,9 @@ class ReplayCore:
         self.lookback_ms = int(lookback_ms)  # how far before ``from`` a still-current entity's record can be
         self.sink = sink
         self.admit = admit
+        # Without a filter, deltas may carry the tier values' MessagePack bytes as they are (``"raw"``
+        # instead of ``"records"``) for a sink that can forward them without a decode.
+        self.raw = raw
         self.clock = ReplayClock(speed)
         self.generation = 0  # bumped by ``seek``: the I/O layer must read again from ``read_from_ms``
         self.delivered = 0
@@ -237,6 +242,20 @@ class ReplayCore:
             self._send_delta([due.popleft() for _ in range(n)])
 
     def _send_delta(self, batch: list[SourceRecord]) -> None:
+        if self.admit is None and self.raw:
+            self.clock.advance(batch[-1][TS])
+            self.seq += 1
+            self.delivered += len(batch)
+            self.sink.emit(
+                {
+                    "type": "replay_delta",
+                    "seq": self.seq,
+                    "t": batch[-1][TS],
+                    "raw": [r[VALUE] for r in batch],
+                    "remove": [],
+                }
+            )
+            return
         values = decode_values(batch)
         if self.admit is None:  # no filter: every record goes, nothing can leave the filter's area
             self.clock.advance(batch[-1][TS])

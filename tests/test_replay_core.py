@@ -272,3 +272,14 @@ def test_clock_maps_event_time_to_wall_time() -> None:
     assert clock.position(10_000.0) == T0 + 2_000
     clock.resume(10_000.0)
     assert clock.due_at(T0 + 4_000) == 10_500.0
+
+
+def test_raw_deltas_carry_the_stored_bytes() -> None:
+    parts = shuffled_partitions(2, 100, seed=3)
+    sink = ListSink()
+    core = ReplayCore(
+        partitions=list(parts), from_ms=T0, to_ms=T0 + 200_000, max_skew_ms=SKEW, lookback_ms=0, sink=sink, raw=True
+    )
+    run_max(core, parts)
+    got = [v for m in sink.of("replay_delta") for v in m["raw"]]
+    assert got == [r.value for r in sorted(r for recs in parts.values() for r in recs)]

@@ -286,3 +286,35 @@ async def test_cli_replays_through_the_protocol_with_a_key(stack: Stack, tmp_pat
     assert proc.returncode == 0, err.decode()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows == lic  # the key's tier: licensed records, vehicle ids included
+
+
+async def test_messagepack_clients_get_the_same_records(stack: Stack) -> None:  # noqa: F811
+    import msgpack
+    from websockets.asyncio.client import connect
+
+    base = now_ms() - 30_000
+    recs = []
+    for i in range(700):  # more than one frame of 500
+        rec = bus_record(f"m{i % 7}", *PEOPLES_SQUARE, route_id="71")
+        rec["observed_at"], rec["expires_at"] = base + i * 10, base + i * 10 + 120_000
+        recs.append(rec)
+    await stack.writer.put("public", "bus", recs)
+    request = {"type": "replay", "id": "m", "feed": "bus", "from": base, "to": base + 7_000, "speed": "max"}
+
+    json_ws = await open_ws(stack.url)
+    await send(json_ws, request)
+    await recv(json_ws)
+    as_json = await collect_replay(json_ws, "m")
+    await json_ws.close()
+
+    async with connect(stack.url, subprotocols=["shfeeds.v1.msgpack"]) as mp:  # type: ignore[list-item]
+        await mp.send(msgpack.packb(request))
+        records: list[dict[str, Any]] = []
+        while True:
+            m = msgpack.unpackb(await asyncio.wait_for(mp.recv(), 30), raw=False)
+            if m["type"] == "replay_delta":
+                records += m["records"]
+            elif m["type"] in ("replay_complete", "error"):
+                assert m["type"] == "replay_complete", m
+                break
+    assert records == as_json["records"] == recs

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from geo.crs import gcj02_to_wgs84, wgs84_to_gcj02
 from replay.core import ReplayCore, ReplayError, parse_speed
 from replay.feeds import lookback_ms, max_skew_ms
@@ -63,6 +65,21 @@ def wall_ms() -> float:
     return time.monotonic() * 1000.0
 
 
+def _unpack(value: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = msgpack.unpackb(value, raw=False)
+    return out
+
+
+def _map_header(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    return b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big")
+
+
 class _ReplaySink:
     """Encodes a replay's messages for one connection: its id, the client's CRS, snapshot parts."""
 
@@ -86,6 +103,13 @@ class _ReplaySink:
                 last = n == max(0, len(parts) - 1)
                 self._send({"type": kind, "id": self.id, "at": message["at"], "part": n, "last": last, "records": part})
             return
+        if kind == "replay_delta" and "raw" in message:
+            raw: list[bytes] = message.pop("raw")
+            sample = _unpack(raw[0]) if raw else {}
+            if self.session.codec.binary and sample.get("crs", "gcj02") == self.crs:
+                self._send_spliced({**message, "id": self.id}, raw, sample)
+                return
+            message["records"] = [_unpack(v) for v in raw]  # JSON, or another datum: decode after all
         if kind == "replay_delta":
             message = {**message, "records": [self._in_crs(r) for r in message["records"]]}
         elif kind == "replay_complete":
@@ -99,6 +123,20 @@ class _ReplaySink:
         self.session.sink.send(frame)
         if self.audit is not None and message["type"] in ("replay_snapshot", "replay_delta"):
             self.audit(frame, message["records"])
+
+    def _send_spliced(self, head: dict[str, Any], raw: list[bytes], sample: dict[str, Any]) -> None:
+        """A MessagePack delta whose records are the tier topic's bytes as they are (no decode, no
+        encode), as the live protocol forwards them: the same structure as ``records`` decoded."""
+        if self.session.closed:
+            return
+        parts = [_map_header(len(head) + 1)]
+        for key, value in head.items():
+            parts += [msgpack.packb(key), msgpack.packb(value)]
+        parts += [msgpack.packb("records"), _array_header(len(raw)), *raw]
+        frame = b"".join(parts)
+        self.session.sink.send(frame)
+        if self.audit is not None:
+            self.audit(frame, [sample] * len(raw))  # the records of one tier topic share their fields
 
     def _in_crs(self, record: dict[str, Any]) -> dict[str, Any]:
         have = record.get("crs", "gcj02")
@@ -191,6 +229,7 @@ class ReplayService:
             sink=sink,
             speed=speed,
             admit=admit,
+            raw=session.codec.binary,  # MessagePack clients get the stored bytes (see _send_spliced)
         )
 
         async def drain() -> None:
