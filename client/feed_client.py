@@ -84,6 +84,26 @@ class FeedClient:
         if self._conn is not None:
             asyncio.get_running_loop().create_task(self._send(self._subscribe_message(spec)))
 
+    def replay(
+        self, feed: str, start: str | int, end: str | int, *, replay_id: str = "replay", **options: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A replay of ``feed`` over ``[start, end)`` (ISO 8601, Shanghai time by default, or epoch ms) on a
+        connection of its own, with ``shfeeds replay``'s options (speed, district, bbox, near, routes, ids,
+        snapshot, crs): its messages, ending with ``replay_complete``. See ``client/replay.py``."""
+        from .replay import replay_messages, replay_request
+
+        request = replay_request(replay_id, feed, start, end, **options)
+        return replay_messages(self.url, request, api_key=self.api_key, codec=self.codec)
+
+    async def replay_to_file(
+        self, feed: str, start: str | int, end: str | int, out: str, *, with_snapshot: bool = False, **options: Any
+    ) -> int:
+        """Like ``replay``, written to ``out`` (.ndjson, .csv or .parquet); returns the records written."""
+        from .replay import replay_request, replay_to_file
+
+        request = replay_request("export", feed, start, end, **options)
+        return await replay_to_file(self.url, request, out, api_key=self.api_key, with_snapshot=with_snapshot)
+
     async def update(self, sub_id: str, filter: dict[str, Any]) -> None:
         self.specs[sub_id].filter = filter
         if self._conn is not None:

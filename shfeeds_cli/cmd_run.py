@@ -18,7 +18,7 @@ SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scen
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server)"
+        "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server, archiver)"
     )
     parser.add_argument("--buses", type=int, default=None, help="simulated buses (default: the simulator's)")
     parser.add_argument("--seed", type=int, default=2019)
@@ -41,6 +41,7 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
     if args.buses is not None:
         serve += ["--network-buses", str(args.buses)]
     specs.append(ChildSpec("ws-server", component_argv(*serve)))
+    specs.append(ChildSpec("archiver", component_argv("archive", "run")))
     return specs
 
 

@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "cmd_keys",
     "cmd_audit",
     "cmd_gtfs",
+    "cmd_schemas",
+    "cmd_archive",
+    "cmd_replay",
 )
 
 

@@ -37,6 +37,7 @@ class _Batch:
     bytes: int = 0
     fields: set[str] = field(default_factory=set)
     policy_versions: set[str] = field(default_factory=set)
+    replay: tuple[int, int] | None = None  # (from, to) of a replay; None for live deliveries
 
 
 def _fields_of(stream: Stream) -> tuple[set[str], set[str]]:
@@ -88,12 +89,42 @@ class AccessAudit:
 
         return record
 
+    def replay_recorder(
+        self, session: Session, ip: str, feed: str, from_ms: int, to_ms: int
+    ) -> Callable[[bytes, list[dict[str, Any]]], None]:
+        """Like ``recorder``, for one replay: its frames and records, with the fields and policy versions
+        of the records actually sent, in entries marked with the replayed range."""
+
+        def record(frame: bytes, records: list[dict[str, Any]]) -> None:
+            key = (id(session), f"{feed}|replay|{from_ms}|{to_ms}")
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = _Batch(
+                    session.key_id[:16] if session.key_id else None,
+                    session.agreement_id,
+                    ip,
+                    session.tier,
+                    feed,
+                    time.time_ns() // 1_000_000,
+                    replay=(from_ms, to_ms),
+                )
+            for rec in records:
+                batch.fields.update(rec)
+                version = rec.get("policy_version")
+                if version is not None:
+                    batch.policy_versions.add(str(version))
+            batch.records += len(records)
+            batch.frames += 1
+            batch.bytes += len(frame)
+
+        return record
+
     def seal(self, now_ms: int) -> list[dict[str, Any]]:
         """Close the current window: one chained entry per (connection, feed) that received anything."""
         batches, self._batches = self._batches, {}
         sealed = []
         for batch in batches.values():
-            body = {
+            body: dict[str, Any] = {
                 "at": now_ms,
                 "from": batch.first_ms,
                 "key_id": batch.key_id,
@@ -107,6 +138,8 @@ class AccessAudit:
                 "frames": batch.frames,
                 "bytes": batch.bytes,
             }
+            if batch.replay is not None:
+                body["replay"] = {"from": batch.replay[0], "to": batch.replay[1]}
             entry = chain_entry(self.chain, self.n, self.prev, body)
             self.n += 1
             self.prev = entry["hash"]

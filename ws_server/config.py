@@ -48,3 +48,4 @@ class ServerConfig:
     # The simulated network /gtfs/static.zip describes: the simulator's seed and fleet size (`shfeeds run`'s).
     network_seed: int = 2019
     network_buses: int = 17_000
+    archive_dir: Path | None = None  # the tier archive replays read beyond Kafka retention (None: Kafka only)

@@ -1,5 +1,6 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, and health. Served through the handshake hook, so one port does everything."""
+VehiclePositions per tier, the published record schemas, and health. Served through the handshake hook, so
+one port does everything."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .gtfs_rt import vehicle_positions
 from .gtfs_static_feed import StaticFeed
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
+from .record_schemas import schema_response_body
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
@@ -51,7 +53,7 @@ def _known(path: str) -> bool:
         path in PAGE_PATHS
         or path in HEALTH_PATHS
         or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson")
-        or (path.startswith("/static/"))
+        or path.startswith(("/static/", "/schemas/"))
     )
 
 
@@ -106,6 +108,11 @@ class HttpRoutes:
             return await self._gtfs_rt(conn, request)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
+        if path.startswith("/schemas/"):
+            body = schema_response_body(path.removeprefix("/schemas/"))
+            if body is not None:
+                return response(200, body, "application/schema+json", [("Cache-Control", "max-age=300")])
+            return response(404, b"not found\n", "text/plain; charset=utf-8")
         return self._health()
 
     def _static(self, name: str) -> Response:

@@ -12,6 +12,7 @@ import socket
 import ssl
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,8 +37,10 @@ from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
 from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
 from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
+from .protocol.messages import REPLAY_MESSAGES
 from .protocol.session import FeedNeed, Session
 from .protocol.state import Entry
+from .replays import ReplayService
 from .wire import WsSink
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,9 @@ class Node:
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
         self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses))
+        self.replays = ReplayService(
+            config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
+        )
         self.sessions: dict[Session, ServerConnection] = {}
         self._pending_auth: dict[ServerConnection, Auth] = {}
         self._per_ip: Counter[str] = Counter()
@@ -174,7 +180,7 @@ class Node:
                 # After the session closed itself (flood, slow) keep reading and discarding: the library
                 # must see the client's close frame, which waits behind anything the client sent before.
                 try:
-                    await self._serve_message(session, data)
+                    await self._serve_message(session, data, auth.ip)
                 except Exception:  # a bug: answered and logged (within the budget), never a 1011
                     client_log.write(logging.ERROR, "could not handle a message", exc_info=True)
                     session.error(ProtocolError(INTERNAL_ERROR, "the server could not handle this message"))
@@ -183,6 +189,7 @@ class Node:
         finally:
             client_log.close()
             session.closed = True
+            self.replays.close_session(session)
             session.release_all()
             self.sessions.pop(session, None)
             if auth.key is None:
@@ -192,9 +199,12 @@ class Node:
             else:
                 self._per_key[auth.key.key_hash] -= 1
 
-    async def _serve_message(self, session: Session, data: bytes | str) -> None:
+    async def _serve_message(self, session: Session, data: bytes | str, ip: str) -> None:
         message = session.parse(data, now_ms())
         if message is None:
+            return
+        if isinstance(message, REPLAY_MESSAGES):  # a replay reads history, not the live streams
+            await self.replays.handle(session, message, ip)
             return
         needs = session.needs(message)
         if needs is None:
@@ -366,6 +376,7 @@ class Node:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.replays.close()
             await self.readers.close()
             await self.audit.close()
             await self.redis.aclose()
@@ -378,6 +389,8 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,
     }
+    # Replays read this tier's archive too (archive/), where the archiver writes it.
+    base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")
     cert = os.environ.get("SHFEEDS_TLS_CERT")
     if cert:
         base["tls_cert"] = cert

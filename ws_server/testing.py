@@ -70,7 +70,10 @@ class TierWriter:
         for record in records:
             value = msgpack.packb(record)
             values[str(record["id"])] = value
-            futures.append(await self.producer.send(topic, value, key=str(record["id"]).encode()))
+            # The contract's record timestamp: observed_at (replays seek and order by it).
+            observed = record.get("observed_at")
+            ts = observed if isinstance(observed, int) else None
+            futures.append(await self.producer.send(topic, value, key=str(record["id"]).encode(), timestamp_ms=ts))
         offsets: dict[int, int] = {}
         for future in futures:
             meta = await future

@@ -98,7 +98,54 @@ class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
     t: int | float | str | None = None
 
 
-ClientMessage = Subscribe | Unsubscribe | Update | Ping
+class ReplayOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    snapshot: bool = True  # send the as-of snapshot at ``from`` first
+    crs: Crs = "gcj02"
+
+
+ReplayTime = Annotated[int, Meta(ge=0)] | Annotated[str, Meta(min_length=4, max_length=40)]
+ReplaySpeedValue = Annotated[float, Meta(ge=1.0, le=1000.0)] | Literal["max"]
+
+
+class ReplayStart(Struct, tag="replay", tag_field="type", forbid_unknown_fields=True):
+    """Replay the tier's history of ``feed`` over ``[from, to)`` (ISO 8601, Shanghai time by default, or
+    epoch ms) at ``speed`` (1..1000 or "max"), with a live subscription's filter. See docs/protocol.md."""
+
+    id: SubId
+    feed: str
+    from_: ReplayTime = msgspec.field(name="from")
+    to: ReplayTime
+    speed: ReplaySpeedValue = 1.0
+    filter: Filter = msgspec.field(default_factory=Filter)
+    options: ReplayOptions = msgspec.field(default_factory=ReplayOptions)
+
+
+class ReplayPause(Struct, tag="pause", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+
+
+class ReplayResume(Struct, tag="resume", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+
+
+class ReplaySeek(Struct, tag="seek", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+    at: ReplayTime
+
+
+class ReplaySpeed(Struct, tag="speed", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+    speed: ReplaySpeedValue
+
+
+class ReplayStop(Struct, tag="stop", tag_field="type", forbid_unknown_fields=True):
+    id: SubId
+
+
+ReplayMessage = ReplayStart | ReplayPause | ReplayResume | ReplaySeek | ReplaySpeed | ReplayStop
+REPLAY_MESSAGES = (ReplayStart, ReplayPause, ReplayResume, ReplaySeek, ReplaySpeed, ReplayStop)
+
+ClientMessage = Subscribe | Unsubscribe | Update | Ping | ReplayMessage
 
 _json_decoder = msgspec.json.Decoder(ClientMessage)
 _msgpack_decoder = msgspec.msgpack.Decoder(ClientMessage)
