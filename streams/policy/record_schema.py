@@ -1,6 +1,6 @@
 """Published record schemas: each feed's record as a tier releases it, as JSON Schema (2020-12).
 
-Generated from the msgspec record types (``schemas/records.py``, ``streams/aggregate_records.py``) with
+Generated from the msgspec record types (``schemas/records.py``, ``schemas/aggregates.py``) with
 ``msgspec.json.schema``, then carried down the tiers the way the policy carries the records: each tier's
 field and record operations change the schema of the tier above (a dropped field disappears, a count that
 may be banded becomes "integer or band label", an aggregation replaces the record's shape...). Every tier
@@ -18,10 +18,10 @@ from typing import Any
 
 import msgspec
 
+from schemas.aggregates import AGGREGATE_TYPES
 from schemas.records import FEED_TYPES
 from schemas.topics import TIERS
 
-from ..aggregate_records import AGGREGATE_TYPES
 from .model import FeedPolicy, Policy
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
