@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import settings as settings_mod
-from schemas import FEEDS, TIERS
+from schemas import FEEDS, TIERS, Naming
 
 
 def _env(name: str, default: str) -> str:
@@ -30,9 +30,7 @@ class ArchiveConfig:
     policy_path: str | None = field(default_factory=lambda: _env("POLICY_PATH", "") or None)
 
     def topic(self, tier: str, feed: str) -> str:
-        from schemas import tier_topic
-
-        return self.topic_prefix + tier_topic(tier, feed)
+        return Naming(topic_prefix=self.topic_prefix).tier_topic(tier, feed)
 
     @classmethod
     def from_env(cls, settings: settings_mod.Settings | None = None, **overrides: object) -> ArchiveConfig:

@@ -7,9 +7,10 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from schemas import now_ms
 
 METRICS_PORT_ENV = "SHFEEDS_ADAPTER_METRICS_PORT"
 
@@ -85,7 +86,7 @@ def _parse_files(args: argparse.Namespace) -> int:
             return 2
     out = sys.stdout.buffer
     for path, data in payloads:
-        result = spec.parse(data, source=args.source or spec.name, received_at_ms=int(time.time() * 1000), **options)
+        result = spec.parse(data, source=args.source or spec.name, received_at_ms=now_ms(), **options)
         for record in result.records:
             out.write(encode_json(record) + b"\n")
         out.flush()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
+from schemas import now_ms
 
 from .audit_chain import GENESIS, chain_entry
 from .protocol.session import Session
@@ -80,7 +81,7 @@ class AccessAudit:
                     ip,
                     session.tier,
                     stream.source.feed,
-                    time.time_ns() // 1_000_000,
+                    now_ms(),
                 )
                 batch.fields, batch.policy_versions = _fields_of(stream)
             batch.records += records
@@ -105,7 +106,7 @@ class AccessAudit:
                     ip,
                     session.tier,
                     feed,
-                    time.time_ns() // 1_000_000,
+                    now_ms(),
                     replay=(from_ms, to_ms),
                 )
             for rec in records:
@@ -149,7 +150,7 @@ class AccessAudit:
     async def run(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            self._unsent.extend(self.seal(time.time_ns() // 1_000_000))
+            self._unsent.extend(self.seal(now_ms()))
             if len(self._unsent) > MAX_UNSENT:
                 log.error("audit backlog above %d entries; Kafka unreachable?", MAX_UNSENT)
             if self._unsent:
@@ -175,7 +176,7 @@ class AccessAudit:
             log.warning("audit entries not yet written (%d pending): %s", len(self._unsent), err)
 
     async def close(self) -> None:
-        self._unsent.extend(self.seal(time.time_ns() // 1_000_000))
+        self._unsent.extend(self.seal(now_ms()))
         if self._unsent:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush(), 5)

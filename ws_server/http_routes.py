@@ -5,7 +5,6 @@ one port does everything."""
 from __future__ import annotations
 
 import http
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +14,8 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from schemas import now_ms
 
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
@@ -129,7 +130,7 @@ class HttpRoutes:
             return tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         cached = self._gtfs.get(tier)
         if cached is None or now - cached[0] > GTFS_CACHE_MS:
             entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))

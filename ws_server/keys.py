@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from schemas import TIERS
+from schemas import TIERS, now_ms
 
 from .config import Naming, hash_api_key
 
@@ -85,7 +84,7 @@ class KeyStore:
             tier=tier,
             agreement_id=agreement_id,
             limits=limits or {},
-            created_at=int(time.time() * 1000),
+            created_at=now_ms(),
             label=label,
         )
         mapping = {

@@ -25,7 +25,7 @@ from replay.filtering import admit_for
 from replay.kafka_source import KafkaTierSource, SourceUnavailable
 from replay.runner import ReplayRunner
 from replay.times import parse_time
-from schemas import FEEDS
+from schemas import FEEDS, now_ms
 
 from .config import Naming
 from .protocol.errors import (
@@ -200,7 +200,7 @@ class ReplayService:
             speed = parse_speed(message.speed)
         except ReplayError as err:
             raise ProtocolError(INVALID_MESSAGE, str(err)) from None
-        end = min(end, int(time.time() * 1000))  # history only: the live subscription serves what comes next
+        end = min(end, now_ms())  # history only: the live subscription serves what comes next
         if end <= start:
             raise ProtocolError(INVALID_MESSAGE, "'to' must be after 'from' (and 'from' in the past)")
         admit = admit_for(compile_filter(message.filter, crs, self.districts))

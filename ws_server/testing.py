@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -14,6 +13,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from kafka_admin import ensure_topics
+from schemas import now_ms
 
 from .config import Naming, ServerConfig
 from .server import Node
@@ -27,7 +27,7 @@ async def create_tier_topics(
 
 
 def bus_record(entity_id: str, lng: float, lat: float, **extra: Any) -> dict[str, Any]:
-    now = int(time.time() * 1000)
+    now = now_ms()
     record: dict[str, Any] = {
         "id": entity_id,
         "source": "test",

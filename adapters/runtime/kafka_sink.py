@@ -19,14 +19,13 @@ import collections
 import contextlib
 import functools
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from schemas import Naming
+from schemas import Naming, now_ms
 
 from .backoff import Backoff
 from .routing import OutMessage
@@ -218,7 +217,7 @@ class KafkaSink:
         else:
             self.stats.delivered += 1
             self.stats.connected = True
-            self.stats.last_delivery_ms = int(time.time() * 1000)
+            self.stats.last_delivery_ms = now_ms()
             if message.receipt is not None:
                 message.receipt(True)
         self._notify()

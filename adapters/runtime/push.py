@@ -18,6 +18,7 @@ from adapters.formats.ocpi_auth import token_accepted
 from adapters.formats.ocpi_locations import FEED, location_record
 from adapters.formats.ocpi_push import PushTarget, UnknownObject, apply_push
 from adapters.formats.result import ParseResult
+from schemas import now_ms
 
 from .ingest import Ingestor
 from .kafka_sink import KafkaSink
@@ -81,7 +82,7 @@ class PushReceiver:
         target = PushTarget(info["cc"], info["party"], info["loc"], info.get("evse"), info.get("conn"))
         body = await request.read()
         self.stats.polls += 1
-        received = int(time.time() * 1000)
+        received = now_ms()
         result = ParseResult()
         try:
             location = apply_push(self.locations.get(target.key), request.method, target, load_json(body))
