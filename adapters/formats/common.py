@@ -32,12 +32,28 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# orjson reads an integer beyond 64 bits as a float without a word, so a bad item's dead letter would not be what
+# was received: a document with a run of 19 digits (the shortest such integer) goes to the stdlib instead.
+# (Found by translating every digit to "0": a fifth of orjson's time, where a regular expression took three times it.)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def may_hold_a_long_integer(data: bytes) -> bool:
+    return _NINETEEN_DIGITS in bytes(data).translate(_DIGITS_AS_ZERO)
+
+
 def load_json(data: bytes) -> Any:
     """Parse JSON or raise ItemError with the decoder's reason."""
+    if may_hold_a_long_integer(data):
+        try:
+            return json.loads(data, parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            raise ItemError(f"not valid JSON: {err}") from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        # orjson refuses integers beyond 64 bits, which are valid JSON: let the stdlib judge those.
+        # orjson refuses some valid JSON (a lone surrogate escape, a number beyond a double): the stdlib judges.
         try:
             return json.loads(data, parse_constant=_no_constants)
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -39,6 +39,10 @@ def entity_bytes(entity: gtfs_realtime_pb2.FeedEntity) -> bytes:
         return str(entity).encode("utf-8", "replace")
 
 
+def entity_locator(index: int, entity: gtfs_realtime_pb2.FeedEntity) -> str:
+    return f"entity[{index}] id={entity.id[:60]!r}"
+
+
 def coordinate(value: float) -> float:
     """Protobuf coordinates are 32-bit floats: take the shortest decimal that is the same float32
     (what the producer wrote, e.g. 37.37046), not its float64 widening (37.370460510253906)."""

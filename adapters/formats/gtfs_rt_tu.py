@@ -16,8 +16,9 @@ from google.transit import gtfs_realtime_pb2
 from schemas import Record
 
 from .common import TTL_MS, ItemError, build, check_in_shanghai, never_raises
-from .gtfs_rt_common import entity_bytes, open_feed
+from .gtfs_rt_common import entity_bytes, entity_locator, open_feed
 from .gtfs_static import GtfsStatic, ScheduledStop
+from .items import parse_items
 from .result import ParseResult
 
 FEED = "bus"
@@ -88,21 +89,29 @@ def _delay_s(trip_update: gtfs_realtime_pb2.TripUpdate, update: _STU, static: Gt
         seconds = seconds if seconds is not None else (scheduled.departure_s or scheduled.arrival_s)
         if seconds is not None:
             zone = _zone(static)
-            start_date = trip_update.trip.start_date
-            if start_date:
-                try:
-                    service_dates = [datetime.strptime(start_date, "%Y%m%d").date()]
-                except ValueError:
-                    raise ItemError(f"trip start_date {start_date[:20]!r} is not YYYYMMDD") from None
-            else:
-                # Without a service date, take the day whose schedule lies nearest the prediction.
-                today = datetime.fromtimestamp(predicted, zone).date()
-                service_dates = [today - timedelta(days=1), today, today + timedelta(days=1)]
-            delays = [predicted - scheduled_epoch_s(seconds, d, zone) for d in service_dates]
-            return min(delays, key=abs)
+            try:
+                return _nearest_delay_s(predicted, seconds, trip_update.trip.start_date, zone)
+            except ItemError:
+                raise
+            except (OverflowError, OSError, ValueError) as err:  # how the time functions refuse a time past all
+                raise ItemError(f"predicted {kind} time {predicted} is out of range ({err})") from None
     if trip_update.HasField("delay"):
         return int(trip_update.delay)
     return None
+
+
+def _nearest_delay_s(predicted: int, scheduled_s: int, start_date: str, zone: ZoneInfo) -> int:
+    if start_date:
+        try:
+            service_dates = [datetime.strptime(start_date, "%Y%m%d").date()]
+        except ValueError:
+            raise ItemError(f"trip start_date {start_date[:20]!r} is not YYYYMMDD") from None
+    else:
+        # Without a service date, take the day whose schedule lies nearest the prediction.
+        today = datetime.fromtimestamp(predicted, zone).date()
+        service_dates = [today - timedelta(days=1), today, today + timedelta(days=1)]
+    delays = [predicted - scheduled_epoch_s(scheduled_s, d, zone) for d in service_dates]
+    return min(delays, key=abs)
 
 
 def trip_record(
@@ -180,21 +189,19 @@ def parse(
         return result
     feed, message = opened
     header_ts = message.header.timestamp
-    for index, entity in enumerate(message.entity):
+
+    def one(entity: gtfs_realtime_pb2.FeedEntity, _index: int) -> Record | None:
         if entity.is_deleted or not entity.HasField("trip_update"):
-            continue  # deletions and other entity kinds are not trip updates
-        try:
-            record = trip_record(entity, header_ts, source=source, mode=feed, static=static, shanghai=shanghai)
-        except (ItemError, OverflowError) as err:
-            result.reject(
-                entity_bytes(entity),
-                source=source,
-                feed=feed,
-                reason=str(err),
-                received_at_ms=received_at_ms,
-                locator=f"entity[{index}] id={entity.id[:60]!r}",
-            )
-            continue
-        if record is not None:
-            result.records.append(record)
-    return result
+            return None  # deletions and other entity kinds are not trip updates
+        return trip_record(entity, header_ts, source=source, mode=feed, static=static, shanghai=shanghai)
+
+    return parse_items(
+        message.entity,
+        one,
+        where=entity_locator,
+        original=entity_bytes,
+        source=source,
+        feed=feed,
+        received_at_ms=received_at_ms,
+        result=result,
+    )

@@ -12,8 +12,9 @@ from google.transit import gtfs_realtime_pb2
 from schemas import Record
 
 from .common import TTL_MS, ItemError, build_present, check_in_shanghai, never_raises
-from .gtfs_rt_common import coordinate, entity_bytes, open_feed
+from .gtfs_rt_common import coordinate, entity_bytes, entity_locator, open_feed
 from .gtfs_static import GtfsStatic
+from .items import parse_items
 from .result import ParseResult
 
 FEED = "bus"
@@ -135,28 +136,21 @@ def parse(
     header_ts = message.header.timestamp
     entities = list(message.entity)
     positions = coordinates(entities)
-    for index, entity in enumerate(entities):
+
+    def one(entity: gtfs_realtime_pb2.FeedEntity, index: int) -> Record | None:
         if entity.is_deleted or not entity.HasField("vehicle"):
-            continue  # deletions and other entity kinds (trip updates, alerts) are not positions
-        try:
-            record = vehicle_record(
-                entity,
-                header_ts,
-                source=source,
-                mode=feed,
-                static=static,
-                shanghai=shanghai,
-                lnglat=positions[index],
-            )
-        except ItemError as err:
-            result.reject(
-                entity_bytes(entity),
-                source=source,
-                feed=feed,
-                reason=str(err),
-                received_at_ms=received_at_ms,
-                locator=f"entity[{index}] id={entity.id[:60]!r}",
-            )
-            continue
-        result.records.append(record)
-    return result
+            return None  # deletions and other entity kinds (trip updates, alerts) are not positions
+        return vehicle_record(
+            entity, header_ts, source=source, mode=feed, static=static, shanghai=shanghai, lnglat=positions[index]
+        )
+
+    return parse_items(
+        entities,
+        one,
+        where=entity_locator,
+        original=entity_bytes,
+        source=source,
+        feed=feed,
+        received_at_ms=received_at_ms,
+        result=result,
+    )

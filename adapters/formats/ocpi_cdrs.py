@@ -34,7 +34,7 @@ from .common import (
     require_list,
     to_wgs84,
 )
-from .items import parse_items
+from .items import parse_list
 from .ocpi_envelope import check_status
 from .result import ParseResult
 
@@ -106,12 +106,12 @@ def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
     except ItemError as err:
         result.reject(data, source=source, feed=FEED, reason=str(err), received_at_ms=received_at_ms)
         return result
-    return parse_items(
+    return parse_list(
         items,
-        list_name="data",
+        "data",
+        lambda item, where: cdr_record(require_dict(item, where), source=source),
         source=source,
         feed=FEED,
         received_at_ms=received_at_ms,
-        parse_item=lambda item, where: cdr_record(require_dict(item, where), source=source),
         result=result,
     )

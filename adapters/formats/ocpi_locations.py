@@ -16,7 +16,6 @@ from .common import (
     as_number,
     build,
     iso_time_ms,
-    item_bytes,
     load_json,
     never_raises,
     opt_num,
@@ -26,6 +25,7 @@ from .common import (
     require_list,
     valid_until,
 )
+from .items import parse_items, parse_list
 from .ocpi_envelope import check_status
 from .result import ParseResult
 
@@ -159,18 +159,24 @@ def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
     except ItemError as err:
         result.reject(data, source=source, feed=FEED, reason=str(err), received_at_ms=received_at_ms)
         return result
-    for index, item in enumerate(items):
-        try:
-            record = location_record(require_dict(item, f"data[{index}]"), source=source, vouched_ms=vouched)
-        except (ItemError, OverflowError) as err:
-            result.reject(
-                data if single else item_bytes(item),
-                source=source,
-                feed=FEED,
-                reason=str(err),
-                received_at_ms=received_at_ms,
-                locator=None if single else f"data[{index}]",
-            )
-            continue
-        result.records.append(record)
-    return result
+    if not single:
+        return parse_list(
+            items,
+            "data",
+            lambda item, where: location_record(require_dict(item, where), source=source, vouched_ms=vouched),
+            source=source,
+            feed=FEED,
+            received_at_ms=received_at_ms,
+            result=result,
+        )
+    # A response that is one Location: its reject is the whole body, with no locator.
+    return parse_items(
+        items,
+        lambda item, _index: location_record(require_dict(item, "the response"), source=source, vouched_ms=vouched),
+        where=lambda _index, _item: None,
+        original=lambda _item: data,
+        source=source,
+        feed=FEED,
+        received_at_ms=received_at_ms,
+        result=result,
+    )

@@ -24,7 +24,7 @@ from .common import (
     require_list,
 )
 from .geojson import point_of
-from .items import parse_items
+from .items import parse_list
 from .result import ParseResult
 
 FEED = "parking"
@@ -80,12 +80,12 @@ def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
     except ItemError as err:
         result.reject(data, source=source, feed=FEED, reason=str(err), received_at_ms=received_at_ms)
         return result
-    return parse_items(
+    return parse_list(
         features,
-        list_name="features",
+        "features",
+        lambda f, where: _record(f, where, source=source, fallback_ms=fallback),
         source=source,
         feed=FEED,
         received_at_ms=received_at_ms,
-        parse_item=lambda f, where: _record(f, where, source=source, fallback_ms=fallback),
         result=result,
     )

@@ -24,7 +24,7 @@ from .common import (
     require_list,
 )
 from .geojson import point_of
-from .items import parse_items
+from .items import parse_list
 from .result import ParseResult
 
 FEED = "parking"
@@ -88,12 +88,12 @@ def parse(data: bytes, *, source: str, received_at_ms: int) -> ParseResult:
     except ItemError as err:
         result.reject(data, source=source, feed=FEED, reason=str(err), received_at_ms=received_at_ms)
         return result
-    return parse_items(
+    return parse_list(
         entities,
-        list_name="entities",
+        "entities",
+        lambda e, where: _record(e, where, source=source),
         source=source,
         feed=FEED,
         received_at_ms=received_at_ms,
-        parse_item=lambda e, where: _record(e, where, source=source),
         result=result,
     )

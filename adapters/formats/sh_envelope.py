@@ -12,12 +12,12 @@ from .common import (
     JsonDict,
     ParseFn,
     beijing_time_ms,
-    item_bytes,
     load_json,
     never_raises,
     require_dict,
     require_list,
 )
+from .items import parse_list
 from .result import ParseResult
 
 ItemParser = Callable[[JsonDict, int | None], Record]
@@ -47,21 +47,15 @@ def parse_envelope(
     except ItemError as err:
         result.reject(data, source=source, feed=feed, reason=str(err), received_at_ms=received_at_ms)
         return result
-    for index, item in enumerate(items):
-        try:
-            record = parse_item(require_dict(item, f"{list_key}[{index}]"), header_ms)
-        except (ItemError, OverflowError) as err:
-            result.reject(
-                item_bytes(item),
-                source=source,
-                feed=feed,
-                reason=str(err),
-                received_at_ms=received_at_ms,
-                locator=f"{list_key}[{index}]",
-            )
-            continue
-        result.records.append(record)
-    return result
+    return parse_list(
+        items,
+        list_key,
+        lambda item, where: parse_item(require_dict(item, where), header_ms),
+        source=source,
+        feed=feed,
+        received_at_ms=received_at_ms,
+        result=result,
+    )
 
 
 def envelope_parser(feed: str, *, list_key: str, time_key: str, build_record: RecordBuilder) -> ParseFn:
