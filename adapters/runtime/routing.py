@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from schemas import (
-    ChargingSession,
-    ChargingStation,
+    FEED_TYPES,
     DeadLetter,
-    ParkingLot,
     Record,
-    ScenicCount,
     VehiclePosition,
     dlq_topic,
     encode_dead_letter,
@@ -30,18 +27,24 @@ class OutMessage(NamedTuple):
     receipt: Callable[[bool], None] | None = None
 
 
+def _feeds_by_type() -> dict[type, str | None]:
+    """``FEED_TYPES`` reversed; None for a type several feeds share (vehicles: bus and metro), whose record's
+    ``mode`` names its feed."""
+    feeds: dict[type, str | None] = {}
+    for feed, record_type in FEED_TYPES.items():
+        feeds[record_type] = None if record_type in feeds else feed
+    return feeds
+
+
+_FEED_OF_TYPE = _feeds_by_type()
+
+
 def feed_of(record: Record) -> str:
-    if isinstance(record, VehiclePosition):
-        return record.mode
-    if isinstance(record, ParkingLot):
-        return "parking"
-    if isinstance(record, ChargingStation):
-        return "charging"
-    if isinstance(record, ChargingSession):
-        return "charging_sessions"
-    if isinstance(record, ScenicCount):
-        return "scenic"
-    raise TypeError(f"not a canonical record: {type(record).__name__}")
+    try:
+        feed = _FEED_OF_TYPE[type(record)]
+    except KeyError:
+        raise TypeError(f"not a canonical record: {type(record).__name__}") from None
+    return feed if feed is not None else cast(VehiclePosition, record).mode  # only vehicles share a type
 
 
 def record_message(record: Record, receipt: Callable[[bool], None] | None = None) -> OutMessage:
