@@ -118,3 +118,70 @@ def test_aggregates_cannot_run_ahead_of_or_be_finer_than_their_policy() -> None:
         parse_policy(finer)
     with pytest.raises(PolicyError, match=r"operator\.delay_s: the operator tier is never delayed"):
         parse_policy(TEXT.replace("[feeds.agg_vehicles.operator]\n", "[feeds.agg_vehicles.operator]\ndelay_s = 5\n"))
+
+
+# A tier's own table: keys, types and ranges, each message naming the key and the value found.
+BUS_LICENSED = (
+    '[feeds.bus.licensed]\nlatency_target_s = 2\ncrs = ["gcj02", "wgs84"]\ncoord_decimals = 7\nnote = "raw position'
+)
+BAD_TIER_TABLES = [
+    (
+        "coord_decimals = 7\n",
+        "coord_decimals = 12\n",
+        "feeds.bus.licensed.coord_decimals: Expected `int` <= 9 (got 12)",
+    ),
+    (
+        "coord_decimals = 7\n",
+        "coord_decimals = 6.5\n",
+        "feeds.bus.licensed.coord_decimals: Expected `int`, got `float`",
+    ),
+    (
+        'crs = ["gcj02", "wgs84"]\n',
+        'crs = ["gcj02", "utm"]\n',
+        "feeds.bus.licensed.crs[1]: Invalid enum value 'utm'; allowed: ['gcj02', 'wgs84']",
+    ),
+    ('crs = ["gcj02", "wgs84"]\n', "crs = []\n", "feeds.bus.licensed.crs: Expected `array` of length >= 1 (got [])"),
+    ('crs = ["gcj02", "wgs84"]\n', 'crs = "gcj02"\n', "feeds.bus.licensed.crs: Expected `array`, got `str`"),
+    ('crs = ["gcj02", "wgs84"]\n', 'crs = ["gcj02", "gcj02"]\n', "feeds.bus.licensed.crs: names a CRS twice"),
+    (
+        "latency_target_s = 2\n",
+        "latency_target_s = -2\n",
+        "feeds.bus.licensed.latency_target_s: Expected `float` >= 0.0",
+    ),
+    (
+        "latency_target_s = 2\n",
+        "latency_target_s = true\n",
+        "feeds.bus.licensed.latency_target_s: Expected `float | null`, got `bool`",
+    ),
+    (
+        'note = "raw position',
+        'note = 3  # "raw position',
+        "feeds.bus.licensed.note: Expected `str`, got `int`",
+    ),
+    (
+        "latency_target_s = 2\n",
+        "latency_target_s = 2\nwobble = 1\n",
+        "feeds.bus.licensed: unknown key 'wobble'; allowed:",
+    ),
+    (
+        "latency_target_s = 2\n",
+        "latency_target_s = 2\nrecords = [3]\n",
+        "feeds.bus.licensed.records[0]: Expected `object`",
+    ),
+    ("latency_target_s = 2\n", "latency_target_s = 2\nfields = 3\n", "feeds.bus.licensed.fields: Expected `object`"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD_TIER_TABLES, ids=[b[2] for b in BAD_TIER_TABLES])
+def test_a_bad_tier_table_names_the_key(old: str, new: str, message: str) -> None:
+    assert BUS_LICENSED in TEXT
+    text = TEXT.replace(BUS_LICENSED, BUS_LICENSED.replace(old, new, 1), 1)
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, source="test.toml")
+    assert str(err.value).startswith(f"test.toml: {message}")
+
+
+def test_a_tier_table_of_seconds_reads_whole_and_fractional_numbers() -> None:
+    text = TEXT.replace(BUS_LICENSED, BUS_LICENSED.replace("latency_target_s = 2\n", "latency_target_s = 1.5\n"), 1)
+    assert parse_policy(text).feeds["bus"].tiers["licensed"].latency_target_ms == 1500
+    assert load_policy().feeds["bus"].tiers["licensed"].latency_target_ms == 2000

@@ -18,19 +18,9 @@ from .catalogue import AGGREGATE_SESSION_FIELDS, FIELD_OPS, RECORD_OPS, check_pa
 from .errors import PolicyError
 from .fields import CONTEXT_FIELDS, POLICY_FEEDS, POSITION, field_kind, schema_fields
 from .model import FeedPolicy, FieldRule, Policy, RecordRule, TierRule
+from .tables import TierTable, read_table
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "tier_policy.toml"
-CRS_CHOICES = ("gcj02", "wgs84")
-_TIER_KEYS = {
-    "delay_s",
-    "min_interval_s",
-    "latency_target_s",
-    "crs",
-    "coord_decimals",
-    "note",
-    "fields",
-    "records",
-}
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -51,13 +41,8 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     return _build(data, source)
 
 
-def _ms(where: str, table: dict[str, Any], key: str, default: int | None) -> int | None:
-    value = table.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise PolicyError(f"{where}.{key}: must be a non-negative number of seconds (got {value!r})")
-    return round(value * 1000)
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _build(data: dict[str, Any], source: str) -> Policy:
@@ -111,74 +96,59 @@ def _feed(source: str, feed: str, table: Any) -> FeedPolicy:
 def _tier(
     where: str, feed: str, tier: str, table: Any, never: frozenset[str], aggregated: bool
 ) -> tuple[TierRule, bool]:
-    if not isinstance(table, dict):
-        raise PolicyError(f"{where}: must be a table")
-    unknown = sorted(set(table) - _TIER_KEYS)
-    if unknown:
-        raise PolicyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_TIER_KEYS)}")
-    crs = table.get("crs", ["gcj02"])
-    if not isinstance(crs, list) or not crs or any(c not in CRS_CHOICES for c in crs) or len(set(crs)) != len(crs):
-        raise PolicyError(f"{where}.crs: must be a non-empty list drawn from {list(CRS_CHOICES)} (got {crs!r})")
-    decimals = table.get("coord_decimals", 6)
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 9:
-        raise PolicyError(f"{where}.coord_decimals: must be an integer from 0 to 9 (got {decimals!r})")
-    note = table.get("note", "")
-    if not isinstance(note, str):
-        raise PolicyError(f"{where}.note: must be a string")
-    if tier == TIERS[0] and (table.get("fields") or table.get("records")):
+    shape = read_table(where, table, TierTable)
+    if len(set(shape.crs)) != len(shape.crs):
+        raise PolicyError(f"{where}.crs: names a CRS twice (got {shape.crs!r})")
+    if tier == TIERS[0] and (shape.fields or shape.records):
         raise PolicyError(f"{where}: the {tier} tier is the raw record and takes no field or record operations")
-    if tier == TIERS[0] and table.get("delay_s", 0):
+    if tier == TIERS[0] and shape.delay_s:
         raise PolicyError(f"{where}.delay_s: the {tier} tier is never delayed")
-
     records: list[RecordRule] = []
-    raw_records = table.get("records", [])
-    if not isinstance(raw_records, list):
-        raise PolicyError(f"{where}.records: must be a list of {{ op = ... }} tables")
-    for i, item in enumerate(raw_records):
-        rwhere = f"{where}.records[{i}]"
-        if not isinstance(item, dict) or not isinstance(item.get("op"), str):
-            raise PolicyError(f"{rwhere}: must be a table with an op")
-        op = item["op"]
-        if op not in RECORD_OPS:
-            raise PolicyError(f"{rwhere}: unknown record operation {op!r}; known: {sorted(RECORD_OPS)}")
-        fits, required, optional = RECORD_OPS[op]
-        if feed not in fits:
-            raise PolicyError(f"{rwhere}: {op!r} does not apply to feed {feed!r} (only {sorted(fits)})")
-        params = {k: v for k, v in item.items() if k != "op"}
-        check_params(rwhere, params, required, optional)
-        if op == "comfort" and len(params["labels"]) != len(params["thresholds"]) + 1:
-            raise PolicyError(f"{rwhere}: labels must have one more entry than thresholds")
-        for key in ("by", "time_field"):
-            if key in params and params[key] not in schema_fields(feed):
-                raise PolicyError(f"{rwhere}.{key}: unknown field {params[key]!r} for feed {feed!r}")
-        if op == "aggregate_sessions":
-            if aggregated:
-                raise PolicyError(f"{rwhere}: the sessions are already aggregated by a tier above")
-            aggregated = True
-        elif op == "suppress_small_groups" and aggregated:
-            raise PolicyError(f"{rwhere}: cannot suppress sessions after they were aggregated")
-        records.append(RecordRule(op, params))
-
-    fields: list[FieldRule] = []
-    raw_fields = table.get("fields", {})
-    if not isinstance(raw_fields, dict):
-        raise PolicyError(f"{where}.fields: must be a table of field = {{ op = ... }}")
-    for name, spec in raw_fields.items():
-        fwhere = f"{where}.fields.{name}"
-        fields.append(_field_rule(fwhere, feed, name, spec, never, aggregated))
-
+    for i, item in enumerate(shape.records):
+        record_rule, aggregated = _record_rule(f"{where}.records[{i}]", feed, item, aggregated)
+        records.append(record_rule)
+    fields = [
+        _field_rule(f"{where}.fields.{name}", feed, name, spec, never, aggregated)
+        for name, spec in shape.fields.items()
+    ]
     rule = TierRule(
         tier=tier,
-        delay_ms=_ms(where, table, "delay_s", 0) or 0,
-        min_interval_ms=_ms(where, table, "min_interval_s", 0) or 0,
-        latency_target_ms=_ms(where, table, "latency_target_s", None),
-        crs=tuple(crs),
-        coord_decimals=decimals,
-        note=note,
+        delay_ms=_ms(shape.delay_s),
+        min_interval_ms=_ms(shape.min_interval_s),
+        latency_target_ms=None if shape.latency_target_s is None else _ms(shape.latency_target_s),
+        crs=tuple(shape.crs),
+        coord_decimals=shape.coord_decimals,
+        note=shape.note,
         fields=tuple(fields),
         records=tuple(records),
     )
     return rule, aggregated
+
+
+def _record_rule(where: str, feed: str, item: dict[str, Any], aggregated: bool) -> tuple[RecordRule, bool]:
+    """One ``records`` entry, and whether the sessions are aggregated from here on."""
+    if not isinstance(item.get("op"), str):
+        raise PolicyError(f"{where}: must be a table with an op")
+    op = item["op"]
+    if op not in RECORD_OPS:
+        raise PolicyError(f"{where}: unknown record operation {op!r}; known: {sorted(RECORD_OPS)}")
+    fits, required, optional = RECORD_OPS[op]
+    if feed not in fits:
+        raise PolicyError(f"{where}: {op!r} does not apply to feed {feed!r} (only {sorted(fits)})")
+    params = {k: v for k, v in item.items() if k != "op"}
+    check_params(where, params, required, optional)
+    if op == "comfort" and len(params["labels"]) != len(params["thresholds"]) + 1:
+        raise PolicyError(f"{where}: labels must have one more entry than thresholds")
+    for key in ("by", "time_field"):
+        if key in params and params[key] not in schema_fields(feed):
+            raise PolicyError(f"{where}.{key}: unknown field {params[key]!r} for feed {feed!r}")
+    if op == "aggregate_sessions":
+        if aggregated:
+            raise PolicyError(f"{where}: the sessions are already aggregated by a tier above")
+        aggregated = True
+    elif op == "suppress_small_groups" and aggregated:
+        raise PolicyError(f"{where}: cannot suppress sessions after they were aggregated")
+    return RecordRule(op, params), aggregated
 
 
 def _field_rule(where: str, feed: str, name: str, spec: Any, never: frozenset[str], aggregated: bool) -> FieldRule:
