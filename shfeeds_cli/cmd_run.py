@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import settings as settings_mod
+from settings.secret_store import PSEUDONYM_SECRET, resolve
 
 from . import stack
 from .supervisor import ChildSpec, Supervisor, component_argv, log
@@ -47,6 +48,9 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
 
 def handle(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
+    # Before anything starts: in production a missing secret stops here; in development the children find
+    # this installation's secret already made.
+    resolve(PSEUDONYM_SECRET, settings)
     try:
         stack.up(settings)
     except stack.StackError as err:

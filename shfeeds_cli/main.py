@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from settings.environment import ConfigurationError
+
 COMMAND_MODULES = (
     "cmd_stack",
     "cmd_run",
@@ -52,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigurationError as err:  # e.g. a production secret that is not set: said plainly, no traceback
+        print(f"shfeeds {args.command}: cannot start: {err}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -38,12 +38,11 @@ def _ocpi_reply(http_status: int, status_code: int, message: str) -> web.Respons
 
 
 class PushReceiver:
-    def __init__(self, *, name: str, sink: KafkaSink, stats: SourceStats | None = None, token: str = "") -> None:
-        self.name = name
-        # The credentials token operators must present; empty accepts anyone (a development set-up only).
-        self.token = token
+    def __init__(self, *, name: str, sink: KafkaSink, token: str, stats: SourceStats | None = None) -> None:
         if not token:
-            log.warning("push source %s: SHFEEDS_OCPI_PUSH_TOKEN is not set: pushes are not authenticated", name)
+            raise ValueError(f"push source {name}: a credentials token is required (pushes are never anonymous)")
+        self.name = name
+        self.token = token  # the credentials token operators must present
         self.stats = stats or SourceStats(source=name)
         self.ingestor = Ingestor(sink, self.stats)
         self.locations: dict[str, dict[str, Any]] = {}
@@ -72,7 +71,7 @@ class PushReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         info = request.match_info
-        if self.token and not token_accepted(request.headers.get("Authorization"), self.token):
+        if not token_accepted(request.headers.get("Authorization"), self.token):
             # Not an upstream record but a stranger: refused, counted, and kept out of the dead letters.
             self.stats.errors += 1
             self.stats.last_error = f"{request.method} {request.path}: missing or wrong credentials token"

@@ -17,6 +17,7 @@ import aiohttp
 from kafka_admin import ensure_topics
 from schemas import FEEDS, Naming
 from settings import Settings
+from settings.secret_store import OCPI_PUSH_TOKEN, resolve
 
 from .kafka_sink import STOP_TIMEOUT_S, KafkaSink
 from .metrics import MetricsServer, RuntimeCollector
@@ -59,6 +60,21 @@ class AdapterRuntime:
             "kafka": self.sink.stats.as_dict(),
         }
 
+    def _push_token(self, names: list[str]) -> str:
+        """The token push sources ask of operators ("" when no push source runs)."""
+        pushed = [name for name in names if name in PUSH_SOURCES]
+        if not pushed:
+            return ""
+        token = resolve(OCPI_PUSH_TOKEN, self.settings, configured=self.settings.ocpi_push_token)
+        if token.file is not None:
+            log.warning(
+                "push source(s) %s: %s is not set; operators must present the development token stored in %s",
+                ", ".join(pushed),
+                OCPI_PUSH_TOKEN.env_var,
+                token.file,
+            )
+        return token.value
+
     async def _create_topics(self) -> None:
         try:
             await ensure_adapter_topics(self.settings, self.sink.naming)
@@ -84,6 +100,7 @@ class AdapterRuntime:
         for name in names:
             if name not in PUSH_SOURCES:
                 get_source(name)  # unknown names fail before anything starts
+        push_token = self._push_token(names)  # before anything starts: production without one stops here
         for name in names:
             self.stats.setdefault(name, SourceStats(source=name))
         intervals = intervals or {}
@@ -102,9 +119,7 @@ class AdapterRuntime:
                 for name in names:
                     stats = self.stats[name]
                     if name in PUSH_SOURCES:
-                        receiver = PushReceiver(
-                            name=name, sink=self.sink, stats=stats, token=self.settings.ocpi_push_token
-                        )
+                        receiver = PushReceiver(name=name, sink=self.sink, stats=stats, token=push_token)
                         self.push_receivers.append(receiver)
                         await receiver.start(host, push_port)
                         continue

@@ -8,13 +8,13 @@ WGS-84 and converted to the output CRS only when a tier's view is emitted.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from geo import blur
 from schemas import TIERS
+from settings.secret_store import PSEUDONYM_SECRET, resolve
 
 from .batch import Batch, EncodedView, emit, emit_encoded, positions_out
 from .catalogue import FIELD_OPS
@@ -27,21 +27,19 @@ from .record_ops import RECORD_OPERATIONS
 
 log = logging.getLogger(__name__)
 
-SECRET_ENV = "SHFEEDS_PSEUDONYM_SECRET"
-# Only for development and tests: pseudonyms made with it are linkable by anyone who reads this file.
-_DEV_SECRET = b"shfeeds-development-only-pseudonym-secret"
+SECRET_ENV = PSEUDONYM_SECRET.env_var
 
 __all__ = ["SECRET_ENV", "PolicyEngine", "Window", "positions_out"]
 
 _View = TypeVar("_View")
 
 
-def _secret_from_env() -> bytes:
-    value = os.environ.get(SECRET_ENV, "")
-    if value:
-        return value.encode()
-    log.warning("%s is not set: using the development pseudonym secret", SECRET_ENV)
-    return _DEV_SECRET
+def _installation_secret() -> bytes:
+    """The configured secret; in development, this installation's own; in production without one, MissingSecret."""
+    resolved = resolve(PSEUDONYM_SECRET)
+    if resolved.file is not None:
+        log.warning("%s is not set: pseudonyms are keyed by the development secret in %s", SECRET_ENV, resolved.file)
+    return resolved.value.encode()
 
 
 def _uncertainties(feed: FeedPolicy) -> dict[str, dict[str, float]]:
@@ -83,7 +81,7 @@ class PolicyEngine:
         self.policy = policy if policy is not None else load_policy()
         if secret is not None and not secret:
             raise PolicyError("the pseudonym secret must not be empty")
-        self._secret = secret if secret is not None else _secret_from_env()
+        self._secret = secret if secret is not None else _installation_secret()
         self._uncertainty = {feed: _uncertainties(fp) for feed, fp in self.policy.feeds.items()}
         self._pseudonyms = blur.PseudonymCache(self._secret)
         self._contexts: dict[tuple[str, str], OpContext] = {}
