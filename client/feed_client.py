@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,11 @@ class FeedClient:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         open_timeout_s: float = 10.0,
+        on_connected: Callable[[], None] | None = None,
+        on_retry: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """``on_connected()`` is called on each connection; ``on_retry(problem, detail, wait_s)`` each time the
+        client waits before trying again (``problem``: "cannot connect", "connection closed"...)."""
         if codec not in (JSON, MSGPACK):
             raise ValueError(f"codec must be {JSON} or {MSGPACK}")
         self.url = url
@@ -60,6 +64,8 @@ class FeedClient:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.open_timeout_s = open_timeout_s
+        self.on_connected = on_connected
+        self.on_retry = on_retry
         self.specs: dict[str, SubscriptionSpec] = {}
         self.positions: dict[str, StreamPosition] = {}
         self._by_stream: dict[str, str] = {}
@@ -113,6 +119,10 @@ class FeedClient:
         """The current records of a subscription, as the client's local copy holds them."""
         return self.positions[sub_id].entities
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
@@ -128,16 +138,20 @@ class FeedClient:
             except InvalidStatus as err:
                 if err.response.status_code == 401:
                     raise
-                log.warning("handshake refused: %s", err)
+                problem, detail = "handshake refused", str(err)
             except ConnectionClosed as err:
                 code = err.rcvd.code if err.rcvd is not None else None
                 if code in FATAL_CLOSE_CODES:
                     raise
-                log.info("connection closed (%s); reconnecting", code)
+                problem, detail = "connection closed", f"close code {code}"
             except (OSError, InvalidHandshake, TimeoutError) as err:
-                log.info("cannot connect (%s); retrying in %.1fs", err, delay)
+                problem, detail = "cannot connect", str(err) or type(err).__name__
             self._conn = None
-            await asyncio.sleep(random.uniform(0, delay))  # full jitter spreads a reconnect storm
+            wait_s = random.uniform(0, delay)  # full jitter spreads a reconnect storm
+            log.info("%s (%s: %s); retrying in %.1f s", problem, self.url, detail, wait_s)
+            if self.on_retry is not None:
+                self.on_retry(problem, detail, wait_s)
+            await asyncio.sleep(wait_s)
             delay = min(self.backoff_max_s, delay * 2)
 
     # ------------------------------------------------------------------------------------------ inner
@@ -173,6 +187,8 @@ class FeedClient:
         ) as conn:
             self._conn = conn
             self.connects += 1
+            if self.on_connected is not None:
+                self.on_connected()
             self._by_stream.clear()
             for spec in list(self.specs.values()):
                 await self._send(self._subscribe_message(spec))

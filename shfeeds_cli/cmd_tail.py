@@ -12,6 +12,8 @@ import orjson
 
 import settings as settings_mod
 
+DEFAULT_CONNECT_TIMEOUT_S = 30.0  # without --timeout: how long a tail waits for a server that cannot be reached
+
 
 def _floats(text: str, n: int, what: str) -> list[float]:
     try:
@@ -38,7 +40,15 @@ def register(sub: Any) -> None:
     parser.add_argument("--tier-key", default=None, help="API key (default: public tier, no key)")
     parser.add_argument("--url", default=None, help="server URL (default: the local server)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many lines")
-    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="stop after this many seconds (status 1 if not connected then)"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        help="give up (status 1) after this many seconds without a connection (default 30, none with --timeout)",
+    )
     parser.add_argument("--messages", action="store_true", help="print whole protocol messages instead")
     parser.set_defaults(func=handle)
 
@@ -79,11 +89,42 @@ def lines_of(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def tail(args: argparse.Namespace) -> int:
+    """Print until --count lines, --timeout or an error; 1 when the server could not be reached in time."""
     from client import FeedClient
 
     url = args.url or f"ws://127.0.0.1:{settings_mod.load().ws_port}/"
+    loop = asyncio.get_running_loop()
+    patience = args.connect_timeout
+    if patience is None and args.timeout is None:
+        patience = DEFAULT_CONNECT_TIMEOUT_S  # with --timeout and no --connect-timeout, --timeout alone decides
+    # Armed while there is no connection: it fires after ``patience`` seconds without one.
+    giving_up = asyncio.timeout_at(None if patience is None else loop.time() + patience)
+
+    def connected() -> None:
+        giving_up.reschedule(None)
+
+    def retrying(problem: str, detail: str, wait_s: float) -> None:
+        print(f"shfeeds tail: {problem}, retrying in {wait_s:.1f} s ({url}: {detail})", file=sys.stderr, flush=True)
+        if patience is not None and giving_up.when() is None:
+            giving_up.reschedule(loop.time() + patience)
+
+    feed_client = FeedClient(url, api_key=args.tier_key, on_connected=connected, on_retry=retrying)
+    stop_at = None if args.timeout is None else loop.time() + args.timeout
+    try:
+        async with asyncio.timeout_at(stop_at), giving_up:
+            return await _print_events(feed_client, args)
+    except TimeoutError:
+        if giving_up.expired():
+            print(f"shfeeds tail: no connection to {url} for {patience:g} s; giving up", file=sys.stderr)
+            return 1
+        if not feed_client.connected:  # --timeout came while the server could not be reached
+            print(f"shfeeds tail: not connected to {url} when --timeout ran out", file=sys.stderr)
+            return 1
+        return 0
+
+
+async def _print_events(feed_client: Any, args: argparse.Namespace) -> int:
     flt, options = build_request(args)
-    feed_client = FeedClient(url, api_key=args.tier_key)
     feed_client.subscribe("tail", args.feed, flt, options)
     printed = 0
     out = sys.stdout.buffer
@@ -108,11 +149,7 @@ async def tail(args: argparse.Namespace) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     try:
-        if args.timeout is not None:
-            return asyncio.run(asyncio.wait_for(tail(args), args.timeout))
         return asyncio.run(tail(args))
-    except TimeoutError:
-        return 0
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # a refused handshake etc.: a clear line, not a traceback
