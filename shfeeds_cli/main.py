@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cmd_serve",
     "cmd_keys",
     "cmd_audit",
+    "cmd_control_plane",
 )
 
 
