@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
 import settings as settings_mod
 
 from . import stack
+from .cmd_control_plane import DEFAULT_WEB_PORT as CONTROL_PLANE_PORT
 from .supervisor import ChildSpec, Supervisor, component_argv, log
 
 # The simulated city's sources, as named in the adapters' source registry.
@@ -38,6 +40,8 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
     specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
     specs.append(ChildSpec("streams", component_argv("streams", "worker")))
     specs.append(ChildSpec("ws-server", component_argv("serve")))
+    # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
+    specs.append(ChildSpec("control-plane", component_argv("control-plane")))
     return specs
 
 
@@ -50,6 +54,8 @@ def handle(args: argparse.Namespace) -> int:
         return 1
     log(f"WebSocket server: ws://127.0.0.1:{settings.ws_port}/  (map page: http://127.0.0.1:{settings.ws_port}/)")
     log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
+    port = os.environ.get("SHFEEDS_CONTROL_PLANE_PORT", CONTROL_PLANE_PORT)
+    log(f"feed health: http://127.0.0.1:{port}/health  (or `shfeeds health`)")
     log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")
     asyncio.run(Supervisor(settings, children(args, settings)).run())
     return 0

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cmd_keys",
     "cmd_audit",
     "cmd_control_plane",
+    "cmd_health",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -129,6 +130,15 @@ def control_plane(
         log.close()
 
 
+async def cli(*args: str) -> tuple[int, str]:
+    """``shfeeds ARGS`` as an operator runs it; its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shfeeds_cli.main", *args, stdout=asyncio.subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return int(proc.returncode or 0), out.decode()
+
+
 async def set_fault(session: aiohttp.ClientSession, base: str, **spec: Any) -> None:
     async with session.post(f"{base}/_faults", json={"feed": "bus", **spec}) as response:
         assert response.status == 200, await response.text()
@@ -167,6 +177,8 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
         await wait_until(healthy, 120, "the bus feed to be seen and ok")
         status, body = await health()
         assert status == 200 and body["ok"] and body["feeds"] == {"bus": "ok"}
+        code, out = await cli("health", "--url", control_plane)
+        assert code == 0 and "bus" in out and "ok" in out, out
 
         # A stalled source: stale within its threshold, /health 503 naming the feed.
         await set_fault(http, sim, fault="stall", stall_s=600)
@@ -179,6 +191,8 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
         assert took <= STALE_AFTER_S + 15, f"stale only after {took:.1f} s"
         assert body["feeds"]["bus"] == "stale" and body["reasons"][0].startswith("bus: stale")
         assert "no data from sh-bus" in body["reasons"][0]
+        code, out = await cli("health", "--url", control_plane, "--json")
+        assert code == 1 and [f["state"] for f in json.loads(out)["feeds"]] == ["stale"], out
         await clear_faults(http, sim)
         await wait_until(healthy, 60, "the bus feed to recover from the stall")
         status, _ = await health()
