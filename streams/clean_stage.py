@@ -142,7 +142,7 @@ class CleanStage(BatchStage):
             out.dead_letter(feed, origin[i], reason, now)
         if self.ops is not None:
             bad += [reason for _, reason in result.rejected]
-            active = len(state.last) - len(state.stale)
+            active = len(state.last) - len(state.stale) + len({r["id"] for r in result.accepted} - state.last.keys())
             self.ops.note(feed, records_in=len(recs), accepted=result.accepted, duplicates=result.duplicates,
                           rejects=bad, active=active, now_ms=now)  # fmt: skip
         metrics.RECORDS.labels(self.name, feed, "duplicate").inc(result.duplicates)
