@@ -25,10 +25,11 @@ from faust.web import Request, Response, View
 
 from schemas import FEEDS, decode_dead_letter, dlq_topic
 
+from .alerts import AlertBook, AlertEvent, WebhookSender
 from .figures import fold, split
 from .health import Thresholds
 from .health.report import build_report, history
-from .topics import OPS_STATS
+from .topics import OPS_ALERTS, OPS_STATS
 
 WINDOW_S = 60
 KEEP = timedelta(days=1)
@@ -46,6 +47,8 @@ class ControlPlaneConfig:
     web_host: str = "127.0.0.1"
     web_port: int = 18770
     feeds: tuple[str, ...] = FEEDS
+    alert_webhook: str | None = None
+    evaluate_every_s: float = 2.0
 
 
 def excerpt(original: bytes, limit: int = EXCERPT_BYTES) -> str:
@@ -120,6 +123,29 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
             )
             samples[letter.feed] = kept
 
+    alerts_topic = app.topic(cfg.topic_prefix + OPS_ALERTS, value_serializer="raw", key_serializer="raw")
+    open_alerts = app.Table("alerts", default=dict, schema=json_schema, partitions=1)
+    sender = WebhookSender(cfg.alert_webhook)
+    book: list[AlertBook] = []  # made on the first evaluation, once the tables are recovered
+
+    @app.timer(cfg.evaluate_every_s, on_leader=True)
+    async def evaluate() -> None:
+        """The leader decides alerts; they go through ops.alerts so their state is kept in a table."""
+        body = report()
+        if not book:
+            book.append(AlertBook(k for k, v in open_alerts.items() if v))
+        for event in book[0].update(
+            ((f["feed"], f["state"], f["reasons"]) for f in body["feeds"]), body["generated_at"]
+        ):
+            await alerts_topic.send(key=event.feed.encode(), value=orjson.dumps(event.to_json()))
+
+    @app.agent(alerts_topic)
+    async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            event = AlertEvent.from_json(orjson.loads(value))
+            open_alerts[event.feed] = event.to_json() if event.action == "raise" else {}
+            await sender.send(event)
+
     def minutes(key: str, count: int) -> list[dict[str, Any] | None]:
         now = time.time()
         data = minutes_table.table.data
@@ -141,6 +167,10 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     @app.page("/health/feeds")
     async def health_feeds(self: View, request: Request) -> Response:
         return self.json(report())
+
+    @app.page("/health/alerts")
+    async def alerts_view(self: View, request: Request) -> Response:
+        return self.json({"open": {k: v for k, v in open_alerts.items() if v}})
 
     @app.page("/health/feeds/{feed}/history")
     async def feed_history(self: View, request: Request, feed: str) -> Response:

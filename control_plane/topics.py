@@ -3,3 +3,4 @@
 from __future__ import annotations
 
 OPS_STATS = "ops.stats"
+OPS_ALERTS = "ops.alerts"  # alert events (raise / clear), decided by the control plane's leader

@@ -24,6 +24,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--app-id", default=os.environ.get("SHFEEDS_CONTROL_PLANE_APP_ID", "shfeeds-control-plane"))
     parser.add_argument("--topic-prefix", default="", help="prefix of every topic read (tests isolate with it)")
     parser.add_argument("--thresholds", default=os.environ.get("SHFEEDS_HEALTH_THRESHOLDS") or None)
+    parser.add_argument(
+        "--alert-webhook",
+        default=os.environ.get("SHFEEDS_ALERT_WEBHOOK") or None,
+        help="URL to POST alert events to as JSON (retried); alerts are logged either way",
+    )
     parser.add_argument("--feeds", default="", help="comma-separated feeds to watch (default: all)")
     parser.set_defaults(func=handle)
 
@@ -56,14 +61,15 @@ def handle(args: argparse.Namespace) -> int:
         web_host=args.web_host,
         web_port=args.web_port,
         feeds=feeds,
+        alert_webhook=args.alert_webhook,
     )
     # Inputs exist before Faust subscribes (it does not create topics it only reads).
-    from control_plane.topics import OPS_STATS
+    from control_plane.topics import OPS_ALERTS, OPS_STATS
     from schemas import dlq_topic
     from streams.topics_admin import ensure_topics
 
     try:
-        asyncio.run(ensure_topics(cfg.bootstrap, 1, [cfg.topic_prefix + OPS_STATS]))
+        asyncio.run(ensure_topics(cfg.bootstrap, 1, [cfg.topic_prefix + OPS_STATS, cfg.topic_prefix + OPS_ALERTS]))
         dlqs = [cfg.topic_prefix + dlq_topic(f) for f in feeds]
         asyncio.run(ensure_topics(cfg.bootstrap, settings.topic_partitions, dlqs))
     except Exception as err:

@@ -3,7 +3,8 @@ runtime (its per-source stats to ops.stats) → the Faust control plane as its o
 
 What an operator would notice: a stalled source turns its feed stale within its threshold and /health
 answers 503 naming it; garbage raises the reject ratio and the samples show the reason; duplicates raise
-the duplicate ratio; clearing each fault brings the feed back to ok.
+the duplicate ratio; clearing each fault brings the feed back to ok; the operator's webhook gets each
+alert raised once and cleared once.
 """
 
 from __future__ import annotations
@@ -107,8 +108,32 @@ async def city(topic_prefix: str, running_stack: settings_mod.Settings) -> Async
 
 
 @pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """An operator's alert webhook: every event it received, in order."""
+    events: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        events.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/alerts", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/alerts", events
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
 def control_plane(
-    topic_prefix: str, running_stack: settings_mod.Settings, tmp_path: Path, unique_name: Callable[[str], str]
+    topic_prefix: str,
+    running_stack: settings_mod.Settings,
+    tmp_path: Path,
+    unique_name: Callable[[str], str],
+    webhook: tuple[str, list[dict[str, Any]]],
 ) -> Any:
     thresholds = tmp_path / "thresholds.toml"
     thresholds.write_text(THRESHOLDS)
@@ -116,7 +141,7 @@ def control_plane(
     log = (tmp_path / "control-plane.log").open("wb")
     argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(port)]
     argv += ["--app-id", unique_name("cp"), "--topic-prefix", topic_prefix, "--feeds", "bus"]
-    argv += ["--thresholds", str(thresholds)]
+    argv += ["--thresholds", str(thresholds), "--alert-webhook", webhook[0]]
     proc = subprocess.Popen(argv, env=settings_env(running_stack), stdout=log, stderr=subprocess.STDOUT)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -150,9 +175,13 @@ async def clear_faults(session: aiohttp.ClientSession, base: str) -> None:
 
 
 async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
-    city: tuple[str, AdapterRuntime], control_plane: str
+    city: tuple[str, AdapterRuntime], control_plane: str, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     sim, _ = city
+    alerts = webhook[1]
+
+    async def alerted(count: int) -> tuple[bool, Any]:
+        return len(alerts) >= count, [(a["action"], a["state"]) for a in alerts]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 
         async def bus() -> dict[str, Any]:
@@ -193,10 +222,12 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
         assert "no data from sh-bus" in body["reasons"][0]
         code, out = await cli("health", "--url", control_plane, "--json")
         assert code == 1 and [f["state"] for f in json.loads(out)["feeds"]] == ["stale"], out
+        await wait_until(lambda: alerted(1), 30, "the stale alert")
         await clear_faults(http, sim)
         await wait_until(healthy, 60, "the bus feed to recover from the stall")
         status, _ = await health()
         assert status == 200
+        await wait_until(lambda: alerted(2), 30, "the stale alert to clear")
 
         # Garbage: the reject ratio rises and the samples say why.
         await set_fault(http, sim, fault="garbage", rate=0.3)
@@ -212,13 +243,29 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
         assert all(s["reason"] and s["excerpt"] and s["source"] == "sh-bus" for s in kept)
         status, _ = await health()
         assert status == 200  # degraded is not down: the feed still serves
+        await wait_until(lambda: alerted(3), 30, "the reject alert")
         await clear_faults(http, sim)
-        await wait_until(healthy, 150, "the reject ratio to clear")
+        await wait_until(healthy, 180, "the reject ratio to clear")
+        await wait_until(lambda: alerted(4), 30, "the reject alert to clear")
 
         # Duplicates: the duplicate ratio rises; clearing brings it back.
         await set_fault(http, sim, fault="duplicates", rate=0.3)
         _, b = await wait_until(lambda: bus_is("degraded"), 60, "duplicates to degrade the feed")
         assert b["figures"]["duplicate_ratio"] > 0.05
         assert b["dimensions"]["truthfulness"]["state"] == "degraded"
+        await wait_until(lambda: alerted(5), 30, "the duplicate alert")
         await clear_faults(http, sim)
-        await wait_until(healthy, 150, "the duplicate ratio to clear")
+        await wait_until(healthy, 180, "the duplicate ratio to clear")
+        await wait_until(lambda: alerted(6), 30, "the duplicate alert to clear")
+        await asyncio.sleep(5)  # nothing more may come: each alert is raised once and cleared once
+
+    assert [(a["action"], a["feed"], a["state"]) for a in alerts] == [
+        ("raise", "bus", "stale"),
+        ("clear", "bus", "ok"),
+        ("raise", "bus", "degraded"),
+        ("clear", "bus", "ok"),
+        ("raise", "bus", "degraded"),
+        ("clear", "bus", "ok"),
+    ]
+    assert "no data from sh-bus" in alerts[0]["reasons"][0] and "reject ratio" in alerts[2]["reasons"][0]
+    assert "duplicate ratio" in alerts[4]["reasons"][0]

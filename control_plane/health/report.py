@@ -43,7 +43,9 @@ def build_report(
     results = []
     for feed in names:
         t = thresholds.for_feed(feed)
-        count = max(1, int(t.window_s // 60))
+        # The complete minutes of the window plus the current one, so a new minute never starts empty.
+        count = max(1, int(t.window_s // 60)) + 1
+        span_s = (count - 1) * 60 + (now_ms % 60_000) / 1000
         srcs = by_feed.get(feed, [])
         health = assess(
             feed,
@@ -53,6 +55,7 @@ def build_report(
             {s: minutes(f"source:{s}", count) for s in srcs},
             {s: latest.get(f"source:{s}", {}) for s in srcs},
             started_ms=started_ms,
+            span_s=span_s,
         )
         body = health.to_json()
         body["sources"] = {

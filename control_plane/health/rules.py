@@ -67,16 +67,19 @@ def assess(
     source_minutes: Mapping[str, Sequence[Mapping[str, Any] | None]],
     source_latest: Mapping[str, Mapping[str, Any]],
     started_ms: int | None = None,
+    span_s: float | None = None,
 ) -> FeedHealth:
     """``feed_minutes``/``source_minutes``: the one-minute buckets of the last ``t.window_s`` (oldest
     first) for the feed (clean stage) and each of its sources; ``source_latest``: per source the latest
     times seen (``last_at``, ``last_success_ms``, ``last_record_ms``, ``last_error``), kept beyond the
     window. ``started_ms``: when the control plane started (a feed not heard from yet is not called down
-    before ``down_after_s`` has passed since)."""
+    before ``down_after_s`` has passed since); ``span_s``: the seconds those buckets cover (default: a
+    full minute each)."""
     h = FeedHealth(feed, dimensions={d: {"state": "ok", "reasons": [], "figures": {}} for d in DIMENSIONS})
     span = merge(feed_minutes)
     sources = {s: merge(m) for s, m in source_minutes.items()}
-    window_s = max(1.0, len(feed_minutes) * 60.0) if feed_minutes else t.window_s
+    count = max(len(feed_minutes), *(len(m) for m in source_minutes.values())) if source_minutes else len(feed_minutes)
+    window_s = max(1.0, span_s if span_s else (count * 60.0 if count else t.window_s))
 
     src_records = sum(int(s.get("records", 0)) for s in sources.values())
     src_rejects = sum(int(s.get("rejects", 0)) for s in sources.values())
