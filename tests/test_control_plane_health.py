@@ -182,6 +182,7 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
 
     async def alerted(count: int) -> tuple[bool, Any]:
         return len(alerts) >= count, [(a["action"], a["state"]) for a in alerts]
+
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 
         async def bus() -> dict[str, Any]:
