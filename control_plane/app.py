@@ -29,6 +29,7 @@ from .alerts import AlertBook, AlertEvent, WebhookSender
 from .figures import fold, split
 from .health import Thresholds
 from .health.report import build_report, history
+from .metrics import render as render_metrics
 from .topics import OPS_ALERTS, OPS_STATS
 
 WINDOW_S = 60
@@ -167,6 +168,14 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     @app.page("/health/feeds")
     async def health_feeds(self: View, request: Request) -> Response:
         return self.json(report())
+
+    @app.page("/metrics")
+    async def metrics_view(self: View, request: Request) -> Response:
+        def extra() -> dict[str, float]:
+            return {"alerts_open": sum(1 for v in open_alerts.values() if v), "webhook_failures": sender.failed}
+
+        body = render_metrics(report, extra)
+        return self.bytes(body, content_type="text/plain; version=0.0.4")
 
     @app.page("/health/alerts")
     async def alerts_view(self: View, request: Request) -> Response:

@@ -18,6 +18,14 @@ from .supervisor import ChildSpec, Supervisor, component_argv, log
 SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic", "sh-charging-sessions")
 
 
+ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order
+STREAMS_METRICS_PORT = 18810
+
+
+def adapter_metrics_ports() -> dict[str, int]:
+    return {name: ADAPTER_METRICS_BASE + i for i, name in enumerate(SIMULATED_SOURCES)}
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "run", help="run the whole service (stack, simulators, adapters, streams, WebSocket server)"
@@ -37,8 +45,13 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
             sim += ["--buses", str(args.buses)]
         # The adapters poll it from their first second: they start once it listens.
         specs.append(ChildSpec("simulator", component_argv(*sim), ready_port=settings.simulator_port))
-    specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
-    specs.append(ChildSpec("streams", component_argv("streams", "worker")))
+    # Every component serves Prometheus /metrics, each on its own port (the WebSocket server and the
+    # control plane on their HTTP ports).
+    specs += [
+        ChildSpec(f"adapter {name}", component_argv("adapter", "run", name, "--metrics-port", str(port)))
+        for name, port in adapter_metrics_ports().items()
+    ]
+    specs.append(ChildSpec("streams", component_argv("streams", "worker", "--metrics-port", str(STREAMS_METRICS_PORT))))
     specs.append(ChildSpec("ws-server", component_argv("serve")))
     # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
     specs.append(ChildSpec("control-plane", component_argv("control-plane")))
@@ -56,6 +69,9 @@ def handle(args: argparse.Namespace) -> int:
     log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
     port = os.environ.get("SHFEEDS_CONTROL_PLANE_PORT", CONTROL_PLANE_PORT)
     log(f"feed health: http://127.0.0.1:{port}/health  (or `shfeeds health`)")
+    last = ADAPTER_METRICS_BASE + len(SIMULATED_SOURCES) - 1
+    log(f"Prometheus /metrics: adapters on {ADAPTER_METRICS_BASE}-{last}, streams on {STREAMS_METRICS_PORT}, "
+        f"WebSocket server on {settings.ws_port}, control plane on {port}")  # fmt: skip
     log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")
     asyncio.run(Supervisor(settings, children(args, settings)).run())
     return 0

@@ -32,6 +32,7 @@ from schemas import dlq_topic, raw_topic
 from streams.topics_admin import ensure_topics
 
 from .conftest import settings_env
+from .metrics_lint import lint
 from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
@@ -221,6 +222,11 @@ async def test_faults_turn_the_feed_stale_or_degraded_and_recovery_clears_them(
         assert took <= STALE_AFTER_S + 15, f"stale only after {took:.1f} s"
         assert body["feeds"]["bus"] == "stale" and body["reasons"][0].startswith("bus: stale")
         assert "no data from sh-bus" in body["reasons"][0]
+        async with http.get(f"{control_plane}/metrics") as r:
+            exposition = await r.text()
+        assert lint(exposition) == []
+        assert 'shfeeds_feed_state{feed="bus",state="stale"} 1.0' in exposition
+        assert 'shfeeds_feed_state{feed="bus",state="ok"} 0.0' in exposition
         code, out = await cli("health", "--url", control_plane, "--json")
         assert code == 1 and [f["state"] for f in json.loads(out)["feeds"]] == ["stale"], out
         await wait_until(lambda: alerted(1), 30, "the stale alert")

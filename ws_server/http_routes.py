@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -18,6 +19,7 @@ from websockets.http11 import Request, Response
 from .districts import districts_geojson
 from .feed_reader import FeedUnavailable
 from .gtfs_rt import vehicle_positions
+from .metrics import NodeMetrics
 from .protocol.limits import CRS_BY_TIER
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class HttpRoutes:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._metrics = NodeMetrics(node)
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
         path = urlsplit(request.path).path
@@ -57,6 +60,8 @@ class HttpRoutes:
             return await self._gtfs_rt(conn, request)
         if path in ("/healthz", "/_health"):
             return self._health()
+        if path == "/metrics":
+            return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return response(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _static(self, name: str) -> Response:
