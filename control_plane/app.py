@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -32,6 +33,7 @@ from .health.report import build_report, history
 from .metrics import render as render_metrics
 from .topics import OPS_ALERTS, OPS_STATS
 
+STATIC = Path(__file__).resolve().parent / "static"
 WINDOW_S = 60
 KEEP = timedelta(days=1)
 SAMPLES_PER_FEED = 20
@@ -176,6 +178,17 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
 
         body = render_metrics(report, extra)
         return self.bytes(body, content_type="text/plain; version=0.0.4")
+
+    @app.page("/dashboard")
+    async def dashboard(self: View, request: Request) -> Response:
+        return self.html((STATIC / "dashboard.html").read_text(encoding="utf-8"))
+
+    @app.page("/dashboard/{name}")
+    async def dashboard_asset(self: View, request: Request, name: str) -> Response:
+        kind = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}.get(name)
+        if kind is None:
+            return self.text("not found\n", status=404)
+        return self.text((STATIC / name).read_text(encoding="utf-8"), content_type=kind)
 
     @app.page("/health/alerts")
     async def alerts_view(self: View, request: Request) -> Response:
