@@ -25,7 +25,9 @@ import orjson
 from faust.web import Request, Response, View
 
 from schemas import FEEDS, decode_dead_letter, dlq_topic
+from streams.config import StreamConfig
 
+from .aggregates import attach_aggregate_publisher
 from .alerts import AlertBook, AlertEvent, WebhookSender
 from .figures import fold, split
 from .health import Thresholds
@@ -52,6 +54,7 @@ class ControlPlaneConfig:
     feeds: tuple[str, ...] = FEEDS
     alert_webhook: str | None = None
     evaluate_every_s: float = 2.0
+    aggregates: StreamConfig | None = None  # publish the aggregate feeds (leader-only timer) with this config
 
 
 def excerpt(original: bytes, limit: int = EXCERPT_BYTES) -> str:
@@ -79,6 +82,9 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         web_host=cfg.web_host,
         web_port=cfg.web_port,
         web_in_thread=False,
+        # A dead worker's partitions (and the leadership) move within seconds, not Faust's default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     started_ms = time.time_ns() // 1_000_000
     stats_topic = app.topic(cfg.topic_prefix + OPS_STATS, value_serializer="raw", key_serializer="raw")
@@ -125,6 +131,9 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
                 }
             )
             samples[letter.feed] = kept
+
+    if cfg.aggregates is not None:
+        attach_aggregate_publisher(app, cfg.aggregates, json_schema)
 
     alerts_topic = app.topic(cfg.topic_prefix + OPS_ALERTS, value_serializer="raw", key_serializer="raw")
     open_alerts = app.Table("alerts", default=dict, schema=json_schema, partitions=1)

@@ -29,6 +29,13 @@ def register(sub: Any) -> None:
         default=os.environ.get("SHFEEDS_ALERT_WEBHOOK") or None,
         help="URL to POST alert events to as JSON (retried); alerts are logged either way",
     )
+    parser.add_argument(
+        "--publish-aggregates",
+        action="store_true",
+        help="publish the aggregate feeds on a leader-only timer (run the streams worker with "
+        "--aggregates-on-control-plane)",
+    )
+    parser.add_argument("--redis-prefix", default="shfeeds", help="prefix of every Redis key (aggregates)")
     parser.add_argument("--feeds", default="", help="comma-separated feeds to watch (default: all)")
     parser.set_defaults(func=handle)
 
@@ -40,6 +47,7 @@ def handle(args: argparse.Namespace) -> int:
     from control_plane.health import load_thresholds
     from control_plane.health.thresholds import ThresholdsError
     from schemas import FEEDS
+    from streams.config import StreamConfig
 
     settings = settings_mod.load()
     try:
@@ -62,6 +70,11 @@ def handle(args: argparse.Namespace) -> int:
         web_port=args.web_port,
         feeds=feeds,
         alert_webhook=args.alert_webhook,
+        aggregates=StreamConfig.from_settings(
+            settings, topic_prefix=args.topic_prefix, redis_prefix=args.redis_prefix, app_id=args.app_id
+        )
+        if args.publish_aggregates
+        else None,
     )
     # Inputs exist before Faust subscribes (it does not create topics it only reads).
     from control_plane.topics import OPS_ALERTS, OPS_STATS

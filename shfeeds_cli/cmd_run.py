@@ -51,10 +51,18 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
         ChildSpec(f"adapter {name}", component_argv("adapter", "run", name, "--metrics-port", str(port)))
         for name, port in adapter_metrics_ports().items()
     ]
-    specs.append(ChildSpec("streams", component_argv("streams", "worker", "--metrics-port", str(STREAMS_METRICS_PORT))))
+    specs.append(
+        ChildSpec(
+            "streams",
+            component_argv(
+                "streams", "worker", "--metrics-port", str(STREAMS_METRICS_PORT), "--aggregates-on-control-plane"
+            ),
+        )
+    )
     specs.append(ChildSpec("ws-server", component_argv("serve")))
     # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
-    specs.append(ChildSpec("control-plane", component_argv("control-plane")))
+    # It also publishes the aggregate feeds, on a leader-only timer.
+    specs.append(ChildSpec("control-plane", component_argv("control-plane", "--publish-aggregates")))
     return specs
 
 

@@ -112,7 +112,7 @@ class Pipeline:
         for stage in self.stages:
             await stage.start()
         self._tasks = [asyncio.create_task(self._run(s), name=f"stage-{s.name}") for s in self.stages]
-        if agg_feeds:
+        if agg_feeds and cfg.aggregate_publisher:
 
             def leads(feed: str) -> bool:
                 # The owner of partition 0 of the feed's raw topic computes its aggregates.
