@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -11,10 +12,19 @@ import settings as settings_mod
 from settings.secret_store import PSEUDONYM_SECRET, resolve
 
 from . import stack
+from .cmd_control_plane import DEFAULT_WEB_PORT as CONTROL_PLANE_PORT
 from .supervisor import ChildSpec, Supervisor, component_argv, log
 
 # The simulated city's sources, as named in the adapters' source registry.
 SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic", "sh-charging-sessions")
+
+
+ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order
+STREAMS_METRICS_PORT = 18810
+
+
+def adapter_metrics_ports() -> dict[str, int]:
+    return {name: ADAPTER_METRICS_BASE + i for i, name in enumerate(SIMULATED_SOURCES)}
 
 
 def register(sub: Any) -> None:
@@ -36,13 +46,28 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
             sim += ["--buses", str(args.buses)]
         # The adapters poll it from their first second: they start once it listens.
         specs.append(ChildSpec("simulator", component_argv(*sim), ready_port=settings.simulator_port))
-    specs += [ChildSpec(f"adapter {name}", component_argv("adapter", "run", name)) for name in SIMULATED_SOURCES]
-    specs.append(ChildSpec("streams", component_argv("streams", "worker")))
+    # Every component serves Prometheus /metrics, each on its own port (the WebSocket server and the
+    # control plane on their HTTP ports).
+    specs += [
+        ChildSpec(f"adapter {name}", component_argv("adapter", "run", name, "--metrics-port", str(port)))
+        for name, port in adapter_metrics_ports().items()
+    ]
+    specs.append(
+        ChildSpec(
+            "streams",
+            component_argv(
+                "streams", "worker", "--metrics-port", str(STREAMS_METRICS_PORT), "--aggregates-on-control-plane"
+            ),
+        )
+    )
     serve = ["serve", "--network-seed", str(args.seed)]
     if args.buses is not None:
         serve += ["--network-buses", str(args.buses)]
     specs.append(ChildSpec("ws-server", component_argv(*serve)))
     specs.append(ChildSpec("archiver", component_argv("archive", "run")))
+    # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
+    # It also publishes the aggregate feeds, on a leader-only timer.
+    specs.append(ChildSpec("control-plane", component_argv("control-plane", "--publish-aggregates")))
     return specs
 
 
@@ -58,6 +83,11 @@ def handle(args: argparse.Namespace) -> int:
         return 1
     log(f"WebSocket server: ws://127.0.0.1:{settings.ws_port}/  (map page: http://127.0.0.1:{settings.ws_port}/)")
     log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
+    port = os.environ.get("SHFEEDS_CONTROL_PLANE_PORT", CONTROL_PLANE_PORT)
+    log(f"feed health: http://127.0.0.1:{port}/health  (or `shfeeds health`)")
+    last = ADAPTER_METRICS_BASE + len(SIMULATED_SOURCES) - 1
+    log(f"Prometheus /metrics: adapters on {ADAPTER_METRICS_BASE}-{last}, streams on {STREAMS_METRICS_PORT}, "
+        f"WebSocket server on {settings.ws_port}, control plane on {port}")  # fmt: skip
     log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")
     asyncio.run(Supervisor(settings, children(args, settings)).run())
     return 0

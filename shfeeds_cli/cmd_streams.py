@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     worker.add_argument("--app-id", help="consumer group prefix (default SHFEEDS_STREAMS_APP_ID or shfeeds-streams)")
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     worker.add_argument("--no-aggregates", action="store_true", help="do not run the aggregate stage")
+    worker.add_argument(
+        "--aggregates-on-control-plane",
+        action="store_true",
+        help="the control plane publishes the aggregate feeds (leader-only Faust timer); this worker only "
+        "forwards their delayed tiers",
+    )
     worker.add_argument("--topic-prefix", default="", help="prefix of every topic name (isolated test runs)")
     worker.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX, help="prefix of every Redis key")
     worker.add_argument("--log-level", default="INFO")
@@ -39,6 +45,8 @@ def _worker(args: argparse.Namespace) -> int:
         overrides["app_id"] = args.app_id
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
+    if args.aggregates_on_control_plane:
+        overrides["aggregate_publisher"] = False
     config = StreamConfig.from_settings(project_settings.load(), **overrides)
     return asyncio.run(run_worker(config, aggregates=not args.no_aggregates))
 

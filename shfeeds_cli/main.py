@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "cmd_schemas",
     "cmd_archive",
     "cmd_replay",
+    "cmd_control_plane",
+    "cmd_health",
 )
 
 

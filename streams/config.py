@@ -41,6 +41,8 @@ class StreamConfig:
     stale_scan_interval_s: float = 1.0
     aggregate_interval_s: float = 5.0
     metrics_port: int | None = None  # Prometheus /metrics; None = not served
+    aggregate_publisher: bool = True  # False: the control plane publishes the aggregates (a Faust timer)
+    ops_stats: bool = True  # one stats record per batch and stage to ops.stats, for the control plane
     policy_path: str | None = None
     naming: Naming = field(init=False, repr=False, compare=False)
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -20,6 +21,7 @@ from schemas import now_ms
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
 from .gtfs_static_feed import StaticFeed
+from .metrics import NodeMetrics
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 from .record_schemas import schema_response_body
@@ -53,7 +55,7 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson")
+        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics")
         or path.startswith(("/static/", "/schemas/"))
     )
 
@@ -78,10 +80,11 @@ def _districts_body() -> bytes:
 
 
 class HttpRoutes:
-    def __init__(self, node: NodeView, static_feed: StaticFeed) -> None:
+    def __init__(self, node: NodeView, static_feed: StaticFeed, metrics: NodeMetrics | None = None) -> None:
         self.node = node
         self._gtfs: dict[str, tuple[int, bytes]] = {}
         self._static_feed = static_feed
+        self._metrics = metrics
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
         """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
@@ -114,6 +117,8 @@ class HttpRoutes:
             if body is not None:
                 return response(200, body, "application/schema+json", [("Cache-Control", "max-age=300")])
             return response(404, b"not found\n", "text/plain; charset=utf-8")
+        if path == "/metrics" and self._metrics is not None:
+            return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()
 
     def _static(self, name: str) -> Response:

@@ -33,6 +33,7 @@ from .feed_reader import FeedReaders, FeedUnavailable
 from .gtfs_static_feed import StaticFeed
 from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
+from .metrics import NodeMetrics
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
 from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
 from .protocol.hub import Hub
@@ -99,7 +100,7 @@ class Node:
         )
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
-        self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses))
+        self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses), NodeMetrics(self))
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )

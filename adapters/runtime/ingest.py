@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from adapters.formats import ParseResult
+from control_plane.figures import reason_category
 
 from .change_filter import ChangeFilter
 from .kafka_sink import KafkaSink
@@ -17,7 +20,11 @@ class Ingestor:
         self.change_filter = change_filter or ChangeFilter()
 
     async def ingest(self, result: ParseResult) -> None:
+        seen: set[str] = set()
         for record in result.records:
+            if record.id in seen:
+                self.stats.duplicates += 1
+            seen.add(record.id)
             # The filter learns the record was sent only when Kafka acknowledges it (the receipt).
             receipt = self.change_filter.claim(feed_of(record), record)
             if receipt is None:
@@ -25,6 +32,10 @@ class Ingestor:
                 continue
             await self.sink.submit(record_message(record, receipt))
             self.stats.records += 1
+        if result.records:  # the source is delivering data, changed or not
+            self.stats.last_record_ms = time.time_ns() // 1_000_000
         for letter in result.rejects:
             await self.sink.submit(dead_letter_message(letter))
             self.stats.rejects += 1
+            kind = reason_category(letter.reason)
+            self.stats.reject_reasons[kind] = self.stats.reject_reasons.get(kind, 0) + 1

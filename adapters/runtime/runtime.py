@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from control_plane.emitter import StatsEmitter
+from control_plane.source_stats import SourceReporter
 from kafka_admin import ensure_topics
 from schemas import FEEDS, Naming
 from settings import Settings
@@ -46,12 +48,27 @@ async def ensure_adapter_topics(settings: Settings, naming: Naming) -> None:
 
 
 class AdapterRuntime:
-    def __init__(self, settings: Settings, *, sink: KafkaSink | None = None, topic_prefix: str = "") -> None:
+    def __init__(
+        self, settings: Settings, *, sink: KafkaSink | None = None, topic_prefix: str = "", ops_stats: bool = True
+    ) -> None:
         self.settings = settings
         self.sink = sink or KafkaSink(settings.kafka_bootstrap, topic_prefix=topic_prefix)
         self.stats: dict[str, SourceStats] = {}
         self.metrics: MetricsServer | None = None
         self.push_receivers: list[PushReceiver] = []
+        self.ops_stats = ops_stats
+        self.ops_stats_every_s = 2.0
+
+    async def _report_stats(self, names: list[str], intervals: dict[str, float]) -> None:
+        """Per-source figures to ops.stats every few seconds, for the control plane's health checks."""
+        feeds = {n: SOURCES[n].feed for n in names if n in SOURCES}
+        every = {n: intervals.get(n, SOURCES[n].interval_s) for n in feeds}
+        emitter = StatsEmitter(self.sink.bootstrap, self.sink.naming.topic_prefix)
+        await emitter.start()
+        try:
+            await SourceReporter(emitter, feeds, every).run(lambda: self.stats, self.ops_stats_every_s)
+        finally:
+            await emitter.stop()
 
     def figures(self) -> dict[str, Any]:
         """Everything the health work needs, as plain values."""
@@ -114,6 +131,8 @@ class AdapterRuntime:
                 # Beside polling, not before it: while Kafka is away, records wait in the sink.
                 tasks.append(asyncio.create_task(self._create_topics(), name="create-topics"))
             await self.sink.start()
+            if self.ops_stats:
+                tasks.append(asyncio.create_task(self._report_stats(names, intervals), name="ops-stats"))
             async with aiohttp.ClientSession() as session:
                 pollers: list[asyncio.Task[None]] = []
                 for name in names:

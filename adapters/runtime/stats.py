@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,9 @@ class SourceStats:
     last_success_ms: int | None = None
     last_error: str | None = None
     last_poll_s: float | None = None  # wall time of the last successful poll: fetch, parse, hand to the sink
+    duplicates: int = 0  # the same entity twice in one response (the copy is skipped, counted here)
+    last_record_ms: int | None = None  # wall time a record was last sent to raw.<feed>
+    reject_reasons: dict[str, int] = field(default_factory=dict)  # reject category → count
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,8 +17,13 @@ CONSUMER_POSITION = Gauge(
 )
 RECORDS = Counter(
     "shfeeds_streams_records_total",
-    "Records handled by outcome (accepted, duplicate, rejected, released, stale)",
+    "Records handled by outcome (accepted, duplicate, rejected, late, published, stale, forgotten)",
     ["stage", "feed", "outcome"],
+)
+TIER_RECORDS = Counter(
+    "shfeeds_streams_tier_records_total",
+    "Records sent on per tier: released to tier.<tier>.<feed>, or pending (parked for a delayed tier)",
+    ["stage", "feed", "tier", "outcome"],
 )
 DELIVERY_RETRIES = Counter(
     "shfeeds_streams_delivery_retries_total", "Failed Kafka/Redis deliveries that were retried", ["stage"]

@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -25,6 +26,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from streams.config import StreamConfig
 from streams.io import metrics
+
+if TYPE_CHECKING:
+    from control_plane.stage_stats import StageStats
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class BatchStage(ABC):
     name: str = "stage"
+    ops: StageStats | None = None  # per-batch stats for the control plane (ops.stats), when set
 
     def __init__(self, config: StreamConfig, topics: list[str]) -> None:
         self.config = config
@@ -156,6 +161,8 @@ class BatchStage(ABC):
                     output = await self.process(batch)
                     await self._deliver_after_previous(output)
                     metrics.observe_lag(self.name, consumer, self.positions)
+                    if self.ops is not None:
+                        self.ops.batch_done(self.name, sum(map(len, batch.values())), consumer, self.positions)
                 elif self._inflight is not None:
                     await self.drain()  # idle: nothing to overlap with, finish (and commit) now
                 if time.monotonic() >= next_periodic:

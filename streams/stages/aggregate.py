@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -47,6 +47,32 @@ def _crs_for(engine: TierPolicy, feed: str, tier: str, wanted: str) -> str:
     return wanted if wanted in allowed else allowed[0]
 
 
+class HistoryStore(Protocol):
+    async def load(self) -> dict[str, list[tuple[int, int]]]: ...
+    async def save(self, changed: dict[str, list[tuple[int, int]]]) -> None: ...
+
+
+class RedisHistory:
+    """The scenic history as a Redis hash (code → msgpack rows)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    async def load(self) -> dict[str, list[tuple[int, int]]]:
+        out = {}
+        for code, data in (await self.store.load(self.store.naming.history_key("scenic"))).items():
+            try:
+                out[code] = _history_decoder.decode(data)
+            except msgspec.DecodeError:
+                log.warning("aggregate: unreadable scenic history for %s ignored", code)
+        return out
+
+    async def save(self, changed: dict[str, list[tuple[int, int]]]) -> None:
+        await self.store.put(
+            self.store.naming.history_key("scenic"), {c: _history_encoder.encode(r) for c, r in changed.items()}
+        )
+
+
 class AggregateStage:
     name = "aggregate"
 
@@ -60,6 +86,7 @@ class AggregateStage:
         tiers: tuple[str, ...],
         places: dict[str, Place] | None = None,
         clock: Callable[[], int] = now_ms,
+        history: HistoryStore | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -87,6 +114,9 @@ class AggregateStage:
         self.delayed = {feed: {t for t in tiers if engine.delay_ms(feed, t) > 0} for feed in self.feeds}
         self.leading: set[str] = set()
         self._stopping = asyncio.Event()
+        # Where the scenic history lives between owners: a Redis hash by default, a Faust table when the
+        # control plane publishes (control_plane/aggregates.py).
+        self.history = history or RedisHistory(store)
 
     async def start(self) -> None:
         return None
@@ -125,9 +155,7 @@ class AggregateStage:
             await self._publish(releases)
             if changed:
                 hist = self.aggregator.history.samples
-                await self.store.put(
-                    self.store.naming.history_key("scenic"), {c: _history_encoder.encode(hist[c]) for c in changed}
-                )
+                await self.history.save({c: hist[c] for c in changed})
             self.aggregator.emitted_ok(source, releases, now)
             for feed, recs in releases.items():
                 published[feed] = published.get(feed, 0) + len(recs)
@@ -141,12 +169,8 @@ class AggregateStage:
             previous = [decode_value(v) for v in snapshot.values()]
             self.aggregator.adopt(source, feed, (a for a in previous if source_of(feed, a) == source))
         if source == "scenic":
-            stored = await self.store.load(self.store.naming.history_key("scenic"))
-            for code, data in stored.items():
-                try:
-                    self.aggregator.history.merge(code, _history_decoder.decode(data))
-                except msgspec.DecodeError:
-                    log.warning("aggregate: unreadable scenic history for %s ignored", code)
+            for code, rows in (await self.history.load()).items():
+                self.aggregator.history.merge(code, rows)
         log.info("aggregate: now publishing the aggregates of %s", source)
 
     async def _publish(self, releases: dict[str, list[dict[str, Any]]]) -> None:

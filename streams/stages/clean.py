@@ -121,6 +121,7 @@ class CleanStage(BatchStage):
         feed = state.feed
         decoded: list[dict[str, Any]] = []
         origin: list[ConsumerRecord[bytes, bytes]] = []
+        bad: list[str] = []
         for rec in recs:
             try:
                 if rec.value is None:
@@ -129,9 +130,15 @@ class CleanStage(BatchStage):
                 origin.append(rec)
             except InvalidRecord as err:
                 out.dead_letter(feed, rec, str(err), now)
+                bad.append(str(err))
         result = state.cleaner.clean(decoded, now)
         for i, reason in result.rejected:
             out.dead_letter(feed, origin[i], reason, now)
+        if self.ops is not None:
+            bad += [reason for _, reason in result.rejected]
+            active = len(state.last) - len(state.stale) + len({r["id"] for r in result.accepted} - state.last.keys())
+            self.ops.note(feed, records_in=len(recs), accepted=result.accepted, duplicates=result.duplicates,
+                          rejects=bad, active=active, now_ms=now)  # fmt: skip
         metrics.RECORDS.labels(self.name, feed, "duplicate").inc(result.duplicates)
         metrics.RECORDS.labels(self.name, feed, "rejected").inc(len(result.rejected))
         accepted = result.accepted

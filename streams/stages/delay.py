@@ -259,7 +259,7 @@ class DelayStage(BatchStage):
             await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided)
             for feed in feeds:
                 n = sum(len(part) for g in rows[feed].values() for part in g.values())
-                metrics.RECORDS.labels(self.name, feed, f"released_{self.tier}").inc(n)
+                metrics.TIER_RECORDS.labels(self.name, feed, self.tier, "released").inc(n)
 
         return StageOutput(deliveries=[deliver] if commit else [], commit=commit)
 

@@ -83,10 +83,10 @@ class StageOutputs:
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
         for ((tier, feed), (released, _, delayed)), offsets in zip(tiers, ends, strict=True):
             if delayed:
-                metrics.RECORDS.labels(stage, feed, f"pending_{tier}").inc(len(released))
+                metrics.TIER_RECORDS.labels(stage, feed, tier, "pending").inc(len(released))
                 continue
             tier_offsets[(tier, feed)] = offsets
             # Keyed by the Kafka key (the entity id's bytes): the last value per entity wins, no re-encoding.
             tier_values[(tier, feed)] = {key: value for key, value, _ in released}
-            metrics.RECORDS.labels(stage, feed, f"released_{tier}").inc(len(released))
+            metrics.TIER_RECORDS.labels(stage, feed, tier, "released").inc(len(released))
         await store.write(tier_values, tier_offsets, self.last_values, self.release_marks, forget=self.forgotten)

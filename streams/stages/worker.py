@@ -19,6 +19,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from control_plane.emitter import StatsEmitter
+from control_plane.stage_stats import StageStats
 from kafka_admin import ensure_topics
 from schemas import DELAYABLE_TIERS, TIERS, Naming
 from streams.config import StreamConfig
@@ -81,6 +83,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._redis: aioredis.Redis | None = None
+        self._ops: StatsEmitter | None = None
         self._stop_event = stop or asyncio.Event()
         self.failed = False
 
@@ -111,10 +114,15 @@ class Pipeline:
             ]
             if delayed:
                 self.stages.append(DelayStage(cfg, self.engine, producer, store, tier, delayed))
+        if cfg.ops_stats:
+            self._ops = StatsEmitter(cfg.bootstrap, cfg.topic_prefix)
+            await self._ops.start()
+            for stage in self.stages:
+                stage.ops = StageStats(self._ops)
         for stage in self.stages:
             await stage.start()
         self._tasks = [asyncio.create_task(self._run(s), name=f"stage-{s.name}") for s in self.stages]
-        if agg_feeds:
+        if agg_feeds and cfg.aggregate_publisher:
 
             def leads(feed: str) -> bool:
                 # The owner of partition 0 of the feed's raw topic computes its aggregates.
@@ -151,6 +159,8 @@ class Pipeline:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._ops is not None:
+            await self._ops.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self._redis is not None:

@@ -1,0 +1,102 @@
+"""The aggregate feeds (``agg_*``) published by the control plane: a Faust timer with ``on_leader=True``.
+
+Only the control plane's leader runs the timer, so with several control-plane workers exactly one
+publishes; when it dies, the group rebalances, another worker becomes leader and takes over. This
+replaces the stream worker's "owner of partition 0 of the clean group" election (the worker runs with
+``--aggregates-on-control-plane``). The figures are computed as before by ``streams/stages/aggregate.py``
+from the latest clean state in Redis, and released through the same tier policy engine; the scenic
+history used for trends lives in the Faust table ``scenic_history`` (changelog-backed) instead of a
+Redis hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from schemas import TIERS
+from streams.config import StreamConfig
+
+log = logging.getLogger("shfeeds.control_plane.aggregates")
+
+
+class TableHistory:
+    """The scenic history in a Faust table (code → [[t, count], ...]); written from a timer, so the table
+    uses the partitioner rather than the current event's partition."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    async def load(self) -> dict[str, list[tuple[int, int]]]:
+        return {code: [(int(t), int(c)) for t, c in rows] for code, rows in self.table.items() if rows}
+
+    async def save(self, changed: dict[str, list[tuple[int, int]]]) -> None:
+        for code, rows in changed.items():
+            self.table[code] = [[t, c] for t, c in rows]
+
+
+def attach_aggregate_publisher(app: faust.App, config: StreamConfig, schema: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+    from redis import asyncio as aioredis
+
+    from streams.io.batch_producer import BatchProducer
+    from streams.io.state_store import StateStore
+    from streams.stages.aggregate import AggregateStage
+    from streams.stages.worker import load_engine
+
+    history_table = app.Table("scenic_history", default=list, schema=schema, partitions=1, use_partitioner=True)
+    parts: dict[str, Any] = {}
+    last_tick = [0.0]
+
+    async def stage() -> AggregateStage:
+        if "stage" not in parts:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=config.bootstrap, client_id=f"{config.app_id}-aggregates", acks="all",
+                linger_ms=config.producer_linger_ms,
+            )  # fmt: skip
+            await producer.start()
+            redis = aioredis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout_s)
+            store = StateStore(redis, config.naming, config.redis_timeout_s)
+            parts.update(producer=producer, redis=redis)
+            parts["stage"] = AggregateStage(
+                config, load_engine(config.policy_path), BatchProducer(producer), store, lambda feed: True, TIERS,
+                history=TableHistory(history_table),
+            )  # fmt: skip
+        stage: AggregateStage = parts["stage"]
+        return stage
+
+    @app.timer(config.aggregate_interval_s, on_leader=True)
+    async def publish_aggregates() -> None:
+        publisher = await stage()
+        now = time.monotonic()
+        if now - last_tick[0] > 3 * config.aggregate_interval_s:
+            # Leader again after a while (or for the first time): adopt what was published meanwhile.
+            publisher.leading = set()
+            log.warning("control plane: this worker is the leader and now publishes the aggregate feeds")
+        last_tick[0] = now
+        try:
+            await publisher.tick()
+        except (OSError, TimeoutError, ConnectionError) as err:
+            log.warning("aggregates: tick failed (%s); the next interval recomputes them", err)
+
+    @app.page("/health/aggregates")
+    async def aggregates_view(self: View, request: Request) -> Response:
+        """Whether this worker publishes (it is the leader) and the scenic history it holds."""
+        return self.json(
+            {
+                "publishing": app.is_leader() and bool(last_tick[0]),
+                "last_tick_s_ago": round(time.monotonic() - last_tick[0], 1) if last_tick[0] else None,
+                "scenic_history": {k: v for k, v in history_table.items() if v},
+            }
+        )
+
+    @app.service
+    class Closer(faust.Service):
+        async def on_stop(self) -> None:
+            if "producer" in parts:
+                await parts["producer"].stop()
+                await parts["redis"].aclose()

@@ -1,0 +1,103 @@
+"""Sends stats records to ``ops.stats`` without ever holding up the caller.
+
+``emit`` only appends to a bounded queue; a background task produces. Stats are figures about the
+pipeline, not data of record: when Kafka is away the oldest are dropped rather than the queue growing,
+and a failed send is logged once and forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections import deque
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from .topics import OPS_STATS
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class StatsEmitter:
+    def __init__(self, bootstrap: str, topic_prefix: str = "", max_queued: int = 10_000) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic_prefix + OPS_STATS
+        self.queue: deque[dict[str, Any]] = deque(maxlen=max_queued)
+        self.dropped = 0
+        self.sent = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._failing = False
+
+    def emit(self, record: dict[str, Any]) -> None:
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(record)
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ops-stats-emitter")
+
+    async def stop(self, flush_s: float = 2.0) -> None:
+        if self._task is None:
+            return
+        # Give the queue a moment to drain so a clean stop loses no figures.
+        deadline = asyncio.get_running_loop().time() + flush_s
+        while self.queue and self._producer is not None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _connect(self) -> AIOKafkaProducer:
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, client_id="shfeeds-ops-stats", linger_ms=50, acks=1
+            )
+            try:
+                await producer.start()
+                return producer
+            except Exception as err:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                log.warning("ops stats: Kafka not reachable (%s); retrying", err)
+                await asyncio.sleep(2.0)
+
+    async def _run(self) -> None:
+        from kafka_admin import ensure_topics
+
+        self._producer = await self._connect()
+        with contextlib.suppress(Exception):
+            await ensure_topics(self.bootstrap, 1, [self.topic])
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                record = self.queue[0]
+                try:
+                    await self._producer.send(self.topic, orjson.dumps(record))
+                except Exception as err:
+                    if not self._failing:
+                        log.warning("ops stats: could not send (%s); dropping figures until Kafka answers", err)
+                    self._failing = True
+                    await asyncio.sleep(1.0)
+                    continue
+                self._failing = False
+                self.queue.popleft()
+                self.sent += 1

@@ -1,0 +1,69 @@
+"""What a batch stage tells the control plane: one stats record per batch (see ``figures.stage_record``).
+
+The stage calls ``note`` for each feed of the batch (the clean stage does; others report only their
+input count and lag) and ``batch_done`` once the batch is processed. Both are cheap and never wait:
+the record goes to ``StatsEmitter``'s queue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .emitter import StatsEmitter, worker_id
+from .figures import lag_histogram, reason_category, stage_record
+
+LAG_SAMPLES = 200  # event-time lag samples per feed and batch
+
+
+class StageStats:
+    def __init__(self, emitter: StatsEmitter, worker: str | None = None) -> None:
+        self.emitter = emitter
+        self.worker = worker or worker_id()
+        self._feeds: dict[str, dict[str, Any]] = {}
+
+    def note(
+        self,
+        feed: str,
+        *,
+        records_in: int,
+        accepted: Iterable[Mapping[str, Any]] = (),
+        accepted_count: int = 0,
+        duplicates: int = 0,
+        rejects: Iterable[str] = (),
+        active: int | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        rej: dict[str, int] = {}
+        for reason in rejects:
+            cat = reason_category(reason)
+            rej[cat] = rej.get(cat, 0) + 1
+        recs = accepted if isinstance(accepted, list) else list(accepted)
+        step = max(1, len(recs) // LAG_SAMPLES)
+        lags = [now - int(r["observed_at"]) for r in recs[::step] if "observed_at" in r]
+        f = self._feeds.setdefault(feed, {"in": 0, "out": 0, "dup": 0, "rej": {}, "lag": lag_histogram(())})
+        f["in"] += records_in
+        f["out"] += accepted_count or len(recs)
+        f["dup"] += duplicates
+        for k, n in rej.items():
+            f["rej"][k] = f["rej"].get(k, 0) + n
+        f["lag"] = [a + b for a, b in zip(f["lag"], lag_histogram(lags), strict=True)]
+        if active is not None:
+            f["active"] = active
+
+    def batch_done(
+        self, stage: str, records_in: int, consumer: AIOKafkaConsumer | None, positions: Mapping[TopicPartition, int]
+    ) -> None:
+        partitions: dict[str, int] = {}
+        if consumer is not None:
+            for tp, position in positions.items():
+                high = consumer.highwater(tp)
+                if high is not None:
+                    partitions[f"{tp.topic}/{tp.partition}"] = max(0, high - position)
+        feeds, self._feeds = self._feeds, {}
+        now = time.time_ns() // 1_000_000
+        self.emitter.emit(stage_record(stage, self.worker, now, records_in, feeds, partitions))
