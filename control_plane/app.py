@@ -24,7 +24,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from schemas import FEEDS, decode_dead_letter, dlq_topic
+from schemas import FEEDS, Naming, decode_dead_letter, now_ms
 from streams.config import StreamConfig
 
 from .aggregates import attach_aggregate_publisher
@@ -33,7 +33,6 @@ from .figures import fold, split
 from .health import Thresholds
 from .health.report import build_report, history
 from .metrics import render as render_metrics
-from .topics import OPS_ALERTS, OPS_STATS
 
 STATIC = Path(__file__).resolve().parent / "static"
 WINDOW_S = 60
@@ -86,11 +85,10 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
     )
-    started_ms = time.time_ns() // 1_000_000
-    stats_topic = app.topic(cfg.topic_prefix + OPS_STATS, value_serializer="raw", key_serializer="raw")
-    dlq_topics = app.topic(
-        *[cfg.topic_prefix + dlq_topic(f) for f in cfg.feeds], value_serializer="raw", key_serializer="raw"
-    )
+    started_ms = now_ms()
+    naming = Naming(cfg.topic_prefix)
+    stats_topic = app.topic(naming.ops_stats_topic(), value_serializer="raw", key_serializer="raw")
+    dlq_topics = app.topic(*[naming.dlq_topic(f) for f in cfg.feeds], value_serializer="raw", key_serializer="raw")
 
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     minutes_table = app.Table("minutes", default=dict, schema=json_schema, partitions=1).tumbling(
@@ -135,7 +133,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     if cfg.aggregates is not None:
         attach_aggregate_publisher(app, cfg.aggregates, json_schema)
 
-    alerts_topic = app.topic(cfg.topic_prefix + OPS_ALERTS, value_serializer="raw", key_serializer="raw")
+    alerts_topic = app.topic(naming.ops_alerts_topic(), value_serializer="raw", key_serializer="raw")
     open_alerts = app.Table("alerts", default=dict, schema=json_schema, partitions=1)
     sender = WebhookSender(cfg.alert_webhook)
     book: list[AlertBook] = []  # made on the first evaluation, once the tables are recovered
@@ -164,7 +162,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         return [data.get((key, window.current(now - i * WINDOW_S))) for i in range(count - 1, -1, -1)]
 
     def report() -> dict[str, Any]:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         current_latest = {k: dict(v) for k, v in latest.items()}
         current_samples = {k: list(v) for k, v in samples.items()}
         return build_report(now, cfg.thresholds, minutes, current_latest, current_samples, started_ms, cfg.feeds)
@@ -207,7 +205,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     async def feed_history(self: View, request: Request, feed: str) -> Response:
         if feed not in cfg.feeds:
             return self.json({"error": f"unknown feed {feed!r}", "feeds": list(cfg.feeds)}, status=404)
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         t = cfg.thresholds.for_feed(feed)
         return self.json(
             {

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from .topics import OPS_STATS
+from schemas import Naming
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def worker_id() -> str:
 class StatsEmitter:
     def __init__(self, bootstrap: str, topic_prefix: str = "", max_queued: int = 10_000) -> None:
         self.bootstrap = bootstrap
-        self.topic = topic_prefix + OPS_STATS
+        self.topic = Naming(topic_prefix).ops_stats_topic()
         self.queue: deque[dict[str, Any]] = deque(maxlen=max_queued)
         self.dropped = 0
         self.sent = 0

@@ -8,9 +8,10 @@ reported: its figures stop moving while the adapter is plainly alive, which is w
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+import schemas
 
 from .emitter import StatsEmitter
 from .figures import source_record
@@ -40,7 +41,7 @@ class SourceReporter:
 
     def report(self, stats: Mapping[str, _Stats], now_ms: int | None = None) -> int:
         """One record per source; returns how many were queued."""
-        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        now = now_ms if now_ms is not None else schemas.now_ms()
         n = 0
         for name, s in stats.items():
             feed = self.feeds.get(name)

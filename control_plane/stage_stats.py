@@ -7,11 +7,12 @@ the record goes to ``StatsEmitter``'s queue.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+import schemas
 
 from .emitter import StatsEmitter, worker_id
 from .figures import lag_histogram, reason_category, stage_record
@@ -37,7 +38,7 @@ class StageStats:
         active: int | None = None,
         now_ms: int | None = None,
     ) -> None:
-        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        now = now_ms if now_ms is not None else schemas.now_ms()
         rej: dict[str, int] = {}
         for reason in rejects:
             cat = reason_category(reason)
@@ -65,5 +66,5 @@ class StageStats:
                 if high is not None:
                     partitions[f"{tp.topic}/{tp.partition}"] = max(0, high - position)
         feeds, self._feeds = self._feeds, {}
-        now = time.time_ns() // 1_000_000
+        now = schemas.now_ms()
         self.emitter.emit(stage_record(stage, self.worker, now, records_in, feeds, partitions))

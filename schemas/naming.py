@@ -48,6 +48,12 @@ class Naming:
     def audit_topic(self) -> str:
         return self.topic(topics.AUDIT_ACCESS)
 
+    def ops_stats_topic(self) -> str:
+        return self.topic(topics.OPS_STATS)
+
+    def ops_alerts_topic(self) -> str:
+        return self.topic(topics.OPS_ALERTS)
+
     # Redis keys.
     def _key(self, *parts: str) -> str:
         return ":".join((self.redis_prefix, *parts))

@@ -9,6 +9,9 @@
   release time (so a delay survives a crash); the tier's delay stage forwards each once it is due. The
   operator tier is never delayed, so it has none.
 - ``audit.access``: the WebSocket servers' access log of licensed deliveries, as hash chains.
+- ``ops.stats`` and ``ops.alerts``: the stages' and adapters' per-batch figures, and the alert events the
+  control plane decides (``control_plane/``); created by the control plane with one partition, as its
+  Faust tables are partitioned like them, so not among ``all_topics()``.
 
 Tests and benchmarks put a prefix in front of every name (``schemas/naming.py`` applies it).
 """
@@ -28,6 +31,8 @@ AGGREGATE_FEEDS: tuple[str, ...] = tuple(AGGREGATE_TYPES)
 PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS  # every feed with tier topics
 
 AUDIT_ACCESS = "audit.access"
+OPS_STATS = "ops.stats"
+OPS_ALERTS = "ops.alerts"
 
 
 def _check_feed(feed: str, known: tuple[str, ...] = FEEDS) -> str:

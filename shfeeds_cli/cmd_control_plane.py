@@ -77,13 +77,14 @@ def handle(args: argparse.Namespace) -> int:
         else None,
     )
     # Inputs exist before Faust subscribes (it does not create topics it only reads).
-    from control_plane.topics import OPS_ALERTS, OPS_STATS
     from kafka_admin import ensure_topics
-    from schemas import dlq_topic
+    from schemas import Naming
+
+    naming = Naming(cfg.topic_prefix)
 
     try:
-        asyncio.run(ensure_topics(cfg.bootstrap, 1, [cfg.topic_prefix + OPS_STATS, cfg.topic_prefix + OPS_ALERTS]))
-        dlqs = [cfg.topic_prefix + dlq_topic(f) for f in feeds]
+        asyncio.run(ensure_topics(cfg.bootstrap, 1, [naming.ops_stats_topic(), naming.ops_alerts_topic()]))
+        dlqs = [naming.dlq_topic(f) for f in feeds]
         asyncio.run(ensure_topics(cfg.bootstrap, settings.topic_partitions, dlqs))
     except Exception as err:
         print(f"shfeeds control-plane: could not create the input topics: {err}")

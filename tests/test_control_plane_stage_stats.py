@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from control_plane.figures import merge, percentile_ms, split
-from control_plane.topics import OPS_STATS
 from schemas import raw_topic
+from schemas.topics import OPS_STATS
 from streams.logic.enrichment import Enricher
 from streams.stages.worker import Pipeline
 

@@ -23,9 +23,9 @@ import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
+from .tree import project_files
+
 ROOT = Path(__file__).resolve().parent.parent
-SKIP_DIRS = {".git", ".venv", ".stack", "node_modules", "build", "__pycache__", ".pytest_cache", ".mypy_cache"}
-SKIP_DIRS |= {".ruff_cache"}
 EXTENSIONS = r"py|md|toml|json|ya?ml|csv|geojson|html|js|mjs|css|proto|txt|sh|cfg|ini|xml|pb"
 PATH = re.compile(
     r"(?<![\w./<>{}$*:@%=-])"  # not inside a URL, a longer path, a placeholder or an option
@@ -38,13 +38,7 @@ COMMENTED_NAMES = {"Makefile", "Dockerfile"}
 
 
 def repo_files(root: Path) -> list[Path]:
-    return [
-        p
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and not SKIP_DIRS.intersection(p.relative_to(root).parts)
-        and not any(part.endswith(".egg-info") for part in p.relative_to(root).parts)
-    ]
+    return sorted(project_files(root))
 
 
 def _python_prose(text: str) -> Iterator[tuple[int, str]]:

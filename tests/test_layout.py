@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from .tree import project_files
+
 ROOT = Path(__file__).resolve().parent.parent
-SKIP_DIRS = {".venv", ".stack", "node_modules", "build", "__pycache__", ".git"}
 PROJECT: tuple[str, ...] = (
     "adapters",
     "bench",
@@ -75,9 +76,7 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def python_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*.py")):
-        if not SKIP_DIRS.intersection(path.relative_to(root).parts):
-            yield path
+    return project_files(root, ".py")
 
 
 def _is_type_checking(node: ast.If) -> bool:
