@@ -40,10 +40,13 @@ async function settled(page, minEntities = 1) {
 }
 
 // The map has drawn everything it has (a repaint is asked for, as an idle map sends no "idle" again).
+// With the city live the sources change every few hundred ms and the map may never be idle: then a
+// rendered frame after 5 s is taken as settled.
 function idle(page) {
   return page.evaluate(() => new Promise((resolve) => {
     const map = window.shfeeds.map;
     map.once("idle", resolve);
+    setTimeout(() => map.once("render", resolve), 5000);
     map.triggerRepaint();
   }));
 }
@@ -177,6 +180,12 @@ try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 750 } });
   watch(page);
   await page.goto(`${base}/?feed=bus`);
+  // A tourist's phone, open from the start: it sees the scenic counts move on (step 5) like the desktop.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  watch(phone);
+  await phone.goto(`${base}/?feed=tourism&area=SCN-YUYUAN`);
+  await phone.waitForFunction(() => window.shfeeds && window.shfeeds.tour && window.shfeeds.tour.scenic
+    && window.shfeeds.tour.scenic.entities.size >= 53, null, { timeout: 60000 });
 
   // 1. The whole city: buses clustered.
   await settled(page, 100);
@@ -218,16 +227,14 @@ try {
     popup: await clickSymbol(page) });
 
   // 6. The tourism view on a phone: areas by comfort and trend, parking and chargers near a chosen area.
-  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
-  watch(phone);
-  await phone.goto(`${base}/?feed=tourism&area=SCN-YUYUAN`);
+  await phone.bringToFront();
   await phone.waitForFunction(() => {
     const t = window.shfeeds.tour;
     return t && t.parking && t.charging && t.parking.entities.size > 0 && t.charging.entities.size > 0
       && document.querySelectorAll("#tour-areas li").length >= 53 && document.querySelectorAll("#tour-parking li[data-id]").length > 0;
   }, null, { timeout: 60000 });
   await phone.waitForFunction(() => window.shfeeds.tour.scenic.entities.size > 0
-    && [...window.shfeeds.tour.scenic.entities.keys()].every((id) => window.shfeeds.trends.trend(id)), null, { timeout: 30000 }).catch(() => {});
+    && [...window.shfeeds.tour.scenic.entities.keys()].every((id) => window.shfeeds.trends.trend(id)), null, { timeout: 60000 });
   await idle(phone);
   await phone.waitForTimeout(1200);
   const tourPng = await phone.screenshot({ path: `${shotDir}/tourism.png` });
@@ -253,6 +260,7 @@ try {
   tour.tapped = { code: second.code, title: await phone.$eval("#tour-near-title", (el) => el.innerText) };
   report({ step: "tourism", ...tour });
   await phone.close();
+  await page.bringToFront();
 
   // 7. Frames per second while panning, with the whole city live.
   await page.selectOption("#feed", "bus");

@@ -238,7 +238,10 @@ function renderLegend(feed) {
   }
   items.push(`<li>${swatch("#E3002B", true)}地铁线路 · metro lines</li>`);
   items.push(`<li>${swatch("#b9dfb0")}景区范围 · scenic grounds</li>`);
-  legendEl.innerHTML = `<h2>${escapeHtml(f.zh)} · ${escapeHtml(f.en)}</h2><ul>${items.join("")}</ul>`;
+  // On a phone the legend starts folded, so it does not cover the map; a tap on its title opens it.
+  const open = window.matchMedia("(max-width: 640px)").matches ? "" : " open";
+  legendEl.innerHTML = `<details${open}><summary><h2>${escapeHtml(f.zh)} · ${escapeHtml(f.en)}</h2></summary>`
+    + `<ul>${items.join("")}</ul></details>`;
 }
 
 // --------------------------------------------------------------------------------------------- popups
