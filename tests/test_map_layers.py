@@ -9,9 +9,12 @@ import time
 
 import orjson
 import pytest
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 from geo.crs import wgs84_to_gcj02
 from geo.districts import DISTRICTS_FILE
+from ws_server.http_routes import HttpRoutes
 from ws_server.map_layers import LAYERS, layer_body
 
 from .map_city import PublicCity
@@ -91,3 +94,21 @@ def test_the_wgs84_layers_are_the_gcj02_ones_shifted_by_the_datum() -> None:
         shifted = wgs84_to_gcj02(lng, lat)
         assert metres(shifted, tuple(gcj[f["properties"]["id"]])) < 0.5
         assert metres((lng, lat), shifted) > 300  # the offset the page must never mix
+
+
+async def test_the_layers_route_serves_each_layer_and_refuses_unknown_ones() -> None:
+    routes = HttpRoutes(None)  # type: ignore[arg-type]  # the layer route needs no node
+
+    async def get(path: str) -> Response:
+        return await routes.handle(None, Request(path, Headers()))  # type: ignore[arg-type]
+
+    ok = await get("/layers/scenic-areas.geojson?crs=wgs84")
+    assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/geo+json"
+    assert orjson.loads(ok.body)["crs_name"] == "wgs84"
+    assert (await get("/layers/metro-lines.geojson")).body == layer_body("metro-lines", "gcj02")
+    missing = await get("/layers/roads.geojson")
+    assert missing.status_code == 404 and b"roads" in missing.body
+    bad = await get("/layers/districts.geojson?crs=bd09")
+    assert bad.status_code == 400 and b"bd09" in bad.body
+    page = await get("/static/vendor/maplibre-gl.mjs")  # built by `make map-assets`
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/javascript")
