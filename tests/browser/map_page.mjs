@@ -8,7 +8,8 @@ import { mkdirSync } from "node:fs";
 
 const [base, shotDir] = process.argv.slice(2);
 mkdirSync(shotDir, { recursive: true });
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const input = createInterface({ input: process.stdin });
+const lines = input[Symbol.asyncIterator]();
 const report = (obj) => console.log(JSON.stringify(obj));
 const t0 = Date.now();
 const timed = async (what, promise) => { const t = Date.now(); const v = await promise; if (process.env.MAP_TIMING) console.error(`${what}: ${Date.now() - t} ms (at ${Date.now() - t0} ms)`); return v; };
@@ -64,12 +65,22 @@ function snapshot(page) {
     const s = window.shfeeds, map = s.map, b = map.getBounds();
     const drawn = new Set(map.queryRenderedFeatures({ layers: ["entities"] }).map((f) => f.properties.id));
     const clusters = map.queryRenderedFeatures({ layers: ["clusters"] });
+    // Symbols a user can see: inside the map and not under the legend or the side panel.
+    const canvas = map.getCanvas().getBoundingClientRect();
+    const covers = ["legend", "tour"].map((id) => document.getElementById(id))
+      .filter((el) => el && !el.hidden).map((el) => el.getBoundingClientRect());
+    const clear = [...new Set(map.queryRenderedFeatures({ layers: ["entities"] }).filter((f) => {
+      const p = map.project(f.geometry.coordinates), x = canvas.left + p.x, y = canvas.top + p.y;
+      return x > canvas.left + 6 && x < canvas.right - 6 && y > canvas.top + 6 && y < canvas.bottom - 6
+        && !covers.some((r) => x > r.left - 8 && x < r.right + 8 && y > r.top - 8 && y < r.bottom + 8);
+    }).map((f) => f.properties.id))].sort();
     return {
       feed: s.feed, bbox: s.bbox, zoom: map.getZoom(),
       visible: [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()],
       ids: [...s.main.entities.keys()].sort(),
       outside: [...s.main.entities.values()].filter((r) => !(r.lng >= s.bbox[0] && r.lng <= s.bbox[2] && r.lat >= s.bbox[1] && r.lat <= s.bbox[3])).length,
       drawn: [...drawn].sort(),
+      clear,
       clustered: clusters.reduce((n, f) => n + f.properties.point_count, 0),
       updatesSent: s.main.updatesSent,
       legend: [...document.querySelectorAll("#legend li[data-class]")].map((li) => li.dataset.class),
@@ -281,4 +292,5 @@ try {
   report({ step: "done", consoleErrors });
 } finally {
   await browser.close();
+  input.close(); // stdin stays open in the test: do not wait for it
 }

@@ -161,11 +161,14 @@ function scheduleSource(sourceId, feed, sub) {
   if (!s) { s = { pending: null, last: 0 }; sources.set(sourceId, s); }
   s.feed = feed; s.sub = sub;
   if (s.pending) return;
-  s.pending = setTimeout(() => {
+  const flush = () => {
+    // Re-tiling thousands of points while the user drags costs frames: wait for the map to stop.
+    if (map.isMoving()) { map.once("moveend", flush); return; }
     s.pending = null; s.last = performance.now();
     map.getSource(sourceId).setData(features(s.feed, s.sub));
     state.flushes++;
-  }, Math.max(0, FLUSH_MS - (performance.now() - s.last)));
+  };
+  s.pending = setTimeout(flush, Math.max(0, FLUSH_MS - (performance.now() - s.last)));
 }
 
 function setStatus(text) {

@@ -3,7 +3,7 @@
 import { COMFORT, TREND_ARROWS, classOf, connectorCounts, escapeHtml } from "/static/map_symbols.js";
 
 const NEAR_M = 1000; // an easy walk from the area's edge, as the stream layer's "near a scenic area"
-const LIST_MAX = 8;
+const LIST_MAX = 5; // nearest first: a phone shows them above the list of areas
 
 function distanceM(a, b) {
   const k = Math.PI / 180, r = 6371008.8;
