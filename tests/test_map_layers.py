@@ -97,7 +97,7 @@ def test_the_wgs84_layers_are_the_gcj02_ones_shifted_by_the_datum() -> None:
 
 
 async def test_the_layers_route_serves_each_layer_and_refuses_unknown_ones() -> None:
-    routes = HttpRoutes(None)  # type: ignore[arg-type]  # the layer route needs no node
+    routes = HttpRoutes(None, None)  # type: ignore[arg-type]  # the layer route needs no node nor GTFS feed
 
     async def get(path: str) -> Response:
         return await routes.handle(None, Request(path, Headers()))  # type: ignore[arg-type]
