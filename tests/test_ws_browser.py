@@ -73,7 +73,7 @@ def charging_class(r: dict[str, Any]) -> str:
 
 CLASSIFY: dict[str, Callable[[dict[str, Any]], str]] = {
     "bus": bus_class,
-    "metro": lambda r: f"line-{r['route_id']}",
+    "metro": lambda r: f"line-{r['route_id'].removeprefix('M')}",
     "parking": parking_class,
     "charging": charging_class,
     "scenic": lambda r: r.get("comfort_band", "unknown"),

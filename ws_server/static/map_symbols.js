@@ -108,9 +108,13 @@ export function chargingClass(r) {
   return byKey(CHARGING_CLASSES, n.available * 2 >= n.total ? "most" : "some");
 }
 
+// The metro feed names a line "1" … "16" or, with the GTFS static ids, "M1" … "M16".
+export function metroLine(routeId) { return String(routeId ?? "?").replace(/^M/, ""); }
+
 function metroClass(r) {
-  const colour = METRO_LINE_COLOURS[r.route_id];
-  return colour ? { key: `line-${r.route_id}`, colour, zh: `${r.route_id}号线`, en: `Line ${r.route_id}` } : UNKNOWN;
+  const line = metroLine(r.route_id);
+  const colour = METRO_LINE_COLOURS[line];
+  return colour ? { key: `line-${line}`, colour, zh: `${line}号线`, en: `Line ${line}` } : UNKNOWN;
 }
 
 export const FEEDS = {
@@ -170,7 +174,7 @@ export function describe(feed, r, stale, names, extra = {}) {
   const cls = classOf(feed, r, stale);
   if (feed === "bus" || feed === "metro") {
     title = feed === "bus" ? `公交 ${r.route_id ?? "?"} 路 · Bus route ${r.route_id ?? "?"}`
-      : `地铁 ${r.route_id ?? "?"} 号线 · Metro line ${r.route_id ?? "?"}`;
+      : `地铁 ${metroLine(r.route_id)} 号线 · Metro line ${metroLine(r.route_id)}`;
     if (r.label) rows.push(["车号 Vehicle", r.label]);
     if (r.direction_id !== undefined) rows.push(["方向 Direction", r.direction_id === 0 ? "去程 outbound" : "返程 inbound"]);
     if (r.occupancy_status) rows.push(["载客 Occupancy", (OCCUPANCY_WORDS[r.occupancy_status] || [r.occupancy_status]).join(" ")]);
