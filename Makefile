@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser-deps apidoc-deps run test lint stop clean
+.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -15,12 +15,30 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Headless Chromium (Debian's package) and playwright-core for the map page's end-to-end test.
-browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+# The map page's web-map library (MapLibre GL JS from the npm registry, pinned by web/package-lock.json),
+# copied into the folder the service serves at /static/vendor/. Built here, never committed.
+VENDOR := ws_server/static/vendor
+MAPLIBRE_DIST := web/node_modules/maplibre-gl/dist
+MAPLIBRE_FILES := maplibre-gl.mjs maplibre-gl-worker.mjs maplibre-gl.css
+
+$(MAPLIBRE_DIST)/maplibre-gl.mjs: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENDOR)/.built: $(MAPLIBRE_DIST)/maplibre-gl.mjs
+	mkdir -p $(VENDOR)
+	cp $(addprefix $(MAPLIBRE_DIST)/,$(MAPLIBRE_FILES)) web/node_modules/maplibre-gl/LICENSE.txt $(VENDOR)/
+	touch $@
+
+map-assets: $(VENDOR)/.built
+
+# Headless Chromium (Debian's package), a CJK font so Chinese labels render, and playwright-core for the
+# map page's end-to-end test.
+browser-deps: map-assets
+	@if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else echo "Chromium is missing: sudo apt-get install -y chromium"; exit 1; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+		else echo "Chromium or the CJK font is missing: sudo apt-get install -y chromium fonts-noto-cjk"; exit 1; fi; \
 	fi
 	@if [ ! -d tests/browser/node_modules/playwright-core ]; then \
 		cd tests/browser && npm ci --no-audit --no-fund --loglevel=error; \
@@ -33,7 +51,7 @@ apidoc-deps:
 	fi
 
 ## The whole service with simulated Shanghai feeds (starts Kafka + Redis first); Ctrl-C stops it.
-run: setup
+run: setup map-assets
 	$(BIN)/shfeeds run
 
 ## The test suite against a real Kafka + Redis that it starts itself; then the linters.
@@ -52,4 +70,4 @@ stop:
 	$(BIN)/shfeeds stack down
 
 clean: stop
-	rm -rf .stack
+	rm -rf .stack $(VENDOR)

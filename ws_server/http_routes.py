@@ -8,7 +8,7 @@ import http
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,13 +21,19 @@ from schemas import now_ms
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
 from .gtfs_static_feed import StaticFeed
+from .map_layers import layer_body
 from .metrics import NodeMetrics
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 from .record_schemas import schema_response_body
 
 STATIC = Path(__file__).resolve().parent / "static"
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css",
+}
 GTFS_CACHE_MS = 1000
 GTFS_FEEDS = ("bus", "metro")
 
@@ -56,7 +62,7 @@ def _known(path: str) -> bool:
         path in PAGE_PATHS
         or path in HEALTH_PATHS
         or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics")
-        or path.startswith(("/static/", "/schemas/"))
+        or path.startswith(("/static/", "/schemas/", "/layers/"))
     )
 
 
@@ -106,6 +112,9 @@ class HttpRoutes:
             return self._static("map.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
+        if path.startswith("/layers/") and path.endswith(".geojson"):
+            name = path.removeprefix("/layers/").removesuffix(".geojson")
+            return self._layer(name, parse_qs(urlsplit(request.path).query))
         if path == "/districts.geojson":
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == GTFS_PATH:
@@ -120,6 +129,17 @@ class HttpRoutes:
         if path == "/metrics" and self._metrics is not None:
             return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()
+
+    def _layer(self, name: str, query: dict[str, list[str]]) -> Response:
+        """A base layer of the map page (``ws_server.map_layers``), in the CRS the feeds deliver."""
+        crs = query.get("crs", ["gcj02"])[0]
+        try:
+            body = layer_body(name, crs)
+        except KeyError:
+            return response(404, f"no map layer {name!r}\n".encode(), "text/plain; charset=utf-8")
+        except ValueError as err:
+            return response(400, f"{err}\n".encode(), "text/plain; charset=utf-8")
+        return response(200, body, "application/geo+json", [("Cache-Control", "max-age=3600")])
 
     def _static(self, name: str) -> Response:
         target = (STATIC / name).resolve()
