@@ -1,5 +1,5 @@
 // Trend of each scenic area's visitor count, from the counts this page has received: the count now against
-// the count about 15 minutes earlier, by the stream layer's rule (streams/aggregation.py): rising or falling
+// the count about 15 minutes earlier, by the stream layer's rule (streams/logic/aggregation.py): rising or falling
 // when it moved by at least max(10, 5 % of the earlier count), else steady. Until the page has a count from
 // 15 (up to 20) minutes before the latest one, the trend is not known and no arrow is drawn.
 
