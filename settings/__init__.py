@@ -37,6 +37,10 @@ class Settings:
     # this stack folder (1 for a new one). Broker i listens on kafka_port + 2i, its controller on
     # kafka_controller_port + 2i.
     kafka_brokers: int = field(default_factory=lambda: int(_env("KAFKA_BROKERS", "0")))
+    # How long the local stack's Kafka keeps records, by their timestamp (observed_at). -1: by size only
+    # (1 GiB a partition): tests and simulations write fixed past days, which an age limit would delete in
+    # the middle of a run whenever its five-minute retention check came round. A deployment sets an age.
+    kafka_retention_hours: int = field(default_factory=lambda: int(_env("KAFKA_RETENTION_HOURS", "-1")))
     kafka_bootstrap_override: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP", ""))
     redis_url_override: str = field(default_factory=lambda: _env("REDIS_URL", ""))
     simulator_url_override: str = field(default_factory=lambda: _env("SIMULATOR_URL", ""))

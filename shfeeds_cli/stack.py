@@ -24,6 +24,8 @@ from settings import BROKERS_FILE, PROJECT_ROOT, Settings
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_POM = PROJECT_ROOT / "scripts" / "kafka-pom.xml"
+# Per partition, when the stack keeps records by size rather than age (Settings.kafka_retention_hours).
+RETENTION_BYTES = 1 << 30
 
 
 class StackError(RuntimeError):
@@ -166,7 +168,8 @@ class KafkaService:
             f"share.coordinator.state.topic.replication.factor={replicas}",
             f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
+            f"log.retention.hours={s.kafka_retention_hours}",
+            f"log.retention.bytes={RETENTION_BYTES if s.kafka_retention_hours < 0 else -1}",
             "log.segment.bytes=67108864",
             # Tests and benchmarks delete their topics: remove the files at once (default: a minute later),
             # so the deletions neither hold open files nor land in the middle of the next measurement.
