@@ -9,10 +9,12 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+from aiohttp import web
 
 import settings as settings_mod
 from shfeeds_cli import stack
@@ -135,3 +137,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped, but SHFEEDS_FORBID_SKIPS=1 forbids skips: {reason}"
+
+
+@pytest.fixture
+async def bus_source() -> AsyncIterator[str]:
+    """A bus GPS endpoint: one good bus and one bad item, then 304 for the same ETag."""
+    from .test_adapters_shanghai import documented_example
+
+    example = documented_example("sh-bus-gps")
+    example["data"] = [example["data"][0], {"obuId": "bad", "lng": "east", "lat": 31.2}]
+    body = orjson.dumps(example)
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(body=body, headers={"ETag": '"v1"'}, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/bus/gps.json", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
+    finally:
+        await runner.cleanup()

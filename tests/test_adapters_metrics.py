@@ -7,22 +7,17 @@ nothing is written to any shared topic.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 import settings
 from adapters.runtime import AdapterRuntime, KafkaSink
-
-from .test_adapters_shanghai import documented_example
 
 
 def closed_port() -> int:
@@ -39,29 +34,6 @@ def samples(text: str) -> dict[tuple[str, str], float]:
         for sample in family.samples:
             out[(sample.name, sample.labels.get("source", ""))] = sample.value
     return out
-
-
-@pytest.fixture
-async def bus_source() -> AsyncIterator[str]:
-    """A bus GPS endpoint: one good bus and one bad item, then 304 for the same ETag."""
-    example = documented_example("sh-bus-gps")
-    example["data"] = [example["data"][0], {"obuId": "bad", "lng": "east", "lat": 31.2}]
-    body = json.dumps(example).encode()
-
-    async def handler(request: web.Request) -> web.Response:
-        if request.headers.get("If-None-Match") == '"v1"':
-            return web.Response(status=304)
-        return web.Response(body=body, headers={"ETag": '"v1"'}, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/bus/gps.json", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
-    finally:
-        await runner.cleanup()
 
 
 async def scrape(session: aiohttp.ClientSession, port: int) -> tuple[str, dict[tuple[str, str], float]]:

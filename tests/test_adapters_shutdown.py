@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 
 import settings
 from adapters.runtime import AdapterRuntime, KafkaSink
 from adapters.runtime.kafka_sink import STOP_TIMEOUT_S
 from adapters.runtime.shutdown import cancel_within, stop_within
-
-from .test_adapters_shanghai import documented_example
 
 CLOSE_TIMEOUT_S = 0.2
 # Flush bound + drain task + producer + pollers + metrics, each bounded by STOP_TIMEOUT_S, plus slack for a
@@ -90,24 +87,6 @@ def silent_port() -> Iterator[int]:
         yield server.getsockname()[1]
     finally:
         server.close()
-
-
-@pytest.fixture
-async def bus_source() -> AsyncIterator[str]:
-    body = documented_example("sh-bus-gps")
-
-    async def handler(_: web.Request) -> web.Response:
-        return web.json_response(body)
-
-    app = web.Application()
-    app.router.add_get("/bus/gps.json", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
-    finally:
-        await runner.cleanup()
 
 
 async def _cancel_after(bootstrap: str, url: str, delay_s: float) -> float:
