@@ -18,7 +18,7 @@ import orjson
 import settings as settings_mod
 from schemas import FEEDS, TIERS
 
-from .cmd_tail import _floats
+from .cmd_tail import _floats, build_filter
 
 
 def register(sub: Any) -> None:
@@ -43,21 +43,6 @@ def register(sub: Any) -> None:
     p.add_argument("--key", default=None, help="API key for --url (default: public tier)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=handle)
-
-
-def build_filter(args: argparse.Namespace) -> dict[str, Any]:
-    flt: dict[str, Any] = {}
-    if args.bbox:
-        flt["bbox"] = args.bbox
-    if args.district:
-        flt["district"] = args.district if len(args.district) > 1 else args.district[0]
-    if args.near:
-        flt["near"] = {"lng": args.near[0], "lat": args.near[1], "radius_m": args.near[2]}
-    if args.routes:
-        flt["routes"] = [r for r in args.routes.split(",") if r]
-    if args.ids:
-        flt["ids"] = [i for i in args.ids.split(",") if i]
-    return flt
 
 
 class _CliSink:

@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=handle)
 
 
-def build_request(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_filter(args: argparse.Namespace) -> dict[str, Any]:
+    """The protocol filter from the spatial and id options that `tail` and `replay` share."""
     flt: dict[str, Any] = {}
     if args.bbox:
         flt["bbox"] = args.bbox
@@ -65,6 +66,11 @@ def build_request(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, A
         flt["routes"] = [r for r in args.routes.split(",") if r]
     if args.ids:
         flt["ids"] = [i for i in args.ids.split(",") if i]
+    return flt
+
+
+def build_request(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    flt = build_filter(args)
     options: dict[str, Any] = {}
     if args.crs:
         options["crs"] = args.crs

@@ -51,8 +51,8 @@ def test_defaults_are_loopback_and_the_setting_or_flag_changes_them(monkeypatch:
     assert ServerConfig().host == "127.0.0.1"
     monkeypatch.delenv("SHFEEDS_BIND_HOST", raising=False)
     assert config_from_settings(settings_mod.load()).host == "127.0.0.1"
-    monkeypatch.setenv("SHFEEDS_BIND_HOST", "0.0.0.0")
-    assert config_from_settings(settings_mod.load()).host == "0.0.0.0"
+    monkeypatch.setenv("SHFEEDS_BIND_HOST", "127.0.0.2")  # a configured address is the one bound
+    assert config_from_settings(settings_mod.load()).host == "127.0.0.2"
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     cmd_serve.register(sub)
