@@ -57,7 +57,7 @@ run: setup map-assets
 ## The test suite against a real Kafka + Redis that it starts itself; then the linters.
 test: setup browser-deps apidoc-deps
 	$(BIN)/shfeeds stack up
-	SHFEEDS_FORBID_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	SHFEEDS_FORBID_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 	$(MAKE) lint
 
 lint: setup
