@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean
+.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -64,6 +64,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+## Chaos (not part of `make test`, ~10 min): abusive clients next to a bystander on a three-broker stack of
+## its own (ports 29xxx, .stack/chaos), a broker, the worker, Redis and the server killed in turn; then Kafka
+## and the clients are checked. Writes docs/chaos.md and docs/chaos-result.json; exits 1 if something broke.
+chaos: setup
+	$(BIN)/python -m bench.chaos --out docs/chaos-result.json --markdown docs/chaos.md
 
 ## Stop the local Kafka + Redis.
 stop:

@@ -171,6 +171,37 @@ def test_resume_on_another_node_sends_exactly_what_changed_and_removes_what_left
     assert client.position.entities["b3"]["lng"] == 121.47
 
 
+def test_a_record_repeated_in_the_topic_after_the_position_is_not_sent_again_on_another_node() -> None:
+    """A streams worker killed between producing and committing produces its batch again (at-least-once):
+    the tier topic then holds the same record twice. A client resuming on another node past the first copy
+    must not get it a second time."""
+    topic = Topic()
+    for n in range(3):
+        topic.append(f"b{n}", 121.45, 31.25)
+    a, b = Node(topic), Node(topic)
+    a.catch_up()
+    client = Client()
+    session, sink = a.session()
+    client.subscribe(session, sink)
+    topic.append("b0", 121.46, 31.26)
+    topic.append("b1", 121.47, 31.27)
+    a.catch_up()
+    client.apply(sink.take())
+    assert client.position.entities["b1"]["lng"] == 121.47
+    # The worker's replay: the same two records again, then one new one. Node A dies; B read all of it.
+    for p, _, entity_id, raw in topic.log[-2:]:
+        topic.log.append((p, topic.ends[p], entity_id, raw))
+        topic.ends[p] += 1
+    topic.append("b2", 121.48, 31.28)
+    b.catch_up()
+    client.upserted.clear()
+    session, sink = b.session()
+    client.subscribe(session, sink)
+    assert "reset" not in client.kinds
+    assert client.upserted == ["b2"]  # b0 and b1 are only repeats of what the client has
+    assert client.position.entities.keys() == b.truth().keys()
+
+
 def test_node_that_started_after_the_position_reads_it_back_from_its_history() -> None:
     topic = Topic()
     for n in range(4):

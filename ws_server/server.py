@@ -41,6 +41,8 @@ from .protocol.limits import DEFAULT_LIMITS, Limits
 from .protocol.messages import REPLAY_MESSAGES
 from .protocol.session import FeedNeed, Session
 from .protocol.state import Entry
+from .redis_health import RedisHealth
+from .redis_health import watch as watch_redis
 from .replays import ReplayService
 from .wire import WsSink
 
@@ -112,6 +114,7 @@ class Node:
         self.port = config.port
         self.tick_ms_total = 0.0
         self.ticks = 0
+        self.redis_health = RedisHealth()
 
     # ------------------------------------------------------------------------------------------ handshake
 
@@ -248,6 +251,9 @@ class Node:
         """The node's figures served on /healthz."""
         hub = self.hub
         return {
+            # degraded: the node serves open streams, but new snapshots and key checks wait for Redis
+            "state": "ok" if self.redis_health.up else "degraded",
+            "redis": self.redis_health.to_json(),
             "node": hub.node_id,
             "connections": len(self.sessions),
             "streams": len(hub.streams),
@@ -297,6 +303,9 @@ class Node:
                 gc.collect()
                 since_full = 0.0
             gc.freeze()
+
+    async def _ping_redis(self) -> None:
+        await self.redis.ping()  # type: ignore[misc]
 
     async def key_watch_loop(self) -> None:
         """Revocations and tier changes reach open connections within two check intervals."""
@@ -362,6 +371,7 @@ class Node:
                 tasks = [
                     asyncio.create_task(self.tick_loop()),
                     asyncio.create_task(self.key_watch_loop()),
+                    asyncio.create_task(watch_redis(self.redis_health, self._ping_redis, now_ms)),
                     asyncio.create_task(self.gc_loop()),
                     asyncio.create_task(self.audit.run(self.config.audit_interval_s)),
                 ]

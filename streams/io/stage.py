@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from redis.exceptions import RedisError
 
 from streams.config import StreamConfig
 from streams.io import metrics
@@ -196,8 +197,9 @@ class BatchStage(ABC):
                 try:
                     await deliver()
                     break
-                except (KafkaError, OSError, TimeoutError, ConnectionError) as err:
-                    # Keep the computed outputs and retry: nothing is committed until they are out.
+                except (KafkaError, RedisError, OSError, TimeoutError, ConnectionError) as err:
+                    # Keep the computed outputs and retry: nothing is committed until they are out. Redis
+                    # going away (its own error classes) is waited out like Kafka, not a crash.
                     metrics.DELIVERY_RETRIES.labels(self.name).inc()
                     log.warning("%s: delivery failed (%s), retrying in %.1f s", self.name, err, delay)
                     await asyncio.sleep(delay)

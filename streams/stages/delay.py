@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -244,12 +245,17 @@ class DelayStage(BatchStage):
                 late.setdefault(feed, []).extend(self._late_letter(feed, row, now) for row in got.late)
             window_marks[(self.tier, feed)] = self.gates[feed].marks(got.rows)
 
+        sent: list[list[Any]] = []  # the produce's result, once: a retry after Redis failed does not repeat it
+
         async def deliver() -> None:
             feeds = list(rows)
-            dead = [self.producer.deliver(self.config.naming.dlq_topic(f), letters) for f, letters in late.items()]
-            ends, _ = await asyncio.gather(
-                asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds)), asyncio.gather(*dead)
-            )
+            if not sent:
+                dead = [self.producer.deliver(self.config.naming.dlq_topic(f), letters) for f, letters in late.items()]
+                produced, _ = await asyncio.gather(
+                    asyncio.gather(*(self._send(feed, rows[feed]) for feed in feeds)), asyncio.gather(*dead)
+                )
+                sent.append(produced)
+            ends = sent[0]
             # Snapshot keyed by the Kafka key (entity id bytes); the last value per entity wins.
             values = {
                 (self.tier, f): {k: v for g in rows[f].values() for part in g.values() for k, v, _ in part}

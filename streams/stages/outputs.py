@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import ConsumerRecord
 
@@ -29,6 +30,7 @@ class StageOutputs:
         self.release_marks: dict[tuple[str, str], dict[str, bytes]] = {}
         self.last_values: dict[str, dict[str, bytes]] = {}
         self.forgotten: dict[str, list[str]] = {}  # feed → expired events to drop from the recovery state
+        self._sent: list[dict[int, int]] | None = None  # the tier topics' end offsets, once produced
 
     def dead_letter(self, feed: str, rec: ConsumerRecord[bytes, bytes], reason: str, now: int) -> None:
         source = dict(rec.headers or ()).get("source", b"unknown")
@@ -57,17 +59,13 @@ class StageOutputs:
         if release.marks:
             self.release_marks.setdefault((tier, feed), {}).update(release.marks)
 
-    def deliveries(
-        self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str
-    ) -> list[Callable[[], Awaitable[None]]]:
-        return [lambda: self.deliver(config, producer, store, stage)]
-
-    async def deliver(self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str) -> None:
+    async def _produce(
+        self, config: StreamConfig, producer: BatchProducer, tiers: list[tuple[tuple[str, str], Any]]
+    ) -> list[dict[int, int]]:
         # Queue everything, then wait once: one round of produce requests per batch.
         other = []
         for feed, dead in self.dlq.items():
             other.append(producer.deliver(config.naming.dlq_topic(feed), dead))
-        tiers = list(self.tier_records.items())
         sends = []
         for (tier, feed), (recs, fanout, delayed) in tiers:
             headers = [
@@ -79,6 +77,19 @@ class StageOutputs:
             else:
                 sends.append(producer.deliver(config.naming.tier_topic(tier, feed), recs, headers))
         _, ends = await asyncio.gather(asyncio.gather(*other), asyncio.gather(*sends))
+        return list(ends)
+
+    def deliveries(
+        self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str
+    ) -> list[Callable[[], Awaitable[None]]]:
+        return [lambda: self.deliver(config, producer, store, stage)]
+
+    async def deliver(self, config: StreamConfig, producer: BatchProducer, store: StateStore, stage: str) -> None:
+        tiers = list(self.tier_records.items())
+        if self._sent is None:
+            # Produced once: a retry after Redis failed writes the state again, not the batch to Kafka.
+            self._sent = await self._produce(config, producer, tiers)
+        ends = self._sent
         tier_values: dict[tuple[str, str], dict[bytes, bytes]] = {}
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
         for ((tier, feed), (released, _, delayed)), offsets in zip(tiers, ends, strict=True):

@@ -260,11 +260,13 @@ class Stream:
         for entity_id, before in self.source.changed_since(position):
             if entity_id in self.pending:
                 continue  # the next delta carries it
-            if entity_id in self.inside:
-                entry = entries.get(entity_id)
-                if entry is not None:
-                    upserts.append(entry.encoded(self.codec, self.crs))
-                    continue
+            entry = entries.get(entity_id)
+            if entry is not None and before is not None and entry.raw == before:
+                # Only a repeat of what it was at pos (a worker's replay after a crash): the client has it.
+                continue
+            if entity_id in self.inside and entry is not None:
+                upserts.append(entry.encoded(self.codec, self.crs))
+                continue
             if before is None:
                 continue  # it did not exist at pos, and is not here now: the client never had it
             old = None if before == UNKNOWN else decode_entry(entity_id, before)
