@@ -11,8 +11,11 @@ needs).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 # Upper edges of the lag histogram, in milliseconds; the last bucket is everything above.
 LAG_EDGES_MS: tuple[int, ...] = (
@@ -30,10 +33,7 @@ def reason_category(reason: str) -> str:
 def lag_histogram(lags_ms: Iterable[int]) -> list[int]:
     counts = [0] * (len(LAG_EDGES_MS) + 1)
     for lag in lags_ms:
-        i = 0
-        while i < len(LAG_EDGES_MS) and lag > LAG_EDGES_MS[i]:
-            i += 1
-        counts[i] += 1
+        counts[bisect_left(LAG_EDGES_MS, lag)] += 1  # the first edge at or above the lag
     return counts
 
 
@@ -99,6 +99,31 @@ def source_record(source: str, feed: str, at_ms: int, interval_s: float, **figur
 
 
 # --------------------------------------------------------------------------------------- folding
+
+
+def decode_stats(value: bytes) -> list[dict[str, Any]]:
+    """The records of one ``ops.stats`` message: a JSON array of records (the emitter's bundle) or one
+    record; anything else is not ours to judge and yields nothing (stats are best-effort figures)."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return []
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    return []
+
+
+def fold_bundle(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every (key, delta) of several records folded into one delta per key, so a bundle costs one table
+    write per key however many batches it reports."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for key, delta in split(record):
+            out[key] = fold(out.get(key), delta) if key in out else dict(delta)
+    return out
+
 
 SOURCE_COUNTS = ("polls", "errors", "records", "rejects", "duplicates", "skipped")
 

@@ -65,7 +65,7 @@ async def test_one_leader_publishes_the_aggregates_and_another_takes_over_after_
     for i in range(2):
         argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(ports[i])]
         argv += ["--app-id", app_id, "--topic-prefix", topic_prefix, "--feeds", "bus", "--publish-aggregates"]
-        argv += ["--redis-prefix", config.redis_prefix]
+        argv += ["--redis-prefix", config.redis_prefix, "--data-dir", str(tmp_path / f"control-plane-{i}-data")]
         log = tmp_path / f"control-plane-{i}.log"
         workers.append((start(argv, env, log), log))
     topic = config.topic(tier_topic("operator", "agg_vehicles"))

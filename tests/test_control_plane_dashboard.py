@@ -48,6 +48,7 @@ async def test_the_dashboard_shows_every_feed_with_charts_and_samples(
     ))  # fmt: skip
     argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(port)]
     argv += ["--app-id", unique_name("cp"), "--topic-prefix", topic_prefix, "--thresholds", str(thresholds)]
+    argv += ["--data-dir", str(tmp_path / "control-plane-data")]
     log = (tmp_path / "control-plane.log").open("wb")
     proc = subprocess.Popen(argv, env=settings_env(running_stack), stdout=log, stderr=subprocess.STDOUT)
     emitter = StatsEmitter(running_stack.kafka_bootstrap, topic_prefix)
