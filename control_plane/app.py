@@ -86,7 +86,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         web_in_thread=False,
         # A dead worker's partitions (and the leadership) move within seconds, not Faust's default minute.
         broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_heartbeat_interval=3.0,  # under a third of the session timeout; the aggregates hand over by lease
     )
     started_ms = now_ms()
     naming = Naming(cfg.topic_prefix)
@@ -105,11 +105,12 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     @app.agent(stats_topic)
     async def fold_stats(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            # One message carries the records of about half a second (the emitter's bundle): folded
-            # first, so each key costs one table write (and one changelog message) per message.
+            # One message carries the records of about a second (the emitter's bundle): folded first,
+            # so each key costs one table write (and one changelog message) per message.
             for key, delta in fold_bundle(decode_stats(value)).items():
-                minutes_table[key] = fold(minutes_table[key].current(), delta)
-                if key.startswith("source:") or key.startswith("stage:"):
+                if not key.startswith("ws:"):  # a WebSocket node's gauges need no history, only the latest
+                    minutes_table[key] = fold(minutes_table[key].current(), delta)
+                if key.startswith(("source:", "ws:")):  # what must outlive its minute
                     keep = {k: v for k, v in delta.items() if not isinstance(v, int) or k.startswith("last_")}
                     latest[key] = fold(latest[key], keep)
 

@@ -1,7 +1,7 @@
 """Sends stats records to ``ops.stats`` without ever holding up the caller.
 
 ``emit`` only appends to a bounded queue; a background task produces. Records queued within
-``linger_s`` of each other go as one message, a JSON array (``figures.decode_stats``): a busy stage
+``linger_s`` (a second) of each other go as one message, a JSON array (``figures.decode_stats``): a busy stage
 emits a record per batch, dozens a second, and the control plane's cost follows the number of messages
 (one Faust event and one table write per key each), not the records in them. Stats are figures about
 the pipeline, not data of record: when Kafka is away the oldest are dropped rather than the queue
@@ -32,7 +32,7 @@ def worker_id() -> str:
 
 
 class StatsEmitter:
-    def __init__(self, bootstrap: str, topic_prefix: str = "", max_queued: int = 10_000, linger_s: float = 0.5) -> None:
+    def __init__(self, bootstrap: str, topic_prefix: str = "", max_queued: int = 10_000, linger_s: float = 1.0) -> None:
         self.bootstrap = bootstrap
         self.linger_s = linger_s
         self.topic = Naming(topic_prefix).ops_stats_topic()

@@ -1,8 +1,9 @@
-"""The stats records the stages and adapters emit, and how they fold into one-minute buckets. Pure.
+"""The stats records the stages, adapters and WebSocket nodes emit; how they fold into minutes. Pure.
 
-A stats record is a small JSON object, one per batch and stage (``kind="stage"``) or one per source and
-emission period (``kind="source"``). Counts in a record are deltas since the previous one, so buckets
-are folded by adding; gauges (per-partition lag, active entities) keep their latest value.
+A stats record is a small JSON object, one per batch and stage (``kind="stage"``), one per source and
+emission period (``kind="source"``) or one per WebSocket node and period (``kind="ws"``). Counts in a
+record are deltas since the previous one, so buckets are folded by adding; gauges (per-partition lag,
+active entities, connections) keep their latest value.
 
 Event-time lag is kept as counts over fixed bucket edges, so minutes merge by adding and the p50/p99 of
 any span is read from the merged counts (at the precision of the edges, which is what a health check
@@ -78,7 +79,8 @@ def stage_record(
     partitions: Mapping[str, int],
 ) -> dict[str, Any]:
     """One batch of one stage. ``feeds``: per feed ``in``, ``out``, ``dup``, ``rej`` (reason → count),
-    ``lag`` (histogram), ``active`` (entities this worker holds current); ``partitions``:
+    ``lag`` (event time → stage, histogram), ``ilag`` (ingest, the raw record's Kafka timestamp → the
+    stage releasing it to the tier topics, histogram), ``active`` (entities this worker holds current); ``partitions``:
     ``"topic/partition"`` → records behind the high watermark."""
     return {
         "v": 1,
@@ -90,6 +92,13 @@ def stage_record(
         "feeds": {f: dict(v) for f, v in feeds.items()},
         "partitions": dict(partitions),
     }
+
+
+def ws_record(
+    node: str, at_ms: int, connections: Mapping[str, int], subscriptions: Mapping[str, int]
+) -> dict[str, Any]:
+    """One emission period of one WebSocket node: open connections and subscriptions per tier (gauges)."""
+    return {"v": 1, "kind": "ws", "node": node, "at": at_ms, "conn": dict(connections), "subs": dict(subscriptions)}
 
 
 def source_record(source: str, feed: str, at_ms: int, interval_s: float, **figures: Any) -> dict[str, Any]:
@@ -148,6 +157,8 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 "lag": list(f.get("lag", [])),
                 "last_at": at,
             }
+            if "ilag" in f:
+                delta["ilag"] = list(f["ilag"])
             if "active" in f:
                 delta["active"] = {worker: int(f["active"])}
             mine = {tp: n for tp, n in partitions.items() if tp.rsplit("/", 1)[0].endswith(f"raw.{feed}")}
@@ -163,6 +174,10 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             if record.get(k) is not None:
                 delta[k] = record[k]
         out.append((f"source:{record['source']}", delta))
+    elif record.get("kind") == "ws":
+        conn = {str(t): int(n) for t, n in dict(record.get("conn", {})).items()}
+        subs = {str(t): int(n) for t, n in dict(record.get("subs", {})).items()}
+        out.append((f"ws:{record.get('node', '?')}", {"last_at": at, "conn": conn, "subs": subs}))
     return out
 
 
@@ -172,7 +187,7 @@ def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str
     for key, value in delta.items():
         if key in ("rej",):
             out[key] = _add_counts(dict(out.get(key, {})), value)
-        elif key == "lag":
+        elif key in ("lag", "ilag"):
             out[key] = _add_hist(list(out.get(key, [])), value)
         elif key in ("active", "partitions"):
             merged = dict(out.get(key, {}))

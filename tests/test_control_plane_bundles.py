@@ -13,7 +13,10 @@ from control_plane.figures import (
     source_record,
     split,
     stage_record,
+    ws_record,
 )
+from control_plane.health.report import build_report
+from control_plane.health.thresholds import parse_thresholds
 
 NOW = 1_796_400_000_000
 
@@ -44,3 +47,25 @@ def test_a_single_record_and_junk_decode_as_expected() -> None:
 def test_lag_histogram_puts_each_edge_in_its_own_bucket() -> None:
     hist = lag_histogram([0, LAG_EDGES_MS[0], LAG_EDGES_MS[0] + 1, LAG_EDGES_MS[-1] + 1])
     assert hist[0] == 2 and hist[1] == 1 and hist[-1] == 1 and sum(hist) == 4
+
+
+def test_the_report_shows_ingest_lag_and_websocket_clients_per_tier() -> None:
+    figures = {"in": 10, "out": 10, "ilag": lag_histogram([90] * 9 + [4_000])}
+    records = [
+        stage_record("clean", "w1", NOW, 10, {"bus": figures}, {}),
+        ws_record("n1", NOW, {"public": 2, "licensed": 1}, {"public": 4, "licensed": 1}),
+        ws_record("n2", NOW, {"public": 1}, {"public": 3}),
+        ws_record("gone", NOW - 60_000, {"public": 100}, {"public": 100}),  # not heard from lately
+    ]
+    folded = fold_bundle(records)
+    latest = {k: v for k, v in folded.items() if k.startswith("ws:")}
+    thresholds = parse_thresholds('[feeds.bus]\nsources = ["sh-bus"]\nexpected_interval_s = 10\n')
+    buckets = {"feed:bus": [folded["feed:bus"]]}
+    report = build_report(NOW, thresholds, lambda k, n: buckets.get(k, []), latest, {}, NOW - 1000, ["bus"])
+    timeliness = report["feeds"][0]["dimensions"]["timeliness"]["figures"]
+    assert timeliness["ingest_lag_p50_ms"] == 100 and timeliness["ingest_lag_p99_ms"] == 5_000
+    assert report["websocket"] == {
+        "nodes": 2,
+        "connections": {"public": 3, "licensed": 1},
+        "subscriptions": {"public": 7, "licensed": 1},
+    }
