@@ -56,6 +56,7 @@ from streams.stages.worker import worker_topics  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 FLEET = 17_000
 GOAL_SHARE = 0.05  # the control plane's CPU under 5 % of the pipeline's
+IDLE_S = 10.0
 
 
 def git_sha() -> str:
@@ -166,6 +167,9 @@ async def sustained_span(cfg: settings.Settings, args: argparse.Namespace) -> di
     try:
         await wait_http(f"http://127.0.0.1:{port}/health")
         await asyncio.sleep(3)  # its groups joined
+        idle_from = cpu_s(control.pid)
+        await asyncio.sleep(IDLE_S)  # its fixed cost, with nothing to fold
+        idle_per_s = (cpu_s(control.pid) - idle_from) / IDLE_S
         worker = subprocess.Popen(
             [*cli, "streams", "worker", "--topic-prefix", prefix, "--redis-prefix", app, "--log-level", "WARNING"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -194,6 +198,9 @@ async def sustained_span(cfg: settings.Settings, args: argparse.Namespace) -> di
             "control_plane_cpu_s": round(control_cpu, 3),
             "share": round(control_cpu / worker_cpu, 4) if worker_cpu else None,
             "worker_cpu_us_per_record": round(worker_cpu / n * 1e6, 1) if n else None,
+            # What folding the stats costs beyond the control plane's idle cost (measured just before).
+            "control_plane_idle_cpu_per_s": round(idle_per_s, 4),
+            "marginal_share": round((control_cpu - idle_per_s * (span + 1.0)) / worker_cpu, 4) if worker_cpu else None,
         }
     finally:
         for proc in (worker, control):
@@ -259,10 +266,12 @@ async def main() -> None:
         print(json.dumps(sustained[-1]), file=sys.stderr)
     shares = [s["share"] for s in sustained if isinstance(s["share"], float)]
     share = statistics.median(shares) if shares else None
+    marginal = [m for s in sustained if isinstance(m := s["marginal_share"], float)]
     result: dict[str, object] = {
         "git_sha": git_sha(),
         "sustained_spans": sustained,
         "control_plane_share_median": share,
+        "marginal_share_median": statistics.median(marginal) if marginal else None,
         "goal_share": GOAL_SHARE,
         "goal_met": share is not None and share < GOAL_SHARE,
         "rate": args.rate or None,
