@@ -15,8 +15,8 @@ other load (it is shared) falls on both alike within a span; the share is the me
 
 Usage: .venv/bin/python bench/control_plane.py [--records 300000] [--repeat 3] [--rate 0] [--stale-after 5]
 Prints one JSON object (with the git SHA and whether the goal is met) and writes it to ``--json``
-(default ``bench/results/control_plane.json``); exit code 1 when the goal is missed. Results are kept in
-docs/benchmarks-control-plane.md.
+(default: ``control_plane.json`` in the ignored results folder beside this script); exit code 1 when
+the goal is missed. Results are kept in docs/benchmarks-control-plane.md.
 """
 
 from __future__ import annotations
