@@ -29,7 +29,7 @@ from streams.config import StreamConfig
 
 from .aggregates import attach_aggregate_publisher
 from .alerts import AlertBook, AlertEvent, WebhookSender
-from .figures import fold, split
+from .figures import decode_stats, fold, fold_bundle
 from .health import Thresholds
 from .health.report import build_report, history
 from .metrics import render as render_metrics
@@ -53,6 +53,7 @@ class ControlPlaneConfig:
     feeds: tuple[str, ...] = FEEDS
     alert_webhook: str | None = None
     evaluate_every_s: float = 2.0
+    data_dir: str | None = None  # Faust's working directory; None: "<app id>-data" in the current directory
     aggregates: StreamConfig | None = None  # publish the aggregate feeds (leader-only timer) with this config
 
 
@@ -62,8 +63,10 @@ def excerpt(original: bytes, limit: int = EXCERPT_BYTES) -> str:
 
 
 def build_app(cfg: ControlPlaneConfig) -> faust.App:
+    extra: dict[str, Any] = {"datadir": cfg.data_dir} if cfg.data_dir else {}
     app = faust.App(
         cfg.app_id,
+        **extra,
         broker=f"kafka://{cfg.bootstrap}",
         store="memory://",
         value_serializer="raw",
@@ -83,7 +86,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         web_in_thread=False,
         # A dead worker's partitions (and the leadership) move within seconds, not Faust's default minute.
         broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_heartbeat_interval=3.0,  # under a third of the session timeout; the aggregates hand over by lease
     )
     started_ms = now_ms()
     naming = Naming(cfg.topic_prefix)
@@ -102,13 +105,12 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
     @app.agent(stats_topic)
     async def fold_stats(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            try:
-                record = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                continue  # not ours to judge: stats are best-effort figures
-            for key, delta in split(record):
-                minutes_table[key] = fold(minutes_table[key].current(), delta)
-                if key.startswith("source:") or key.startswith("stage:"):
+            # One message carries the records of about a second (the emitter's bundle): folded first,
+            # so each key costs one table write (and one changelog message) per message.
+            for key, delta in fold_bundle(decode_stats(value)).items():
+                if not key.startswith("ws:"):  # a WebSocket node's gauges need no history, only the latest
+                    minutes_table[key] = fold(minutes_table[key].current(), delta)
+                if key.startswith(("source:", "ws:")):  # what must outlive its minute
                     keep = {k: v for k, v in delta.items() if not isinstance(v, int) or k.startswith("last_")}
                     latest[key] = fold(latest[key], keep)
 

@@ -1,8 +1,9 @@
-"""The stats records the stages and adapters emit, and how they fold into one-minute buckets. Pure.
+"""The stats records the stages, adapters and WebSocket nodes emit; how they fold into minutes. Pure.
 
-A stats record is a small JSON object, one per batch and stage (``kind="stage"``) or one per source and
-emission period (``kind="source"``). Counts in a record are deltas since the previous one, so buckets
-are folded by adding; gauges (per-partition lag, active entities) keep their latest value.
+A stats record is a small JSON object, one per batch and stage (``kind="stage"``), one per source and
+emission period (``kind="source"``) or one per WebSocket node and period (``kind="ws"``). Counts in a
+record are deltas since the previous one, so buckets are folded by adding; gauges (per-partition lag,
+active entities, connections) keep their latest value.
 
 Event-time lag is kept as counts over fixed bucket edges, so minutes merge by adding and the p50/p99 of
 any span is read from the merged counts (at the precision of the edges, which is what a health check
@@ -11,8 +12,11 @@ needs).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 # Upper edges of the lag histogram, in milliseconds; the last bucket is everything above.
 LAG_EDGES_MS: tuple[int, ...] = (
@@ -30,10 +34,7 @@ def reason_category(reason: str) -> str:
 def lag_histogram(lags_ms: Iterable[int]) -> list[int]:
     counts = [0] * (len(LAG_EDGES_MS) + 1)
     for lag in lags_ms:
-        i = 0
-        while i < len(LAG_EDGES_MS) and lag > LAG_EDGES_MS[i]:
-            i += 1
-        counts[i] += 1
+        counts[bisect_left(LAG_EDGES_MS, lag)] += 1  # the first edge at or above the lag
     return counts
 
 
@@ -78,7 +79,8 @@ def stage_record(
     partitions: Mapping[str, int],
 ) -> dict[str, Any]:
     """One batch of one stage. ``feeds``: per feed ``in``, ``out``, ``dup``, ``rej`` (reason → count),
-    ``lag`` (histogram), ``active`` (entities this worker holds current); ``partitions``:
+    ``lag`` (event time → stage, histogram), ``ilag`` (ingest, the raw record's Kafka timestamp → the
+    stage releasing it to the tier topics, histogram), ``active`` (entities this worker holds current); ``partitions``:
     ``"topic/partition"`` → records behind the high watermark."""
     return {
         "v": 1,
@@ -92,6 +94,13 @@ def stage_record(
     }
 
 
+def ws_record(
+    node: str, at_ms: int, connections: Mapping[str, int], subscriptions: Mapping[str, int]
+) -> dict[str, Any]:
+    """One emission period of one WebSocket node: open connections and subscriptions per tier (gauges)."""
+    return {"v": 1, "kind": "ws", "node": node, "at": at_ms, "conn": dict(connections), "subs": dict(subscriptions)}
+
+
 def source_record(source: str, feed: str, at_ms: int, interval_s: float, **figures: Any) -> dict[str, Any]:
     """One emission period of one adapter source: ``polls``, ``errors``, ``records``, ``rejects``,
     ``duplicates`` (deltas), ``last_success_ms``, ``last_record_ms``, ``last_error``."""
@@ -99,6 +108,31 @@ def source_record(source: str, feed: str, at_ms: int, interval_s: float, **figur
 
 
 # --------------------------------------------------------------------------------------- folding
+
+
+def decode_stats(value: bytes) -> list[dict[str, Any]]:
+    """The records of one ``ops.stats`` message: a JSON array of records (the emitter's bundle) or one
+    record; anything else is not ours to judge and yields nothing (stats are best-effort figures)."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return []
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    return []
+
+
+def fold_bundle(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every (key, delta) of several records folded into one delta per key, so a bundle costs one table
+    write per key however many batches it reports."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for key, delta in split(record):
+            out[key] = fold(out.get(key), delta) if key in out else dict(delta)
+    return out
+
 
 SOURCE_COUNTS = ("polls", "errors", "records", "rejects", "duplicates", "skipped")
 
@@ -123,6 +157,8 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 "lag": list(f.get("lag", [])),
                 "last_at": at,
             }
+            if "ilag" in f:
+                delta["ilag"] = list(f["ilag"])
             if "active" in f:
                 delta["active"] = {worker: int(f["active"])}
             mine = {tp: n for tp, n in partitions.items() if tp.rsplit("/", 1)[0].endswith(f"raw.{feed}")}
@@ -138,6 +174,10 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             if record.get(k) is not None:
                 delta[k] = record[k]
         out.append((f"source:{record['source']}", delta))
+    elif record.get("kind") == "ws":
+        conn = {str(t): int(n) for t, n in dict(record.get("conn", {})).items()}
+        subs = {str(t): int(n) for t, n in dict(record.get("subs", {})).items()}
+        out.append((f"ws:{record.get('node', '?')}", {"last_at": at, "conn": conn, "subs": subs}))
     return out
 
 
@@ -147,7 +187,7 @@ def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str
     for key, value in delta.items():
         if key in ("rej",):
             out[key] = _add_counts(dict(out.get(key, {})), value)
-        elif key == "lag":
+        elif key in ("lag", "ilag"):
             out[key] = _add_hist(list(out.get(key, [])), value)
         elif key in ("active", "partitions"):
             merged = dict(out.get(key, {}))

@@ -23,6 +23,8 @@ _FIGURES = (
     ("completeness", "completeness_ratio", "Entities reporting over the known fleet", 1.0),
     ("event_lag_p50_ms", "event_lag_p50_seconds", "Event time to clean stage, median over the window", 0.001),
     ("event_lag_p99_ms", "event_lag_p99_seconds", "Event time to clean stage, 99th percentile over the window", 0.001),
+    ("ingest_lag_p50_ms", "ingest_lag_p50_seconds", "Ingest to tier topics, median over the window", 0.001),
+    ("ingest_lag_p99_ms", "ingest_lag_p99_seconds", "Ingest to tier topics, 99th percentile over the window", 0.001),
     ("consumer_lag_max", "consumer_lag_records", "Largest per-partition lag of the clean stage", 1.0),
 )
 

@@ -7,10 +7,10 @@ the record goes to ``StatsEmitter``'s queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 import schemas
 
@@ -18,6 +18,17 @@ from .emitter import StatsEmitter, worker_id
 from .figures import lag_histogram, reason_category, stage_record
 
 LAG_SAMPLES = 200  # event-time lag samples per feed and batch
+
+
+def ingested_at(record: ConsumerRecord[bytes, bytes]) -> int | None:
+    """The ``ingested_at`` header of a raw record (Unix ms), None without one."""
+    for name, value in record.headers or ():
+        if name == "ingested_at":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class StageStats:
@@ -35,6 +46,7 @@ class StageStats:
         accepted_count: int = 0,
         duplicates: int = 0,
         rejects: Iterable[str] = (),
+        raw: Sequence[ConsumerRecord[bytes, bytes]] = (),
         active: int | None = None,
         now_ms: int | None = None,
     ) -> None:
@@ -46,13 +58,19 @@ class StageStats:
         recs = accepted if isinstance(accepted, list) else list(accepted)
         step = max(1, len(recs) // LAG_SAMPLES)
         lags = [now - int(r["observed_at"]) for r in recs[::step] if "observed_at" in r]
-        f = self._feeds.setdefault(feed, {"in": 0, "out": 0, "dup": 0, "rej": {}, "lag": lag_histogram(())})
+        # The raw records' ingested_at header (set by the adapter): ingest → release to the tier topics.
+        istep = max(1, len(raw) // LAG_SAMPLES)
+        ilags = [now - t for r in raw[::istep] if (t := ingested_at(r)) is not None]
+        empty = lag_histogram(())
+        f = self._feeds.setdefault(feed, {"in": 0, "out": 0, "dup": 0, "rej": {}, "lag": empty, "ilag": empty})
         f["in"] += records_in
         f["out"] += accepted_count or len(recs)
         f["dup"] += duplicates
         for k, n in rej.items():
             f["rej"][k] = f["rej"].get(k, 0) + n
         f["lag"] = [a + b for a, b in zip(f["lag"], lag_histogram(lags), strict=True)]
+        if ilags:
+            f["ilag"] = [a + b for a, b in zip(f["ilag"], lag_histogram(ilags), strict=True)]
         if active is not None:
             f["active"] = active
 

@@ -13,6 +13,9 @@ Redis keys (``<prefix>`` is ``redis_prefix``):
   the stream workers' own recovery state (``streams/io/state_store.py`` says what each holds).
 - ``<prefix>:key:<sha256 of the API key>``: an API key's tier and limits (WebSocket servers, ``shfeeds keys``).
 - ``<prefix>:health:<feed>``: hash of a feed's health figures.
+- ``<prefix>:control:lease:<job>`` (the control-plane worker holding the job, with a TTL) and
+  ``<prefix>:control:published:<job>`` (Unix ms of the job's last run): which control-plane worker
+  publishes the aggregates (``control_plane/lease.py``).
 """
 
 from __future__ import annotations
@@ -90,3 +93,9 @@ class Naming:
 
     def health_key(self, feed: str) -> str:
         return self._key("health", feed)
+
+    def lease_key(self, job: str) -> str:
+        return self._key("control", "lease", job)
+
+    def published_key(self, job: str) -> str:
+        return self._key("control", "published", job)

@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--redis-prefix", default="shfeeds", help="prefix of every Redis key (aggregates)")
     parser.add_argument("--feeds", default="", help="comma-separated feeds to watch (default: all)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("SHFEEDS_CONTROL_PLANE_DATA_DIR") or None,
+        help="Faust's working directory (default: <app id>-data in the current directory)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -70,6 +75,7 @@ def handle(args: argparse.Namespace) -> int:
         web_port=args.web_port,
         feeds=feeds,
         alert_webhook=args.alert_webhook,
+        data_dir=args.data_dir,
         aggregates=StreamConfig.from_settings(
             settings, topic_prefix=args.topic_prefix, redis_prefix=args.redis_prefix, app_id=args.app_id
         )

@@ -66,8 +66,13 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
     specs.append(ChildSpec("ws-server", component_argv(*serve)))
     specs.append(ChildSpec("archiver", component_argv("archive", "run")))
     # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
-    # It also publishes the aggregate feeds, on a leader-only timer.
-    specs.append(ChildSpec("control-plane", component_argv("control-plane", "--publish-aggregates")))
+    # It also publishes the aggregate feeds (the holder of the publishing lease); Faust's working
+    # directory goes with the stack's other state rather than into the current directory.
+    # A standby worker (its own web port) takes the aggregates over within seconds if the first dies.
+    for name, port, data in (("control-plane", None, "control-plane"), ("control-plane-standby", 18771, "standby")):
+        argv = ["control-plane", "--publish-aggregates", "--data-dir", str(settings.stack_dir / data)]
+        argv += ["--web-port", str(port)] if port else []
+        specs.append(ChildSpec(name, component_argv(*argv)))
     return specs
 
 

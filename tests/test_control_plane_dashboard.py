@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 import settings as settings_mod
 from control_plane.emitter import StatsEmitter
-from control_plane.figures import source_record
+from control_plane.figures import lag_histogram, source_record, stage_record, ws_record
 from schemas import FEEDS, DeadLetter, dlq_topic, encode_dead_letter
 
 from .conftest import settings_env
@@ -35,7 +35,7 @@ REPORTING = {"bus": "sh-bus", "metro": "sh-metro", "parking": "sh-parking", "cha
              "scenic": "sh-scenic"}  # fmt: skip
 
 
-async def test_the_dashboard_shows_every_feed_with_charts_and_samples(
+async def test_the_dashboard_shows_every_feed_with_charts_samples_and_clients(
     topic_prefix: str, running_stack: settings_mod.Settings, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
     if not (shutil.which("node") and CHROMIUM.exists() and (BROWSER_DIR / "node_modules").exists()):
@@ -48,6 +48,7 @@ async def test_the_dashboard_shows_every_feed_with_charts_and_samples(
     ))  # fmt: skip
     argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(port)]
     argv += ["--app-id", unique_name("cp"), "--topic-prefix", topic_prefix, "--thresholds", str(thresholds)]
+    argv += ["--data-dir", str(tmp_path / "control-plane-data")]
     log = (tmp_path / "control-plane.log").open("wb")
     proc = subprocess.Popen(argv, env=settings_env(running_stack), stdout=log, stderr=subprocess.STDOUT)
     emitter = StatsEmitter(running_stack.kafka_bootstrap, topic_prefix)
@@ -63,6 +64,10 @@ async def test_the_dashboard_shows_every_feed_with_charts_and_samples(
                 for feed, src in REPORTING.items():
                     emitter.emit(source_record(src, feed, now, 1.0, polls=1, records=50, skipped=10,
                                                last_success_ms=now, last_record_ms=now))  # fmt: skip
+                # The clean stage's batch (ingest → tier lag 200 ms) and a WebSocket node's clients.
+                emitter.emit(stage_record("clean", "w1", now, 50, {"bus": {"in": 50, "out": 50,
+                                          "ilag": lag_histogram([200] * 50)}}, {}))  # fmt: skip
+                emitter.emit(ws_record("node-1", now, {"public": 3, "operator": 1}, {"public": 5, "operator": 2}))
                 letter = DeadLetter(source="sh-bus", feed="bus", reason="bad coordinates: lng 999.0 outside Shanghai",
                                     received_at=now, original=b'{"vehicleId": "B1", "lng": 999.0}')  # fmt: skip
                 await producer.send_and_wait(topic_prefix + dlq_topic("bus"), encode_dead_letter(letter), key=b"sh-bus")
@@ -102,5 +107,7 @@ async def test_the_dashboard_shows_every_feed_with_charts_and_samples(
     assert colours["ok"] == "rgb(46, 125, 50)" and colours["down"] == "rgb(106, 27, 27)"
     assert all(r["drawnPoints"] == 60 for r in seen["rows"])  # an hour, a point a minute
     assert any("bad coordinates" in s and "999.0" in s for s in seen["samples"])
+    assert seen["toTier"]["bus"] == "0.25 s"  # ingest → tier p99, at the histogram's precision
+    assert seen["websocket"]["public"] == [3, 5] and seen["websocket"]["operator"] == [1, 2]
     assert seen["details"] == "bus: figures and last hour" and seen["consoleErrors"] == []
     assert screenshot.stat().st_size > 20_000  # a real page, every feed in it

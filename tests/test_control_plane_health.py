@@ -143,6 +143,7 @@ def control_plane(
     argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(port)]
     argv += ["--app-id", unique_name("cp"), "--topic-prefix", topic_prefix, "--feeds", "bus"]
     argv += ["--thresholds", str(thresholds), "--alert-webhook", webhook[0]]
+    argv += ["--data-dir", str(tmp_path / "control-plane-data")]
     proc = subprocess.Popen(argv, env=settings_env(running_stack), stdout=log, stderr=subprocess.STDOUT)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -51,6 +51,7 @@ async def test_tables_come_back_from_their_changelogs_after_kill_9(
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "shfeeds_cli.main", "control-plane", "--web-port", str(port), "--feeds", "bus"]
     argv += ["--app-id", unique_name("cp"), "--topic-prefix", topic_prefix]
+    argv += ["--data-dir", str(tmp_path / "control-plane-data")]
     env = settings_env(running_stack)
     log = tmp_path / "control-plane.log"
     proc = start(argv, env, log)

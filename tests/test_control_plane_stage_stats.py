@@ -7,11 +7,10 @@ import asyncio
 import time
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from control_plane.figures import merge, percentile_ms, split
+from control_plane.figures import decode_stats, merge, percentile_ms, split
 from schemas import raw_topic
 from schemas.topics import OPS_STATS
 from streams.logic.enrichment import Enricher
@@ -37,7 +36,7 @@ async def read_stats(bootstrap: str, topic: str, until: Any, timeout_s: float = 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
-                got += [orjson.loads(m.value) for m in messages]
+                got += [r for m in messages for r in decode_stats(m.value or b"")]  # bundles of records
             if until(got):
                 return got
         raise AssertionError(f"ops.stats did not show it within {timeout_s:.0f} s: {got[-3:]}")

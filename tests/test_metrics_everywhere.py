@@ -31,7 +31,9 @@ def test_shfeeds_run_gives_every_component_its_own_metrics_port() -> None:
     names = {s.name for s in specs}
     assert {n for n in names if n.startswith("adapter ")} | {"streams"} <= set(ports)
     assert "control-plane" in names and "ws-server" in names  # /metrics on their own HTTP ports
-    taken = [*ports.values(), settings.ws_port, settings.simulator_port, DEFAULT_WEB_PORT]
+    standby = next(s for s in specs if s.name == "control-plane-standby").argv
+    standby_port = int(standby[standby.index("--web-port") + 1])
+    taken = [*ports.values(), settings.ws_port, settings.simulator_port, DEFAULT_WEB_PORT, standby_port]
     assert len(taken) == len(set(taken)), ports
 
 

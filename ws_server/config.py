@@ -48,4 +48,5 @@ class ServerConfig:
     # The simulated network /gtfs/static.zip describes: the simulator's seed and fleet size (`shfeeds run`'s).
     network_seed: int = 2019
     network_buses: int = 17_000
+    ops_stats_every_s: float = 0.0  # connections per tier to the control plane (ops.stats); 0 = off
     archive_dir: Path | None = None  # the tier archive replays read beyond Kafka retention (None: Kafka only)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from schemas import TIERS
+from .ops_report import tier_counts
 
 if TYPE_CHECKING:
     from .server import Node
@@ -26,11 +26,7 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
-        connections = dict.fromkeys(TIERS, 0)
-        subscriptions = dict.fromkeys(TIERS, 0)
-        for session in list(node.sessions):
-            connections[session.tier] = connections.get(session.tier, 0) + 1
-            subscriptions[session.tier] = subscriptions.get(session.tier, 0) + len(session.subs)
+        connections, subscriptions = tier_counts(node)
         conn = GaugeMetricFamily(f"{PREFIX}_connections", "Open WebSocket connections", labels=["tier"])
         subs = GaugeMetricFamily(f"{PREFIX}_subscriptions", "Open subscriptions", labels=["tier"])
         for tier in connections:

@@ -34,6 +34,7 @@ from .gtfs_static_feed import StaticFeed
 from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
 from .metrics import NodeMetrics
+from .ops_report import report_forever
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
 from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
 from .protocol.hub import Hub
@@ -375,6 +376,8 @@ class Node:
                     asyncio.create_task(self.gc_loop()),
                     asyncio.create_task(self.audit.run(self.config.audit_interval_s)),
                 ]
+                if self.config.ops_stats_every_s > 0:
+                    tasks.append(asyncio.create_task(report_forever(self, self.config.ops_stats_every_s)))
                 if server.sockets:
                     self.port = server.sockets[0].getsockname()[1]
                 log.info("serving on %s:%s (node %s)", self.config.host, self.port, self.hub.node_id)
@@ -399,6 +402,7 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
         "port": settings.ws_port,
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,
+        "ops_stats_every_s": 2.0,  # the control plane shows connections and subscriptions per tier
     }
     # Replays read this tier's archive too (archive/), where the archiver writes it.
     base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")

@@ -13,6 +13,7 @@ from schemas import (
     dlq_topic,
     encode_dead_letter,
     encode_kafka,
+    now_ms,
     raw_topic,
 )
 
@@ -53,7 +54,8 @@ def record_message(record: Record, receipt: Callable[[bool], None] | None = None
         key=record.id.encode(),
         value=encode_kafka(record),
         timestamp_ms=record.observed_at,
-        headers=[("source", record.source.encode())],
+        # When the platform took the record in: the control plane's ingest → tier-topic lag starts here.
+        headers=[("source", record.source.encode()), ("ingested_at", str(now_ms()).encode())],
         receipt=receipt,
     )
 

@@ -11,6 +11,7 @@ from .rules import assess, overall
 from .thresholds import Thresholds
 
 SCHEMA_VERSION = 1
+WS_FRESH_MS = 30_000  # a WebSocket node not heard from for this long is left out of the totals
 # A source not named in the thresholds file still gets checked, under the feed it reports.
 Minutes = Callable[[str, int], Sequence[Mapping[str, Any] | None]]  # (key, count) → buckets, oldest first
 
@@ -74,7 +75,21 @@ def build_report(
         "ok": not failing,
         "reasons": failing,
         "feeds": [b for _, b in results],
+        "websocket": websocket(latest, now_ms),
     }
+
+
+def websocket(latest: Mapping[str, Mapping[str, Any]], now_ms: int) -> dict[str, Any]:
+    """Connections and subscriptions per tier over the WebSocket nodes heard from lately."""
+    nodes = [v for k, v in latest.items() if k.startswith("ws:") and now_ms - int(v.get("last_at", 0)) <= WS_FRESH_MS]
+    conn: dict[str, int] = {}
+    subs: dict[str, int] = {}
+    for v in nodes:
+        for tier, n in dict(v.get("conn", {})).items():
+            conn[tier] = conn.get(tier, 0) + int(n)
+        for tier, n in dict(v.get("subs", {})).items():
+            subs[tier] = subs.get(tier, 0) + int(n)
+    return {"nodes": len(nodes), "connections": conn, "subscriptions": subs}
 
 
 def history(minutes: Minutes, key: str, now_ms: int, count: int = 60) -> list[dict[str, Any]]:

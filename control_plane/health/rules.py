@@ -109,6 +109,7 @@ def assess(
     completeness = _ratio(active, t.fleet) if (active is not None and t.fleet) else None
     lag = span.get("lag", [])
     p50, p99 = percentile_ms(lag, 0.5), percentile_ms(lag, 0.99)
+    ilag = span.get("ilag", [])
     partitions: dict[str, int] = {}
     for m in feed_minutes[-1:]:
         partitions.update((m or {}).get("partitions", {}))
@@ -127,12 +128,17 @@ def assess(
         "completeness": None if completeness is None else round(completeness, 4),
         "event_lag_p50_ms": p50,
         "event_lag_p99_ms": p99,
+        "ingest_lag_p50_ms": percentile_ms(ilag, 0.5),
+        "ingest_lag_p99_ms": percentile_ms(ilag, 0.99),
         "polls": src_polls,
         "poll_errors": src_errors,
         "window_s": window_s,
     }
     d = h.dimensions
-    d["timeliness"]["figures"] = {k: h.figures[k] for k in ("staleness_s", "event_lag_p50_ms", "event_lag_p99_ms")}
+    d["timeliness"]["figures"] = {
+        k: h.figures[k]
+        for k in ("staleness_s", "event_lag_p50_ms", "event_lag_p99_ms", "ingest_lag_p50_ms", "ingest_lag_p99_ms")
+    }
     d["normativity"]["figures"] = {k: h.figures[k] for k in ("reject_ratio", "reject_reasons")}
     d["truthfulness"]["figures"] = {"duplicate_ratio": h.figures["duplicate_ratio"]}
     d["completeness"]["figures"] = {k: h.figures[k] for k in ("entities_reporting", "fleet", "completeness")}

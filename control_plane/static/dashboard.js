@@ -10,6 +10,7 @@ function ago(ms, now) {
   const s = (now - ms) / 1000;
   return s < 120 ? s.toFixed(0) + " s ago" : (s / 60).toFixed(0) + " min ago";
 }
+function seconds(ms) { return ms === null || ms === undefined ? "–" : ms / 1000 + " s"; }
 function cell(text, cls) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -78,7 +79,8 @@ async function refresh() {
     tr.appendChild(cell(pct(fig.reject_ratio), "num"));
     tr.appendChild(cell(pct(fig.duplicate_ratio), "num"));
     tr.appendChild(cell(pct(fig.completeness), "num"));
-    tr.appendChild(cell(fig.event_lag_p99_ms === null ? "–" : fig.event_lag_p99_ms / 1000 + " s", "num"));
+    tr.appendChild(cell(seconds(fig.event_lag_p99_ms), "num"));
+    tr.appendChild(cell(seconds(fig.ingest_lag_p99_ms), "num"));
     tr.appendChild(cell(String(fig.consumer_lag_max ?? "–"), "num"));
     const chart = document.createElement("td");
     const points = await history(f.feed);
@@ -96,6 +98,16 @@ async function refresh() {
     li.textContent = `${new Date(s.at).toLocaleTimeString()} ${s.feed} ${s.source}: ${s.reason} — ${s.excerpt}`;
     return li;
   }));
+  // Connections and subscriptions per tier, summed over the WebSocket nodes that report.
+  const ws = report.websocket || { nodes: 0, connections: {}, subscriptions: {} };
+  const tiers = Object.keys(ws.connections);
+  $("#websocket tbody").replaceChildren(...tiers.map((tier) => {
+    const tr = document.createElement("tr");
+    tr.dataset.tier = tier;
+    tr.append(cell(tier), cell(String(ws.connections[tier] ?? 0), "num"), cell(String(ws.subscriptions[tier] ?? 0), "num"));
+    return tr;
+  }));
+  $("#websocket-nodes").textContent = ws.nodes ? `${ws.nodes} node(s) reporting` : "no WebSocket node reporting";
   window.shfeeds.rows = rows.length;
   window.shfeeds.charts = charts;
   window.shfeeds.samples = samples.length;

@@ -138,7 +138,8 @@ class CleanStage(BatchStage):
             bad += [reason for _, reason in result.rejected]
             active = len(state.last) - len(state.stale) + len({r["id"] for r in result.accepted} - state.last.keys())
             self.ops.note(feed, records_in=len(recs), accepted=result.accepted, duplicates=result.duplicates,
-                          rejects=bad, active=active, now_ms=now)  # fmt: skip
+                          rejects=bad, raw=origin, active=active,
+                          now_ms=now)  # fmt: skip
         metrics.RECORDS.labels(self.name, feed, "duplicate").inc(result.duplicates)
         metrics.RECORDS.labels(self.name, feed, "rejected").inc(len(result.rejected))
         accepted = result.accepted

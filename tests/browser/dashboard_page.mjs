@@ -28,6 +28,10 @@ try {
       drawnPoints: tr.querySelector("polyline").getAttribute("points").split(" ").length,
     })),
     samples: [...document.querySelectorAll("#samples li")].map((li) => li.textContent),
+    toTier: Object.fromEntries([...document.querySelectorAll("#feeds tbody tr")].map(
+      (tr) => [tr.dataset.feed, tr.children[8].textContent])),
+    websocket: Object.fromEntries([...document.querySelectorAll("#websocket tbody tr")].map(
+      (tr) => [tr.dataset.tier, [...tr.children].slice(1).map((td) => Number(td.textContent))])),
     overall: document.getElementById("overall").textContent,
   }));
   await page.click('#feeds tbody tr[data-feed="bus"] a');
