@@ -9,8 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .batch import RecordBatch
 from .core import ReplayCore
-from .merge import SourceRecord
+
+READ_RECORDS = 50_000  # records per read at most: large batches, so the per-call costs are spread thin
 
 
 class RecordSource(Protocol):
@@ -24,8 +26,8 @@ class RecordSource(Protocol):
     def open_partitions(self) -> set[int]: ...
 
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
-    ) -> tuple[dict[int, list[SourceRecord]], set[int]]: ...
+        self, timeout_ms: int = 200, max_records: int = READ_RECORDS, only: set[int] | None = None
+    ) -> tuple[dict[int, RecordBatch], set[int]]: ...
 
 
 def wall_ms() -> float:
