@@ -17,14 +17,16 @@ import pyarrow.parquet as pq
 
 from replay.batch import RecordBatch
 from replay.kafka_source import KafkaTierSource
+from replay.runner import READ_RECORDS, PartitionsToRead
 
 from .layout import ArchiveFile, archived_to, files_of
 
 
-class ArchiveThenKafkaSource:
+class ArchiveThenKafkaSource(PartitionsToRead):
     """A ``replay.runner.RecordSource`` over one feed and tier: archive files, then the tier topic."""
 
     def __init__(self, root: Path, feed: str, tier: str, kafka: KafkaTierSource) -> None:
+        super().__init__()
         self.root, self.feed, self.tier = root, feed, tier
         self.kafka = kafka
         self.partitions: list[int] = []
@@ -32,7 +34,6 @@ class ArchiveThenKafkaSource:
         self._from: dict[int, int] = {}  # first offset wanted, per partition
         self._handover: dict[int, int] = {}  # Kafka takes over at this offset
         self._stop_ms = 0
-        self._open: set[int] = set()
         self.read_from_archive = 0  # records, for tests and figures
 
     async def open(self) -> list[int]:
@@ -68,15 +69,8 @@ class ArchiveThenKafkaSource:
         self._open = {p for p in self.partitions if self._pending.get(p) or p in self.kafka.open_partitions()}
         return starts
 
-    @property
-    def exhausted(self) -> bool:
-        return not self._open
-
-    def open_partitions(self) -> set[int]:
-        return set(self._open)
-
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
+        self, timeout_ms: int = 200, max_records: int = READ_RECORDS, only: set[int] | None = None
     ) -> tuple[dict[int, RecordBatch], set[int]]:
         out: dict[int, RecordBatch] = {}
         finished: set[int] = set()

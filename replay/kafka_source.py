@@ -13,24 +13,24 @@ from aiokafka.errors import KafkaError
 from kafka_admin import topic_partitions
 
 from .batch import RecordBatch
-from .runner import READ_RECORDS
+from .runner import READ_RECORDS, PartitionsToRead
 
 
 class SourceUnavailable(RuntimeError):
     """The topic cannot be read right now; ``str(err)`` says why."""
 
 
-class KafkaTierSource:
+class KafkaTierSource(PartitionsToRead):
     """One tier topic's partitions, read in offset order from a start time (or explicit offsets)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions: list[int] = []
         self.end: dict[int, int] = {}  # partition → end offset when the read started
         self.stop_ms: int | None = None  # a partition is done at its first record at or after this time
         self._consumer: AIOKafkaConsumer | None = None
-        self._open: set[int] = set()
         self.held: set[int] = set()  # open partitions not to fetch for now (e.g. still read from the archive)
 
     async def open(self) -> list[int]:
@@ -93,13 +93,6 @@ class KafkaTierSource:
             else:
                 consumer.pause(tp)
         return starts
-
-    @property
-    def exhausted(self) -> bool:
-        return not self._open
-
-    def open_partitions(self) -> set[int]:
-        return set(self._open)
 
     def stop_partition(self, partition: int) -> None:
         """Read no more of ``partition`` (the replay's end was found elsewhere)."""

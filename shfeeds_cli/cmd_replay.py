@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
-from schemas import FEEDS, TIERS
+from schemas import FEEDS, TIERS, tier_topic
 
 from .cmd_tail import _floats, build_filter
 
@@ -90,7 +90,8 @@ def handle(args: argparse.Namespace) -> int:
     from archive.config import ArchiveConfig
     from replay.core import ReplayError, parse_speed
     from replay.export import Export
-    from replay.local import replay_local
+    from replay.filtering import admit_for, compile_replay_filter
+    from replay.opening import open_replay
     from replay.times import format_time, parse_time
     from streams.policy import load_policy
     from streams.policy.record_schema import tier_record_schema
@@ -165,8 +166,9 @@ def handle(args: argparse.Namespace) -> int:
         if args.url:
             await over_protocol()
             return
-        await replay_local(
+        replay = await open_replay(
             bootstrap=settings.kafka_bootstrap,
+            topic=args.topic_prefix + tier_topic(args.tier, args.feed),
             archive_root=archive_root,
             feed=args.feed,
             tier=args.tier,
@@ -174,9 +176,9 @@ def handle(args: argparse.Namespace) -> int:
             to_ms=end,
             sink=sink,
             speed=speed,
-            flt=flt,
-            topic_prefix=args.topic_prefix,
+            admit=admit_for(compile_replay_filter(flt)),
         )
+        await replay.run_to_end()
 
     try:
         if progress is not None:
