@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
-from schemas import FEEDS, TIERS, tier_topic
+from schemas import CLIENT_FEEDS, TIERS, tier_topic
 
 from .cmd_tail import _floats, build_filter
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("replay", help="replay or export a feed's history at a tier")
-    p.add_argument("--feed", required=True, choices=FEEDS)
+    p.add_argument("--feed", required=True, choices=CLIENT_FEEDS)
     p.add_argument("--from", dest="start", required=True, help="ISO 8601 (Shanghai time by default) or epoch ms")
     p.add_argument("--to", dest="end", required=True, help="ISO 8601 (Shanghai time by default) or epoch ms")
     p.add_argument("--speed", default="max", help="1 to 1000 (times the original pace) or max (default)")

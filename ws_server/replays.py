@@ -25,7 +25,7 @@ from replay.kafka_source import SourceUnavailable
 from replay.opening import OpenReplay, open_replay
 from replay.runner import ReplayRunner
 from replay.times import parse_time
-from schemas import FEEDS, now_ms
+from schemas import is_client_feed, now_ms, unknown_feed_message
 
 from .config import Naming
 from .protocol.errors import (
@@ -186,8 +186,8 @@ class ReplayService:
 
     async def _start(self, session: Session, message: ReplayStart, ip: str) -> None:
         mine = self.running.setdefault(session, {})
-        if message.feed not in FEEDS:
-            raise ProtocolError(UNKNOWN_FEED, f"unknown feed {message.feed!r}; feeds: {', '.join(FEEDS)}")
+        if not is_client_feed(message.feed):
+            raise ProtocolError(UNKNOWN_FEED, unknown_feed_message(message.feed))
         if message.id in mine or message.id in session.subs:
             raise ProtocolError(DUPLICATE_ID, f"a subscription or replay {message.id!r} is already open")
         if len(mine) >= MAX_REPLAYS_PER_CONNECTION:
