@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -67,8 +69,12 @@ def vehicles(group: str, key: str, t: int, n: int) -> dict[str, Any]:
     }
 
 
-def test_every_aggregate_is_a_client_feed() -> None:
+def test_every_aggregate_is_a_client_feed_and_documented() -> None:
     assert set(AGGREGATE_FEEDS) <= set(CLIENT_FEEDS)
+    asyncapi = (Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+    feed_schema = asyncapi[asyncapi.index("    Feed:") :]
+    enum = re.search(r"enum: \[([^\]]*)\]", feed_schema)
+    assert enum is not None and tuple(f.strip() for f in enum.group(1).split(",")) == CLIENT_FEEDS
 
 
 async def test_agg_parking_by_district_at_each_tier_live_replay_and_tail(agg_stack: Stack) -> None:
