@@ -43,14 +43,14 @@ def rows(first: int, count: int, partitions: int = 2) -> list[tuple[int, dict, i
     return out
 
 
-async def setup(kafka_bootstrap: str, prefix: str, root: Path, **kw) -> ArchiveConfig:
-    await ensure_topics(kafka_bootstrap, 2, [prefix + f"tier.{t}.bus" for t in TIERS])
+async def setup(kafka_bootstrap: str, prefix: str, root: Path, feed: str = "bus", **kw) -> ArchiveConfig:
+    await ensure_topics(kafka_bootstrap, 2, [prefix + f"tier.{t}.{feed}" for t in TIERS])
     return ArchiveConfig(
         root=root,
         bootstrap=kafka_bootstrap,
         topic_prefix=prefix,
         group_id=prefix + "archiver",
-        feeds=("bus",),
+        feeds=(feed,),
         flush_records=500,
         flush_interval_s=0.5,
         **kw,
@@ -228,16 +228,7 @@ def test_shfeeds_run_starts_the_archiver() -> None:
 
 async def test_aggregates_are_archived_and_replayed_from_the_archive(kafka_bootstrap, topic_prefix, tmp_path) -> None:
     assert set(AGGREGATE_FEEDS) <= set(ArchiveConfig(root=tmp_path, bootstrap=kafka_bootstrap).feeds)
-    await ensure_topics(kafka_bootstrap, 2, [topic_prefix + f"tier.{t}.agg_parking" for t in TIERS])
-    config = ArchiveConfig(
-        root=tmp_path / "archive",
-        bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        group_id=topic_prefix + "archiver",
-        feeds=("agg_parking",),
-        flush_records=100,
-        flush_interval_s=0.5,
-    )
+    config = await setup(kafka_bootstrap, topic_prefix, tmp_path / "archive", feed="agg_parking")
     topic = config.topic("public", "agg_parking")
     figures = []
     for i in range(60):  # one figure per district group a minute
