@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import settings as settings_mod
-from schemas import FEEDS, TIERS, Naming
+from schemas import CLIENT_FEEDS, TIERS, Naming
 
 
 def _env(name: str, default: str) -> str:
@@ -20,7 +20,7 @@ class ArchiveConfig:
     bootstrap: str
     topic_prefix: str = ""
     group_id: str = "shfeeds-archiver"
-    feeds: tuple[str, ...] = FEEDS
+    feeds: tuple[str, ...] = CLIENT_FEEDS  # every tier topic: the source feeds and the aggregates
     tiers: tuple[str, ...] = TIERS
     flush_records: int = 50_000  # write a file once this many records wait ...
     flush_interval_s: float = 60.0  # ... or once the oldest has waited this long

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from replay.batch import RecordBatch
 from replay.kafka_source import KafkaTierSource
-from replay.merge import SourceRecord
+from replay.runner import READ_RECORDS, PartitionsToRead
 
 from .layout import ArchiveFile, archived_to, files_of
 
 
-class ArchiveThenKafkaSource:
+class ArchiveThenKafkaSource(PartitionsToRead):
     """A ``replay.runner.RecordSource`` over one feed and tier: archive files, then the tier topic."""
 
     def __init__(self, root: Path, feed: str, tier: str, kafka: KafkaTierSource) -> None:
+        super().__init__()
         self.root, self.feed, self.tier = root, feed, tier
         self.kafka = kafka
         self.partitions: list[int] = []
@@ -31,7 +34,6 @@ class ArchiveThenKafkaSource:
         self._from: dict[int, int] = {}  # first offset wanted, per partition
         self._handover: dict[int, int] = {}  # Kafka takes over at this offset
         self._stop_ms = 0
-        self._open: set[int] = set()
         self.read_from_archive = 0  # records, for tests and figures
 
     async def open(self) -> list[int]:
@@ -67,24 +69,17 @@ class ArchiveThenKafkaSource:
         self._open = {p for p in self.partitions if self._pending.get(p) or p in self.kafka.open_partitions()}
         return starts
 
-    @property
-    def exhausted(self) -> bool:
-        return not self._open
-
-    def open_partitions(self) -> set[int]:
-        return set(self._open)
-
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
-    ) -> tuple[dict[int, list[SourceRecord]], set[int]]:
-        out: dict[int, list[SourceRecord]] = {}
+        self, timeout_ms: int = 200, max_records: int = READ_RECORDS, only: set[int] | None = None
+    ) -> tuple[dict[int, RecordBatch], set[int]]:
+        out: dict[int, RecordBatch] = {}
         finished: set[int] = set()
         for p, pending in self._pending.items():
             if not pending or (only is not None and p not in only):
                 continue
             f = pending.pop(0)  # one file per partition and call, so the merge gets every partition's
             recs, stopped = self._read_file(f, p)
-            if recs:
+            if len(recs):
                 out[p] = recs
                 self.read_from_archive += len(recs)
             if stopped:
@@ -102,21 +97,20 @@ class ArchiveThenKafkaSource:
         self._open -= finished
         return out, finished
 
-    def _read_file(self, f: ArchiveFile, partition: int) -> tuple[list[SourceRecord], bool]:
+    def _read_file(self, f: ArchiveFile, partition: int) -> tuple[RecordBatch, bool]:
         table = pq.read_table(f.path, columns=["offset", "timestamp", "key", "value"])
         lo, hi = self._from[partition], self._handover[partition]
         mask = pc.and_(pc.greater_equal(table["offset"], lo), pc.less(table["offset"], hi))
         table = table.filter(mask).sort_by("offset")
-        offsets = table["offset"].to_pylist()
-        stamps = table["timestamp"].cast("int64").to_pylist()
-        keys = table["key"].to_pylist()
-        values = table["value"].to_pylist()
-        out: list[SourceRecord] = []
-        for o, t, k, v in zip(offsets, stamps, keys, values, strict=True):
-            if t >= self._stop_ms:
-                return out, True
-            out.append(SourceRecord(t, partition, o, k, v))
-        return out, False
+        stamps = table["timestamp"].cast("int64").to_numpy()
+        offsets = table["offset"].cast("int64").to_numpy()
+        past = stamps >= self._stop_ms  # the partition ends at its first record at or after the stop time
+        cut = int(np.argmax(past)) if past.any() else len(stamps)
+        table = table.slice(0, cut)
+        batch = RecordBatch.of_partition(
+            partition, stamps[:cut], offsets[:cut], table["key"].to_pylist(), table["value"].to_pylist()
+        )
+        return batch, cut < len(stamps)
 
 
 def _archive_offset_at(files: list[ArchiveFile], from_ms: int, default: int) -> int:

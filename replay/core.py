@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 
-from .merge import KEY, TS, VALUE, EventTimeMerge, SourceRecord
+from .batch import RecordBatch, key_text
+from .merge import EventTimeMerge, SourceRecord
 from .pacing import ReplayClock
 
 STALE = "stale"
@@ -40,12 +42,9 @@ _decode = msgspec.msgpack.Decoder(dict).decode
 _decode_list = msgspec.msgpack.Decoder(list[dict[str, Any]]).decode
 
 
-def decode_values(batch: Sequence[SourceRecord]) -> list[dict[str, Any]]:
-    """Decode many tier values in one call: their MessagePack maps spliced into one array."""
-    n = len(batch)
-    if n < 8:
-        return [_decode(r[VALUE]) for r in batch]
-    return _decode_list(b"\xdd" + n.to_bytes(4, "big") + b"".join([r[VALUE] for r in batch]))
+def decode_values(values: Iterable[bytes], n: int) -> list[dict[str, Any]]:
+    """Decode ``n`` tier values in one call: their MessagePack maps spliced into one array."""
+    return _decode_list(b"\xdd" + n.to_bytes(4, "big") + b"".join(values))
 
 
 class ReplayError(ValueError):
@@ -116,7 +115,7 @@ class ReplayCore:
     @property
     def wants_records(self) -> bool:
         """False while enough is due: the I/O layer should stop fetching until ``tick`` drains it."""
-        return len(self._due) < 20_000
+        return self._due_count < 50_000
 
     @property
     def merge_full(self) -> bool:
@@ -132,7 +131,7 @@ class ReplayCore:
 
     # ------------------------------------------------------------------ input
 
-    def push(self, partition: int, records: Sequence[SourceRecord]) -> None:
+    def push(self, partition: int, records: RecordBatch | Sequence[SourceRecord]) -> None:
         self.merge.push(partition, records)
 
     def finish(self, partition: int) -> None:
@@ -154,7 +153,7 @@ class ReplayCore:
             self._complete()
             return None
         if self._due:
-            due = self.clock.due_at(self._due[0][TS])
+            due = self.clock.due_at(int(self._due[0].ts[0]))
             if due == float("inf"):
                 return wall_ms + PROGRESS_EVERY_MS
             return max(wall_ms, min(due, self._last_progress + PROGRESS_EVERY_MS))
@@ -188,29 +187,36 @@ class ReplayCore:
     def _restart(self, start_ms: int) -> None:
         self.start_ms = start_ms
         self.merge = EventTimeMerge(self.partitions, self.max_skew_ms)
-        self.state: dict[str, SourceRecord] = {}  # entity → latest record before ``start_ms``
+        self.state: dict[str, bytes] = {}  # entity → its latest value before ``start_ms``
         self.inside: set[str] = set()  # entities the client holds (inside the filter)
-        self._due: deque[SourceRecord] = deque()
+        self._due: deque[RecordBatch] = deque()  # released records of [start, to), in event-time order
+        self._due_count = 0
         self._snapshot_sent = False
         self._last_progress = float("-inf")
         self.finished = False
 
     def _absorb(self) -> None:
-        start, end = self.start_ms, self.to_ms
-        for rec in self.merge.pop_ready():
-            t = rec[TS]
-            if t < start:
-                if not self._snapshot_sent:
-                    self.state[rec[KEY]] = rec
-                # A record before the start that broke the skew bound after the snapshot went out: late.
-            elif t < end:
-                self._due.append(rec)
+        released = self.merge.pop_ready()
+        if not len(released):
+            return
+        ts = released.ts
+        first = int(np.searchsorted(ts, self.start_ms, side="left"))
+        end = int(np.searchsorted(ts, self.to_ms, side="left"))
+        if first and not self._snapshot_sent:
+            # Records before the start build the as-of state; once the snapshot is out, such a record
+            # broke the skew bound (it is counted as late by the merge) and is dropped.
+            state = self.state
+            for key, value in zip(released.keys[:first].tolist(), released.values[:first].tolist(), strict=True):
+                state[key_text(key)] = value
+        if end > first:
+            self._due.append(released[first:end])
+            self._due_count += end - first
 
     def _send_snapshot(self, wall_ms: float) -> None:
         at = self.start_ms
         records: list[dict[str, Any]] = []
-        for rec in self.state.values():
-            value = _decode(rec[VALUE])
+        for raw in self.state.values():
+            value = _decode(raw)
             state = value.get("state")
             if state == REMOVED:
                 continue
@@ -231,44 +237,47 @@ class ReplayCore:
         due = self._due
         clock = self.clock
         while due:
-            if clock.speed is None and not clock.paused:  # max: everything buffered is due
-                n = min(len(due), FRAME_RECORDS)
-            else:
-                n = 0
-                while n < len(due) and n < FRAME_RECORDS and clock.due_at(due[n][TS]) <= wall_ms:
-                    n += 1
+            head = due[0]
+            if clock.speed is None and not clock.paused:  # max: everything released is due
+                n = min(len(head), FRAME_RECORDS)
+            elif clock.paused:
+                return
+            else:  # the records whose wall time has come (their due times grow with their event times)
+                n = int(np.searchsorted(clock.due_times(head.ts[:FRAME_RECORDS]), wall_ms, side="right"))
                 if n == 0:
                     return
-            self._send_delta([due.popleft() for _ in range(n)])
+            if n == len(head):
+                due.popleft()
+                frame = head
+            else:
+                frame, due[0] = head[:n], head[n:]
+            self._due_count -= n
+            self._send_delta(frame)
 
-    def _send_delta(self, batch: list[SourceRecord]) -> None:
+    def _send_delta(self, batch: RecordBatch) -> None:
+        last_t = int(batch.ts[-1])
         if self.admit is None and self.raw:
-            self.clock.advance(batch[-1][TS])
+            self.clock.advance(last_t)
             self.seq += 1
             self.delivered += len(batch)
             self.sink.emit(
-                {
-                    "type": "replay_delta",
-                    "seq": self.seq,
-                    "t": batch[-1][TS],
-                    "raw": [r[VALUE] for r in batch],
-                    "remove": [],
-                }
+                {"type": "replay_delta", "seq": self.seq, "t": last_t, "raw": batch.values.tolist(), "remove": []}
             )
             return
-        values = decode_values(batch)
+        values = decode_values(batch.values, len(batch))
         if self.admit is None:  # no filter: every record goes, nothing can leave the filter's area
-            self.clock.advance(batch[-1][TS])
-            self._frame(batch[-1][TS], values, [])
+            self.clock.advance(last_t)
+            self._frame(last_t, values, [])
             return
-        admitted = self.admit(values) if self.admit is not None else [True] * len(values)
+        admitted = self.admit(values)
         records: list[dict[str, Any]] = []
         remove: list[str] = []
         touched: set[str] = set()  # entities in this frame: a second change of one starts the next frame
         inside = self.inside
-        t = batch[0][TS]
-        for rec, value, ok in zip(batch, values, admitted, strict=True):
-            entity = rec[KEY]
+        stamps = batch.ts.tolist()
+        t = stamps[0]
+        for key, rec_t, value, ok in zip(batch.keys.tolist(), stamps, values, admitted, strict=True):
+            entity = key_text(key)
             if value.get("state") == REMOVED:
                 send, leave = entity in inside or ok, False
                 inside.discard(entity)
@@ -284,12 +293,12 @@ class ReplayCore:
                 self._frame(t, records, remove)
                 records, remove, touched = [], [], set()
             touched.add(entity)
-            t = rec[TS]
+            t = rec_t
             if send:
                 records.append(value)
             else:
                 remove.append(entity)
-        self.clock.advance(batch[-1][TS])
+        self.clock.advance(last_t)
         self._frame(t, records, remove)
 
     def _frame(self, t: int, records: list[dict[str, Any]], remove: list[str]) -> None:
@@ -304,7 +313,7 @@ class ReplayCore:
             return self.start_ms
         pos = self.clock.position(wall_ms)
         if self._due:
-            pos = min(pos, self._due[0][TS])
+            pos = min(pos, int(self._due[0].ts[0]))
         return int(min(max(pos, self.start_ms), self.to_ms))
 
     def _progress(self, wall_ms: float) -> None:

@@ -1,32 +1,23 @@
 """A replay's filter is a live subscription's filter (``ws_server/protocol/filters.py``), applied to a
-batch of tier records at once: points in GCJ-02 (converted from a record's own ``crs`` when it says
-``wgs84``), the spatial test vectorised, then routes and ids."""
+batch of tier records at once: points in GCJ-02 as the live node places them (``ws_server/protocol/places.py``:
+a record's own point, converted from ``wgs84`` when its ``crs`` says so, or an aggregate's place), the spatial
+test vectorised, then routes and ids."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from geo.crs import wgs84_to_gcj02
 from ws_server.districts import lookup_district
 from ws_server.protocol.errors import ProtocolError
 from ws_server.protocol.filters import CompiledFilter, compile_filter
 from ws_server.protocol.messages import Filter
+from ws_server.protocol.places import record_point, record_route
 
 from .core import Admit, ReplayError
-
-
-def _point(record: dict[str, Any]) -> tuple[float, float]:
-    lng, lat = record.get("lng"), record.get("lat")
-    if not isinstance(lng, int | float) or not isinstance(lat, int | float):
-        return math.nan, math.nan
-    if record.get("crs") == "wgs84":
-        return wgs84_to_gcj02(float(lng), float(lat))
-    return float(lng), float(lat)
 
 
 def admit_for(compiled: CompiledFilter) -> Admit | None:
@@ -37,12 +28,12 @@ def admit_for(compiled: CompiledFilter) -> Admit | None:
     def admit(records: Sequence[dict[str, Any]]) -> list[bool]:
         if not records:
             return []
-        points = np.array([_point(r) for r in records], dtype=np.float64).reshape(-1, 2)
+        points = np.array([record_point(r) for r in records], dtype=np.float64).reshape(-1, 2)
         inside = compiled.mask(points[:, 0], points[:, 1])
         if compiled.spatial:
             inside &= ~np.isnan(points[:, 0])
         return [
-            bool(ok) and compiled.admits(str(r.get("id")), r.get("route_id"))
+            bool(ok) and compiled.admits(str(r.get("id")), record_route(r))
             for ok, r in zip(inside.tolist(), records, strict=True)
         ]
 

@@ -6,29 +6,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from kafka_admin import topic_partitions
 
-from .merge import SourceRecord
+from .batch import RecordBatch
+from .runner import READ_RECORDS, PartitionsToRead
 
 
 class SourceUnavailable(RuntimeError):
     """The topic cannot be read right now; ``str(err)`` says why."""
 
 
-class KafkaTierSource:
+class KafkaTierSource(PartitionsToRead):
     """One tier topic's partitions, read in offset order from a start time (or explicit offsets)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions: list[int] = []
         self.end: dict[int, int] = {}  # partition → end offset when the read started
         self.stop_ms: int | None = None  # a partition is done at its first record at or after this time
         self._consumer: AIOKafkaConsumer | None = None
-        self._open: set[int] = set()
         self.held: set[int] = set()  # open partitions not to fetch for now (e.g. still read from the archive)
 
     async def open(self) -> list[int]:
@@ -92,21 +94,14 @@ class KafkaTierSource:
                 consumer.pause(tp)
         return starts
 
-    @property
-    def exhausted(self) -> bool:
-        return not self._open
-
-    def open_partitions(self) -> set[int]:
-        return set(self._open)
-
     def stop_partition(self, partition: int) -> None:
         """Read no more of ``partition`` (the replay's end was found elsewhere)."""
         self._open.discard(partition)
         self.consumer.pause(TopicPartition(self.topic, partition))
 
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
-    ) -> tuple[dict[int, list[SourceRecord]], set[int]]:
+        self, timeout_ms: int = 200, max_records: int = READ_RECORDS, only: set[int] | None = None
+    ) -> tuple[dict[int, RecordBatch], set[int]]:
         """The next records per partition (of ``only``, if given), and the partitions that have just
         finished. Fetching only the partitions that hold the merge back keeps its buffer bounded."""
         active = self._open - self.held
@@ -127,36 +122,32 @@ class KafkaTierSource:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as err:
             raise SourceUnavailable(f"reading {self.topic}: {err}") from err
-        out: dict[int, list[SourceRecord]] = {}
+        out: dict[int, RecordBatch] = {}
         finished: set[int] = set()
         stop = self.stop_ms
         for tp, records in batches.items():
             p = tp.partition
             if p not in active or p not in self._open:
                 continue
-            end = self.end[p]
-            done = False
-            last = records[-1]
-            if last.offset < end and (stop is None or max([r.timestamp for r in records]) < stop):
-                # The common case, the whole batch inside the replay: plain tuples in SourceRecord's layout
-                # (per record, so the cheapest construction there is).
-                kept: list[SourceRecord] = [
-                    (r.timestamp, p, r.offset, r.key.decode(), r.value)  # type: ignore[misc]
-                    for r in records
-                    if r.key is not None and r.value is not None
-                ]
-            else:
-                kept = []
-                for r in records:
-                    if r.offset >= end or (stop is not None and r.timestamp >= stop):
-                        done = True
-                        break
-                    if r.key is not None and r.value is not None:
-                        kept.append(SourceRecord(r.timestamp, p, r.offset, r.key.decode(), r.value))
-            if not done and records and records[-1].offset + 1 >= end:
+            # Columns, not a Python object per record: the merge sorts and slices them with numpy.
+            stamps = np.array([r.timestamp for r in records], dtype=np.int64)
+            offsets = np.array([r.offset for r in records], dtype=np.int64)
+            keys = [r.key for r in records]
+            values = [r.value for r in records]
+            past = offsets >= self.end[p]
+            if stop is not None:
+                past |= stamps >= stop
+            done = bool(offsets[-1] + 1 >= self.end[p])
+            if past.any():  # the first record past the read's end offset or stop time ends the partition
+                cut = int(np.argmax(past))
+                stamps, offsets, keys, values = stamps[:cut], offsets[:cut], keys[:cut], values[:cut]
                 done = True
-            if kept:
-                out[p] = kept
+            if None in keys or None in values:  # tombstones and keyless records are no tier records
+                kept = [i for i, (k, v) in enumerate(zip(keys, values, strict=True)) if k is not None and v is not None]
+                stamps, offsets = stamps[kept], offsets[kept]
+                keys, values = [keys[i] for i in kept], [values[i] for i in kept]
+            if len(stamps):
+                out[p] = RecordBatch.of_partition(p, stamps, offsets, keys, values)
             if done:
                 finished.add(p)
                 self._open.discard(p)

@@ -5,6 +5,9 @@ Pure arithmetic on times the caller passes in, so tests need no sleeping.
 
 from __future__ import annotations
 
+import numpy as np
+from numpy.typing import NDArray
+
 MAX = None  # speed "max": as fast as the reader takes it
 
 
@@ -31,6 +34,13 @@ class ReplayClock:
         if self.speed is None:
             return float("-inf")
         return self._wall_anchor + (event_ms - self._event_anchor) / self.speed
+
+    def due_times(self, event_ms: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``due_at`` of many records at once, at a set speed and not paused (the same arithmetic)."""
+        if self.speed is None or self.paused:
+            raise ValueError("due times exist only at a set speed while running")
+        times: NDArray[np.float64] = self._wall_anchor + (event_ms - self._event_anchor) / self.speed
+        return times
 
     def advance(self, event_ms: int) -> None:
         """At max speed the replay is where its last delivered record is."""

@@ -9,12 +9,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .batch import RecordBatch
 from .core import ReplayCore
-from .merge import SourceRecord
+
+READ_RECORDS = 50_000  # records per read at most: large batches, so the per-call costs are spread thin
 
 
 class RecordSource(Protocol):
     partitions: list[int]
+
+    async def open(self) -> list[int]: ...
 
     async def seek(self, from_ms: int, stop_ms: int, offsets: dict[int, int] | None = None) -> dict[int, int]: ...
 
@@ -24,8 +28,22 @@ class RecordSource(Protocol):
     def open_partitions(self) -> set[int]: ...
 
     async def read(
-        self, timeout_ms: int = 200, max_records: int = 20_000, only: set[int] | None = None
-    ) -> tuple[dict[int, list[SourceRecord]], set[int]]: ...
+        self, timeout_ms: int = 200, max_records: int = READ_RECORDS, only: set[int] | None = None
+    ) -> tuple[dict[int, RecordBatch], set[int]]: ...
+
+
+class PartitionsToRead:
+    """What every record source keeps: the partitions it has not finished reading since its last seek."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._open
+
+    def open_partitions(self) -> set[int]:
+        return set(self._open)
 
 
 def wall_ms() -> float:

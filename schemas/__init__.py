@@ -17,6 +17,7 @@ from .codecs import (
     to_dict,
 )
 from .dead_letter import DeadLetter
+from .feed_registry import CLIENT_FEEDS, FEED_REGISTRY, FeedInfo, is_client_feed, unknown_feed_message
 from .naming import DEFAULT_REDIS_PREFIX, Naming
 from .records import (
     FEED_TYPES,
@@ -48,9 +49,11 @@ __all__ = [
     "AGGREGATE_FEEDS",
     "AGGREGATE_TYPES",
     "AUDIT_ACCESS",
+    "CLIENT_FEEDS",
     "DEFAULT_REDIS_PREFIX",
     "DELAYABLE_TIERS",
     "FEEDS",
+    "FEED_REGISTRY",
     "FEED_TYPES",
     "PIPELINE_FEEDS",
     "SCHEMA_VERSION",
@@ -59,6 +62,7 @@ __all__ = [
     "ChargingStation",
     "Connector",
     "DeadLetter",
+    "FeedInfo",
     "InvalidRecord",
     "Naming",
     "ParkingLot",
@@ -75,9 +79,11 @@ __all__ = [
     "encode_kafka",
     "encode_msgpack",
     "from_dict",
+    "is_client_feed",
     "now_ms",
     "pending_topic",
     "raw_topic",
     "tier_topic",
     "to_dict",
+    "unknown_feed_message",
 ]

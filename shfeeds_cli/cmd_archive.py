@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 import settings as project_settings
-from schemas import FEEDS, TIERS
+from schemas import CLIENT_FEEDS, TIERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--dir", type=Path, help="archive folder (default SHFEEDS_ARCHIVE_DIR or <stack>/archive)")
     run.add_argument("--topic-prefix", default="", help="prefix of every topic name (isolated test runs)")
     run.add_argument("--group-id", default="shfeeds-archiver")
-    run.add_argument("--feeds", default=",".join(FEEDS), help="comma-separated feeds")
+    run.add_argument("--feeds", default=",".join(CLIENT_FEEDS), help="comma-separated feeds")
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_run)
 
@@ -52,7 +52,7 @@ def _status(args: argparse.Namespace) -> int:
     from archive.status import archive_status
 
     config = _config(args)
-    days = archive_status(config.root, list(FEEDS), list(TIERS))
+    days = archive_status(config.root, list(CLIENT_FEEDS), list(TIERS))
     if args.json:
         for d in days:
             offsets = {str(p): {"first": a, "last": b} for p, (a, b) in sorted(d.offsets.items())}

@@ -33,9 +33,7 @@ def register(subparsers: Any) -> None:
 
 def _feeds() -> tuple[str, ...]:
     """Source feeds and the stream layer's aggregate feeds (``agg_*``)."""
-    from schemas.aggregates import AGGREGATE_TYPES
-
-    return schemas.FEEDS + tuple(AGGREGATE_TYPES)
+    return schemas.CLIENT_FEEDS
 
 
 def _canonical(feed: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
-from schemas import FEEDS, TIERS
+from schemas import CLIENT_FEEDS, TIERS, tier_topic
 
 from .cmd_tail import _floats, build_filter
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("replay", help="replay or export a feed's history at a tier")
-    p.add_argument("--feed", required=True, choices=FEEDS)
+    p.add_argument("--feed", required=True, choices=CLIENT_FEEDS)
     p.add_argument("--from", dest="start", required=True, help="ISO 8601 (Shanghai time by default) or epoch ms")
     p.add_argument("--to", dest="end", required=True, help="ISO 8601 (Shanghai time by default) or epoch ms")
     p.add_argument("--speed", default="max", help="1 to 1000 (times the original pace) or max (default)")
@@ -90,7 +90,8 @@ def handle(args: argparse.Namespace) -> int:
     from archive.config import ArchiveConfig
     from replay.core import ReplayError, parse_speed
     from replay.export import Export
-    from replay.local import replay_local
+    from replay.filtering import admit_for, compile_replay_filter
+    from replay.opening import open_replay
     from replay.times import format_time, parse_time
     from streams.policy import load_policy
     from streams.policy.record_schema import tier_record_schema
@@ -165,8 +166,9 @@ def handle(args: argparse.Namespace) -> int:
         if args.url:
             await over_protocol()
             return
-        await replay_local(
+        replay = await open_replay(
             bootstrap=settings.kafka_bootstrap,
+            topic=args.topic_prefix + tier_topic(args.tier, args.feed),
             archive_root=archive_root,
             feed=args.feed,
             tier=args.tier,
@@ -174,9 +176,9 @@ def handle(args: argparse.Namespace) -> int:
             to_ms=end,
             sink=sink,
             speed=speed,
-            flt=flt,
-            topic_prefix=args.topic_prefix,
+            admit=admit_for(compile_replay_filter(flt)),
         )
+        await replay.run_to_end()
 
     try:
         if progress is not None:

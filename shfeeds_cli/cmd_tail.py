@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
+from schemas import CLIENT_FEEDS
 
 DEFAULT_CONNECT_TIMEOUT_S = 30.0  # without --timeout: how long a tail waits for a server that cannot be reached
 
@@ -27,7 +28,7 @@ def _floats(text: str, n: int, what: str) -> list[float]:
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("tail", help="print a feed's records as a client receives them")
-    parser.add_argument("feed", help="bus, metro, parking, charging, charging_sessions or scenic")
+    parser.add_argument("feed", help=f"{', '.join(CLIENT_FEEDS)} (agg_*: the aggregates, per district etc.)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--bbox", type=lambda t: _floats(t, 4, "--bbox"), help="min_lng,min_lat,max_lng,max_lat")
     where.add_argument("--district", action="append", help="adcode, Chinese or English name (repeatable)")

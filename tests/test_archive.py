@@ -21,9 +21,10 @@ from archive.reader import ArchiveThenKafkaSource
 from archive.status import archive_status
 from kafka_admin import ensure_topics
 from replay.core import ReplayCore
+from replay.filtering import admit_for, compile_replay_filter
 from replay.kafka_source import KafkaTierSource
 from replay.runner import ReplayRunner
-from schemas import TIERS
+from schemas import AGGREGATE_FEEDS, TIERS
 from tests.replay_support import ListSink, produce_values, tier_value
 from tests.streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
 
@@ -42,14 +43,14 @@ def rows(first: int, count: int, partitions: int = 2) -> list[tuple[int, dict, i
     return out
 
 
-async def setup(kafka_bootstrap: str, prefix: str, root: Path, **kw) -> ArchiveConfig:
-    await ensure_topics(kafka_bootstrap, 2, [prefix + f"tier.{t}.bus" for t in TIERS])
+async def setup(kafka_bootstrap: str, prefix: str, root: Path, feed: str = "bus", **kw) -> ArchiveConfig:
+    await ensure_topics(kafka_bootstrap, 2, [prefix + f"tier.{t}.{feed}" for t in TIERS])
     return ArchiveConfig(
         root=root,
         bootstrap=kafka_bootstrap,
         topic_prefix=prefix,
         group_id=prefix + "archiver",
-        feeds=("bus",),
+        feeds=(feed,),
         flush_records=500,
         flush_interval_s=0.5,
         **kw,
@@ -223,3 +224,57 @@ def test_shfeeds_run_starts_the_archiver() -> None:
     args = argparse.Namespace(no_simulator=True, buses=None, seed=1, time_scale=1.0)
     specs = {spec.name: spec for spec in children(args, settings_mod.load())}
     assert specs["archiver"].argv[-2:] == ["archive", "run"]
+
+
+async def test_aggregates_are_archived_and_replayed_from_the_archive(kafka_bootstrap, topic_prefix, tmp_path) -> None:
+    assert set(AGGREGATE_FEEDS) <= set(ArchiveConfig(root=tmp_path, bootstrap=kafka_bootstrap).feeds)
+    config = await setup(kafka_bootstrap, topic_prefix, tmp_path / "archive", feed="agg_parking")
+    topic = config.topic("public", "agg_parking")
+    figures = []
+    for i in range(60):  # one figure per district group a minute
+        t = T_EVENING + i * 60_000
+        key = ("310101", "310104")[i % 2]
+        value = {
+            "id": f"district:{key}",
+            "source": "streams",
+            "observed_at": t,
+            "expires_at": t + 900_000,
+            "group": "district",
+            "key": key,
+            "lots": 4,
+            "capacity": 800,
+            "free": i,
+            "occupancy_pct": 90,
+            "policy_version": "test-1",
+        }
+        figures.append((i % 2, value, t))
+    await produce_values(kafka_bootstrap, topic, figures)
+    await archive_until(config, 60)
+    (day,) = archive_status(config.root, ["agg_parking"], ["public"])
+    assert day.records == 60 and day.day == "2026-12-03"
+    # Kafka no longer holds the first half: the replay reads it from the archive
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, p): RecordsToDelete(15) for p in (0, 1)})
+    finally:
+        await admin.close()
+    kafka = KafkaTierSource(kafka_bootstrap, topic)
+    source = ArchiveThenKafkaSource(config.root, "agg_parking", "public", kafka)
+    sink = ListSink()
+    try:
+        core = ReplayCore(
+            partitions=await source.open(),
+            from_ms=T_EVENING + 10 * 60_000,
+            to_ms=T_EVENING + 50 * 60_000,
+            max_skew_ms=60_000,
+            lookback_ms=900_000,
+            sink=sink,
+            admit=admit_for(compile_replay_filter({"district": "黄浦"})),
+        )
+        await ReplayRunner(core, source).run()
+    finally:
+        await kafka.close()
+    assert [r["free"] for r in sink.delta_records()] == list(range(10, 50, 2))  # Huangpu's figures only
+    assert [r["free"] for r in sink.of("replay_snapshot")[0]["records"]] == [8]
+    assert source.read_from_archive > 0

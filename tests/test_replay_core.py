@@ -9,7 +9,7 @@ import random
 import pytest
 
 from replay.core import ReplayCore, ReplayError, parse_speed
-from replay.merge import EventTimeMerge
+from replay.merge import EventTimeMerge, SourceRecord
 from replay.pacing import ReplayClock
 from tests.replay_support import T0, ListSink, source_record, tier_value
 
@@ -34,7 +34,7 @@ def test_merge_orders_out_of_order_partitions_exactly() -> None:
         "the input must really be out of order"
     )
     merge = EventTimeMerge(parts, SKEW)
-    out = []
+    out: list[SourceRecord] = []
     cursors = dict.fromkeys(parts, 0)
     rng = random.Random(3)
     while any(cursors[p] < len(parts[p]) for p in parts):  # uneven chunks, partitions interleaved at random

@@ -20,12 +20,12 @@ import msgpack
 
 from geo.crs import gcj02_to_wgs84, wgs84_to_gcj02
 from replay.core import ReplayCore, ReplayError, parse_speed
-from replay.feeds import lookback_ms, max_skew_ms
 from replay.filtering import admit_for
-from replay.kafka_source import KafkaTierSource, SourceUnavailable
+from replay.kafka_source import SourceUnavailable
+from replay.opening import OpenReplay, open_replay
 from replay.runner import ReplayRunner
 from replay.times import parse_time
-from schemas import FEEDS, now_ms
+from schemas import is_client_feed, now_ms, unknown_feed_message
 
 from .config import Naming
 from .protocol.errors import (
@@ -151,7 +151,7 @@ class _ReplaySink:
 class _Running:
     core: ReplayCore
     runner: ReplayRunner
-    kafka: KafkaTierSource
+    opened: OpenReplay
     sink: _ReplaySink
     task: asyncio.Task[None] | None = None
 
@@ -186,8 +186,8 @@ class ReplayService:
 
     async def _start(self, session: Session, message: ReplayStart, ip: str) -> None:
         mine = self.running.setdefault(session, {})
-        if message.feed not in FEEDS:
-            raise ProtocolError(UNKNOWN_FEED, f"unknown feed {message.feed!r}; feeds: {', '.join(FEEDS)}")
+        if not is_client_feed(message.feed):
+            raise ProtocolError(UNKNOWN_FEED, unknown_feed_message(message.feed))
         if message.id in mine or message.id in session.subs:
             raise ProtocolError(DUPLICATE_ID, f"a subscription or replay {message.id!r} is already open")
         if len(mine) >= MAX_REPLAYS_PER_CONNECTION:
@@ -205,39 +205,34 @@ class ReplayService:
             raise ProtocolError(INVALID_MESSAGE, "'to' must be after 'from' (and 'from' in the past)")
         admit = admit_for(compile_filter(message.filter, crs, self.districts))
         tier, feed = session.tier, message.feed
-        kafka = KafkaTierSource(self.bootstrap, self.naming.tier_topic(tier, feed))
-        source: Any = kafka
-        if self.archive_root is not None:
-            from archive.reader import ArchiveThenKafkaSource  # pyarrow: loaded by the first replay only
-
-            source = ArchiveThenKafkaSource(self.archive_root, feed, tier, kafka)
-        try:
-            partitions = await source.open()
-        except SourceUnavailable as err:
-            await kafka.close()
-            raise ProtocolError(FEED_UNAVAILABLE, str(err)) from None
         recorder = None
         if tier == "licensed":
             recorder = self.audit.replay_recorder(session, ip, feed, start, end)
         sink = _ReplaySink(session, message.id, feed, crs, message.options.snapshot, recorder)
-        core = ReplayCore(
-            partitions=partitions,
-            from_ms=start,
-            to_ms=end,
-            max_skew_ms=max_skew_ms(feed),
-            lookback_ms=lookback_ms(feed),
-            sink=sink,
-            speed=speed,
-            admit=admit,
-            raw=session.codec.binary,  # MessagePack clients get the stored bytes (see _send_spliced)
-        )
+        try:
+            opened = await open_replay(
+                bootstrap=self.bootstrap,
+                topic=self.naming.tier_topic(tier, feed),
+                archive_root=self.archive_root,
+                feed=feed,
+                tier=tier,
+                from_ms=start,
+                to_ms=end,
+                sink=sink,
+                speed=speed,
+                admit=admit,
+                raw=session.codec.binary,  # MessagePack clients get the stored bytes (see _send_spliced)
+            )
+        except SourceUnavailable as err:
+            raise ProtocolError(FEED_UNAVAILABLE, str(err)) from None
+        core = opened.core
 
         async def drain() -> None:
             while not session.closed and session.sink.backlog() > BACKLOG_BYTES:
                 await asyncio.sleep(0.01)
 
-        runner = ReplayRunner(core, source, drain=drain, clock=wall_ms)
-        running = _Running(core, runner, kafka, sink)
+        runner = ReplayRunner(core, opened.source, drain=drain, clock=wall_ms)
+        running = _Running(core, runner, opened, sink)
         mine[message.id] = running
         self.replays_started += 1
         session.send(
@@ -265,7 +260,7 @@ class ReplayService:
             log.exception("replay %s failed", replay_id)
             session.error(ProtocolError(FEED_UNAVAILABLE, "the replay stopped on a server error; retry", replay_id))
         finally:
-            await running.kafka.close()
+            await running.opened.close()
             mine = self.running.get(session)
             if mine is not None and mine.get(replay_id) is running:
                 del mine[replay_id]

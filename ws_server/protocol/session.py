@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from schemas import FEEDS
+from schemas import is_client_feed, unknown_feed_message
 
 from .codec import Codec
 from .errors import (
@@ -253,8 +253,8 @@ class Session:
 
     def check_subscribe(self, message: Subscribe) -> None:
         """The checks that need no state of the feed (run before the I/O layer loads the feed)."""
-        if message.feed not in FEEDS:
-            raise ProtocolError(UNKNOWN_FEED, f"unknown feed {message.feed!r}; feeds: {', '.join(FEEDS)}")
+        if not is_client_feed(message.feed):
+            raise ProtocolError(UNKNOWN_FEED, unknown_feed_message(message.feed))
         if message.id in self.subs:
             raise ProtocolError(DUPLICATE_ID, f"subscription {message.id!r} is already open")
         if len(self.subs) >= self.limits.max_subscriptions:

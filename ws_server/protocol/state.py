@@ -6,7 +6,6 @@ forward them unchanged) plus the decoded dict. Each entity's point is also kept 
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from numpy.typing import NDArray
 from geo.crs import gcj02_to_wgs84, wgs84_to_gcj02
 
 from .codec import Codec
+from .places import record_point, record_route
 
 UPSERT = "upsert"
 STALE = "stale"
@@ -38,20 +38,14 @@ class Entry:
         self.raw = raw
         self.record = record
         self.stale = record.get("state") == STALE
-        self.route = record.get("route_id")
-        lng, lat = record.get("lng"), record.get("lat")
-        if isinstance(lng, int | float) and isinstance(lat, int | float):
-            if record.get("crs", "gcj02") == "wgs84":
-                lng, lat = wgs84_to_gcj02(float(lng), float(lat))
-            self.x, self.y = float(lng), float(lat)
-        else:
-            self.x = self.y = NAN
+        self.route = record_route(record)
+        self.x, self.y = record_point(record)  # an aggregate's is the place its group names
         self._encoded: dict[tuple[str, str], bytes] = {}
 
     def in_crs(self, crs: str) -> dict[str, Any]:
         """The record with its point in ``crs`` (the tier topic states which datum it holds)."""
         have = self.record.get("crs", "gcj02")
-        if have == crs or math.isnan(self.x):
+        if have == crs or not isinstance(self.record.get("lng"), int | float):
             return self.record
         lng, lat = float(self.record["lng"]), float(self.record["lat"])
         lng, lat = gcj02_to_wgs84(lng, lat) if crs == "wgs84" else wgs84_to_gcj02(lng, lat)
