@@ -30,14 +30,28 @@ def wgs84_point(entry: Entry) -> tuple[float, float]:
     return round(float(lng), CONVERTED_DECIMALS), round(float(lat), CONVERTED_DECIMALS)
 
 
+def expired(entry: Entry, now_ms: int) -> bool:
+    """Past its ``expires_at`` (or marked stale by the stream stage): what it says no longer holds, so a
+    consumer must not be shown it, even before the stale marker has reached this node."""
+    expires_at = entry.record.get("expires_at")
+    return entry.stale or (isinstance(expires_at, int | float) and expires_at <= now_ms)
+
+
 def vehicle_positions(entries: Iterable[Entry], now_ms: int) -> bytes:
-    """One FeedMessage of every live vehicle in ``entries``, with WGS-84 points as GTFS-RT requires."""
+    """One FeedMessage of every live vehicle in ``entries``, serialised (see ``vehicle_positions_message``)."""
+    data: bytes = vehicle_positions_message(entries, now_ms).SerializeToString()
+    return data
+
+
+def vehicle_positions_message(entries: Iterable[Entry], now_ms: int) -> gtfs_realtime_pb2.FeedMessage:
+    """One FeedMessage (FULL_DATASET) of every vehicle in ``entries`` that is not expired at ``now_ms``, with
+    WGS-84 points as GTFS-RT requires. The header's timestamp is ``now_ms``."""
     feed = gtfs_realtime_pb2.FeedMessage()
     feed.header.gtfs_realtime_version = "2.0"
     feed.header.incrementality = gtfs_realtime_pb2.FeedHeader.FULL_DATASET
     feed.header.timestamp = now_ms // 1000
-    for entry in entries:
-        if entry.stale or math.isnan(entry.x):
+    for entry in sorted(entries, key=lambda e: e.id):  # a stable order: unchanged content, unchanged bytes
+        if expired(entry, now_ms) or math.isnan(entry.x):
             continue
         rec = entry.record
         entity = feed.entity.add()
@@ -68,5 +82,4 @@ def vehicle_positions(entries: Iterable[Entry], now_ms: int) -> bytes:
         pct = rec.get("occupancy_pct")
         if isinstance(pct, int | float):
             vp.occupancy_percentage = round(pct)
-    data: bytes = feed.SerializeToString()
-    return data
+    return feed

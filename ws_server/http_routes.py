@@ -1,5 +1,6 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, the published record schemas, and health. Served through the handshake hook, so
+VehiclePositions per tier, feed queries (``ws_server.http_query``) and their OpenAPI document, the published
+record schemas, and health. Served through the handshake hook, so
 one port does everything."""
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from websockets.http11 import Request, Response
 from schemas import now_ms
 
 from .districts import districts_geojson
-from .gtfs_rt import vehicle_positions
+from .gtfs_rt import vehicle_positions_message
+from .gtfs_rt_feed import FeedRenderings
 from .gtfs_static_feed import StaticFeed
+from .http_cache import conditional_response
+from .http_query import FeedQueries
 from .map_layers import layer_body
 from .metrics import NodeMetrics
+from .openapi import openapi_body
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 from .record_schemas import schema_response_body
@@ -52,6 +57,7 @@ def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = 
 PAGE_PATHS = ("/", "/map", "/map.html")
 GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
 STATIC_GTFS_PATH = "/gtfs/static.zip"
+OPENAPI_PATH = "/openapi.json"
 HEALTH_PATHS = ("/healthz", "/_health")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
@@ -61,8 +67,9 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics")
+        or path in (GTFS_PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson", "/metrics")
         or path.startswith(("/static/", "/schemas/", "/layers/"))
+        or FeedQueries.matches(path)
     )
 
 
@@ -86,9 +93,16 @@ def _districts_body() -> bytes:
 
 
 class HttpRoutes:
-    def __init__(self, node: NodeView, static_feed: StaticFeed, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeView,
+        static_feed: StaticFeed,
+        metrics: NodeMetrics | None = None,
+        queries: FeedQueries | None = None,
+    ) -> None:
         self.node = node
-        self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._queries = queries
+        self._positions = FeedRenderings(vehicle_positions_message, GTFS_CACHE_MS)
         self._static_feed = static_feed
         self._metrics = metrics
 
@@ -121,6 +135,10 @@ class HttpRoutes:
             return await self._gtfs_rt(conn, request)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
+        if path == OPENAPI_PATH:
+            return conditional_response(request, openapi_body(), "application/json")
+        if FeedQueries.matches(path) and self._queries is not None:
+            return await self._queries.respond(conn, request)
         if path.startswith("/schemas/"):
             body = schema_response_body(path.removeprefix("/schemas/"))
             if body is not None:
@@ -149,30 +167,37 @@ class HttpRoutes:
         return response(200, body, _TYPES.get(target.suffix, "application/octet-stream"))
 
     async def _gtfs_rt(self, conn: ServerConnection, request: Request) -> Response:
+        """The tier's VehiclePositions (``?format=json``: the same message as JSON, for debugging), with
+        conditional GET and gzip (``ws_server.http_cache``)."""
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
+        query = parse_qs(urlsplit(request.path).query)
+        form = query.get("format", ["pb"])[0]
+        if form not in ("pb", "json"):
+            return text_response(400, f"unknown format {form!r}; use pb (the default) or json\n")
         tier = await self.node.tier_of(request, ip)
         if isinstance(tier, Response):
             return tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
-        cached = self._gtfs.get(tier)
-        if cached is None or now - cached[0] > GTFS_CACHE_MS:
+        rendering = self._positions.fresh(tier, now)
+        if rendering is None:
             entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))
             if len(problems) == len(GTFS_FEEDS):  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
-            cached = (now, vehicle_positions(entries, now))
-            self._gtfs[tier] = cached
-        return response(
-            200,
-            cached[1],
-            "application/x-protobuf",
-            [
-                ("X-Shfeeds-Tier", tier),
-                ("X-Shfeeds-Crs", "wgs84"),
-                ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
-                ("Cache-Control", "max-age=1"),
-            ],
+            rendering = self._positions.render(tier, entries, now)
+        headers = [
+            ("X-Shfeeds-Tier", tier),
+            ("X-Shfeeds-Crs", "wgs84"),
+            ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
+            ("Cache-Control", "max-age=1"),
+        ]
+        if form == "json":
+            body, content_type, etag = rendering.json(), "application/json", rendering.json_etag
+        else:
+            body, content_type, etag = rendering.body, "application/x-protobuf", rendering.etag
+        return conditional_response(
+            request, body, content_type, etag=etag, last_modified_ms=rendering.modified_ms, headers=headers
         )
 
     def _health(self) -> Response:
