@@ -17,16 +17,18 @@ import orjson
 from google.protobuf.json_format import MessageToDict
 from google.transit import gtfs_realtime_pb2
 
+from .gtfs_rt import feed_message_bytes
 from .protocol.state import Entry
 
-FeedBuilder = Callable[[Iterable[Entry], int], gtfs_realtime_pb2.FeedMessage]
+EntityEncoder = Callable[[Iterable[Entry], int], list[bytes]]
+"""Entries of one tier and the time → the serialised ``FeedEntity`` messages of the feed, in a stable order
+(``ws_server.gtfs_rt.VehicleEntities`` is one). One encoder per tier, so it may keep what it built."""
 
 
 @dataclass
 class Rendering:
-    message: gtfs_realtime_pb2.FeedMessage
     body: bytes  # the serialised FeedMessage
-    fingerprint: str  # hash of the message without its header timestamp
+    fingerprint: str  # hash of the entities (the header's timestamp left out)
     modified_ms: int  # when the content last changed (also the header's timestamp, in seconds)
     built_ms: int
     _json: bytes | None = field(default=None, repr=False)
@@ -40,28 +42,22 @@ class Rendering:
         return f'"{self.fingerprint}-json"'
 
     def json(self) -> bytes:
-        """The message as JSON (protobuf's canonical JSON mapping, field names as in the .proto)."""
+        """The message as JSON (protobuf's JSON mapping, field names as in the .proto). Slow for a full
+        feed (pure Python): call it off the event loop."""
         if self._json is None:
-            self._json = orjson.dumps(MessageToDict(self.message, preserving_proto_field_name=True))
+            message = gtfs_realtime_pb2.FeedMessage.FromString(self.body)
+            self._json = orjson.dumps(MessageToDict(message, preserving_proto_field_name=True))
         return self._json
-
-
-def _fingerprint(message: gtfs_realtime_pb2.FeedMessage) -> str:
-    timestamp = message.header.timestamp
-    message.header.timestamp = 0
-    try:
-        return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()[:32]
-    finally:
-        message.header.timestamp = timestamp
 
 
 class FeedRenderings:
     """One feed's renderings, per tier."""
 
-    def __init__(self, build: FeedBuilder, max_age_ms: int = 1000) -> None:
-        self.build = build
+    def __init__(self, new_encoder: Callable[[], EntityEncoder], max_age_ms: int = 1000) -> None:
+        self.new_encoder = new_encoder
         self.max_age_ms = max_age_ms
         self._by_tier: dict[str, Rendering] = {}
+        self._encoders: dict[str, EntityEncoder] = {}
 
     def fresh(self, tier: str, now_ms: int) -> Rendering | None:
         """The tier's rendering if it is recent enough to serve as it is."""
@@ -72,13 +68,19 @@ class FeedRenderings:
 
     def render(self, tier: str, entries: Iterable[Entry], now_ms: int) -> Rendering:
         """Build from ``entries``; an unchanged content keeps its previous timestamp, bytes and tag."""
-        message = self.build(entries, now_ms)
-        fingerprint = _fingerprint(message)
+        encoder = self._encoders.get(tier)
+        if encoder is None:
+            encoder = self._encoders[tier] = self.new_encoder()
+        entities = encoder(entries, now_ms)
+        digest = hashlib.sha256()
+        for entity in entities:
+            digest.update(len(entity).to_bytes(4, "big"))
+            digest.update(entity)
+        fingerprint = digest.hexdigest()[:32]
         previous = self._by_tier.get(tier)
         if previous is not None and previous.fingerprint == fingerprint:
             previous.built_ms = now_ms
             return previous
-        message.header.timestamp = now_ms // 1000
-        rendering = Rendering(message, message.SerializeToString(), fingerprint, now_ms, now_ms)
+        rendering = Rendering(feed_message_bytes(now_ms // 1000, entities), fingerprint, now_ms, now_ms)
         self._by_tier[tier] = rendering
         return rendering

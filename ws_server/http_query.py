@@ -255,12 +255,12 @@ class FeedQueries:
         except FeedUnavailable as err:
             raise QueryError(FEED_UNAVAILABLE, str(err)) from None
         # From here to the end no await: the stream and the state do not move under the page.
-        session.apply(message, now_ms())
-        error = caller.replies.take_error()
-        if error is not None:
-            raise error
-        stream = session.subs[_SUB_ID].stream
         try:
+            session.apply(message, now_ms())
+            error = caller.replies.take_error()
+            if error is not None:
+                raise error
+            stream = session.subs[_SUB_ID].stream
             entries = stream.source.entries
             ids = sorted(i for i in stream.inside if i in entries)
             start = bisect.bisect_right(ids, query.after) if query.after is not None else 0
@@ -282,7 +282,7 @@ class FeedQueries:
                 "application/json",
                 headers=[("X-Shfeeds-Tier", session.tier), ("Cache-Control", "no-cache")],
             )
-            if response.status_code == 200:
+            if response.status_code == 200 and request.method == "GET":
                 session.delivered(stream, body, len(records))  # counted, and audited for licensed keys
             return response
         finally:
