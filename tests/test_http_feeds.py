@@ -9,7 +9,6 @@ import gzip
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,41 +19,20 @@ from openapi_spec_validator import validate
 from websockets.asyncio.client import connect
 
 from schemas import now_ms
-from ws_server.config import Naming, ServerConfig
-from ws_server.keys import KeyStore
-from ws_server.server import Node
-from ws_server.testing import TierWriter, bus_record, create_tier_topics, running_node
+from ws_server.testing import bus_record
+
+from .test_ws_e2e import Stack, read_audit
+from .test_ws_e2e import stack as stack  # the fixture, by its name
 
 pytestmark = pytest.mark.stack
 
-PAIRS = [(t, f) for t in ("public", "licensed") for f in ("bus", "metro")]
 PEOPLES_SQUARE = (121.4737, 31.2304)  # Huangpu
 LUJIAZUI = (121.5055, 31.2397)  # Pudong
 HONGQIAO = (121.3200, 31.1940)  # Minhang
 
 
-@dataclass
-class Stack:
-    node: Node
-    writer: TierWriter
-    naming: Naming
-    keys: KeyStore
-    bootstrap: str
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.node.port}{path}"
-
-
-@pytest.fixture
-async def stack(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> AsyncIterator[Stack]:
-    prefix = unique_name("http")
-    naming = Naming(prefix + ".", prefix)
-    await create_tier_topics(kafka_bootstrap, naming, PAIRS)
-    config = ServerConfig(
-        port=0, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, naming=naming, audit_interval_s=0.5
-    )
-    async with TierWriter(kafka_bootstrap, redis_url, naming) as writer, running_node(config) as node:
-        yield Stack(node, writer, naming, node.keys, kafka_bootstrap)
+def http_url(stack: Stack, path: str) -> str:
+    return f"http://127.0.0.1:{stack.node.port}{path}"
 
 
 @dataclass
@@ -102,7 +80,7 @@ async def query_all(stack: Stack, params: str, limit: int, **headers: str) -> tu
     records: list[dict[str, Any]] = []
     cursor, pages = None, 0
     while True:
-        url = stack.url(f"/v1/feeds/bus?{params}&limit={limit}" + (f"&cursor={cursor}" if cursor else ""))
+        url = http_url(stack, f"/v1/feeds/bus?{params}&limit={limit}" + (f"&cursor={cursor}" if cursor else ""))
         reply = await get(url, **headers)
         assert reply.status == 200, reply.body
         page = reply.json()
@@ -128,7 +106,7 @@ async def test_gtfs_rt_leaves_out_expired_entities_gzips_and_answers_conditional
             bus_record("stale", *HONGQIAO, state="stale"),
         ],
     )
-    url = stack.url("/gtfs-rt/vehicle-positions.pb")
+    url = http_url(stack, "/gtfs-rt/vehicle-positions.pb")
     first = await get(url, Accept_Encoding="gzip")
     assert first.status == 200 and first.headers["Content-Encoding"] == "gzip"
     assert first.headers["Content-Type"] == "application/x-protobuf" and first.headers["Vary"] == "Accept-Encoding"
@@ -193,7 +171,7 @@ async def test_feed_queries_hold_what_a_websocket_client_holds_and_paging_visits
     held_all = await ws_snapshot(stack, {}, key)
     assert len(everything) == 46 and {r["id"] for r in everything} == {r["id"] for r in held_all}
     # The page's tag: a 304 while nothing changed.
-    url = stack.url("/v1/feeds/bus?district=Huangpu")
+    url = http_url(stack, "/v1/feeds/bus?district=Huangpu")
     page = await get(url)
     assert (await get(url, If_None_Match=page.headers["ETag"])).status == 304
 
@@ -206,40 +184,22 @@ async def test_a_public_key_gets_neither_the_fields_nor_the_precision_of_a_highe
     public_key, _ = await stack.keys.issue("public")
     licensed_key, _ = await stack.keys.issue("licensed", agreement_id="AG-HTTP-1")
     for headers in ({}, {"Authorization": f"Bearer {public_key}"}, {"X-API-Key": public_key}):
-        reply = await get(stack.url("/v1/feeds/bus"), **headers)
+        reply = await get(http_url(stack, "/v1/feeds/bus"), **headers)
         (record,) = reply.json()["records"]
         assert reply.headers["X-Shfeeds-Tier"] == "public" and reply.json()["tier"] == "public"
         assert "vehicle_id" not in record and "passenger_count" not in record
         assert (record["lng"], record["lat"], record["crs"]) == (121.4735, 31.2305, "gcj02")
-        refused = await get(stack.url("/v1/feeds/bus?crs=wgs84"), **headers)
+        refused = await get(http_url(stack, "/v1/feeds/bus?crs=wgs84"), **headers)
         assert refused.status == 403 and refused.json()["error"]["code"] == "crs_not_allowed"
-    licensed = await get(stack.url(f"/v1/feeds/bus?crs=wgs84&key={licensed_key}"))
+    licensed = await get(http_url(stack, f"/v1/feeds/bus?crs=wgs84&key={licensed_key}"))
     (record,) = licensed.json()["records"]
     assert licensed.json()["tier"] == "licensed" and record["vehicle_id"] == "SH-0001" and record["crs"] == "wgs84"
-    unknown = await get(stack.url("/v1/feeds/bus"), Authorization="Bearer nonsense")
+    unknown = await get(http_url(stack, "/v1/feeds/bus"), Authorization="Bearer nonsense")
     assert unknown.status == 401 and unknown.json()["error"]["code"] == "unauthorized"
     # The licensed page is in the access audit, like a licensed WebSocket delivery.
-    entries = await read_audit(stack)
+    entries = await read_audit(stack, want=1)
     assert [(e["agreement_id"], e["feed"], e["records"]) for e in entries] == [("AG-HTTP-1", "bus", 1)]
     assert "vehicle_id" in entries[0]["fields"]
-
-
-async def read_audit(stack: Stack, timeout: float = 15.0) -> list[dict[str, Any]]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        stack.naming.audit_topic(), bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    entries: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while not entries and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                entries += [orjson.loads(r.value) for r in records if r.value]
-    finally:
-        await consumer.stop()
-    return entries
 
 
 async def test_bad_parameters_get_documented_json_errors_and_rate_limits_apply(stack: Stack) -> None:
@@ -261,19 +221,19 @@ async def test_bad_parameters_get_documented_json_errors_and_rate_limits_apply(s
         "/v1/feeds/trams": (404, "unknown_feed"),
     }
     for path, (status, code) in cases.items():
-        reply = await get(stack.url(path))
+        reply = await get(http_url(stack, path))
         assert "error" in reply.json(), (path, reply.status, reply.body[:200])
         assert (reply.status, reply.json()["error"]["code"]) == (status, code), path
         assert reply.headers["Content-Type"] == "application/json" and reply.json()["error"]["message"]
     # A key's own limits apply to its requests as to its WebSocket messages.
     slow_key, _ = await stack.keys.issue("public", limits={"burst": 2, "messages_per_s": 0.2})
-    statuses = [(await get(stack.url("/v1/feeds/bus"), X_API_Key=slow_key)) for _ in range(3)]
+    statuses = [(await get(http_url(stack, "/v1/feeds/bus"), X_API_Key=slow_key)) for _ in range(3)]
     assert [r.status for r in statuses] == [200, 200, 429]
     assert statuses[2].json()["error"]["code"] == "rate_limited" and int(statuses[2].headers["Retry-After"]) >= 1
 
 
 async def test_the_openapi_document_passes_an_independent_validator(stack: Stack) -> None:
-    reply = await get(stack.url("/openapi.json"), Accept_Encoding="gzip")
+    reply = await get(http_url(stack, "/openapi.json"), Accept_Encoding="gzip")
     assert reply.status == 200 and reply.headers["Content-Encoding"] == "gzip"
     document = orjson.loads(gzip.decompress(reply.body))
     validate(document)  # openapi-spec-validator: raises on any violation of the OpenAPI 3.1 schema

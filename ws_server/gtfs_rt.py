@@ -44,16 +44,6 @@ def expired(entry: Entry, now_ms: int) -> bool:
     return entry.stale or (isinstance(expires_at, int | float) and expires_at <= now_ms)
 
 
-def vehicle_positions(entries: Iterable[Entry], now_ms: int) -> bytes:
-    """One FeedMessage of every live vehicle in ``entries``, serialised (see ``VehicleEntities``)."""
-    return feed_message_bytes(now_ms // 1000, VehicleEntities()(entries, now_ms))
-
-
-def vehicle_positions_message(entries: Iterable[Entry], now_ms: int) -> gtfs_realtime_pb2.FeedMessage:
-    """The same as a message object."""
-    return gtfs_realtime_pb2.FeedMessage.FromString(vehicle_positions(entries, now_ms))
-
-
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:

@@ -133,7 +133,7 @@ class HttpRoutes:
         if path == "/districts.geojson":
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == GTFS_PATH:
-            return await self._gtfs_rt(conn, request)
+            return await self._gtfs_rt(conn, request, self._positions, GTFS_FEEDS)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
         if path == OPENAPI_PATH:
@@ -167,9 +167,11 @@ class HttpRoutes:
         body = target.read_bytes()
         return response(200, body, _TYPES.get(target.suffix, "application/octet-stream"))
 
-    async def _gtfs_rt(self, conn: ServerConnection, request: Request) -> Response:
-        """The tier's VehiclePositions (``?format=json``: the same message as JSON, for debugging), with
-        conditional GET and gzip (``ws_server.http_cache``)."""
+    async def _gtfs_rt(
+        self, conn: ServerConnection, request: Request, renderings: FeedRenderings, feeds: tuple[str, ...]
+    ) -> Response:
+        """A GTFS-RT feed made from ``feeds`` at the request's tier (``?format=json``: the same message as
+        JSON, for debugging), with conditional GET and gzip (``ws_server.http_cache``)."""
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
         query = parse_qs(urlsplit(request.path).query)
         form = query.get("format", ["pb"])[0]
@@ -181,12 +183,12 @@ class HttpRoutes:
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
-        rendering = self._positions.fresh(tier, now)
+        rendering = renderings.fresh(tier, now)
         if rendering is None:
-            entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))
-            if len(problems) == len(GTFS_FEEDS):  # nothing readable
+            entries, problems = await self.node.latest(tier, list(feeds))
+            if len(problems) == len(feeds):  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
-            rendering = self._positions.render(tier, entries, now)
+            rendering = renderings.render(tier, entries, now)
         headers = [
             ("X-Shfeeds-Tier", tier),
             ("X-Shfeeds-Crs", "wgs84"),
