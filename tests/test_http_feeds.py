@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from google.transit import gtfs_realtime_pb2
@@ -240,6 +241,11 @@ async def test_the_openapi_document_passes_an_independent_validator(stack: Stack
     assert document["openapi"].startswith("3.1")
     for path in ("/v1/feeds/{feed}", "/gtfs-rt/vehicle-positions.pb", "/healthz", "/schemas/{feed}/{tier}.json"):
         assert path in document["paths"]
-    # Every error code the endpoint can answer is in the document.
+    # Every error code the endpoint can answer is in the document, and real answers fit its schemas.
     codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
     assert {"invalid_filter", "invalid_parameter", "invalid_cursor", "unknown_feed", "rate_limited"} <= set(codes)
+    await stack.writer.put("public", "bus", [bus_record("b1", *PEOPLES_SQUARE)])
+    schemas = {**document, "$ref": "#/components/schemas/FeedPage"}
+    jsonschema.validate((await get(http_url(stack, "/v1/feeds/bus?limit=1"))).json(), schemas)
+    schemas["$ref"] = "#/components/schemas/Error"
+    jsonschema.validate((await get(http_url(stack, "/v1/feeds/bus?limit=x"))).json(), schemas)
