@@ -77,8 +77,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     KEY_STORE_UNAVAILABLE: (503, "the key store cannot be read right now; retry later"),
 }
 _AUTH_STATUS = {401: UNAUTHORIZED, 429: TOO_MANY_CONNECTIONS, 503: KEY_STORE_UNAVAILABLE}
-LIST_PARAMS = ("district", "routes", "ids")
-PARAMS = frozenset({"bbox", "near", *LIST_PARAMS, "crs", "limit", "cursor", "key"})
+# Every filter field of the WebSocket's ``Filter`` but the geometric ones is a comma-separated list here, so a
+# field added there (a stop list, say) is a query parameter too. A polygon does not fit a query string.
+POINT_PARAMS = ("bbox", "near")
+LIST_PARAMS = tuple(f for f in Filter.__struct_fields__ if f not in (*POINT_PARAMS, "polygon"))
+PARAMS = frozenset({*POINT_PARAMS, *LIST_PARAMS, "crs", "limit", "cursor", "key"})
 
 
 class QueryError(Exception):

@@ -11,7 +11,7 @@ import orjson
 
 from schemas import TIERS
 
-from .http_query import DEFAULT_LIMIT, ERRORS, MAX_LIMIT
+from .http_query import DEFAULT_LIMIT, ERRORS, LIST_PARAMS, MAX_LIMIT
 from .protocol.messages import MAX_LIST
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -38,6 +38,19 @@ def _query(name: str, description: str, schema: dict[str, Any], example: Any = N
     if example is not None:
         param["example"] = example
     return param
+
+
+_LIST_PARAMS: dict[str, tuple[str, str | None]] = {
+    "district": ("one or more (at most 16) districts: Chinese name, English name or adcode", "Huangpu"),
+    "routes": (f"route ids (at most {MAX_LIST}), compared as strings", "71,M2"),
+    "ids": (f"entity ids (at most {MAX_LIST})", None),
+}
+
+
+def _list_param(name: str) -> dict[str, Any]:
+    """A filter list of the WebSocket's ``Filter``, comma-separated (one the table does not know yet too)."""
+    what, example = _LIST_PARAMS.get(name, (f"the WebSocket filter's `{name}` list (at most {MAX_LIST})", None))
+    return _query(name, f"comma-separated: {what}", {"type": "string", "minLength": 1}, example)
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -85,23 +98,7 @@ def document() -> dict[str, Any]:
                     {"type": "string", "pattern": r"^[^,]+,[^,]+,[^,]+$"},
                     "121.4737,31.2304,800",
                 ),
-                _query(
-                    "district",
-                    "one or more (comma-separated, at most 16) districts: Chinese name, English name or adcode",
-                    {"type": "string", "minLength": 1},
-                    "Huangpu",
-                ),
-                _query(
-                    "routes",
-                    f"comma-separated route ids (at most {MAX_LIST}), compared as strings",
-                    {"type": "string", "minLength": 1},
-                    "71,M2",
-                ),
-                _query(
-                    "ids",
-                    f"comma-separated entity ids (at most {MAX_LIST})",
-                    {"type": "string", "minLength": 1},
-                ),
+                *(_list_param(name) for name in LIST_PARAMS),
                 _query(
                     "crs",
                     "coordinate system of the filter and of the records; wgs84 for licensed and operator keys",
