@@ -1,9 +1,11 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, the published record schemas, and health. Served through the handshake hook, so
+VehiclePositions per tier, feed queries (``ws_server.http_query``) and their OpenAPI document, the published
+record schemas, and health. Served through the handshake hook, so
 one port does everything."""
 
 from __future__ import annotations
 
+import asyncio
 import http
 from functools import cache
 from pathlib import Path
@@ -19,10 +21,14 @@ from websockets.http11 import Request, Response
 from schemas import now_ms
 
 from .districts import districts_geojson
-from .gtfs_rt import vehicle_positions
+from .gtfs_rt import VehicleEntities
+from .gtfs_rt_feed import FeedRenderings
 from .gtfs_static_feed import StaticFeed
+from .http_cache import conditional_response
+from .http_query import FeedQueries
 from .map_layers import layer_body
 from .metrics import NodeMetrics
+from .openapi import openapi_body
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 from .record_schemas import schema_response_body
@@ -52,6 +58,7 @@ def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = 
 PAGE_PATHS = ("/", "/map", "/map.html")
 GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
 STATIC_GTFS_PATH = "/gtfs/static.zip"
+OPENAPI_PATH = "/openapi.json"
 HEALTH_PATHS = ("/healthz", "/_health")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
@@ -61,8 +68,9 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics")
+        or path in (GTFS_PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson", "/metrics")
         or path.startswith(("/static/", "/schemas/", "/layers/"))
+        or FeedQueries.matches(path)
     )
 
 
@@ -86,9 +94,16 @@ def _districts_body() -> bytes:
 
 
 class HttpRoutes:
-    def __init__(self, node: NodeView, static_feed: StaticFeed, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeView,
+        static_feed: StaticFeed,
+        metrics: NodeMetrics | None = None,
+        queries: FeedQueries | None = None,
+    ) -> None:
         self.node = node
-        self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._queries = queries
+        self._positions = FeedRenderings(VehicleEntities, GTFS_CACHE_MS)
         self._static_feed = static_feed
         self._metrics = metrics
 
@@ -118,9 +133,13 @@ class HttpRoutes:
         if path == "/districts.geojson":
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == GTFS_PATH:
-            return await self._gtfs_rt(conn, request)
+            return await self._gtfs_rt(conn, request, self._positions, GTFS_FEEDS)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
+        if path == OPENAPI_PATH:
+            return conditional_response(request, openapi_body(), "application/json")
+        if FeedQueries.matches(path) and self._queries is not None:
+            return await self._queries.respond(conn, request)
         if path.startswith("/schemas/"):
             body = schema_response_body(path.removeprefix("/schemas/"))
             if body is not None:
@@ -148,31 +167,41 @@ class HttpRoutes:
         body = target.read_bytes()
         return response(200, body, _TYPES.get(target.suffix, "application/octet-stream"))
 
-    async def _gtfs_rt(self, conn: ServerConnection, request: Request) -> Response:
+    async def _gtfs_rt(
+        self, conn: ServerConnection, request: Request, renderings: FeedRenderings, feeds: tuple[str, ...]
+    ) -> Response:
+        """A GTFS-RT feed made from ``feeds`` at the request's tier (``?format=json``: the same message as
+        JSON, for debugging), with conditional GET and gzip (``ws_server.http_cache``)."""
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
+        query = parse_qs(urlsplit(request.path).query)
+        form = query.get("format", ["pb"])[0]
+        if form not in ("pb", "json"):
+            return text_response(400, f"unknown format {form!r}; use pb (the default) or json\n")
         tier = await self.node.tier_of(request, ip)
         if isinstance(tier, Response):
             return tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
-        cached = self._gtfs.get(tier)
-        if cached is None or now - cached[0] > GTFS_CACHE_MS:
-            entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))
-            if len(problems) == len(GTFS_FEEDS):  # nothing readable
+        rendering = renderings.fresh(tier, now)
+        if rendering is None:
+            entries, problems = await self.node.latest(tier, list(feeds))
+            if len(problems) == len(feeds):  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
-            cached = (now, vehicle_positions(entries, now))
-            self._gtfs[tier] = cached
-        return response(
-            200,
-            cached[1],
-            "application/x-protobuf",
-            [
-                ("X-Shfeeds-Tier", tier),
-                ("X-Shfeeds-Crs", "wgs84"),
-                ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
-                ("Cache-Control", "max-age=1"),
-            ],
+            rendering = renderings.render(tier, entries, now)
+        headers = [
+            ("X-Shfeeds-Tier", tier),
+            ("X-Shfeeds-Crs", "wgs84"),
+            ("X-Shfeeds-Crs-Source", "gcj02-converted" if converted else "wgs84"),
+            ("Cache-Control", "max-age=1"),
+        ]
+        if form == "json":
+            body = await asyncio.to_thread(rendering.json)  # seconds of pure Python for a full feed
+            content_type, etag = "application/json", rendering.json_etag
+        else:
+            body, content_type, etag = rendering.body, "application/x-protobuf", rendering.etag
+        return conditional_response(
+            request, body, content_type, etag=etag, last_modified_ms=rendering.modified_ms, headers=headers
         )
 
     def _health(self) -> Response:

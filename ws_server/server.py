@@ -31,6 +31,7 @@ from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
 from .gtfs_static_feed import StaticFeed
+from .http_query import FeedQueries
 from .http_routes import HttpRoutes, text_response
 from .keys import KeyInfo, KeyStore
 from .metrics import NodeMetrics
@@ -103,7 +104,8 @@ class Node:
         )
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
-        self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses), NodeMetrics(self))
+        static_feed = StaticFeed(config.network_seed, config.network_buses)
+        self.http = HttpRoutes(self, static_feed, NodeMetrics(self), FeedQueries(self))
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )
