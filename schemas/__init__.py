@@ -28,6 +28,7 @@ from .records import (
     ParkingLot,
     Record,
     ScenicCount,
+    StopArrival,
     VehiclePosition,
     ZoneCount,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "ParkingLot",
     "Record",
     "ScenicCount",
+    "StopArrival",
     "VehiclePosition",
     "ZoneCount",
     "all_topics",

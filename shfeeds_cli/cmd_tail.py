@@ -27,13 +27,14 @@ def _floats(text: str, n: int, what: str) -> list[float]:
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("tail", help="print a feed's records as a client receives them")
-    parser.add_argument("feed", help="bus, metro, parking, charging, charging_sessions or scenic")
+    parser.add_argument("feed", help="bus, metro, parking, charging, charging_sessions, scenic or arrivals")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--bbox", type=lambda t: _floats(t, 4, "--bbox"), help="min_lng,min_lat,max_lng,max_lat")
     where.add_argument("--district", action="append", help="adcode, Chinese or English name (repeatable)")
     where.add_argument("--near", type=lambda t: _floats(t, 3, "--near"), help="lng,lat,radius_m")
     parser.add_argument("--routes", help="comma-separated route ids")
     parser.add_argument("--ids", help="comma-separated entity ids")
+    parser.add_argument("--stops", help="comma-separated stop ids (an arrival's stop, a train's station)")
     parser.add_argument("--crs", choices=("gcj02", "wgs84"), default=None)
     parser.add_argument("--min-interval-ms", type=int, default=None)
     parser.add_argument("--no-snapshot", action="store_true", help="only changes from now on")
@@ -66,6 +67,8 @@ def build_filter(args: argparse.Namespace) -> dict[str, Any]:
         flt["routes"] = [r for r in args.routes.split(",") if r]
     if args.ids:
         flt["ids"] = [i for i in args.ids.split(",") if i]
+    if getattr(args, "stops", None):  # tail's option; replay has none
+        flt["stops"] = [s for s in args.stops.split(",") if s]
     return flt
 
 

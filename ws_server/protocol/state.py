@@ -31,7 +31,7 @@ UNKNOWN = b"\x00unknown"  # a value at a past position older than the node's his
 class Entry:
     """One entity's latest record as the tier sees it."""
 
-    __slots__ = ("_encoded", "id", "raw", "record", "route", "stale", "x", "y")
+    __slots__ = ("_encoded", "id", "raw", "record", "route", "stale", "stop", "x", "y")
 
     def __init__(self, entity_id: str, raw: bytes, record: dict[str, Any]) -> None:
         self.id = entity_id
@@ -39,6 +39,7 @@ class Entry:
         self.record = record
         self.stale = record.get("state") == STALE
         self.route = record.get("route_id")
+        self.stop = record.get("stop_id")
         lng, lat = record.get("lng"), record.get("lat")
         if isinstance(lng, int | float) and isinstance(lat, int | float):
             if record.get("crs", "gcj02") == "wgs84":
