@@ -128,3 +128,23 @@ def test_a_bad_trip_update_is_one_dead_letter_with_its_bytes(city: SimulatedCity
     assert "no trip_id" in reasons and "departure_at is before arrival_at" in reasons
     whole = parse_with("gtfs-rt-arrivals", b"\x00not protobuf", source="sim", received_at_ms=0, mode=mode)
     assert whole.records == [] and len(whole.rejects) == 1 and whole.rejects[0].feed == "arrivals"
+
+
+def test_the_documented_example_parses_as_documented() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from google.protobuf import json_format
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sources.md").read_text(encoding="utf-8")
+    section = text.split("## `gtfs-rt-arrivals`", 1)[1]
+    block = re.search(r"```json\n(.*?)```", section, re.S)
+    assert block
+    message = json_format.ParseDict(json.loads(block.group(1)), gtfs_realtime_pb2.FeedMessage())
+    parsed = parse_with("gtfs-rt-arrivals", message.SerializeToString(), source="doc", received_at_ms=0)
+    assert parsed.rejects == []
+    assert [(r.id, r.stop_id, r.arrival_at, r.departure_at) for r in parsed.records if isinstance(r, StopArrival)] == [
+        ("1-0/20261127/07:22:17/16", "1-0-15", 1795738252000, 1795738302000),
+        ("1-0/20261127/07:22:17/17", "1-0-16", 1795738398000, 1795738431000),
+    ]
