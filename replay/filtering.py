@@ -33,7 +33,7 @@ def admit_for(compiled: CompiledFilter) -> Admit | None:
         if compiled.spatial:
             inside &= ~np.isnan(points[:, 0])
         return [
-            bool(ok) and compiled.admits(str(r.get("id")), record_route(r))
+            bool(ok) and compiled.admits(str(r.get("id")), record_route(r), r.get("stop_id"))
             for ok, r in zip(inside.tolist(), records, strict=True)
         ]
 

@@ -29,6 +29,7 @@ from .records import (
     ParkingLot,
     Record,
     ScenicCount,
+    StopArrival,
     VehiclePosition,
     ZoneCount,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "ParkingLot",
     "Record",
     "ScenicCount",
+    "StopArrival",
     "VehiclePosition",
     "ZoneCount",
     "all_topics",

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from .dead_letter import DeadLetter
-from .records import FEED_TYPES, ChargingSession, ParkingLot, Record, ScenicCount
+from .records import FEED_TYPES, ChargingSession, ParkingLot, Record, ScenicCount, StopArrival
 
 
 class InvalidRecord(ValueError):
@@ -39,6 +39,10 @@ def check_rules(record: Record) -> None:
         ids = [z.id for z in record.zones]
         if len(set(ids)) != len(ids):
             raise InvalidRecord("duplicate zone ids")
+    if isinstance(record, StopArrival) and None not in (record.arrival_at, record.departure_at):
+        assert record.arrival_at is not None and record.departure_at is not None
+        if record.departure_at < record.arrival_at:
+            raise InvalidRecord("departure_at is before arrival_at")
 
 
 def from_dict(feed: str, data: dict[str, Any]) -> Record:

@@ -162,7 +162,40 @@ class ScenicCount(Struct, kw_only=True, omit_defaults=True):
     seq: Count | None = None
 
 
-Record = VehiclePosition | ParkingLot | ChargingStation | ChargingSession | ScenicCount
+class StopArrival(Struct, kw_only=True, omit_defaults=True):
+    """One vehicle run's predicted arrival and departure at one stop (feed ``arrivals``).
+
+    The entity is the (trip run, stop) pair: ``<trip_id>:<start_date>:<start_time>:<stop_sequence>``, so a
+    stop's board lists one entry per run coming, and a run's next stops are its entries. Ids are the static
+    GTFS feed's; the point, when the static feed places the stop, is the stop's.
+    """
+
+    id: EntityId
+    source: str
+    observed_at: EpochMs
+    expires_at: EpochMs
+    mode: Literal["bus", "metro"] = "bus"
+    trip_id: str
+    start_date: str | None = None  # YYYYMMDD service day of the run
+    start_time: str | None = None  # HH:MM:SS the run left its first stop (may pass 24:00)
+    route_id: str | None = None
+    direction_id: Annotated[int, Meta(ge=0, le=1)] | None = None
+    stop_id: str
+    stop_sequence: Count | None = None
+    arrival_at: EpochMs | None = None  # predicted, UTC epoch ms
+    departure_at: EpochMs | None = None
+    arrival_delay_s: Annotated[int, Meta(ge=-86_400, le=86_400)] | None = None
+    departure_delay_s: Annotated[int, Meta(ge=-86_400, le=86_400)] | None = None
+    skipped: bool = False  # the run will not call at this stop
+    lng: Lng | None = None
+    lat: Lat | None = None
+    label: str | None = None  # public fleet number
+    vehicle_id: str | None = None  # stable internal id (licensed and above)
+    district: str | None = None
+    plate: str | None = None  # never released below operator
+
+
+Record = VehiclePosition | ParkingLot | ChargingStation | ChargingSession | ScenicCount | StopArrival
 
 FEED_TYPES: dict[str, type[Struct]] = {
     "bus": VehiclePosition,
@@ -171,6 +204,7 @@ FEED_TYPES: dict[str, type[Struct]] = {
     "charging": ChargingStation,
     "charging_sessions": ChargingSession,
     "scenic": ScenicCount,
+    "arrivals": StopArrival,
 }
 
 FEEDS: tuple[str, ...] = tuple(FEED_TYPES)

@@ -14,6 +14,7 @@ TTL_MS: dict[str, int] = {
     "charging": 900_000,
     "scenic": 900_000,
     "charging_sessions": 86_400_000,
+    "arrivals": 120_000,
 }
 
 # State feeds list every entity on every poll with its last change time, and each response vouches that

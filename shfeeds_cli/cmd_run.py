@@ -16,7 +16,16 @@ from .cmd_control_plane import DEFAULT_WEB_PORT as CONTROL_PLANE_PORT
 from .supervisor import ChildSpec, Supervisor, component_argv, log
 
 # The simulated city's sources, as named in the adapters' source registry.
-SIMULATED_SOURCES = ("sh-bus", "sh-metro", "sh-parking", "sh-charging", "sh-scenic", "sh-charging-sessions")
+SIMULATED_SOURCES = (
+    "sh-bus",
+    "sh-metro",
+    "sh-parking",
+    "sh-charging",
+    "sh-scenic",
+    "sh-charging-sessions",
+    "sh-bus-arrivals",
+    "sh-metro-arrivals",
+)
 
 
 ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order

@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     where.add_argument("--near", type=lambda t: _floats(t, 3, "--near"), help="lng,lat,radius_m")
     parser.add_argument("--routes", help="comma-separated route ids")
     parser.add_argument("--ids", help="comma-separated entity ids")
+    parser.add_argument("--stops", help="comma-separated stop ids (an arrival's stop, a train's station)")
     parser.add_argument("--crs", choices=("gcj02", "wgs84"), default=None)
     parser.add_argument("--min-interval-ms", type=int, default=None)
     parser.add_argument("--no-snapshot", action="store_true", help="only changes from now on")
@@ -67,6 +68,8 @@ def build_filter(args: argparse.Namespace) -> dict[str, Any]:
         flt["routes"] = [r for r in args.routes.split(",") if r]
     if args.ids:
         flt["ids"] = [i for i in args.ids.split(",") if i]
+    if getattr(args, "stops", None):  # tail's option; replay has none
+        flt["stops"] = [s for s in args.stops.split(",") if s]
     return flt
 
 

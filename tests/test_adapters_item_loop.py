@@ -128,7 +128,7 @@ def check_one_reject(fmt: JsonFormat, good: list[Any], bad: Any, at: int) -> Non
 
 
 def test_every_format_is_checked_here():
-    assert {f.name for f in JSON_FORMATS} | {"gtfs-rt-vp", "gtfs-rt-tu"} == set(FORMATS)
+    assert {f.name for f in JSON_FORMATS} | {"gtfs-rt-vp", "gtfs-rt-tu", "gtfs-rt-arrivals"} == set(FORMATS)
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS, ids=lambda f: f.name)
@@ -247,6 +247,15 @@ def test_one_trip_update_beyond_any_calendar_is_one_reject():
     good = [trip_update(i, arrival=HEADER_TS + 60) for i in range(3)]
     letter = check_one_bad_entity("gtfs-rt-tu", good, trip_update(9, arrival=2**62), 2, static=STATIC)
     assert "out of range" in letter.reason
+
+
+@pytest.mark.parametrize("at", [0, 2])
+def test_one_trip_update_with_an_unknown_stop_is_one_reject_and_none_of_its_stops_is_kept(at):
+    good = [trip_update(i, arrival=HEADER_TS + 60) for i in range(3)]
+    bad = trip_update(9, arrival=HEADER_TS + 60)  # its first stop is fine, its second is not
+    bad.trip_update.stop_time_update.add(stop_sequence=6, stop_id="nowhere").arrival.time = HEADER_TS + 120
+    letter = check_one_bad_entity("gtfs-rt-arrivals", good, bad, at, static=STATIC)
+    assert letter.reason == "stop_time_update[1]: stop 'nowhere' is not in the static feed"
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS, ids=lambda f: f.name)

@@ -29,6 +29,11 @@ def one_record_of_each_feed() -> dict[str, Record]:
     vehicle.position.latitude, vehicle.position.longitude = 31.23, 121.47
     metro = parse_with("gtfs-rt-vp", feed.SerializeToString(), source="t", received_at_ms=RECEIVED_AT, mode="metro")
     records["metro"] = metro.records[0]
+    update = feed.entity.add(id="t1").trip_update
+    update.trip.trip_id = "71-0"
+    update.stop_time_update.add(stop_sequence=1, stop_id="71-0-0").arrival.time = RECEIVED_AT // 1000 + 60
+    arrivals = parse_with("gtfs-rt-arrivals", feed.SerializeToString(), source="t", received_at_ms=RECEIVED_AT)
+    records["arrivals"] = arrivals.records[0]
     sessions = orjson.dumps({"data": [cdr()], "status_code": 1000})
     records["ocpi-cdrs"] = parse_with("ocpi-cdrs", sessions, source="t", received_at_ms=RECEIVED_AT).records[0]
     return records

@@ -11,8 +11,8 @@ TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
 
 def test_default_policy_loads_with_version_and_every_feed() -> None:
     policy = load_policy()
-    assert policy.version == "2026.11.2"
-    assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic"} | {
+    assert policy.version == "2026.12.1"
+    assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic", "arrivals"} | {
         "agg_vehicles",
         "agg_parking",
         "agg_charging",
@@ -50,7 +50,7 @@ BAD = [
         "feeds.metro.public.fields.bearing: is dropped by a tier above",
     ),
     ('count = { op = "count", base = 10, k = 10', 'count = { op = "count", base = 10, k = 3', "k = 3 is finer"),
-    ('version = "2026.11.2"', 'version = ""', '"version" must be a non-empty string'),
+    ('version = "2026.12.1"', 'version = ""', '"version" must be a non-empty string'),
     ('never_released = ["plate", "driver_id", "diagnostics"]', 'never_released = ["plates"]', "unknown field(s)"),
     ('position = { op = "grid", cell_m = 10 }', 'position = { op = "grid", cell_m = -10 }', "positive number"),
     ('occupancy_pct = { op = "round", base = 10 }', 'occupancy_pct = { op = "grid", cell_m = 10 }', "does not fit"),

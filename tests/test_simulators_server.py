@@ -27,6 +27,8 @@ PATHS = {
     "parking": "/parking/lots.json",
     "charging": "/charging/stations.json",
     "scenic": "/scenic/visitors.json",
+    "bus_trip_updates": "/bus/trip-updates.pb",
+    "metro_trip_updates": "/metro/trip-updates.pb",
 }
 
 
@@ -59,7 +61,7 @@ async def test_every_feed_is_served_at_its_documented_path(client: TestClient) -
         resp = await client.get(path)
         assert resp.status == 200, feed
         body = await resp.read()
-        if feed == "metro":
+        if feed.startswith("metro") or feed.endswith("trip_updates"):
             assert resp.content_type == "application/x-protobuf"
             gtfs_realtime_pb2.FeedMessage().ParseFromString(body)
         else:

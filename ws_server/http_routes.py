@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from schemas import now_ms
 
+from . import gtfs_rt_trip_updates
 from .districts import districts_geojson
 from .gtfs_rt import VehicleEntities
 from .gtfs_rt_feed import FeedRenderings
@@ -68,7 +69,7 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson", "/metrics")
+        or path in (GTFS_PATH, gtfs_rt_trip_updates.PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson", "/metrics")
         or path.startswith(("/static/", "/schemas/", "/layers/"))
         or FeedQueries.matches(path)
     )
@@ -105,6 +106,7 @@ class HttpRoutes:
         self._queries = queries
         self._positions = FeedRenderings(VehicleEntities, GTFS_CACHE_MS)
         self._static_feed = static_feed
+        self._trip_updates = gtfs_rt_trip_updates.TripUpdatesEndpoint()
         self._metrics = metrics
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
@@ -134,6 +136,9 @@ class HttpRoutes:
             return response(200, _districts_body(), "application/geo+json", [("Cache-Control", "max-age=3600")])
         if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request, self._positions, GTFS_FEEDS)
+        if path == gtfs_rt_trip_updates.PATH:
+            tier = await self.node.tier_of(request, str(conn.remote_address[0]) if conn.remote_address else "?")
+            return tier if isinstance(tier, Response) else await self._trip_updates.respond(tier, self.node.latest)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
         if path == OPENAPI_PATH:

@@ -47,6 +47,12 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("sh-scenic", "adapters.formats.sh_scenic", "scenic", "Shanghai scenic visitor counts JSON"),
         FormatSpec("gtfs-rt-vp", "adapters.formats.gtfs_rt_vp", "bus", "GTFS-Realtime VehiclePositions"),
         FormatSpec("gtfs-rt-tu", "adapters.formats.gtfs_rt_tu", "bus", "GTFS-Realtime TripUpdates"),
+        FormatSpec(
+            "gtfs-rt-arrivals",
+            "adapters.formats.gtfs_rt_arrivals",
+            "arrivals",
+            "GTFS-Realtime TripUpdates, every stop's predicted arrival and departure",
+        ),
         FormatSpec("ocpi-locations", "adapters.formats.ocpi_locations", "charging", "OCPI 2.2.1 Locations"),
         FormatSpec(
             "ocpi-cdrs",

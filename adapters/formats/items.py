@@ -35,7 +35,7 @@ def reason_of(err: Exception) -> str:
 
 def parse_items(
     items: Iterable[T],
-    parse_item: Callable[[T, int], Record | None],
+    parse_item: Callable[[T, int], Record | list[Record] | None],
     *,
     source: str,
     feed: str,
@@ -45,7 +45,8 @@ def parse_items(
     result: ParseResult | None = None,
 ) -> ParseResult:
     """Build a record from each item; ``parse_item`` gets the item and its index and returns None for an item
-    that is not for this feed (a GTFS-RT alert in a positions feed).
+    that is not for this feed (a GTFS-RT alert in a positions feed), or a list when one item holds several
+    records (a trip update's stops): they stand or fall together, as the item does.
 
     ``where``: the name of the JSON array the items came from, or how to point at one (asked only for a reject).
     ``original``: the bytes of one item for the dead letter (default: the item as JSON).
@@ -65,7 +66,9 @@ def parse_items(
                 locator=locate(index, item),
             )
             continue
-        if record is not None:
+        if isinstance(record, list):
+            result.records.extend(record)
+        elif record is not None:
             result.records.append(record)
     return result
 

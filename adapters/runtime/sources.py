@@ -42,6 +42,23 @@ SOURCES: dict[str, SourceConfig] = {
             interval_s=10.0,
             options={"mode": "metro", "shanghai": True},
         ),
+        # Predicted arrivals of the same buses and trains, every stop ahead of each (GTFS-RT TripUpdates).
+        SourceConfig(
+            "sh-bus-arrivals",
+            "gtfs-rt-arrivals",
+            "arrivals",
+            "/bus/trip-updates.pb",
+            interval_s=30.0,
+            options={"mode": "bus"},
+        ),
+        SourceConfig(
+            "sh-metro-arrivals",
+            "gtfs-rt-arrivals",
+            "arrivals",
+            "/metro/trip-updates.pb",
+            interval_s=15.0,
+            options={"mode": "metro"},
+        ),
         SourceConfig("sh-parking", "sh-parking", "parking", "/parking/lots.json", interval_s=60.0),
         SourceConfig("sh-charging", "sh-charging", "charging", "/charging/stations.json", interval_s=30.0),
         SourceConfig("sh-scenic", "sh-scenic", "scenic", "/scenic/visitors.json", interval_s=60.0),

@@ -11,6 +11,7 @@ from adapters.simulators.metro import MetroTrains
 from adapters.simulators.parking import ParkingLots
 from adapters.simulators.rendering import BinaryFeed, Feed, JsonFeed
 from adapters.simulators.scenic import ScenicAreas
+from adapters.simulators.trip_updates import TripUpdates
 
 DEFAULT_BUSES = 17_000
 DEFAULT_LOTS = 5_000
@@ -47,6 +48,7 @@ class SimulatedCity:
         self.parking = ParkingLots(seed, lots)
         self.charging = ChargingNetwork(seed, connectors, self.clock.start_ms // 1000, private_pile_share)
         self.scenic = ScenicAreas(seed)
+        self.trip_updates = TripUpdates(self.bus, self.metro)
         self.feeds: dict[str, Feed] = {}
         for feed in (
             JsonFeed("bus", "/bus/gps.json", "data", "obuId", "updateTime", self.bus.records),
@@ -56,6 +58,11 @@ class SimulatedCity:
                 "charging", "/charging/stations.json", "stations", "stationId", "updateTime", self.charging.records
             ),
             JsonFeed("scenic", "/scenic/visitors.json", "list", "code", "time", self.scenic.records),
+            # Predicted arrivals of the same vehicles (GTFS-Realtime TripUpdates).
+            BinaryFeed("bus_trip_updates", "/bus/trip-updates.pb", GTFS_RT_CONTENT_TYPE, self.trip_updates.bus_feed),
+            BinaryFeed(
+                "metro_trip_updates", "/metro/trip-updates.pb", GTFS_RT_CONTENT_TYPE, self.trip_updates.metro_feed
+            ),
         ):
             self.feeds[feed.name] = feed
 

@@ -64,3 +64,12 @@ def warped_seconds(local_epoch_s: ArrayLike) -> FloatArray:
     days = np.floor(t / 86_400.0)
     within = t - days * 86_400.0
     return days * _DAY_WARPED + np.interp(within, _BREAKS_S, _CUMULATIVE)
+
+
+def real_seconds(warped: ArrayLike) -> FloatArray:
+    """The inverse of ``warped_seconds``: the Beijing-local second at which the progress clock reads ``warped``
+    (every congestion factor is positive, so the clock never stands still and the inverse is exact)."""
+    w = np.asarray(warped, dtype=np.float64)
+    days = np.floor(w / _DAY_WARPED)
+    within = w - days * _DAY_WARPED
+    return days * 86_400.0 + np.interp(within, _CUMULATIVE, _BREAKS_S)

@@ -42,7 +42,9 @@ class PerRecordNode(Node):
                     for stream in streams:
                         if not stream.members:
                             continue
-                        if not (stream.filter.mask(xs, ys)[0] and stream.filter.admits(entry.id, entry.route)):
+                        if not (
+                            stream.filter.mask(xs, ys)[0] and stream.filter.admits(entry.id, entry.route, entry.stop)
+                        ):
                             continue
                         stream.seq += 1
                         head = {"type": "delta", "stream": stream.sid, "epoch": stream.epoch, "seq": stream.seq}

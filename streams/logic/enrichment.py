@@ -26,6 +26,7 @@ ENRICH_FIELDS: dict[str, tuple[str, ...]] = {
     "charging": ("district", "scenic_area", "nearest_station"),
     "charging_sessions": ("district",),
     "scenic": ("district", "nearest_station"),
+    "arrivals": ("district",),
 }
 
 

@@ -43,6 +43,7 @@ class CompiledFilter:
     near: tuple[float, float, float] | None  # (lng, lat) GCJ-02 and radius in metres
     routes: frozenset[str] | None
     ids: frozenset[str] | None
+    stops: frozenset[str] | None = None  # the record's ``stop_id`` (an arrival's stop, a train's station)
 
     @property
     def spatial(self) -> bool:
@@ -64,9 +65,11 @@ class CompiledFilter:
             inside[idx] = shapely.contains_xy(self.geometry, lng[idx], lat[idx])
         return inside
 
-    def admits(self, entity_id: str, route_id: object) -> bool:
+    def admits(self, entity_id: str, route_id: object, stop_id: object = None) -> bool:
         """The non-spatial part, for one record whose point already passed ``mask``."""
         if self.ids is not None and entity_id not in self.ids:
+            return False
+        if self.stops is not None and stop_id not in self.stops:
             return False
         return self.routes is None or route_id in self.routes
 
@@ -159,4 +162,7 @@ def compile_filter(flt: Filter, crs: str, districts: DistrictLookup) -> Compiled
         key.append(("routes", tuple(sorted(routes))))
     if ids is not None:
         key.append(("ids", tuple(sorted(ids))))
-    return CompiledFilter(tuple(key), bounds, geometry, near, routes, ids)
+    stops = frozenset(flt.stops) if flt.stops is not None else None
+    if stops is not None:
+        key.append(("stops", tuple(sorted(stops))))
+    return CompiledFilter(tuple(key), bounds, geometry, near, routes, ids, stops)

@@ -18,7 +18,7 @@ Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
 Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Crs = Literal["gcj02", "wgs84"]
 
-MAX_LIST = 2_000  # ids / routes per filter
+MAX_LIST = 2_000  # ids / routes / stops per filter
 MAX_POLYGON_VERTICES = 5_000  # in all rings of a polygon filter together (checked when it is compiled)
 
 # GeoJSON geometry, typed all the way down: a frame nested deeper than a MultiPolygon's positions is
@@ -45,7 +45,7 @@ class Near(Struct, forbid_unknown_fields=True):
 
 
 class Filter(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """At most one spatial part (bbox, polygon, district, near); routes and ids narrow it further."""
+    """At most one spatial part (bbox, polygon, district, near); routes, stops and ids narrow it further."""
 
     bbox: tuple[Lng, Lat, Lng, Lat] | None = None
     polygon: PolygonGeometry | MultiPolygonGeometry | None = None  # a GeoJSON geometry
@@ -53,6 +53,7 @@ class Filter(Struct, forbid_unknown_fields=True, omit_defaults=True):
     near: Near | None = None
     routes: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None
     ids: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None
+    stops: Annotated[list[str], Meta(min_length=1, max_length=MAX_LIST)] | None = None  # records' stop_id
 
 
 class Significance(Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -31,7 +31,7 @@ UNKNOWN = b"\x00unknown"  # a value at a past position older than the node's his
 class Entry:
     """One entity's latest record as the tier sees it."""
 
-    __slots__ = ("_encoded", "id", "raw", "record", "route", "stale", "x", "y")
+    __slots__ = ("_encoded", "id", "raw", "record", "route", "stale", "stop", "x", "y")
 
     def __init__(self, entity_id: str, raw: bytes, record: dict[str, Any]) -> None:
         self.id = entity_id
@@ -40,6 +40,7 @@ class Entry:
         self.stale = record.get("state") == STALE
         self.route = record_route(record)
         self.x, self.y = record_point(record)  # an aggregate's is the place its group names
+        self.stop = record.get("stop_id")
         self._encoded: dict[tuple[str, str], bytes] = {}
 
     def in_crs(self, crs: str) -> dict[str, Any]:

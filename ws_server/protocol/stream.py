@@ -104,7 +104,7 @@ class Stream:
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
         for entry, ok in zip(entries, self._mask(xs, ys), strict=True):
-            if ok and self.filter.admits(entry.id, entry.route):
+            if ok and self.filter.admits(entry.id, entry.route, entry.stop):
                 self.inside.add(entry.id)
                 if self.last_sent is not None:
                     self.last_sent[entry.id] = signature(entry.x, entry.y, entry.record)
@@ -134,7 +134,7 @@ class Stream:
                 if was_inside:
                     self._leave(entity_id)
                 continue
-            if self.filter.admits(entity_id, entry.route):
+            if self.filter.admits(entity_id, entry.route, entry.stop):
                 inside.add(entity_id)
                 if change.kind == STALE:
                     self.pending[entity_id] = STALE
@@ -281,7 +281,7 @@ class Stream:
 
     def _admits(self, entry: Entry) -> bool:
         inside = bool(self._mask(np.array([entry.x]), np.array([entry.y]))[0])
-        return inside and self.filter.admits(entry.id, entry.route)
+        return inside and self.filter.admits(entry.id, entry.route, entry.stop)
 
     # ------------------------------------------------------------------------------------------ snapshots
 
