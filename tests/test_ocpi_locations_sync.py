@@ -243,3 +243,14 @@ async def test_the_full_sync_and_the_push_receiver_converge(
         assert fresh_record.source == "ocpi-push" and fresh_record.connectors[0].status == "FAULTED"
     finally:
         await runner.cleanup()
+
+
+def test_shfeeds_run_starts_the_push_receiver() -> None:
+    import argparse
+
+    from shfeeds_cli.cmd_run import children
+
+    for no_simulator in (False, True):
+        args = argparse.Namespace(no_simulator=no_simulator, buses=None, seed=1, time_scale=1.0)
+        specs = {spec.name: spec for spec in children(args, settings_mod.load())}
+        assert specs["adapter ocpi-push"].argv[-4:-2] == ["run", "ocpi-push"]
