@@ -37,6 +37,7 @@ def test_show_prints_every_feed_and_tier() -> None:
     result = _run("show")
     assert result.returncode == 0, result.stderr
     assert "policy version 2026.12.1" in result.stdout
+    assert "rotating pseudonyms change daily at 03:00 Asia/Shanghai" in result.stdout
     assert "grid cell_m=50" in result.stdout
     assert result.stdout.count("\nbus ") == 4
 
