@@ -201,7 +201,8 @@ async def test_the_full_sync_and_the_push_receiver_converge(
             (sync,) = runtime.location_syncs
             await until(lambda: sync.stats.polls >= 2 and bool(sync.last_sync), task)
             # Paging visits every Location once: pages of 7, every Location taken from the first sync.
-            assert sync.last_sync["locations"] == len(truth) and sync.last_sync["pages"] == -(-len(truth) // 7)
+            assert sync.last_sync["listed"] == sync.last_sync["locations"] == len(truth)
+            assert sync.last_sync["pages"] == -(-len(truth) // 7)
             assert {key: runtime.locations.get(key) for key in truth} == truth
             assert sync.stats.rejects == 0
 

@@ -82,7 +82,7 @@ class LocationSync(PollingAdapter):
         self.stats.polls += 1
         started = time.perf_counter()
         url = self.poller.url
-        seen: set[str] = set()
+        seen: list[str] = []  # every Location listed, in page order (one listed twice shows here)
         taken = kept = pages = 0
         total: int | None = None
         for _ in range(MAX_PAGES_PER_POLL):
@@ -98,12 +98,22 @@ class LocationSync(PollingAdapter):
             url = fetched.next_url
         else:
             log.warning("source %s: stopped after %d pages in one sync", self.name, MAX_PAGES_PER_POLL)
-        if total is not None and total != len(seen):
-            log.warning("source %s: the sync saw %d Locations, the server counted %d", self.name, len(seen), total)
-        self.last_sync = {"pages": pages, "locations": len(seen), "taken": taken, "kept_newer_push": kept}
+        distinct = len(set(seen))
+        if total is not None and total != distinct:
+            log.warning("source %s: the sync saw %d Locations, the server counted %d", self.name, distinct, total)
+        if distinct != len(seen):
+            log.warning("source %s: %d Locations were listed twice (the list moved while it was read)",
+                        self.name, len(seen) - distinct)  # fmt: skip
+        self.last_sync = {
+            "pages": pages,
+            "listed": len(seen),
+            "locations": distinct,
+            "taken": taken,
+            "kept_newer_push": kept,
+        }
         self.stats.last_poll_s = time.perf_counter() - started
 
-    async def _reconcile_page(self, body: bytes, url: str, seen: set[str]) -> tuple[int, int]:
+    async def _reconcile_page(self, body: bytes, url: str, seen: list[str]) -> tuple[int, int]:
         received = now_ms()
         result = ParseResult()
         try:
@@ -131,7 +141,7 @@ class LocationSync(PollingAdapter):
                     locator=f"data[{index}]",
                 )
                 continue
-            seen.add(key)
+            seen.append(key)
             held = self.store.get(key)
             if not self.store.offer(key, item):
                 kept += 1  # a push newer than this page's copy: it stands
