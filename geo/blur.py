@@ -2,7 +2,8 @@
 
 Grid snapping lives in ``geo.grid``; this module has the rest: angle and value quantisation, count
 rounding (to a base, or random rounding to base 3 seeded from a key), k-floor suppression into bands,
-keyed pseudonyms with a daily key and time truncation.
+keyed pseudonyms with a daily key (days from ``geo.service_day``), stable keyed public ids, and time
+truncation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from .service_day import UTC_DAYS, ServiceDay
 
 DAY_MS = 86_400_000
 
@@ -103,10 +106,10 @@ def check_bands(bands: Sequence[Band]) -> None:
     raise ValueError("the last band must be open-ended (high = none)")
 
 
-def day_key(secret: bytes, epoch_ms: int) -> bytes:
-    """The pseudonym key for the UTC day holding ``epoch_ms``: HMAC(secret, 'YYYY-MM-DD'). Rotates daily
+def day_key(secret: bytes, epoch_ms: int, days: ServiceDay = UTC_DAYS) -> bytes:
+    """The pseudonym key for the service day holding ``epoch_ms``: HMAC(secret, 'YYYY-MM-DD'). Rotates daily
     without storing keys; yesterday's pseudonyms cannot be linked to today's without the secret."""
-    return _day_key(secret, epoch_ms // DAY_MS)
+    return _day_key(secret, days.index(epoch_ms))
 
 
 @lru_cache(maxsize=64)
@@ -117,35 +120,61 @@ def _day_key(secret: bytes, day_index: int) -> bytes:
     return hmac.new(secret, day.encode(), hashlib.sha256).digest()
 
 
-def pseudonym(secret: bytes, epoch_ms: int, value: str, length: int = 16) -> str:
-    """A keyed pseudonym of ``value``, stable within the UTC day of ``epoch_ms``, ``length`` hex chars."""
+@lru_cache(maxsize=8)
+def _public_key(secret: bytes) -> bytes:
+    # Its own derived key, so a public id never equals the pseudonym of any day (no date is this label).
+    return hmac.new(secret, b"public-id", hashlib.sha256).digest()
+
+
+def pseudonym(secret: bytes, epoch_ms: int, value: str, length: int = 16, days: ServiceDay = UTC_DAYS) -> str:
+    """A keyed pseudonym of ``value``, stable within the service day of ``epoch_ms``, ``length`` hex chars."""
     if not secret:
         raise ValueError("pseudonym secret must not be empty")
-    digest = hmac.new(day_key(secret, epoch_ms), value.encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(day_key(secret, epoch_ms, days), value.encode(), hashlib.sha256).hexdigest()
     return digest[:length]
 
 
+def public_id(secret: bytes, value: str, length: int = 16) -> str:
+    """A keyed, never rotating id of ``value``: the same every day, and without the secret it neither
+    reveals ``value`` nor can be recomputed from it."""
+    if not secret:
+        raise ValueError("pseudonym secret must not be empty")
+    return hmac.new(_public_key(secret), value.encode(), hashlib.sha256).hexdigest()[:length]
+
+
 class PseudonymCache:
-    """``pseudonym`` memoised per (day, value, length) for one secret.
+    """``pseudonym`` memoised per (day, value, length) for one secret and one kind of service day, and
+    ``public_id`` per (value, length).
 
     Entity ids repeat all day long (every bus reports every few seconds), so most calls are dictionary
-    hits. Bounded: the memo is cleared when it reaches ``max_entries``.
+    hits. Bounded: a memo is cleared when it reaches ``max_entries``.
     """
 
-    def __init__(self, secret: bytes, max_entries: int = 200_000) -> None:
+    def __init__(self, secret: bytes, max_entries: int = 200_000, days: ServiceDay = UTC_DAYS) -> None:
         if not secret:
             raise ValueError("pseudonym secret must not be empty")
         self.secret = secret
         self.max_entries = max_entries
+        self.days = days
         self._memo: dict[tuple[int, str, int], str] = {}
+        self._public: dict[tuple[str, int], str] = {}
 
     def __call__(self, epoch_ms: int, value: str, length: int = 16) -> str:
-        key = (epoch_ms // DAY_MS, value, length)
+        key = (self.days.index(epoch_ms), value, length)
         out = self._memo.get(key)
         if out is None:
             if len(self._memo) >= self.max_entries:
                 self._memo.clear()
-            out = self._memo[key] = pseudonym(self.secret, epoch_ms, value, length)
+            out = self._memo[key] = pseudonym(self.secret, epoch_ms, value, length, self.days)
+        return out
+
+    def public(self, value: str, length: int = 16) -> str:
+        key = (value, length)
+        out = self._public.get(key)
+        if out is None:
+            if len(self._public) >= self.max_entries:
+                self._public.clear()
+            out = self._public[key] = public_id(self.secret, value, length)
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -56,12 +56,13 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     connect_timeout_s: float = 30.0,
+    configs: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics among ``names``; idempotent.
 
     Returns the partition count of each topic. An existing topic with fewer partitions than asked is an
     error (keys would map to other partitions than the workers expect); one with more is accepted, since
-    partitions can only ever be added.
+    partitions can only ever be added. ``configs`` (e.g. ``cleanup.policy``) apply to the topics it creates.
     """
     if partitions < 1:
         raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
@@ -80,7 +81,7 @@ async def ensure_topics(
         existing = await _partition_counts(admin, wanted)
         missing = [n for n in wanted if n not in existing]
         if missing:
-            new = [NewTopic(n, partitions, replication_factor) for n in missing]
+            new = [NewTopic(n, partitions, replication_factor, topic_configs=dict(configs or {})) for n in missing]
             response = await admin.create_topics(new)
             for error_code, error_message, name in _topic_errors(response):
                 if error_code and error_code != TopicAlreadyExistsError.errno:

@@ -57,6 +57,9 @@ class Naming:
     def ops_alerts_topic(self) -> str:
         return self.topic(topics.OPS_ALERTS)
 
+    def ocpi_locations_topic(self) -> str:
+        return self.topic(topics.OCPI_LOCATIONS)
+
     # Redis keys.
     def _key(self, *parts: str) -> str:
         return ":".join((self.redis_prefix, *parts))

@@ -12,6 +12,10 @@
 - ``ops.stats`` and ``ops.alerts``: the stages' and adapters' per-batch figures, and the alert events the
   control plane decides (``control_plane/``); created by the control plane with one partition, as its
   Faust tables are partitioned like them, so not among ``all_topics()``.
+- ``state.ocpi_locations``: the OCPI Locations the charging adapters learned (pushed by operators or read by
+  the full sync), whole, keyed by ``<country_code>*<party_id>*<id>``; compacted, so it holds the latest of
+  each. A restarted push receiver rebuilds what it knows from it (``adapters/runtime/location_log.py``), which
+  creates it, so it is not among ``all_topics()`` either.
 
 Tests and benchmarks put a prefix in front of every name (``schemas/naming.py`` applies it).
 """
@@ -33,6 +37,7 @@ PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS  # every feed with tie
 AUDIT_ACCESS = "audit.access"
 OPS_STATS = "ops.stats"
 OPS_ALERTS = "ops.alerts"
+OCPI_LOCATIONS = "state.ocpi_locations"
 
 
 def _check_feed(feed: str, known: tuple[str, ...] = FEEDS) -> str:

@@ -65,6 +65,9 @@ def _show(args: argparse.Namespace) -> int:
         print(f"policy error: {err}", file=sys.stderr)
         return 2
     print(f"policy version {engine.policy_version} ({engine.policy.source})")
+    days = engine.policy.pseudonym_days
+    boundary = f"{days.boundary_s // 3600:02d}:{days.boundary_s % 3600 // 60:02d}"
+    print(f"rotating pseudonyms change daily at {boundary} {days.time_zone}; public ids never change")
     rows = engine.describe()
     header = ("feed", "tier", "delay s", "min gap s", "crs", "operations")
     table = [

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 import settings as settings_mod
-from settings.secret_store import PSEUDONYM_SECRET, resolve
+from settings.secret_store import OCPI_PUSH_TOKEN, PSEUDONYM_SECRET, resolve
 
 from . import stack
 from .cmd_control_plane import DEFAULT_WEB_PORT as CONTROL_PLANE_PORT
@@ -26,14 +26,19 @@ SIMULATED_SOURCES = (
     "sh-bus-arrivals",
     "sh-metro-arrivals",
 )
+# Receivers operators push to, started with or without the simulator. The OCPI Locations full sync that pairs
+# with it (sh-charging-locations) is not started here: the simulated stations already come in through
+# sh-charging, under other ids, and would be counted twice.
+PUSH_RECEIVERS = ("ocpi-push",)
 
 
-ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order
+ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order, then the
+# push receivers
 STREAMS_METRICS_PORT = 18810
 
 
 def adapter_metrics_ports() -> dict[str, int]:
-    return {name: ADAPTER_METRICS_BASE + i for i, name in enumerate(SIMULATED_SOURCES)}
+    return {name: ADAPTER_METRICS_BASE + i for i, name in enumerate((*SIMULATED_SOURCES, *PUSH_RECEIVERS))}
 
 
 def register(sub: Any) -> None:
@@ -90,6 +95,7 @@ def handle(args: argparse.Namespace) -> int:
     # Before anything starts: in production a missing secret stops here; in development the children find
     # this installation's secret already made.
     resolve(PSEUDONYM_SECRET, settings)
+    resolve(OCPI_PUSH_TOKEN, settings, configured=settings.ocpi_push_token)
     try:
         stack.up(settings)
     except stack.StackError as err:
@@ -99,7 +105,10 @@ def handle(args: argparse.Namespace) -> int:
     log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
     port = os.environ.get("SHFEEDS_CONTROL_PLANE_PORT", CONTROL_PLANE_PORT)
     log(f"feed health: http://127.0.0.1:{port}/health  (or `shfeeds health`)")
-    last = ADAPTER_METRICS_BASE + len(SIMULATED_SOURCES) - 1
+    from adapters.runtime.runtime import DEFAULT_PUSH_PORT  # here: the CLI starts without the adapters' imports
+
+    log(f"OCPI push receiver: http://127.0.0.1:{DEFAULT_PUSH_PORT}/ocpi/2.2.1/locations/...")
+    last = ADAPTER_METRICS_BASE + len(SIMULATED_SOURCES) + len(PUSH_RECEIVERS) - 1
     log(f"Prometheus /metrics: adapters on {ADAPTER_METRICS_BASE}-{last}, streams on {STREAMS_METRICS_PORT}, "
         f"WebSocket server on {settings.ws_port}, control plane on {port}")  # fmt: skip
     log("Ctrl-C stops the service; `shfeeds stack down` stops Kafka and Redis")

@@ -36,7 +36,8 @@ def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 def test_show_prints_every_feed_and_tier() -> None:
     result = _run("show")
     assert result.returncode == 0, result.stderr
-    assert "policy version 2026.12.1" in result.stdout
+    assert "policy version 2026.12.2" in result.stdout
+    assert "rotating pseudonyms change daily at 03:00 Asia/Shanghai" in result.stdout
     assert "grid cell_m=50" in result.stdout
     assert result.stdout.count("\nbus ") == 4
 
@@ -47,7 +48,7 @@ def test_apply_blurs_and_reports_bad_lines_with_numbers() -> None:
     assert result.returncode == 1
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == 1
-    assert out[0]["crs"] == "gcj02" and out[0]["policy_version"] == "2026.12.1"
+    assert out[0]["crs"] == "gcj02" and out[0]["policy_version"] == "2026.12.2"
     assert "plate" not in out[0] and "speed_kmh" not in out[0] and out[0]["bearing"] == 0.0
     assert "line 2: not JSON" in result.stderr
     assert "line 3: invalid bus record" in result.stderr

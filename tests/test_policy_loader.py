@@ -11,7 +11,7 @@ TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
 
 def test_default_policy_loads_with_version_and_every_feed() -> None:
     policy = load_policy()
-    assert policy.version == "2026.12.1"
+    assert policy.version == "2026.12.2"
     assert set(policy.feeds) == {"bus", "metro", "parking", "charging", "charging_sessions", "scenic", "arrivals"} | {
         "agg_vehicles",
         "agg_parking",
@@ -50,7 +50,7 @@ BAD = [
         "feeds.metro.public.fields.bearing: is dropped by a tier above",
     ),
     ('count = { op = "count", base = 10, k = 10', 'count = { op = "count", base = 10, k = 3', "k = 3 is finer"),
-    ('version = "2026.12.1"', 'version = ""', '"version" must be a non-empty string'),
+    ('version = "2026.12.2"', 'version = ""', '"version" must be a non-empty string'),
     ('never_released = ["plate", "driver_id", "diagnostics"]', 'never_released = ["plates"]', "unknown field(s)"),
     ('position = { op = "grid", cell_m = 10 }', 'position = { op = "grid", cell_m = -10 }', "positive number"),
     ('occupancy_pct = { op = "round", base = 10 }', 'occupancy_pct = { op = "grid", cell_m = 10 }', "does not fit"),
@@ -83,7 +83,7 @@ def test_operator_takes_no_operations() -> None:
 
 def test_never_released_field_cannot_be_released_by_an_op() -> None:
     text = TEXT.replace(
-        'id = { op = "pseudonym" }\n\n[feeds.bus.public]', 'plate = { op = "pseudonym" }\n\n[feeds.bus.public]'
+        'id = { op = "public_id" }\n\n[feeds.bus.public]', 'plate = { op = "pseudonym" }\n\n[feeds.bus.public]'
     )
     with pytest.raises(PolicyError, match="never released"):
         parse_policy(text)

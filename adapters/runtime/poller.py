@@ -19,6 +19,7 @@ class Fetched:
     body: bytes | None  # None when the server answered 304 Not Modified
     status: int
     next_url: str | None = None  # the response's ``Link: <...>; rel="next"``, resolved against its URL
+    total_count: int | None = None  # an OCPI list's ``X-Total-Count``: how many objects match the query
 
 
 class HttpPoller:
@@ -48,7 +49,12 @@ class HttpPoller:
                 body = await response.read()
                 if conditional:
                     self.validators.update(response.headers)
-                return Fetched(body=body, status=response.status, next_url=_next_link(response))
+                return Fetched(
+                    body=body,
+                    status=response.status,
+                    next_url=_next_link(response),
+                    total_count=_total_count(response),
+                )
         except TimeoutError:
             raise PollError(f"timed out after {self.timeout.total} s fetching {target}") from None
         except (aiohttp.ClientError, asyncio.IncompleteReadError, OSError) as err:
@@ -61,3 +67,8 @@ def _next_link(response: aiohttp.ClientResponse) -> str | None:
         return str(link["url"]) if link is not None and "url" in link else None
     except ValueError:  # a Link header whose URL cannot be parsed: as if there were no next page
         return None
+
+
+def _total_count(response: aiohttp.ClientResponse) -> int | None:
+    text = response.headers.get("X-Total-Count", "").strip()
+    return int(text) if text.isdigit() else None

@@ -1,20 +1,22 @@
 """Push receiver: an HTTP endpoint for OCPI 2.2.1 Location PUT/PATCH from a charge point operator.
 
-Each accepted push re-normalises the whole Location (kept in memory) into a ChargingStation record;
-a rejected one goes to the DLQ with the request body and the reason, and the sender gets an OCPI error.
+Each accepted push re-normalises the whole Location into a ChargingStation record; a rejected one goes to
+the DLQ with the request body and the reason, and the sender gets an OCPI error. The Locations live in a
+``LocationStore`` shared with the full sync, and every accepted one is written to the Location log in Kafka
+(``location_log.py``), from which a restarted receiver learns them again before it listens.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from adapters.formats.common import ItemError, load_json
 from adapters.formats.ocpi_auth import token_accepted
+from adapters.formats.ocpi_location_store import LocationStore
 from adapters.formats.ocpi_locations import FEED, location_record
 from adapters.formats.ocpi_push import PushTarget, UnknownObject, apply_push
 from adapters.formats.result import ParseResult
@@ -22,6 +24,7 @@ from schemas import now_ms
 
 from .ingest import Ingestor
 from .kafka_sink import KafkaSink
+from .location_log import location_message
 from .stats import SourceStats
 
 BASE_PATH = "/ocpi/2.2.1/locations"
@@ -38,14 +41,26 @@ def _ocpi_reply(http_status: int, status_code: int, message: str) -> web.Respons
 
 
 class PushReceiver:
-    def __init__(self, *, name: str, sink: KafkaSink, token: str, stats: SourceStats | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        sink: KafkaSink,
+        token: str,
+        stats: SourceStats | None = None,
+        store: LocationStore | None = None,
+        log_locations: bool = False,
+    ) -> None:
+        """``store``: the Locations known (shared with a full sync); ``log_locations``: write each accepted
+        Location to the Location log (its topic must exist: ``LocationLog.load`` creates it)."""
         if not token:
             raise ValueError(f"push source {name}: a credentials token is required (pushes are never anonymous)")
         self.name = name
         self.token = token  # the credentials token operators must present
         self.stats = stats or SourceStats(source=name)
         self.ingestor = Ingestor(sink, self.stats)
-        self.locations: dict[str, dict[str, Any]] = {}
+        self.locations = store if store is not None else LocationStore()
+        self.log_locations = log_locations
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -99,8 +114,10 @@ class PushReceiver:
             if isinstance(err, UnknownObject):
                 return _ocpi_reply(404, 2003, str(err))
             return _ocpi_reply(400, 2001, str(err))
-        self.locations[target.key] = location
+        self.locations.pushed(target.key, location)
         result.records.append(record)
         await self.ingestor.ingest(result)
+        if self.log_locations:
+            await self.ingestor.sink.submit(location_message(target.key, location, self.name))
         self.stats.last_success_ms = received
         return _ocpi_reply(200, 1000, "Success")

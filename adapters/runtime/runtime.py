@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from adapters.formats.ocpi_location_store import LocationStore
 from control_plane.emitter import StatsEmitter
 from control_plane.source_stats import SourceReporter
 from kafka_admin import ensure_topics
@@ -22,6 +23,8 @@ from settings import Settings
 from settings.secret_store import OCPI_PUSH_TOKEN, resolve
 
 from .kafka_sink import STOP_TIMEOUT_S, KafkaSink
+from .location_log import LocationLog
+from .location_sync import LocationSync
 from .metrics import MetricsServer, RuntimeCollector
 from .polling_adapter import PollingAdapter
 from .push import PushReceiver
@@ -56,6 +59,9 @@ class AdapterRuntime:
         self.stats: dict[str, SourceStats] = {}
         self.metrics: MetricsServer | None = None
         self.push_receivers: list[PushReceiver] = []
+        self.location_syncs: list[LocationSync] = []
+        # OCPI Locations known to this runtime's push receiver and full sync (rebuilt from Kafka on start).
+        self.locations = LocationStore()
         self.ops_stats = ops_stats
         self.ops_stats_every_s = 2.0
 
@@ -133,16 +139,47 @@ class AdapterRuntime:
             await self.sink.start()
             if self.ops_stats:
                 tasks.append(asyncio.create_task(self._report_stats(names, intervals), name="ops-stats"))
+            if any(name in PUSH_SOURCES or SOURCES[name].full_sync for name in names):
+                location_log = LocationLog(
+                    self.sink.bootstrap,
+                    self.sink.naming,
+                    self.locations,
+                    replication_factor=self.settings.replication_factor,
+                )
+                await location_log.load()  # before the receiver listens: a PATCH finds what it knew
+                tasks.append(asyncio.create_task(location_log.follow(), name="ocpi-location-log"))
             async with aiohttp.ClientSession() as session:
                 pollers: list[asyncio.Task[None]] = []
                 for name in names:
                     stats = self.stats[name]
                     if name in PUSH_SOURCES:
-                        receiver = PushReceiver(name=name, sink=self.sink, stats=stats, token=push_token)
+                        receiver = PushReceiver(
+                            name=name,
+                            sink=self.sink,
+                            stats=stats,
+                            token=push_token,
+                            store=self.locations,
+                            log_locations=True,
+                        )
                         self.push_receivers.append(receiver)
                         await receiver.start(host, push_port)
                         continue
                     config: SourceConfig = SOURCES[name]
+                    if config.full_sync:
+                        sync = LocationSync(
+                            store=self.locations,
+                            name=name,
+                            url=urls.get(name) or config.resolved_url(self.settings),
+                            interval_s=intervals.get(name, config.interval_s),
+                            timeout_s=config.timeout_s,
+                            session=session,
+                            sink=self.sink,
+                            stats=stats,
+                            headers=config.request_headers(self.settings),
+                        )
+                        self.location_syncs.append(sync)
+                        pollers.append(asyncio.create_task(sync.run_forever(), name=f"adapter-{name}"))
+                        continue
                     adapter = PollingAdapter(
                         name=name,
                         format_name=config.format,

@@ -20,6 +20,8 @@ class SourceConfig:
     options: dict[str, Any] = field(default_factory=dict)  # passed to the parser
     url: str | None = None  # overrides simulator_url + path
     ocpi: bool = False  # an OCPI endpoint: requests present the settings' OCPI token
+    # An OCPI Locations list read whole each poll and reconciled with the push receiver (location_sync.py).
+    full_sync: bool = False
 
     def request_headers(self, settings: Settings) -> dict[str, str]:
         if self.ocpi and settings.ocpi_token:
@@ -70,6 +72,16 @@ SOURCES: dict[str, SourceConfig] = {
             "/ocpi/2.2.1/cdrs?limit=500",
             interval_s=60.0,
             ocpi=True,
+        ),
+        # OCPI Locations: the full sync that pairs with the push receiver, every page each time.
+        SourceConfig(
+            "sh-charging-locations",
+            "ocpi-locations",
+            "charging",
+            "/ocpi/2.2.1/locations?limit=500",
+            interval_s=300.0,
+            ocpi=True,
+            full_sync=True,
         ),
     )
 }

@@ -10,7 +10,9 @@ Control endpoints (not part of any real source):
 
 Besides the city's feeds, ``GET /ocpi/2.2.1/cdrs`` serves the charging sessions as an OCPI 2.2.1 CDRs module
 (``date_from`` / ``date_to`` / ``offset`` / ``limit``, ``X-Total-Count``, ``X-Limit``, ``Link: rel="next"``);
-its faults are set under the feed name ``charging_sessions``.
+its faults are set under the feed name ``charging_sessions``. ``GET /ocpi/2.2.1/locations`` serves the charging
+network as OCPI 2.2.1 Locations, paged the same way (faults: ``charging_locations``; ``stall`` and
+``http_error``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import email.utils
 import hashlib
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -31,6 +33,7 @@ from aiohttp import web
 
 from adapters.formats.ocpi_auth import token_accepted
 from adapters.simulators import charging_sessions as cdrs
+from adapters.simulators import ocpi_locations
 from adapters.simulators.beijing import format_local
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.faults import Fault, FaultError, parse_fault
@@ -38,6 +41,8 @@ from adapters.simulators.rendering import Feed, JsonFeed, Rendered
 from settings import Settings
 
 FaultSpec = Fault | str | Mapping[str, Any]
+# (simulated now, the paging query, the active fault) → one page of an OCPI list
+PageMaker = Callable[[int, cdrs.CdrQuery, Fault | None], Awaitable[cdrs.CdrPage]]
 
 
 @dataclass(kw_only=True)
@@ -97,7 +102,12 @@ class FeedServer:
         self.by_path = {state.feed.path: state for state in self.states.values()}
         self.sessions = cdrs.SessionLog(city.charging)
         self.sessions_state = FaultState()
-        self.switches: dict[str, FaultState] = {**self.states, cdrs.FEED_NAME: self.sessions_state}
+        self.locations_state = FaultState()
+        self.switches: dict[str, FaultState] = {
+            **self.states,
+            cdrs.FEED_NAME: self.sessions_state,
+            ocpi_locations.FEED_NAME: self.locations_state,
+        }
         for name, spec in (faults or {}).items():
             self.set_fault(name, spec)
 
@@ -171,9 +181,13 @@ class FeedServer:
         state.count("ok")
         return web.Response(body=rendered.body, headers={**headers, "Content-Type": rendered.content_type})
 
-    async def handle_cdrs(self, request: web.Request) -> web.StreamResponse:
-        """OCPI 2.2.1 ``GET /cdrs``: one page of finished sessions, with OCPI paging headers."""
-        state = self.sessions_state
+    async def _ocpi_list(
+        self,
+        request: web.Request,
+        state: FaultState,
+        page_of: Callable[[int, cdrs.CdrQuery, Fault | None], Awaitable[cdrs.CdrPage]],
+    ) -> web.StreamResponse:
+        """An OCPI 2.2.1 GET list: credentials, faults, paging parameters, one page with the paging headers."""
         state.count("requests")
         if self.ocpi_token and not token_accepted(request.headers.get("Authorization"), self.ocpi_token):
             state.count("unauthorized")
@@ -196,9 +210,7 @@ class FeedServer:
             state.count("bad_requests")
             body = cdrs.ocpi_body(now, status_code=2001, message=f"Invalid or missing parameters: {err}")
             return web.Response(status=400, body=body, content_type="application/json")
-        salt = now ^ query.offset ^ zlib.crc32(cdrs.FEED_NAME.encode())
-        async with state.lock:  # one thread at a time steps the session log
-            page = await asyncio.to_thread(cdrs.render_page, self.sessions, now, query, fault, salt)
+        page = await page_of(now, query, fault)
         for name, n in page.injected.items():
             state.count(name, n)
         state.count("ok")
@@ -207,6 +219,27 @@ class FeedServer:
             next_url = request.url.update_query(offset=str(page.next_offset), limit=str(page.limit))
             headers["Link"] = f'<{next_url}>; rel="next"'
         return web.Response(body=page.body, headers=headers, content_type="application/json")
+
+    async def handle_cdrs(self, request: web.Request) -> web.StreamResponse:
+        """OCPI 2.2.1 ``GET /cdrs``: one page of finished sessions, with OCPI paging headers."""
+        state = self.sessions_state
+
+        async def page_of(now: int, query: cdrs.CdrQuery, fault: Fault | None) -> cdrs.CdrPage:
+            salt = now ^ query.offset ^ zlib.crc32(cdrs.FEED_NAME.encode())
+            async with state.lock:  # one thread at a time steps the session log
+                return await asyncio.to_thread(cdrs.render_page, self.sessions, now, query, fault, salt)
+
+        return await self._ocpi_list(request, state, page_of)
+
+    async def handle_locations(self, request: web.Request) -> web.StreamResponse:
+        """OCPI 2.2.1 ``GET /locations``: one page of the charging network's Locations, OCPI paging headers."""
+        charging = self.states["charging"]  # the same network the charging feed steps, under its lock
+
+        async def page_of(now: int, query: cdrs.CdrQuery, fault: Fault | None) -> cdrs.CdrPage:
+            async with charging.lock:
+                return await asyncio.to_thread(ocpi_locations.render_page, self.city.charging, now, query)
+
+        return await self._ocpi_list(request, self.locations_state, page_of)
 
     def _state_for(self, request: web.Request) -> FeedState:
         state = self.by_path.get(request.path)
@@ -250,7 +283,7 @@ class FeedServer:
             "timeScale": self.city.clock.time_scale,
             "seed": self.city.seed,
             "feeds": {name: s.feed.path for name, s in self.states.items()},
-            "ocpi": {cdrs.FEED_NAME: cdrs.PATH},
+            "ocpi": {cdrs.FEED_NAME: cdrs.PATH, ocpi_locations.FEED_NAME: ocpi_locations.PATH},
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -273,6 +306,7 @@ def build_app(
     for state in server.states.values():
         app.router.add_get(state.feed.path, server.handle_feed)
     app.router.add_get(cdrs.PATH, server.handle_cdrs)
+    app.router.add_get(ocpi_locations.PATH, server.handle_locations)
     app.router.add_get("/_faults", server.get_faults)
     app.router.add_post("/_faults", server.post_faults)
     app.router.add_delete("/_faults", server.delete_faults)

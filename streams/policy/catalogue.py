@@ -135,6 +135,7 @@ FIELD_OPS: dict[str, OpSpec] = {
             frozenset({"connectors"}),
         ),
         OpSpec("pseudonym", 2, frozenset({"str"}), {}, {"into": _text, "length": _length}),
+        OpSpec("public_id", 2, frozenset({"str"}), {}, {"length": _length}),
         OpSpec("truncate", 1, frozenset({"int"}), {"step_s": _pos_int}, {}),
     )
 }

@@ -83,7 +83,7 @@ class PolicyEngine:
             raise PolicyError("the pseudonym secret must not be empty")
         self._secret = secret if secret is not None else _installation_secret()
         self._uncertainty = {feed: _uncertainties(fp) for feed, fp in self.policy.feeds.items()}
-        self._pseudonyms = blur.PseudonymCache(self._secret)
+        self._pseudonyms = blur.PseudonymCache(self._secret, days=self.policy.pseudonym_days)
         self._contexts: dict[tuple[str, str], OpContext] = {}
         self._allowed: dict[str, frozenset[str]] = {}
         for feed, fp in self.policy.feeds.items():

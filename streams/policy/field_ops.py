@@ -204,6 +204,17 @@ def _pseudonym(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
         v[into] = make(day_ms, value if type(value) is str else str(value), length)
 
 
+def _public_id(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
+    """The same keyed id every day: for things, not people (a vehicle's public label names it anyway)."""
+    f = rule.field
+    length = int(rule.params.get("length", 16))
+    make = ctx.pseudonyms.public
+    for v in batch.views:
+        value = v.get(f)
+        if value is not None:
+            v[f] = make(value if type(value) is str else str(value), length)
+
+
 def _truncate(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
     step_ms = int(rule.params["step_s"]) * 1000
     f = rule.field
@@ -225,5 +236,6 @@ FIELD_OPERATIONS: dict[str, FieldOp] = {
     "connectors": _connectors,
     "connector_summary": _connector_summary,
     "pseudonym": _pseudonym,
+    "public_id": _public_id,
     "truncate": _truncate,
 }

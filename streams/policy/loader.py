@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from geo.service_day import ServiceDay, parse_clock
 from schemas import TIERS
 
 from .catalogue import AGGREGATE_SESSION_FIELDS, FIELD_OPS, RECORD_OPS, check_params, finer_than
@@ -46,7 +47,7 @@ def _ms(seconds: float) -> int:
 
 
 def _build(data: dict[str, Any], source: str) -> Policy:
-    unknown = sorted(set(data) - {"version", "tiers", "feeds"})
+    unknown = sorted(set(data) - {"version", "tiers", "feeds", "pseudonyms"})
     if unknown:
         raise PolicyError(f"{source}: unknown top-level key(s) {unknown}")
     version = data.get("version")
@@ -64,7 +65,26 @@ def _build(data: dict[str, Any], source: str) -> Policy:
     if missing:
         raise PolicyError(f"{source}: no rules for feed(s) {missing}")
     built = {feed: _feed(source, feed, feeds[feed]) for feed in POLICY_FEEDS}
-    return Policy(version=version.strip(), source=source, feeds=built)
+    days = _pseudonym_days(source, data.get("pseudonyms", {}))
+    return Policy(version=version.strip(), source=source, feeds=built, pseudonym_days=days)
+
+
+def _pseudonym_days(source: str, table: Any) -> ServiceDay:
+    """``[pseudonyms]``: ``rotate_at`` (local ``HH:MM``, default 03:00) in ``time_zone`` (default
+    Asia/Shanghai), the moment every rotating pseudonym changes."""
+    where = f"{source}: pseudonyms"
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where}: must be a table")
+    unknown = sorted(set(table) - {"rotate_at", "time_zone"})
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {unknown}; allowed: ['rotate_at', 'time_zone']")
+    rotate_at, zone = table.get("rotate_at", "03:00"), table.get("time_zone", "Asia/Shanghai")
+    if not isinstance(rotate_at, str) or not isinstance(zone, str):
+        raise PolicyError(f'{where}: rotate_at and time_zone are strings, e.g. "03:00" and "Asia/Shanghai"')
+    try:
+        return ServiceDay(zone, parse_clock(rotate_at))
+    except ValueError as err:
+        raise PolicyError(f"{where}: {err}") from None
 
 
 def _feed(source: str, feed: str, table: Any) -> FeedPolicy:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from geo.service_day import ServiceDay
+
 
 @dataclass(frozen=True, slots=True)
 class FieldRule:
@@ -49,3 +51,5 @@ class Policy:
     version: str
     source: str  # where it was loaded from, for messages
     feeds: Mapping[str, FeedPolicy] = field(default_factory=dict)
+    # When rotating pseudonyms turn over: a local service-day boundary (``[pseudonyms]`` in the file).
+    pseudonym_days: ServiceDay = field(default_factory=lambda: ServiceDay("Asia/Shanghai", 3 * 3600))

@@ -99,9 +99,14 @@ def _apply_field(shape: _Shape, field: str, op: str, params: dict[str, Any]) -> 
     elif op == "pseudonym":
         into = str(params.get("into", field))
         if field in shape.props:
-            shape.props[into] = {"type": "string", "description": "a keyed pseudonym, rotated daily (UTC)"}
+            description = "a keyed pseudonym, rotated at the policy's local service-day boundary"
+            shape.props[into] = {"type": "string", "description": description}
             if into != field:
                 shape.drop(field)
+    elif op == "public_id":
+        if field in shape.props:
+            description = "a keyed public id: the same every day, not the device id"
+            shape.props[field] = {"type": "string", "description": description}
     elif op == "count":
         if field not in shape.props:
             return
