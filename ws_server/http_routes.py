@@ -1,6 +1,6 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, the published record schemas, and health. Served through the handshake hook, so
-one port does everything."""
+VehiclePositions per tier, the published record schemas, the data catalogue, and health. Served through
+the handshake hook, so one port does everything."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from catalog.dcat import DCAT_PATH as CATALOG_PATH
+from catalog.dcat import PAGE_PATH as CATALOG_PAGE_PATH
 from schemas import now_ms
 
+from .catalog_routes import CatalogRoutes
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
 from .gtfs_static_feed import StaticFeed
@@ -61,7 +64,7 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics")
+        or path in (GTFS_PATH, STATIC_GTFS_PATH, "/districts.geojson", "/metrics", CATALOG_PATH, CATALOG_PAGE_PATH)
         or path.startswith(("/static/", "/schemas/", "/layers/"))
     )
 
@@ -86,8 +89,18 @@ def _districts_body() -> bytes:
 
 
 class HttpRoutes:
-    def __init__(self, node: NodeView, static_feed: StaticFeed, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeView,
+        static_feed: StaticFeed,
+        metrics: NodeMetrics | None = None,
+        catalog: CatalogRoutes | None = None,
+        *,
+        tls: bool = False,
+    ) -> None:
         self.node = node
+        self._catalog = catalog or CatalogRoutes(None)
+        self._tls = tls
         self._gtfs: dict[str, tuple[int, bytes]] = {}
         self._static_feed = static_feed
         self._metrics = metrics
@@ -126,6 +139,12 @@ class HttpRoutes:
             if body is not None:
                 return response(200, body, "application/schema+json", [("Cache-Control", "max-age=300")])
             return response(404, b"not found\n", "text/plain; charset=utf-8")
+        if path == CATALOG_PATH:
+            body = await self._catalog.jsonld(request, self._tls)
+            return response(200, body, "application/ld+json", [("Cache-Control", "max-age=5")])
+        if path == CATALOG_PAGE_PATH:
+            body = await self._catalog.html(request, self._tls)
+            return response(200, body, "text/html; charset=utf-8", [("Cache-Control", "max-age=5")])
         if path == "/metrics" and self._metrics is not None:
             return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()

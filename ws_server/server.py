@@ -26,6 +26,7 @@ import settings as settings_mod
 from schemas import now_ms
 
 from .audit import AccessAudit
+from .catalog_routes import CatalogRoutes
 from .client_log import ClientLog
 from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
@@ -100,7 +101,13 @@ class Node:
         )
         self.keys = KeyStore(self.redis, self.naming)
         self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
-        self.http = HttpRoutes(self, StaticFeed(config.network_seed, config.network_buses), NodeMetrics(self))
+        self.http = HttpRoutes(
+            self,
+            StaticFeed(config.network_seed, config.network_buses),
+            NodeMetrics(self),
+            CatalogRoutes(config.control_plane_url),
+            tls=config.tls_cert is not None,
+        )
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )
@@ -392,6 +399,8 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
     }
     # Replays read this tier's archive too (archive/), where the archiver writes it.
     base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")
+    # The catalogue shows the control plane's live health (catalog/); it runs on this machine's loopback.
+    base["control_plane_url"] = f"http://127.0.0.1:{settings.control_plane_port}"
     cert = os.environ.get("SHFEEDS_TLS_CERT")
     if cert:
         base["tls_cert"] = cert
