@@ -399,8 +399,10 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
     }
     # Replays read this tier's archive too (archive/), where the archiver writes it.
     base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")
-    # The catalogue shows the control plane's live health (catalog/); it runs on this machine's loopback.
-    base["control_plane_url"] = f"http://127.0.0.1:{settings.control_plane_port}"
+    # The catalogue shows the control plane's live health (catalog/): on this machine unless configured.
+    base["control_plane_url"] = (
+        os.environ.get("SHFEEDS_CONTROL_PLANE_URL") or f"http://127.0.0.1:{settings.control_plane_port}"
+    )
     cert = os.environ.get("SHFEEDS_TLS_CERT")
     if cert:
         base["tls_cert"] = cert
