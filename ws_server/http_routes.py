@@ -20,6 +20,7 @@ from catalog.dcat import DCAT_PATH as CATALOG_PATH
 from catalog.dcat import PAGE_PATH as CATALOG_PAGE_PATH
 from schemas import now_ms
 
+from .audit import AccessAudit
 from .catalog_routes import CatalogRoutes
 from .districts import districts_geojson
 from .gtfs_rt import vehicle_positions
@@ -72,9 +73,12 @@ def _known(path: str) -> bool:
 class NodeView(Protocol):
     """All the HTTP side needs of a node (the server's ``Node`` is one)."""
 
-    async def tier_of(self, request: Request, ip: str) -> str | Response:
-        """The tier the request's key (or its absence) gives, or the refusal to answer with."""
+    async def authenticate(self, request: Request, ip: str) -> Any:
+        """The request's ``Auth`` (tier, key, limits, ip), or the ``Response`` refusing it."""
         ...
+
+    @property
+    def audit(self) -> AccessAudit: ...
 
     async def latest(self, tier: str, feeds: list[str]) -> tuple[list[Entry], list[str]]:
         """Latest entries of ``feeds`` at ``tier``, and the reasons feeds could not be read."""
@@ -101,7 +105,7 @@ class HttpRoutes:
         self.node = node
         self._catalog = catalog or CatalogRoutes(None)
         self._tls = tls
-        self._gtfs: dict[str, tuple[int, bytes]] = {}
+        self._gtfs: dict[str, tuple[int, bytes, dict[str, list[dict[str, Any]]]]] = {}
         self._static_feed = static_feed
         self._metrics = metrics
 
@@ -169,19 +173,41 @@ class HttpRoutes:
 
     async def _gtfs_rt(self, conn: ServerConnection, request: Request) -> Response:
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
-        tier = await self.node.tier_of(request, ip)
-        if isinstance(tier, Response):
-            return tier
+        auth = await self.node.authenticate(request, ip)
+        if isinstance(auth, Response):
+            return auth
+        tier: str = auth.tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
         cached = self._gtfs.get(tier)
         if cached is None or now - cached[0] > GTFS_CACHE_MS:
-            entries, problems = await self.node.latest(tier, list(GTFS_FEEDS))
-            if len(problems) == len(GTFS_FEEDS):  # nothing readable
+            entries: list[Entry] = []
+            by_feed: dict[str, list[dict[str, Any]]] = {}
+            problems: list[str] = []
+            for feed in GTFS_FEEDS:
+                found, trouble = await self.node.latest(tier, [feed])
+                entries += found
+                problems += trouble
+                if not trouble:
+                    by_feed[feed] = [e.record for e in found]
+            if not by_feed:  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
-            cached = (now, vehicle_positions(entries, now))
+            cached = (now, vehicle_positions(entries, now), by_feed)
             self._gtfs[tier] = cached
+        if tier == "licensed":  # licensed deliveries are logged whatever the channel (ws_server/audit.py)
+            key = auth.key
+            for feed, records in cached[2].items():
+                self.node.audit.record_delivery(
+                    channel="gtfs-rt",
+                    key_id=key.key_hash if key else None,
+                    agreement_id=key.agreement_id if key else None,
+                    ip=ip,
+                    tier=tier,
+                    feed=feed,
+                    records=records,
+                    nbytes=len(cached[1]),
+                )
         return response(
             200,
             cached[1],

@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 
 import settings as settings_mod
 from schemas import now_ms
+from settings.secret_store import AUDIT_KEY, resolve
 
 from .audit import AccessAudit
 from .catalog_routes import CatalogRoutes
@@ -100,7 +101,14 @@ class Node:
             self.hub, self.redis, config.kafka_bootstrap, self.naming, history_records=config.history_records
         )
         self.keys = KeyStore(self.redis, self.naming)
-        self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
+        audit_key = (config.audit_key or resolve(AUDIT_KEY).value).encode()
+        self.audit = AccessAudit(
+            config.kafka_bootstrap,
+            self.naming.audit_topic(),
+            self.hub.node_id,
+            self.naming.audit_checkpoint_topic(),
+            audit_key,
+        )
         self.http = HttpRoutes(
             self,
             StaticFeed(config.network_seed, config.network_buses),
