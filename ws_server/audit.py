@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from kafka_admin import ensure_topics
+from kafka_admin import TopicSetupError, ensure_topics
 from schemas import now_ms
 from schemas.topics import AUDIT_TOPIC_CONFIG
 
@@ -218,7 +218,7 @@ class AccessAudit:
                 await future
                 head = self._unsent.pop(0)
                 self.entries_written += 1
-        except (KafkaError, OSError, RuntimeError) as err:  # RuntimeError: TopicSetupError
+        except (KafkaError, OSError, TopicSetupError) as err:
             log.warning("audit entries not yet written (%d pending): %s", len(self._unsent), err)
         if head is not None:
             await self._checkpoint(head)
