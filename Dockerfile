@@ -17,6 +17,8 @@ COPY streams ./streams
 COPY ws_server ./ws_server
 COPY --from=map-assets /web/node_modules/maplibre-gl/dist/maplibre-gl.mjs /web/node_modules/maplibre-gl/dist/maplibre-gl-worker.mjs /web/node_modules/maplibre-gl/dist/maplibre-gl.css /web/node_modules/maplibre-gl/LICENSE.txt ./ws_server/static/vendor/
 COPY client ./client
+COPY catalog ./catalog
+COPY control_plane ./control_plane
 COPY shfeeds_cli ./shfeeds_cli
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["shfeeds"]

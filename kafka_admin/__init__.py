@@ -9,6 +9,6 @@ the names it needs (from ``schemas/topics.py``, through its ``schemas.Naming``),
 only the topics it writes.
 """
 
-from .topics import TopicSetupError, delete_topics, ensure_topics, topic_partitions
+from .topics import TopicSetupError, delete_topics, ensure_topics, topic_config, topic_partitions
 
-__all__ = ["TopicSetupError", "delete_topics", "ensure_topics", "topic_partitions"]
+__all__ = ["TopicSetupError", "delete_topics", "ensure_topics", "topic_config", "topic_partitions"]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,16 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     connect_timeout_s: float = 30.0,
-    configs: Mapping[str, str] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics among ``names``; idempotent.
 
+    ``configs`` (topic name → settings) are applied to new topics and set again on existing ones among
+    ``names``, so a topic made before a rule existed (e.g. the audit log's retention) follows it too.
+
     Returns the partition count of each topic. An existing topic with fewer partitions than asked is an
     error (keys would map to other partitions than the workers expect); one with more is accepted, since
-    partitions can only ever be added. ``configs`` (e.g. ``cleanup.policy``) apply to the topics it creates.
+    partitions can only ever be added.
     """
     if partitions < 1:
         raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
@@ -81,19 +85,49 @@ async def ensure_topics(
         existing = await _partition_counts(admin, wanted)
         missing = [n for n in wanted if n not in existing]
         if missing:
-            new = [NewTopic(n, partitions, replication_factor, topic_configs=dict(configs or {})) for n in missing]
+            settings = configs or {}
+            new = [
+                NewTopic(n, partitions, replication_factor, topic_configs=dict(settings.get(n, {}))) for n in missing
+            ]
             response = await admin.create_topics(new)
             for error_code, error_message, name in _topic_errors(response):
                 if error_code and error_code != TopicAlreadyExistsError.errno:
                     raise TopicSetupError(f"cannot create topic {name}: {error_message or error_code}")
             log.info("created %d topics with %d partitions", len(missing), partitions)
         counts = await _wait_for_metadata(admin, wanted)
+        altered = [n for n in wanted if n in existing and configs and configs.get(n)]
+        if altered and configs:
+            await _set_configs(admin, {n: configs[n] for n in altered})
     finally:
         await admin.close()
     short = {n: c for n, c in counts.items() if c < partitions}
     if short:
         raise TopicSetupError(f"topics have fewer partitions than {partitions}: {short}")
     return counts
+
+
+async def _set_configs(admin: AIOKafkaAdminClient, configs: Mapping[str, Mapping[str, str]]) -> None:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, dict(c)) for name, c in configs.items()]
+    for response in await admin.alter_configs(resources):
+        for resource in getattr(response, "resources", []):
+            error_code, error_message, name = resource[0], resource[1], resource[3]
+            if error_code:
+                raise TopicSetupError(f"cannot configure topic {name}: {error_message or error_code}")
+
+
+async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """A topic's settings as the broker reports them (for checks and tests)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    out: dict[str, str] = {}
+    for resource in response.resources:
+        for entry in resource[4]:
+            out[str(entry[0])] = str(entry[1])
+    return out
 
 
 def _topic_errors(response: object) -> list[tuple[int, str | None, str]]:

@@ -51,6 +51,9 @@ class Naming:
     def audit_topic(self) -> str:
         return self.topic(topics.AUDIT_ACCESS)
 
+    def audit_checkpoint_topic(self) -> str:
+        return self.topic(topics.AUDIT_CHECKPOINTS)
+
     def ops_stats_topic(self) -> str:
         return self.topic(topics.OPS_STATS)
 

@@ -9,6 +9,8 @@
   release time (so a delay survives a crash); the tier's delay stage forwards each once it is due. The
   operator tier is never delayed, so it has none.
 - ``audit.access``: the WebSocket servers' access log of licensed deliveries, as hash chains.
+- ``audit.checkpoints``: signed checkpoints of those chains' heads, kept apart from them, so a truncated
+  or deleted chain is detected (``ws_server/audit_checkpoint.py``).
 - ``ops.stats`` and ``ops.alerts``: the stages' and adapters' per-batch figures, and the alert events the
   control plane decides (``control_plane/``); created by the control plane with one partition, as its
   Faust tables are partitioned like them, so not among ``all_topics()``.
@@ -35,6 +37,15 @@ AGGREGATE_FEEDS: tuple[str, ...] = tuple(AGGREGATE_TYPES)
 PIPELINE_FEEDS: tuple[str, ...] = FEEDS + AGGREGATE_FEEDS  # every feed with tier topics
 
 AUDIT_ACCESS = "audit.access"
+AUDIT_CHECKPOINTS = "audit.checkpoints"
+# The access log is kept at least six months (the tier policy's rule for licensed deliveries), whatever the
+# broker's default retention, and never trimmed by size: 190 days, so a six-month audit always finds it.
+AUDIT_RETENTION_MS = 190 * 24 * 3600 * 1000
+AUDIT_TOPIC_CONFIG: dict[str, str] = {
+    "retention.ms": str(AUDIT_RETENTION_MS),
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
 OPS_STATS = "ops.stats"
 OPS_ALERTS = "ops.alerts"
 OCPI_LOCATIONS = "state.ocpi_locations"
@@ -74,9 +85,14 @@ def pending_topic(tier: str, feed: str) -> str:
     return f"pending.{tier}.{_check_feed(feed, PIPELINE_FEEDS)}"
 
 
+def topic_configs(prefix: str = "") -> dict[str, dict[str, str]]:
+    """Topic settings that differ from the broker's defaults, by (prefixed) topic name."""
+    return {prefix + AUDIT_ACCESS: AUDIT_TOPIC_CONFIG, prefix + AUDIT_CHECKPOINTS: AUDIT_TOPIC_CONFIG}
+
+
 def all_topics() -> list[str]:
     """Every topic of the whole service (``shfeeds topics create`` and ``shfeeds stack up`` create them)."""
-    names = [AUDIT_ACCESS]
+    names = [AUDIT_ACCESS, AUDIT_CHECKPOINTS]
     for feed in FEEDS:
         names += [raw_topic(feed), dlq_topic(feed)]
     for feed in PIPELINE_FEEDS:

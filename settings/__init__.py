@@ -32,6 +32,7 @@ class Settings:
     # loopback unless configured (a container sets 0.0.0.0; its published ports decide what is exposed).
     bind_host: str = field(default_factory=lambda: _env("BIND_HOST", "127.0.0.1"))
     ws_port: int = field(default_factory=lambda: int(_env("WS_PORT", "18765")))
+    control_plane_port: int = field(default_factory=lambda: int(_env("CONTROL_PLANE_PORT", "18770")))
     topic_partitions: int = field(default_factory=lambda: int(_env("TOPIC_PARTITIONS", "4")))
     # Brokers of the local Kafka cluster. 0: as many as `shfeeds stack up --brokers N` last brought up in
     # this stack folder (1 for a new one). Broker i listens on kafka_port + 2i, its controller on

@@ -45,6 +45,10 @@ OCPI_PUSH_TOKEN = InstallationSecret(
     "SHFEEDS_OCPI_PUSH_TOKEN", "ocpi-push-token", "is the credentials token operators present to push to us"
 )
 
+AUDIT_KEY = InstallationSecret(
+    "SHFEEDS_AUDIT_KEY", "audit-key", "signs the checkpoints that anchor the access log's hash chains"
+)
+
 
 def secrets_dir(settings: Settings) -> Path:
     return settings.stack_dir / "secrets"

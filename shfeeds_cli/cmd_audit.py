@@ -1,4 +1,6 @@
-"""``shfeeds audit``: read the licensed-tier access log (``schemas.AUDIT_ACCESS``) and verify its hash chains."""
+"""``shfeeds audit``: read the licensed-tier access log (``schemas.AUDIT_ACCESS``), verify its hash chains, and
+check each chain's head against its signed checkpoints (``audit.checkpoints``, ``ws_server/audit_checkpoint.py``),
+so a chain cut short or deleted is reported too. Exit 3 when anything was tampered with."""
 
 from __future__ import annotations
 
@@ -54,17 +56,32 @@ async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 def handle(args: argparse.Namespace) -> int:
     from schemas import Naming
+    from settings.environment import ConfigurationError
+    from settings.secret_store import AUDIT_KEY, resolve
     from ws_server.audit_chain import verify_chain
+    from ws_server.audit_checkpoint import verify_anchors
 
-    topic = Naming(topic_prefix=args.topic_prefix).audit_topic()
+    naming = Naming(topic_prefix=args.topic_prefix)
+    topic, checkpoint_topic = naming.audit_topic(), naming.audit_checkpoint_topic()
+    settings = settings_mod.load()
     try:
-        entries = asyncio.run(read_all(settings_mod.load().kafka_bootstrap, topic))
+        key = resolve(AUDIT_KEY, settings).value.encode()
+    except ConfigurationError as err:
+        print(f"shfeeds audit: {err}", file=sys.stderr)
+        return 2
+    try:
+        entries = asyncio.run(read_all(settings.kafka_bootstrap, topic))
+        checkpoints = asyncio.run(read_all(settings.kafka_bootstrap, checkpoint_topic))
     except Exception as err:
-        print(f"shfeeds audit: cannot read {topic}: {err}", file=sys.stderr)
+        print(f"shfeeds audit: cannot read {topic} or {checkpoint_topic}: {err}", file=sys.stderr)
         return 1
     # Each chain lives in one partition (keyed by chain); order by position within the chain.
     entries.sort(key=lambda e: (str(e.get("chain")), e.get("n", -1)))
     problems = verify_chain(entries)
+    anchor_problems, notes = verify_anchors(entries, checkpoints, key)
+    problems += anchor_problems
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if not args.quiet:
         for entry in entries:
             if args.agreement and entry.get("agreement_id") != args.agreement:
@@ -77,5 +94,9 @@ def handle(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"BROKEN: {problem}", file=sys.stderr)
         return 3
-    print(f"{len(entries)} entries in {chains} chain(s): every hash chain verifies", file=sys.stderr)
+    print(
+        f"{len(entries)} entries in {chains} chain(s): every hash chain verifies and ends where its signed "
+        "checkpoint says",
+        file=sys.stderr,
+    )
     return 0

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "cmd_replay",
     "cmd_control_plane",
     "cmd_health",
+    "cmd_catalog",
 )
 
 

@@ -358,10 +358,17 @@ def create_topics(settings: Settings) -> None:
 
     from kafka_admin import ensure_topics
     from schemas import all_topics
+    from schemas.topics import topic_configs
 
     replicas = settings.replication_factor
     asyncio.run(
-        ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, all_topics(), replication_factor=replicas)
+        ensure_topics(
+            settings.kafka_bootstrap,
+            settings.topic_partitions,
+            all_topics(),
+            replication_factor=replicas,
+            configs=topic_configs(),
+        )
     )
 
 

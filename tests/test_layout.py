@@ -5,7 +5,8 @@
   or ``streams/io/``; ``streams/io/`` never imports ``streams/stages/``; the policy engine
   (``streams/policy/``) imports no other part of ``streams/``;
 - the bottom packages (``schemas/``, ``kafka_admin/``, ``geo/``, ``settings/``) import nothing above them;
-- the sans-I/O WebSocket core (``ws_server/protocol/``) imports no network client and has no import cycle.
+- the sans-I/O WebSocket core (``ws_server/protocol/``) imports no network client and has no import cycle;
+- the catalogue core (``catalog/``) imports no network client and nothing of the server or the CLI.
 
 Imports under ``if TYPE_CHECKING:`` are left out: they never run, so they cannot make a cycle at run time.
 """
@@ -65,6 +66,7 @@ RULES = (
     Rule("geo", tuple(p for p in PROJECT if p != "geo"), "geo is the bottom of the project"),
     Rule("settings", tuple(p for p in PROJECT if p != "settings"), "settings is the bottom of the project"),
     Rule("ws_server.protocol", NETWORK_CLIENTS, "the WebSocket core is sans-I/O (a Sink seam, fake in tests)"),
+    Rule("catalog", (*NETWORK_CLIENTS, "ws_server", "shfeeds_cli"), "the catalogue core is sans-I/O; servers use it"),
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -112,10 +113,14 @@ class FakeView:
     def __init__(self) -> None:
         self.asked: list[tuple[str, list[str]]] = []
 
-    async def tier_of(self, request: Request, ip: str) -> str | Response:
+    async def authenticate(self, request: Request, ip: str) -> Any:
         if request.headers.get("X-API-Key") == "bad":
             return text_response(401, "unknown or revoked API key\n")
-        return "public"
+        return SimpleNamespace(tier="public", key=None)
+
+    @property
+    def audit(self) -> Any:
+        raise AssertionError("a public request is never audited")
 
     async def latest(self, tier: str, feeds: list[str]) -> tuple[list[Entry], list[str]]:
         self.asked.append((tier, feeds))
@@ -142,7 +147,11 @@ def test_http_routes_need_only_a_narrow_view_of_the_node() -> None:
     refused = _get(routes, "/gtfs-rt/vehicle-positions.pb", [("X-API-Key", "bad")])
     assert refused.status_code == 401
     down = _get(routes, "/gtfs-rt/vehicle-positions.pb")
-    assert down.status_code == 503 and b"bus: down" in down.body and view.asked == [("public", ["bus", "metro"])]
+    assert (
+        down.status_code == 503
+        and b"bus: down" in down.body
+        and view.asked == [("public", ["bus"]), ("public", ["metro"])]
+    )
 
 
 def test_list_sink_is_still_the_only_sink_the_core_needs() -> None:

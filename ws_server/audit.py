@@ -1,5 +1,10 @@
-"""Licensed-tier access log: what each licensed connection received, per batch window, produced to the
-``audit.access`` topic as a hash chain per node (see ``audit_chain``)."""
+"""Licensed-tier access log: what each licensed client received, per batch window, produced to the
+``audit.access`` topic as a hash chain per node (see ``audit_chain``), each write anchored by a signed
+checkpoint in ``audit.checkpoints`` (see ``audit_checkpoint``).
+
+WebSocket deliveries and replays are recorded through ``recorder`` and ``replay_recorder``; deliveries over
+plain HTTP (GTFS-Realtime, and any other HTTP endpoint) through ``record_delivery``. The first write creates
+both topics with the audit retention (``AUDIT_TOPIC_CONFIG`` in ``schemas/topics.py``)."""
 
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from kafka_admin import TopicSetupError, ensure_topics
 from schemas import now_ms
+from schemas.topics import AUDIT_TOPIC_CONFIG
 
 from .audit_chain import GENESIS, chain_entry
+from .audit_checkpoint import sign_checkpoint
 from .protocol.session import Session
 from .protocol.stream import Stream
 
@@ -39,6 +47,7 @@ class _Batch:
     fields: set[str] = field(default_factory=set)
     policy_versions: set[str] = field(default_factory=set)
     replay: tuple[int, int] | None = None  # (from, to) of a replay; None for live deliveries
+    channel: str | None = None  # "gtfs-rt", "http"...; None for the WebSocket
 
 
 def _fields_of(stream: Stream) -> tuple[set[str], set[str]]:
@@ -59,16 +68,48 @@ def _fields_of(stream: Stream) -> tuple[set[str], set[str]]:
 
 
 class AccessAudit:
-    def __init__(self, bootstrap: str, topic: str, chain: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, chain: str, checkpoint_topic: str, key: bytes) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.checkpoint_topic = checkpoint_topic
+        self.key = key
         self.chain = chain
         self.n = 0
         self.prev = GENESIS
-        self._batches: dict[tuple[int, str], _Batch] = {}
+        self._batches: dict[tuple[Any, ...], _Batch] = {}
         self._unsent: list[dict[str, Any]] = []
         self._producer: AIOKafkaProducer | None = None
         self.entries_written = 0
+        self.checkpoints_written = 0
+
+    def record_delivery(
+        self,
+        *,
+        channel: str,
+        key_id: str | None,
+        agreement_id: str | None,
+        ip: str,
+        tier: str,
+        feed: str,
+        records: list[dict[str, Any]],
+        nbytes: int,
+    ) -> None:
+        """One delivery outside the WebSocket (an HTTP response): its records of ``feed`` and the size of
+        the response that carried them. Batched per (channel, key, IP, feed) like the WebSocket's."""
+        key = (channel, key_id, ip, feed)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _Batch(
+                key_id[:16] if key_id else None, agreement_id, ip, tier, feed, now_ms(), channel=channel
+            )
+        for rec in records:
+            batch.fields.update(rec)
+            version = rec.get("policy_version")
+            if version is not None:
+                batch.policy_versions.add(str(version))
+        batch.records += len(records)
+        batch.frames += 1
+        batch.bytes += nbytes
 
     def recorder(self, session: Session, ip: str) -> Callable[[Stream, bytes, int], None]:
         def record(stream: Stream, frame: bytes, records: int) -> None:
@@ -141,6 +182,8 @@ class AccessAudit:
             }
             if batch.replay is not None:
                 body["replay"] = {"from": batch.replay[0], "to": batch.replay[1]}
+            if batch.channel is not None:
+                body["channel"] = batch.channel
             entry = chain_entry(self.chain, self.n, self.prev, body)
             self.n += 1
             self.prev = entry["hash"]
@@ -157,8 +200,11 @@ class AccessAudit:
                 await self._flush()
 
     async def _flush(self) -> None:
+        head: dict[str, Any] | None = None
         try:
             if self._producer is None:
+                topics = [self.topic, self.checkpoint_topic]
+                await ensure_topics(self.bootstrap, 1, topics, configs=dict.fromkeys(topics, AUDIT_TOPIC_CONFIG))
                 producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
                 await producer.start()
                 self._producer = producer
@@ -170,10 +216,26 @@ class AccessAudit:
             ]
             for future in sends:
                 await future
-                self._unsent.pop(0)
+                head = self._unsent.pop(0)
                 self.entries_written += 1
-        except (KafkaError, OSError) as err:
+        except (KafkaError, OSError, TopicSetupError) as err:
             log.warning("audit entries not yet written (%d pending): %s", len(self._unsent), err)
+        if head is not None:
+            await self._checkpoint(head)
+
+    async def _checkpoint(self, head: dict[str, Any]) -> None:
+        """Anchor the chain's newest written entry in the checkpoint topic. A lost checkpoint leaves the
+        entries since the last one unanchored only until the next write."""
+        assert self._producer is not None
+        checkpoint = sign_checkpoint(self.key, self.chain, int(head["n"]), str(head["hash"]), now_ms())
+        try:
+            sent = await self._producer.send(
+                self.checkpoint_topic, orjson.dumps(checkpoint), key=self.chain.encode(), timestamp_ms=checkpoint["at"]
+            )
+            await sent
+            self.checkpoints_written += 1
+        except (KafkaError, OSError) as err:
+            log.warning("audit checkpoint not written: %s", err)
 
     async def close(self) -> None:
         self._unsent.extend(self.seal(now_ms()))

@@ -50,3 +50,5 @@ class ServerConfig:
     network_buses: int = 17_000
     ops_stats_every_s: float = 0.0  # connections per tier to the control plane (ops.stats); 0 = off
     archive_dir: Path | None = None  # the tier archive replays read beyond Kafka retention (None: Kafka only)
+    audit_key: str | None = None  # signs the audit checkpoints (None: SHFEEDS_AUDIT_KEY or the installation's)
+    control_plane_url: str | None = None  # the catalogue's live quality figures (None: shown as unknown)

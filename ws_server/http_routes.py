@@ -1,7 +1,7 @@
 """Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions per tier, feed queries (``ws_server.http_query``) and their OpenAPI document, the published
-record schemas, and health. Served through the handshake hook, so
-one port does everything."""
+VehiclePositions and TripUpdates per tier, feed queries (``ws_server.http_query``) and their OpenAPI
+document, the published record schemas, the data catalogue, and health. Served through the handshake hook,
+so one port does everything."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from catalog.dcat import DCAT_PATH as CATALOG_PATH
+from catalog.dcat import PAGE_PATH as CATALOG_PAGE_PATH
 from schemas import now_ms
 
 from . import gtfs_rt_trip_updates
+from .audit import AccessAudit
+from .catalog_routes import CatalogRoutes
 from .districts import districts_geojson
 from .gtfs_rt import VehicleEntities
 from .gtfs_rt_feed import FeedRenderings
@@ -69,7 +73,8 @@ def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
         or path in HEALTH_PATHS
-        or path in (GTFS_PATH, gtfs_rt_trip_updates.PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson", "/metrics")
+        or path in (GTFS_PATH, gtfs_rt_trip_updates.PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson")
+        or path in ("/metrics", CATALOG_PATH, CATALOG_PAGE_PATH)
         or path.startswith(("/static/", "/schemas/", "/layers/"))
         or FeedQueries.matches(path)
     )
@@ -78,9 +83,12 @@ def _known(path: str) -> bool:
 class NodeView(Protocol):
     """All the HTTP side needs of a node (the server's ``Node`` is one)."""
 
-    async def tier_of(self, request: Request, ip: str) -> str | Response:
-        """The tier the request's key (or its absence) gives, or the refusal to answer with."""
+    async def authenticate(self, request: Request, ip: str) -> Any:
+        """The request's ``Auth`` (tier, key, limits, ip), or the ``Response`` refusing it."""
         ...
+
+    @property
+    def audit(self) -> AccessAudit: ...
 
     async def latest(self, tier: str, feeds: list[str]) -> tuple[list[Entry], list[str]]:
         """Latest entries of ``feeds`` at ``tier``, and the reasons feeds could not be read."""
@@ -101,10 +109,17 @@ class HttpRoutes:
         static_feed: StaticFeed,
         metrics: NodeMetrics | None = None,
         queries: FeedQueries | None = None,
+        catalog: CatalogRoutes | None = None,
+        *,
+        tls: bool = False,
     ) -> None:
         self.node = node
         self._queries = queries
+        self._catalog = catalog or CatalogRoutes(None)
+        self._tls = tls
         self._positions = FeedRenderings(VehicleEntities, GTFS_CACHE_MS)
+        # per (rendering, tier): the records of each feed in the rendering served now, for the licensed audit
+        self._served: dict[tuple[int, str], dict[str, list[dict[str, Any]]]] = {}
         self._static_feed = static_feed
         self._trip_updates = gtfs_rt_trip_updates.TripUpdatesEndpoint()
         self._metrics = metrics
@@ -137,8 +152,8 @@ class HttpRoutes:
         if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request, self._positions, GTFS_FEEDS)
         if path == gtfs_rt_trip_updates.PATH:
-            tier = await self.node.tier_of(request, str(conn.remote_address[0]) if conn.remote_address else "?")
-            return tier if isinstance(tier, Response) else await self._trip_updates.respond(tier, self.node.latest)
+            auth = await self.node.authenticate(request, str(conn.remote_address[0]) if conn.remote_address else "?")
+            return auth if isinstance(auth, Response) else await self._trip_updates.respond(auth.tier, self.node.latest)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
         if path == OPENAPI_PATH:
@@ -150,6 +165,12 @@ class HttpRoutes:
             if body is not None:
                 return response(200, body, "application/schema+json", [("Cache-Control", "max-age=300")])
             return response(404, b"not found\n", "text/plain; charset=utf-8")
+        if path == CATALOG_PATH:
+            body = await self._catalog.jsonld(request, self._tls)
+            return response(200, body, "application/ld+json", [("Cache-Control", "max-age=5")])
+        if path == CATALOG_PAGE_PATH:
+            body = await self._catalog.html(request, self._tls)
+            return response(200, body, "text/html; charset=utf-8", [("Cache-Control", "max-age=5")])
         if path == "/metrics" and self._metrics is not None:
             return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()
@@ -182,18 +203,28 @@ class HttpRoutes:
         form = query.get("format", ["pb"])[0]
         if form not in ("pb", "json"):
             return text_response(400, f"unknown format {form!r}; use pb (the default) or json\n")
-        tier = await self.node.tier_of(request, ip)
-        if isinstance(tier, Response):
-            return tier
+        auth = await self.node.authenticate(request, ip)
+        if isinstance(auth, Response):
+            return auth
+        tier: str = auth.tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
         rendering = renderings.fresh(tier, now)
         if rendering is None:
-            entries, problems = await self.node.latest(tier, list(feeds))
-            if len(problems) == len(feeds):  # nothing readable
+            entries: list[Entry] = []
+            by_feed: dict[str, list[dict[str, Any]]] = {}
+            problems: list[str] = []
+            for feed in feeds:
+                found, trouble = await self.node.latest(tier, [feed])
+                entries += found
+                problems += trouble
+                if not trouble:
+                    by_feed[feed] = [e.record for e in found]
+            if not by_feed:  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
             rendering = renderings.render(tier, entries, now)
+            self._served[(id(renderings), tier)] = by_feed
         headers = [
             ("X-Shfeeds-Tier", tier),
             ("X-Shfeeds-Crs", "wgs84"),
@@ -205,6 +236,19 @@ class HttpRoutes:
             content_type, etag = "application/json", rendering.json_etag
         else:
             body, content_type, etag = rendering.body, "application/x-protobuf", rendering.etag
+        if tier == "licensed":  # licensed deliveries are logged whatever the channel (ws_server/audit.py)
+            key = auth.key
+            for feed, records in self._served.get((id(renderings), tier), {}).items():
+                self.node.audit.record_delivery(
+                    channel="gtfs-rt",
+                    key_id=key.key_hash if key else None,
+                    agreement_id=key.agreement_id if key else None,
+                    ip=ip,
+                    tier=tier,
+                    feed=feed,
+                    records=records,
+                    nbytes=len(body),
+                )
         return conditional_response(
             request, body, content_type, etag=etag, last_modified_ms=rendering.modified_ms, headers=headers
         )

@@ -24,8 +24,10 @@ from websockets.http11 import Request, Response
 
 import settings as settings_mod
 from schemas import now_ms
+from settings.secret_store import AUDIT_KEY, resolve
 
 from .audit import AccessAudit
+from .catalog_routes import CatalogRoutes
 from .client_log import ClientLog
 from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
@@ -103,9 +105,22 @@ class Node:
             self.hub, self.redis, config.kafka_bootstrap, self.naming, history_records=config.history_records
         )
         self.keys = KeyStore(self.redis, self.naming)
-        self.audit = AccessAudit(config.kafka_bootstrap, self.naming.audit_topic(), self.hub.node_id)
-        static_feed = StaticFeed(config.network_seed, config.network_buses)
-        self.http = HttpRoutes(self, static_feed, NodeMetrics(self), FeedQueries(self))
+        audit_key = (config.audit_key or resolve(AUDIT_KEY).value).encode()
+        self.audit = AccessAudit(
+            config.kafka_bootstrap,
+            self.naming.audit_topic(),
+            self.hub.node_id,
+            self.naming.audit_checkpoint_topic(),
+            audit_key,
+        )
+        self.http = HttpRoutes(
+            self,
+            StaticFeed(config.network_seed, config.network_buses),
+            NodeMetrics(self),
+            FeedQueries(self),
+            CatalogRoutes(config.control_plane_url),
+            tls=config.tls_cert is not None,
+        )
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )
@@ -408,6 +423,10 @@ def config_from_settings(settings: settings_mod.Settings, **overrides: Any) -> S
     }
     # Replays read this tier's archive too (archive/), where the archiver writes it.
     base["archive_dir"] = Path(os.environ.get("SHFEEDS_ARCHIVE_DIR") or settings.stack_dir / "archive")
+    # The catalogue shows the control plane's live health (catalog/): on this machine unless configured.
+    base["control_plane_url"] = (
+        os.environ.get("SHFEEDS_CONTROL_PLANE_URL") or f"http://127.0.0.1:{settings.control_plane_port}"
+    )
     cert = os.environ.get("SHFEEDS_TLS_CERT")
     if cert:
         base["tls_cert"] = cert

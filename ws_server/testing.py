@@ -22,7 +22,10 @@ from .server import Node
 async def create_tier_topics(
     bootstrap: str, naming: Naming, pairs: Iterable[tuple[str, str]], partitions: int = 2
 ) -> None:
-    names = [naming.tier_topic(tier, feed) for tier, feed in pairs] + [naming.audit_topic()]
+    names = [naming.tier_topic(tier, feed) for tier, feed in pairs] + [
+        naming.audit_topic(),
+        naming.audit_checkpoint_topic(),
+    ]
     await ensure_topics(bootstrap, partitions, names)
 
 

@@ -65,7 +65,11 @@ class LocationLog:
 
     async def _load_once(self, timeout_s: float) -> int:
         await ensure_topics(
-            self.bootstrap, 1, [self.topic], replication_factor=self.replication_factor, configs=TOPIC_CONFIGS
+            self.bootstrap,
+            1,
+            [self.topic],
+            replication_factor=self.replication_factor,
+            configs={self.topic: TOPIC_CONFIGS},
         )
         partitions = [TopicPartition(self.topic, p) for p in await topic_partitions(self.bootstrap, self.topic)]
         consumer = AIOKafkaConsumer(
