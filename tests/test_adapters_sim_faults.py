@@ -244,15 +244,18 @@ async def test_simulator_faults_and_a_kafka_restart_lose_nothing_and_repeats_sto
             f"{len(set(produced) - set(expected))} unexpected"
         )
         repeated = sum((produced - expected).values())
-        if sink.stats.producer_restarts == 0:
-            assert repeated == 0, f"{feed}: {repeated} records repeated although the producer was never replaced"
+        # repeats come only from a replaced producer or a resend after a failure of unknown outcome (two
+        # fresh-clone runs saw sends time out across the restart on a loaded machine)
+        may_repeat = sink.stats.producer_restarts > 0 or sink.stats.resent_after_failure > 0
+        if not may_repeat:
+            assert repeated == 0, f"{feed}: {repeated} records repeated although nothing was sent twice"
         assert_cleaner_drops_repeats(feed, raw)
         assert all(dict(m.headers)["source"] == source.encode() for m in raw)
         letters = [decode_dead_letter(m.value) for m in got.get(dlq_topic(feed), [])]
         sent_letters = collections.Counter(letter.original for letter in letters)
         assert set(sent_letters) == set(originals)
         letters_repeated = len(letters) - len(originals)
-        assert letters_repeated >= 0 and (letters_repeated == 0 or sink.stats.producer_restarts > 0)
+        assert letters_repeated >= 0 and (letters_repeated == 0 or may_repeat)
         assert all(letter.reason and letter.source == source and letter.feed == feed for letter in letters)
         stats = runtime.stats[source]
         assert stats.records == sum(expected.values()) == len(raw) - repeated

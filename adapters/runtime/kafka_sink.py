@@ -8,8 +8,10 @@ when it is full, ``submit`` waits, which slows the pollers instead of dropping r
 
 Each message may carry a ``receipt``: called with True once acknowledged, or False if Kafka refused it for
 good (e.g. too large), so the caller can send it again later. A producer that died (its sender task
-failed) is replaced; only then can a message be written twice (a batch written whose acknowledgement was
-lost just before), which downstream dedupe by (entity, observed_at) absorbs.
+failed) is replaced, and a handed-over message whose send failed with an unknown outcome (a request that
+timed out while the broker restarted under load) is sent again: only then can a message be written twice,
+which downstream dedupe by (entity, observed_at) absorbs. ``stats.resent_after_failure`` and
+``stats.producer_restarts`` say whether that can have happened.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class SinkStats:
     send_failures: int = 0  # attempts that failed and will be retried
     undeliverable: int = 0  # refused by Kafka for good (receipt called with False)
     producer_restarts: int = 0
+    # handed to the producer, failed without proof that nothing was written (e.g. the request timed out
+    # while the broker was restarting), and sent again: each may be in the topic twice
+    resent_after_failure: int = 0
     connected: bool = False
     last_error: str | None = None
     last_delivery_ms: int | None = None
@@ -207,6 +212,7 @@ class KafkaSink:
         if future.cancelled() or retry:
             self._retry.append(message)
             self.stats.send_failures += 1
+            self.stats.resent_after_failure += 1
             self.stats.last_error = f"{type(err).__name__}: {err}" if err else "send cancelled"
         elif err is not None:
             self.stats.undeliverable += 1
