@@ -38,7 +38,7 @@ from replay.core import ReplayCore
 from replay.export import Export
 from replay.kafka_source import KafkaTierSource
 from replay.runner import ReplayRunner
-from schemas import TIERS
+from schemas import TIERS, tier_topic
 from shfeeds_cli import stack
 from streams.policy import load_policy
 from streams.policy.record_schema import tier_record_schema
@@ -192,8 +192,8 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
     settings = settings_mod.load()
     bootstrap = settings.kafka_bootstrap
     prefix = f"bench-replay-{uuid.uuid4().hex[:8]}."
-    topic = prefix + "tier.public.bus"
-    await ensure_topics(bootstrap, PARTITIONS, [prefix + f"tier.{t}.bus" for t in TIERS])
+    topic = prefix + tier_topic("public", "bus")
+    await ensure_topics(bootstrap, PARTITIONS, [prefix + tier_topic(t, "bus") for t in TIERS])
     try:
         start, end = await fill(bootstrap, topic, records)
         # alternate the plain consumer and the replay, best of each: the machine is shared and its load drifts
@@ -214,7 +214,7 @@ async def run(records: int, rounds: int) -> dict[str, Any]:
         # a second plain read, so a drift in machine load between the first and the last shows
         n_plain2, s_plain2 = await plain_consumer(bootstrap, topic)
     finally:
-        await delete_topics(bootstrap, [prefix + f"tier.{t}.bus" for t in TIERS])
+        await delete_topics(bootstrap, [prefix + tier_topic(t, "bus") for t in TIERS])
     plain = max(rate(n_plain, s_plain), rate(n_plain2, s_plain2))
     result = {
         "bench": "replay_export",

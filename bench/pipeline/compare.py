@@ -9,6 +9,8 @@ apart, so load that slows one slows the other. The verdict compares the medians 
 
 Run (needs the stack; about a minute per revision and round):
     .venv/bin/python bench/pipeline/compare.py --before REV [--after HEAD] [--rounds 5]
+The page ``docs/benchmarks-pipeline-compare.md`` is written from the result; ``--render RESULT.json`` writes
+it again from a saved result without measuring.
 """
 
 from __future__ import annotations
@@ -82,13 +84,59 @@ def verdict(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "slower" if median > high else "faster"
 
 
+PAGE = ROOT / "docs/benchmarks-pipeline-compare.md"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The generated page: every round as measured, then the medians and the verdict."""
+    sha = result["git_sha"]
+    lines = [
+        "# Pipeline CPU per record, before and after a change",
+        "",
+        "Written by `bench/pipeline/compare.py` (do not edit by hand). Each revision ran its own",
+        f"`bench/pipeline/run.py` ({result['records']:,} records, `{' '.join(result['bench_args'])}`), the two",
+        "revisions alternating, on the same machine in one sitting. The figure that decides is the pipeline's",
+        "CPU per record over the plain loop's from the same run, so machine load cancels out.",
+        "",
+        f"- before: `{sha['before'][:12]}`; after: `{sha['after'][:12]}`; measured {result['when']}",
+        f"- verdict: **{result['verdict']}**",
+        "",
+        "| revision | round | 1-min load | pipeline µs/record | plain µs/record | pipeline / plain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for which in ("before", "after"):
+        for i, run in enumerate(result["runs"][which], 1):
+            if "failed" in run:
+                lines.append(f"| {which} | {i} | {run['load_1min']} | did not finish | | |")
+                continue
+            lines.append(
+                f"| {which} | {i} | {run['load_1min']} | {run['pipeline_cpu_us_per_record']} | "
+                f"{run['plain_cpu_us_per_record']} | {run['pipeline_over_plain']} |"
+            )
+    lines += ["", "| revision | median pipeline / plain (range) | median pipeline µs/record (range) |", "|---|---|---|"]
+    for which, s in result["summary"].items():
+        lo, hi = s["pipeline_over_plain_range"]
+        clo, chi = s["pipeline_cpu_us_per_record_range"]
+        lines.append(
+            f"| {which} | {s['pipeline_over_plain_median']} ({lo}–{hi}) | "
+            f"{s['pipeline_cpu_us_per_record_median']} ({clo}–{chi}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True)
+    parser.add_argument("--before")
     parser.add_argument("--after", default="HEAD")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--render", type=Path, help="write the page from this saved result; measure nothing")
     args = parser.parse_args()
+    if args.render:
+        PAGE.write_text(render(json.loads(args.render.read_text())))
+        return
+    if not args.before:
+        parser.error("--before is needed to measure")
     shas = {"before": sha_of(args.before), "after": sha_of(args.after)}
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="shfeeds-compare-") as tmp:
@@ -117,6 +165,7 @@ def main() -> None:
     out = ROOT / "bench/results" / f"pipeline-compare-{shas['before'][:7]}-{shas['after'][:7]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    PAGE.write_text(render(result))
     print(json.dumps(result["summary"]), "\n", result["verdict"], "->", out.relative_to(ROOT))
 
 
