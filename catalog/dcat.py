@@ -17,6 +17,7 @@ from .metadata import Text
 DCAT_PATH = "/catalog"
 PAGE_PATH = "/catalog.html"
 GTFS_RT_PATH = "/gtfs-rt/vehicle-positions.pb"
+FEED_QUERY_PATH = "/v1/feeds/"  # + feed: its current state as JSON pages (docs/http.md)
 CONTINUOUS = "http://publications.europa.eu/resource/authority/frequency/UPDATE_CONT"
 IANA = "https://www.iana.org/assignments/media-types/"
 GTFS_RT_SPEC = "https://gtfs.org/documentation/realtime/reference/"
@@ -69,6 +70,12 @@ def _endpoints(entry: FeedEntry, ws_url: str, base_url: str) -> list[dict[str, A
             "shf:protocol": "replay",
             "dcat:endpointURL": _id(ws_url),
             "shf:message": f'{{"type": "replay", "id": "r1", "feed": "{feed}", "from": "…", "to": "…"}}',
+        },
+        {
+            "@type": "shf:Endpoint",
+            "shf:protocol": "http",
+            "dcat:endpointURL": _id(f"{base_url}{FEED_QUERY_PATH}{feed}"),
+            "dcat:endpointDescription": _id(f"{base_url}/openapi.json"),
         },
     ]
     if entry.gtfs_rt:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from .dcat import DCAT_PATH, GTFS_RT_PATH
+from .dcat import DCAT_PATH, FEED_QUERY_PATH, GTFS_RT_PATH
 from .entries import QUALITY_FIGURES, Catalogue, FeedEntry, TierRelease
 from .metadata import CatalogMetadata
 
@@ -23,7 +23,7 @@ VOCABULARY = {
     "field": "a field this tier's records carry (name, JSON type, whether every record has it)",
     "withheld": "fields the tier above receives that this tier does not",
     "endpoint": "where and how to receive the distribution",
-    "protocol": "websocket (live), replay (history over the WebSocket) or gtfs-realtime",
+    "protocol": "websocket (live), replay (history over the WebSocket), http (current state) or gtfs-realtime",
     "message": "the message to send on the WebSocket",
     "healthState": "the control plane's live state of the feed: ok, degraded, stale, down (unknown: no report)",
     "healthReasons": "why the feed is not ok, in words",
@@ -59,6 +59,8 @@ def _endpoints_html(entry: FeedEntry, ws_url: str, base_url: str) -> str:
         f'<code>{{"type": "subscribe", "feed": "{_e(entry.feed)}"}}</code></li>',
         f'<li>replay, same WebSocket: <code>{{"type": "replay", "feed": "{_e(entry.feed)}", ...}}</code></li>',
     ]
+    query = base_url + FEED_QUERY_PATH + entry.feed
+    items.append(f'<li>HTTP, current state <a href="{_e(query)}">{_e(FEED_QUERY_PATH + entry.feed)}</a></li>')
     if entry.gtfs_rt:
         items.append(f'<li>GTFS-Realtime <a href="{_e(base_url + GTFS_RT_PATH)}">{_e(GTFS_RT_PATH)}</a></li>')
     return "<ul>" + "".join(items) + "</ul>"
