@@ -245,8 +245,10 @@ def build_present(feed: str, fields: JsonDict) -> Record:
 ParseFn = Callable[..., ParseResult]
 
 
-def never_raises(feed: str) -> Callable[[ParseFn], ParseFn]:
-    """Last line of defence: an unexpected error in a parser becomes a whole-response reject."""
+def never_raises(feed: str, *, mode_is_feed: bool = True) -> Callable[[ParseFn], ParseFn]:
+    """Last line of defence: an unexpected error in a parser becomes a whole-response reject. GTFS-RT
+    parsers take the feed as ``mode``, except where ``mode_is_feed`` is False (arrivals: bus or metro trips,
+    one feed)."""
 
     def wrap(fn: ParseFn) -> ParseFn:
         @functools.wraps(fn)
@@ -258,7 +260,7 @@ def never_raises(feed: str) -> Callable[[ParseFn], ParseFn]:
                 result.reject(
                     bytes(data) if isinstance(data, bytes | bytearray | memoryview) else repr(data).encode(),
                     source=source,
-                    feed=str(options.get("mode") or feed),  # GTFS-RT parsers take the feed as mode
+                    feed=str((mode_is_feed and options.get("mode")) or feed),
                     reason=f"parser error {type(err).__name__}: {err}",
                     received_at_ms=received_at_ms,
                 )

@@ -12,7 +12,7 @@ from google.transit import gtfs_realtime_pb2
 
 from schemas import Record
 
-from .common import TTL_MS, ItemError, build, check_in_shanghai
+from .common import TTL_MS, ItemError, build, check_in_shanghai, never_raises
 from .gtfs_rt_common import check_mode, decode_feed, entity_bytes, entity_locator
 from .gtfs_static import GtfsStatic
 from .items import parse_items
@@ -129,9 +129,17 @@ def arrival_records(
     return records
 
 
-def _parse(
-    data: bytes, *, source: str, received_at_ms: int, mode: str, static: GtfsStatic | None, shanghai: bool
+@never_raises(FEED, mode_is_feed=False)
+def parse(
+    data: bytes,
+    *,
+    source: str,
+    received_at_ms: int,
+    mode: str = "bus",
+    static: GtfsStatic | None = None,
+    shanghai: bool = False,
 ) -> ParseResult:
+    """``mode`` (bus or metro) says what the trips are; the records go to the ``arrivals`` feed whatever it is."""
     result = ParseResult()
     try:
         check_mode(mode)
@@ -156,22 +164,3 @@ def _parse(
         received_at_ms=received_at_ms,
         result=result,
     )
-
-
-def parse(
-    data: bytes,
-    *,
-    source: str,
-    received_at_ms: int,
-    mode: str = "bus",
-    static: GtfsStatic | None = None,
-    shanghai: bool = False,
-) -> ParseResult:
-    """``mode`` (bus or metro) says what the trips are; the records go to the ``arrivals`` feed whatever it is."""
-    try:
-        return _parse(data, source=source, received_at_ms=received_at_ms, mode=mode, static=static, shanghai=shanghai)
-    except Exception as err:  # deliberate: no input may crash ingest; the whole body is the dead letter
-        result = ParseResult()
-        reason = f"parser error {type(err).__name__}: {err}"
-        result.reject(bytes(data), source=source, feed=FEED, reason=reason, received_at_ms=received_at_ms)
-        return result
