@@ -220,6 +220,10 @@ async def test_the_full_sync_and_the_push_receiver_converge(
             assert (await push(session, "PATCH", port, path, older))["status_code"] == 1000
             stored = runtime.locations.get(stale_key)
             assert stored is not None and stored["evses"][0]["status"] == "OUTOFORDER"
+            # A Location of the same operator that the operator no longer lists: removed by the next sync.
+            gone = {**stale, "id": "GONE1", "last_updated": ocpi_time(old)}
+            assert (await push(session, "PUT", port, f"CN/{stale['party_id']}/GONE1", gone))["status_code"] == 1000
+            gone_key = f"CN*{stale['party_id']}*GONE1"
             polls = sync.stats.polls
             await until(lambda: sync.stats.polls >= polls + 2, task)
 
@@ -227,7 +231,10 @@ async def test_the_full_sync_and_the_push_receiver_converge(
             kept = runtime.locations.get(fresh_key)
             assert kept is not None and kept["evses"][0]["status"] == "OUTOFORDER"
             assert sync.last_sync["kept_newer_push"] == 1
+            removed = runtime.locations.get(gone_key)
+            assert removed is not None and {e["status"] for e in removed["evses"]} == {"REMOVED"}
             others = {key: runtime.locations.get(key) for key in truth if key != fresh_key}
+            assert gone_key not in truth
             assert others == {key: loc for key, loc in truth.items() if key != fresh_key}
             await runtime.sink.flush(30)
         # What a consumer of raw.charging sees last for each: the repaired state, and the newer push.
@@ -242,6 +249,8 @@ async def test_the_full_sync_and_the_push_receiver_converge(
         assert repaired.observed_at > pushed[-1].observed_at
         (fresh_record, *_) = reversed(await stations_in_kafka(settings.kafka_bootstrap, raw, fresh_key))
         assert fresh_record.source == "ocpi-push" and fresh_record.connectors[0].status == "FAULTED"
+        (gone_record, *_) = reversed(await stations_in_kafka(settings.kafka_bootstrap, raw, gone_key))
+        assert gone_record.source == "sh-charging-locations" and gone_record.connectors == []
     finally:
         await runner.cleanup()
 

@@ -10,6 +10,10 @@ Location log, so a restarted receiver knows it. A Location that differs from the
 stale push) is sent whatever this source sent before, dated no earlier than the page (the stream layer
 keeps only newer states). A page count that disagrees with ``X-Total-Count`` (the list
 changed while it was read) is logged; the next sync reads it again.
+
+OCPI has no delete for a Location: a removed one has every EVSE ``REMOVED``. A complete sync (every page
+read, as many Locations as the server counted) that no longer lists a Location of an operator it does list
+sets that for it, unless a push changed it while the sync ran; its record then carries no connector.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import orjson
 
 from adapters.formats.common import ItemError, JsonDict, iso_time_ms
 from adapters.formats.ocpi_envelope import check_status
-from adapters.formats.ocpi_location_store import LocationStore
+from adapters.formats.ocpi_location_store import LocationStore, updated_ms
 from adapters.formats.ocpi_locations import FEED, location_key, location_record
 from adapters.formats.result import ParseResult
 from schemas import Record, now_ms
@@ -81,6 +85,8 @@ class LocationSync(PollingAdapter):
         """One full sync; raises PollError when a page could not be read (the next try starts over)."""
         self.stats.polls += 1
         started = time.perf_counter()
+        started_ms = now_ms()
+        complete = False
         url = self.poller.url
         seen: list[str] = []  # every Location listed, in page order (one listed twice shows here)
         taken = kept = pages = 0
@@ -94,6 +100,7 @@ class LocationSync(PollingAdapter):
             taken += page_taken
             kept += page_kept
             if fetched.next_url is None or fetched.next_url == url:
+                complete = True
                 break
             url = fetched.next_url
         else:
@@ -104,14 +111,53 @@ class LocationSync(PollingAdapter):
         if distinct != len(seen):
             log.warning("source %s: %d Locations were listed twice (the list moved while it was read)",
                         self.name, len(seen) - distinct)  # fmt: skip
+        removed = 0
+        if complete and total in (None, distinct):
+            removed = await self._remove_unlisted(set(seen), started_ms)
         self.last_sync = {
             "pages": pages,
             "listed": len(seen),
             "locations": distinct,
             "taken": taken,
             "kept_newer_push": kept,
+            "removed": removed,
         }
         self.stats.last_poll_s = time.perf_counter() - started
+
+    async def _remove_unlisted(self, listed: set[str], started_ms: int) -> int:
+        """Held Locations of the listed operators that the complete sync did not list: removed (every EVSE)."""
+        operators = {key.rsplit("*", 1)[0] for key in listed}
+        stamp = _ocpi_time(started_ms)
+        logged: list[OutMessage] = []
+        repairs: list[OutMessage] = []
+        for key in self.store.keys():  # noqa: SIM118 (a list, not a view: the loop changes the store)
+            held = self.store.get(key)
+            if key in listed or held is None or key.rsplit("*", 1)[0] not in operators:
+                continue
+            changed = updated_ms(held)
+            if changed is not None and changed >= started_ms:
+                continue  # pushed while the sync ran: newer than the list
+            evses = [e for e in held.get("evses") or [] if isinstance(e, dict)]
+            if not evses or all(e.get("status") == "REMOVED" for e in evses):
+                continue
+            gone = {
+                **held,
+                "last_updated": stamp,
+                "evses": [{**e, "status": "REMOVED", "last_updated": stamp} for e in evses],
+            }
+            try:
+                record = location_record(gone, source=self.name)
+            except (ItemError, OverflowError):
+                continue  # what we held cannot be read (then it never reached Kafka either)
+            self.store.pushed(key, gone)
+            logged.append(location_message(key, gone, self.name))
+            repairs.append(record_message(record))
+        if repairs:
+            log.info("source %s: %d Locations no longer listed, removed", self.name, len(repairs))
+        self.stats.records += len(repairs)
+        await self.ingestor.sink.submit_many(repairs)
+        await self.ingestor.sink.submit_many(logged)
+        return len(repairs)
 
     async def _reconcile_page(self, body: bytes, url: str, seen: list[str]) -> tuple[int, int]:
         received = now_ms()
