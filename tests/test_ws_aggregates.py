@@ -1,6 +1,7 @@
 """Aggregates are feeds like the others, on the real Kafka and Redis: a WebSocket subscription to
 ``agg_parking`` by district delivers that district's figures at the client's tier precision (as the real
-policy blurs them), live and in a replay; ``agg_vehicles`` by route; ``shfeeds tail agg_parking --district``."""
+policy blurs them), live, over plain HTTP and in a replay; ``agg_vehicles`` by route; ``shfeeds tail agg_parking
+--district``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from streams.policy import PolicyEngine
 from ws_server.config import ServerConfig
 from ws_server.testing import TierWriter, create_tier_topics, running_node
 
+from .test_http_feeds import get
 from .test_ws_e2e import Stack, open_ws, recv, recv_until, send
 from .test_ws_replay import collect_replay
 
@@ -104,6 +106,11 @@ async def test_agg_parking_by_district_at_each_tier_live_replay_and_tail(agg_sta
             if rec["id"] in in_huangpu:
                 assert got[rec["id"]] == rec  # exactly the tier's view, no more precise
         await ws.close()
+        # the same over plain HTTP: the district's figures at the tier's precision
+        headers = {"X-API-Key": key} if key else {}
+        reply = await get(f"http://127.0.0.1:{agg_stack.node.port}/v1/feeds/agg_parking?district=310101", **headers)
+        assert reply.status == 200, reply.body
+        assert {r["id"]: r for r in reply.json()["records"]} == {r["id"]: r for r in views[tier] if r["id"] in got}
     public = {r["id"]: r for r in views["public"]}
     registered = {r["id"]: r for r in views["registered"]}
     assert public["district:310101"]["occupancy_pct"] == 75 and registered["district:310101"]["occupancy_pct"] == 74
