@@ -181,6 +181,10 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+_TIMES = ("last_at", "last_success_ms", "last_record_ms")
+_NOT_COUNTS = (*_TIMES, "interval_s")
+
+
 def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str, Any]:
     """A bucket with ``delta`` added: counts add, histograms add, gauges and times keep the latest."""
     out: dict[str, Any] = dict(bucket or {})
@@ -193,10 +197,28 @@ def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str
             merged = dict(out.get(key, {}))
             merged.update(value)
             out[key] = merged
-        elif key in ("last_at", "last_success_ms", "last_record_ms"):
+        elif key in _TIMES:
             out[key] = max(int(out.get(key, 0) or 0), int(value))
-        elif isinstance(value, int) and not isinstance(value, bool) and key not in ("interval_s",):
+        elif isinstance(value, int) and not isinstance(value, bool) and key not in _NOT_COUNTS:
             out[key] = int(out.get(key, 0)) + value
+        else:
+            out[key] = value
+    return out
+
+
+def scaled(bucket: Mapping[str, Any] | None, weight: float) -> dict[str, Any] | None:
+    """``bucket`` with its counts and histograms multiplied by ``weight`` (rounded), gauges and times as
+    they are: the share of a minute still inside a sliding window."""
+    if not bucket:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in bucket.items():
+        if key == "rej":
+            out[key] = {k: round(int(n) * weight) for k, n in value.items()}
+        elif key in ("lag", "ilag"):
+            out[key] = [round(int(n) * weight) for n in value]
+        elif isinstance(value, int) and not isinstance(value, bool) and key not in _NOT_COUNTS:
+            out[key] = round(value * weight)
         else:
             out[key] = value
     return out

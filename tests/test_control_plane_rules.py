@@ -91,3 +91,31 @@ def test_thresholds_file_is_checked() -> None:
             assert "feeds.bus" in str(err) or "thresholds" in str(err)
         else:
             raise AssertionError(f"accepted {bad!r}")
+
+
+def test_a_ratio_does_not_jump_back_above_its_threshold_at_a_minute_turn() -> None:
+    """10 records/s, of which 6/s duplicated from 1:00 to 1:08 only. From then on the duplicate ratio may
+    only fall, across the turn of the minute too: a window of whole minutes fell below the threshold at
+    1:36 and jumped back above it at 2:00, clearing an alert and raising it again with nothing new."""
+    thresholds = parse_thresholds('[defaults]\nwindow_s = 60\n[feeds.bus]\nsources = ["sh-bus"]\n')
+    start = (NOW // 60_000) * 60_000
+
+    def bucket(minute: int, at_s: float) -> dict:
+        seconds = min(60.0, max(0.0, at_s - minute * 60))
+        dirty = min(8.0, seconds) if minute == 1 else 0.0
+        return source(records=round(10 * seconds), duplicates=round(6 * dirty))
+
+    def ratio(at_s: float) -> float:
+        now = start + int(at_s * 1000)
+        current = int(at_s // 60)
+
+        def minutes(key: str, count: int) -> list:
+            return [bucket(m, at_s) if m >= 0 else None for m in range(current - count + 1, current + 1)]
+
+        last = {"source:sh-bus": {"last_at": now, "last_success_ms": now, "feed": "bus"}}
+        report = build_report(now, thresholds, minutes, last, {}, start, ["bus"])
+        return float(report["feeds"][0]["figures"]["duplicate_ratio"])
+
+    after = [ratio(68 + 2 * i) for i in range(60)]  # 1:08 … 3:06
+    assert after == sorted(after, reverse=True), after
+    assert after[0] > 0.05 and after[-1] == 0

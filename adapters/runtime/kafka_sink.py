@@ -3,8 +3,9 @@
 A message counts as delivered only when the broker acknowledged it (acks=all). The producer is idempotent
 and kept for the sink's whole life: while the broker is down, aiokafka retries the batches already handed
 to it with their original sequence numbers, so a batch the broker wrote but whose acknowledgement was lost
-is not written twice when the broker comes back. Messages not yet handed over wait in the sink's buffer;
-when it is full, ``submit`` waits, which slows the pollers instead of dropping records.
+is not written twice when the broker comes back (except after a broker killed outright: docs/contracts.md).
+Messages not yet handed over wait in the sink's buffer; when it is full, ``submit`` waits, which slows the
+pollers instead of dropping records.
 
 Each message may carry a ``receipt``: called with True once acknowledged, or False if Kafka refused it for
 good (e.g. too large), so the caller can send it again later. A producer that died (its sender task

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..figures import scaled
 from .rules import assess, overall
 from .thresholds import Thresholds
 
@@ -28,6 +29,17 @@ def feed_sources(thresholds: Thresholds, latest: Mapping[str, Mapping[str, Any]]
     return out
 
 
+def sliding(minutes: Minutes, key: str, count: int, now_ms: int) -> list[Mapping[str, Any] | None]:
+    """The last ``count - 1`` minutes' worth of figures as a sliding window: the current (partial) minute,
+    the complete ones before it, and of the oldest only the share not yet slid past. A window made of whole
+    minutes would change length at each minute's turn, and a ratio that had just dropped below its
+    threshold could jump back above it (an alert cleared, then raised again, with nothing new)."""
+    buckets = list(minutes(key, count))
+    if len(buckets) == count and count > 1:
+        buckets[0] = scaled(buckets[0], 1.0 - (now_ms % 60_000) / 60_000)
+    return buckets
+
+
 def build_report(
     now_ms: int,
     thresholds: Thresholds,
@@ -44,19 +56,17 @@ def build_report(
     results = []
     for feed in names:
         t = thresholds.for_feed(feed)
-        # The complete minutes of the window plus the current one, so a new minute never starts empty.
         count = max(1, int(t.window_s // 60)) + 1
-        span_s = (count - 1) * 60 + (now_ms % 60_000) / 1000
         srcs = by_feed.get(feed, [])
         health = assess(
             feed,
             t,
             now_ms,
-            minutes(f"feed:{feed}", count),
-            {s: minutes(f"source:{s}", count) for s in srcs},
+            sliding(minutes, f"feed:{feed}", count, now_ms),
+            {s: sliding(minutes, f"source:{s}", count, now_ms) for s in srcs},
             {s: latest.get(f"source:{s}", {}) for s in srcs},
             started_ms=started_ms,
-            span_s=span_s,
+            span_s=(count - 1) * 60.0,
         )
         body = health.to_json()
         body["sources"] = {
