@@ -169,6 +169,18 @@ async def test_trip_updates_endpoint_decodes_into_the_published_static_feed(serv
             if len(message.entity) >= 5:
                 break
             await asyncio.sleep(1.0)
+        # What a consumer polling the feed relies on: a conditional request, gzip and the JSON rendering.
+        async with http.get(base + "/gtfs-rt/trip-updates.pb", headers={"Accept-Encoding": "gzip"}) as resp:
+            etag, gzipped = resp.headers["ETag"], resp.headers.get("Content-Encoding")
+            fresh = gtfs_realtime_pb2.FeedMessage.FromString(await resp.read())  # aiohttp inflates it
+        assert gzipped == "gzip" and len(fresh.entity) >= 5
+        async with http.get(base + "/gtfs-rt/trip-updates.pb", headers={"If-None-Match": etag}) as resp:
+            assert resp.status in (200, 304)  # 200 only if a prediction changed in between
+            same = resp.status == 304 or resp.headers["ETag"] != etag
+        assert same
+        async with http.get(base + "/gtfs-rt/trip-updates.pb?format=json") as resp:
+            as_json = await resp.json()
+        assert resp.status == 200 and as_json["entity"][0]["trip_update"]["trip"]["trip_id"]
 
     def table(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(io.StringIO(archive.read(name).decode("utf-8"))))

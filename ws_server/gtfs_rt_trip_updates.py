@@ -3,26 +3,22 @@
 The feed keeps one record per (trip run, stop); a consumer such as OpenTripPlanner wants one TripUpdate per
 run with its stops in order. A run is (trip_id, start_date, start_time), as the upstream descriptor had it;
 its stops are sorted by stop_sequence. Stale predictions (their vehicle stopped reporting) are left out.
+Served like the positions feed (``ws_server.gtfs_rt_feed``): per tier, with ETag/304, gzip and ``?format=json``.
 """
 
 from __future__ import annotations
 
-import http
 from collections.abc import Iterable
 from typing import Any
 
 from google.transit import gtfs_realtime_pb2
-from websockets.datastructures import Headers
-from websockets.http11 import Response
 
-from schemas import now_ms
-
+from .gtfs_rt import feed_message_bytes
+from .gtfs_rt_feed import EntityEncoder
 from .protocol.state import Entry
 
 PATH = "/gtfs-rt/trip-updates.pb"
 FEEDS = ("arrivals",)
-CACHE_MS = 1000
-CONTENT_TYPE = "application/x-protobuf"
 _RunKey = tuple[str, str, str]
 
 
@@ -42,81 +38,61 @@ def _set_event(event: gtfs_realtime_pb2.TripUpdate.StopTimeEvent, at_ms: object,
         event.delay = delay_s
 
 
-def trip_updates(entries: Iterable[Entry], now: int) -> bytes:
-    """One FULL_DATASET FeedMessage: a TripUpdate per run, its live stop predictions in stop order."""
+def trip_update_entities(entries: Iterable[Entry], now_ms: int) -> list[bytes]:
+    """The serialised ``FeedEntity`` (TripUpdate) of each run, in a stable order (unchanged predictions,
+    unchanged bytes: what the feed's entity tag is computed from)."""
     runs: dict[_RunKey, list[dict[str, Any]]] = {}
     for entry in entries:
         record = entry.record
         if entry.stale or not record.get("trip_id") or not record.get("stop_id"):
             continue
         runs.setdefault(_run_key(record), []).append(record)
-    feed = gtfs_realtime_pb2.FeedMessage()
-    feed.header.gtfs_realtime_version = "2.0"
-    feed.header.incrementality = gtfs_realtime_pb2.FeedHeader.FULL_DATASET
-    feed.header.timestamp = now // 1000
+    return [_entity(key, stops).SerializeToString() for key, stops in sorted(runs.items())]
+
+
+def _entity(run: _RunKey, stops: list[dict[str, Any]]) -> gtfs_realtime_pb2.FeedEntity:
+    trip_id, start_date, start_time = run
     skipped = gtfs_realtime_pb2.TripUpdate.StopTimeUpdate.SKIPPED
-    for (trip_id, start_date, start_time), stops in sorted(runs.items()):
-        stops.sort(key=_stop_order)
-        first = stops[0]
-        entity = feed.entity.add()
-        entity.id = "/".join((trip_id, start_date, start_time))
-        tu = entity.trip_update
-        tu.trip.trip_id = trip_id
-        if start_date:
-            tu.trip.start_date = start_date
-        if start_time:
-            tu.trip.start_time = start_time
-        if first.get("route_id"):
-            tu.trip.route_id = str(first["route_id"])
-        if first.get("direction_id") in (0, 1):
-            tu.trip.direction_id = int(first["direction_id"])
-        vehicle_id = first.get("vehicle_id")
-        if vehicle_id:
-            tu.vehicle.id = str(vehicle_id)
-        if first.get("label"):
-            tu.vehicle.label = str(first["label"])
-        tu.timestamp = max(int(r["observed_at"]) for r in stops) // 1000
-        for record in stops:
-            stu = tu.stop_time_update.add()
-            if isinstance(record.get("stop_sequence"), int):
-                stu.stop_sequence = record["stop_sequence"]
-            stu.stop_id = str(record["stop_id"])
-            if record.get("skipped"):
-                stu.schedule_relationship = skipped
-                continue
-            if record.get("arrival_at") is not None or record.get("arrival_delay_s") is not None:
-                _set_event(stu.arrival, record.get("arrival_at"), record.get("arrival_delay_s"))
-            if record.get("departure_at") is not None or record.get("departure_delay_s") is not None:
-                _set_event(stu.departure, record.get("departure_at"), record.get("departure_delay_s"))
-    data: bytes = feed.SerializeToString()
-    return data
+    stops.sort(key=_stop_order)
+    first = stops[0]
+    entity = gtfs_realtime_pb2.FeedEntity()
+    entity.id = "/".join(run)
+    tu = entity.trip_update
+    tu.trip.trip_id = trip_id
+    if start_date:
+        tu.trip.start_date = start_date
+    if start_time:
+        tu.trip.start_time = start_time
+    if first.get("route_id"):
+        tu.trip.route_id = str(first["route_id"])
+    if first.get("direction_id") in (0, 1):
+        tu.trip.direction_id = int(first["direction_id"])
+    vehicle_id = first.get("vehicle_id")
+    if vehicle_id:
+        tu.vehicle.id = str(vehicle_id)
+    if first.get("label"):
+        tu.vehicle.label = str(first["label"])
+    tu.timestamp = max(int(r["observed_at"]) for r in stops) // 1000
+    for record in stops:
+        stu = tu.stop_time_update.add()
+        if isinstance(record.get("stop_sequence"), int):
+            stu.stop_sequence = record["stop_sequence"]
+        stu.stop_id = str(record["stop_id"])
+        if record.get("skipped"):
+            stu.schedule_relationship = skipped
+            continue
+        if record.get("arrival_at") is not None or record.get("arrival_delay_s") is not None:
+            _set_event(stu.arrival, record.get("arrival_at"), record.get("arrival_delay_s"))
+        if record.get("departure_at") is not None or record.get("departure_delay_s") is not None:
+            _set_event(stu.departure, record.get("departure_at"), record.get("departure_delay_s"))
+    return entity
 
 
-class TripUpdatesEndpoint:
-    """The endpoint per tier, each tier's body built at most once a second (``CACHE_MS``)."""
+def new_encoder() -> EntityEncoder:
+    """What ``FeedRenderings`` builds per tier: trip updates keep nothing between renderings."""
+    return trip_update_entities
 
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[int, bytes]] = {}
 
-    async def respond(self, tier: str, latest: Any) -> Response:
-        """``latest(tier, feeds)`` is the node's (entries, problems) reader."""
-        now = now_ms()
-        cached = self._cache.get(tier)
-        if cached is None or now - cached[0] > CACHE_MS:
-            entries, problems = await latest(tier, list(FEEDS))
-            if problems:
-                body = ("; ".join(problems) + "\n").encode()
-                headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
-                return Response(503, http.HTTPStatus(503).phrase, headers, body)
-            cached = (now, trip_updates(entries, now))
-            self._cache[tier] = cached
-        body = cached[1]
-        headers = Headers(
-            [
-                ("Content-Type", CONTENT_TYPE),
-                ("Content-Length", str(len(body))),
-                ("X-Shfeeds-Tier", tier),
-                ("Cache-Control", "max-age=1"),
-            ]
-        )
-        return Response(200, http.HTTPStatus(200).phrase, headers, body)
+def trip_updates(entries: Iterable[Entry], now_ms: int) -> bytes:
+    """One FULL_DATASET FeedMessage: a TripUpdate per run, its live stop predictions in stop order."""
+    return feed_message_bytes(now_ms // 1000, trip_update_entities(entries, now_ms))

@@ -121,7 +121,7 @@ class HttpRoutes:
         # per (rendering, tier): the records of each feed in the rendering served now, for the licensed audit
         self._served: dict[tuple[int, str], dict[str, list[dict[str, Any]]]] = {}
         self._static_feed = static_feed
-        self._trip_updates = gtfs_rt_trip_updates.TripUpdatesEndpoint()
+        self._trip_updates = FeedRenderings(gtfs_rt_trip_updates.new_encoder, GTFS_CACHE_MS)
         self._metrics = metrics
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
@@ -152,8 +152,7 @@ class HttpRoutes:
         if path == GTFS_PATH:
             return await self._gtfs_rt(conn, request, self._positions, GTFS_FEEDS)
         if path == gtfs_rt_trip_updates.PATH:
-            auth = await self.node.authenticate(request, str(conn.remote_address[0]) if conn.remote_address else "?")
-            return auth if isinstance(auth, Response) else await self._trip_updates.respond(auth.tier, self.node.latest)
+            return await self._gtfs_rt(conn, request, self._trip_updates, gtfs_rt_trip_updates.FEEDS)
         if path == STATIC_GTFS_PATH:
             return await self._static_feed.respond(request)
         if path == OPENAPI_PATH:
