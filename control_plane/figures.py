@@ -182,7 +182,11 @@ def split(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 _TIMES = ("last_at", "last_success_ms", "last_record_ms")
-_NOT_COUNTS = (*_TIMES, "interval_s")
+
+
+def _is_count(key: str, value: Any) -> bool:
+    """A plain count (a delta that adds up), as opposed to a time, a setting or a gauge."""
+    return isinstance(value, int) and not isinstance(value, bool) and key not in (*_TIMES, "interval_s")
 
 
 def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,7 +203,7 @@ def fold(bucket: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str
             out[key] = merged
         elif key in _TIMES:
             out[key] = max(int(out.get(key, 0) or 0), int(value))
-        elif isinstance(value, int) and not isinstance(value, bool) and key not in _NOT_COUNTS:
+        elif _is_count(key, value):
             out[key] = int(out.get(key, 0)) + value
         else:
             out[key] = value
@@ -217,7 +221,7 @@ def scaled(bucket: Mapping[str, Any] | None, weight: float) -> dict[str, Any] | 
             out[key] = {k: round(int(n) * weight) for k, n in value.items()}
         elif key in ("lag", "ilag"):
             out[key] = [round(int(n) * weight) for n in value]
-        elif isinstance(value, int) and not isinstance(value, bool) and key not in _NOT_COUNTS:
+        elif _is_count(key, value):
             out[key] = round(value * weight)
         else:
             out[key] = value

@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 from google.transit import gtfs_realtime_pb2
 
-from ws_server.gtfs_rt_trip_updates import trip_updates
+from ws_server import gtfs_rt_trip_updates
+from ws_server.gtfs_rt_feed import FeedRenderings
 from ws_server.protocol.filters import compile_filter
 from ws_server.protocol.messages import Filter
 from ws_server.protocol.state import Entry
@@ -43,7 +44,9 @@ def entry(record: dict[str, Any]) -> Entry:
 
 def test_one_trip_update_per_run_with_its_live_stops_in_order() -> None:
     records = [arrival(17), arrival(16), arrival(18, state="stale"), arrival(5, start="07:40:00")]
-    message = gtfs_realtime_pb2.FeedMessage.FromString(trip_updates([entry(r) for r in records], T0))
+    message = gtfs_realtime_pb2.FeedMessage.FromString(
+        FeedRenderings(gtfs_rt_trip_updates.new_encoder).render("public", [entry(r) for r in records], T0).body
+    )
     assert message.header.gtfs_realtime_version == "2.0" and message.header.timestamp == T0 // 1000
     runs = {e.id: e.trip_update for e in message.entity}
     assert sorted(runs) == ["1-0/20261127/07:22:17", "1-0/20261127/07:40:00"]

@@ -13,7 +13,6 @@ from typing import Any
 
 from google.transit import gtfs_realtime_pb2
 
-from .gtfs_rt import feed_message_bytes
 from .gtfs_rt_feed import EntityEncoder
 from .protocol.state import Entry
 
@@ -91,8 +90,3 @@ def _entity(run: _RunKey, stops: list[dict[str, Any]]) -> gtfs_realtime_pb2.Feed
 def new_encoder() -> EntityEncoder:
     """What ``FeedRenderings`` builds per tier: trip updates keep nothing between renderings."""
     return trip_update_entities
-
-
-def trip_updates(entries: Iterable[Entry], now_ms: int) -> bytes:
-    """One FULL_DATASET FeedMessage: a TripUpdate per run, its live stop predictions in stop order."""
-    return feed_message_bytes(now_ms // 1000, trip_update_entities(entries, now_ms))
