@@ -136,7 +136,9 @@ async def test_a_stop_subscription_gets_only_that_stops_predictions(service: Ser
     url = f"ws://127.0.0.1:{service.ws_port}/"
     async with (
         connect(url, subprotocols=["shfeeds.v1.json"]) as one_stop,  # type: ignore[list-item]
-        connect(url, subprotocols=["shfeeds.v1.json"]) as everything,  # type: ignore[list-item]
+        # Whole-feed deltas are not split into parts (a poll can change thousands of predictions at once, over
+        # 1 MiB): read them without a frame limit, as client/feed_client.py does.
+        connect(url, subprotocols=["shfeeds.v1.json"], max_size=None) as everything,  # type: ignore[list-item]
     ):
         await one_stop.send(
             orjson.dumps({"type": "subscribe", "id": "s", "feed": "arrivals", "filter": {"stops": [stop]}})
