@@ -175,6 +175,10 @@ class HttpRoutes:
             return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()
 
+    def query_sessions(self) -> list[Any]:
+        """The sessions of plain HTTP feed queries (their deliveries count as usage too)."""
+        return self._queries.sessions() if self._queries is not None else []
+
     def _layer(self, name: str, query: dict[str, list[str]]) -> Response:
         """A base layer of the map page (``ws_server.map_layers``), in the CRS the feeds deliver."""
         crs = query.get("crs", ["gcj02"])[0]

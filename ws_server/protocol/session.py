@@ -146,6 +146,8 @@ class Session:
         self._drops: deque[int] = deque()
         self.delivered_records = 0
         self.delivered_bytes = 0
+        # Per feed since the usage flush last took them: [messages, records, bytes] (agreements/usage.py).
+        self.usage: dict[str, list[int]] = {}
         self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
         self.on_error: Any = None  # optional hook (ProtocolError) for the I/O layer's (rate-limited) log
 
@@ -172,6 +174,12 @@ class Session:
     def delivered(self, stream: Stream, frame: bytes, records: int) -> None:
         self.delivered_records += records
         self.delivered_bytes += len(frame)
+        tally = self.usage.get(stream.source.feed)
+        if tally is None:
+            tally = self.usage[stream.source.feed] = [0, 0, 0]
+        tally[0] += 1
+        tally[1] += records
+        tally[2] += len(frame)
         if self.on_delivered is not None:
             self.on_delivered(stream, frame, records)
 
