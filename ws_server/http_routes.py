@@ -123,11 +123,15 @@ class HttpRoutes:
         self._static_feed = static_feed
         self._trip_updates = gtfs_rt_trip_updates.TripUpdatesEndpoint()
         self._metrics = metrics
+        self.platform: Any = None  # the agreement, usage and feedback endpoints, set by the server
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
-        """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
-        status and headers without its body."""
+        """Every route but the platform's own (``ws_server.agreement_routes``, which take POST too) is a GET
+        route: other methods get 405 with ``Allow``, and HEAD the GET answer's status and headers without
+        its body."""
         path = urlsplit(request.path).path
+        if self.platform is not None and self.platform.matches(path):
+            return await self.platform.respond(request, str(conn.remote_address[0]) if conn.remote_address else "?")
         if not _known(path):
             answer = response(404, b"not found\n", "text/plain; charset=utf-8")
         elif request.method not in ALLOWED_METHODS:

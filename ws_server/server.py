@@ -32,11 +32,13 @@ from agreements.access import (
     over_quota,
     shanghai_day,
 )
+from agreements.policy import load_policy
 from agreements.store import AgreementStore
 from agreements.usage import ALL_FEEDS, UsageLedger
 from schemas import now_ms
 from settings.secret_store import AUDIT_KEY, resolve
 
+from .agreement_routes import PlatformRoutes
 from .audit import AccessAudit
 from .catalog_routes import CatalogRoutes
 from .client_log import ClientLog
@@ -124,6 +126,7 @@ class Node:
         self.keys = KeyStore(self.redis, self.naming)
         self.agreements = AgreementStore(self.redis, self.naming, None)
         self.usage = UsageLedger()
+        self.policy = load_policy(config.agreement_policy)
         audit_key = (config.audit_key or resolve(AUDIT_KEY).value).encode()
         self.audit = AccessAudit(
             config.kafka_bootstrap,
@@ -140,6 +143,7 @@ class Node:
             CatalogRoutes(config.control_plane_url),
             tls=config.tls_cert is not None,
         )
+        self.http.platform = PlatformRoutes(self)
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )
