@@ -125,6 +125,8 @@ class AgreementStore:
             name = self.naming.usage_key(day, key_id)
             for metric, value in counts.items():
                 pipe.hincrby(name, f"{feed}|{metric}", value)
+            if counts.get("messages"):  # every feed's together: what the daily quota counts
+                pipe.hincrby(name, "total|messages", counts["messages"])
             if agreement_id:
                 pipe.hset(name, "agreement", agreement_id)
             pipe.sadd(self.naming.usage_day_index(day), key_id)

@@ -32,6 +32,7 @@ from agreements.access import (
     over_quota,
     shanghai_day,
 )
+from agreements.action_log import ActionLog
 from agreements.policy import load_policy
 from agreements.store import AgreementStore
 from agreements.usage import ALL_FEEDS, UsageLedger
@@ -124,7 +125,8 @@ class Node:
             self.hub, self.redis, config.kafka_bootstrap, self.naming, history_records=config.history_records
         )
         self.keys = KeyStore(self.redis, self.naming)
-        self.agreements = AgreementStore(self.redis, self.naming, None)
+        # Operator actions over HTTP go to the operator log like the CLI's (agreements/action_log.py).
+        self.agreements = AgreementStore(self.redis, self.naming, ActionLog(config.kafka_bootstrap, self.naming))
         self.usage = UsageLedger()
         self.policy = load_policy(config.agreement_policy)
         audit_key = (config.audit_key or resolve(AUDIT_KEY).value).encode()
@@ -498,6 +500,8 @@ class Node:
             await self.replays.close()
             await self.readers.close()
             await self.audit.close()
+            if self.agreements.log is not None:
+                await self.agreements.log.close()
             await self.redis.aclose()
 
 
