@@ -37,5 +37,5 @@ def to_csv(rows: Iterable[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, ["day", "key_id", "agreement_id", "feed", *METRICS], lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({name: row.get(name, 0) for name in writer.fieldnames})
+        writer.writerow({name: row.get(name, 0 if name in METRICS else "") for name in writer.fieldnames})
     return out.getvalue()
