@@ -257,3 +257,32 @@ async def test_feedback_reaches_the_owner_and_the_reply_reaches_the_reporter(sta
     assert status == 404 and other["error"]["code"] == "not_found"
     codes = [(await call("POST", stack.url("/v1/feedback?feed=bus&problem=x")))[0] for _ in range(3)]
     assert codes == [201, 201, 429]  # burst 3 per IP, the first report included
+
+
+def shfeeds(stack: Stack, *args: str) -> str:
+    prefixes = ["--redis-prefix", stack.naming.redis_prefix]
+    if args[0] != "usage":
+        prefixes += ["--topic-prefix", stack.naming.topic_prefix]
+    done = subprocess.run(
+        [sys.executable, "-m", "shfeeds_cli.main", args[0], *prefixes, *args[1:]],
+        capture_output=True, text=True, timeout=60, check=False, env=settings_env(_settings()),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_operator_decides_and_answers_from_the_command_line(stack: Stack) -> None:
+    query = "tier=licensed&applicant=Bus%20Research&purpose=study&feeds=bus,metro&term_days=90"
+    _, applied = await call("POST", stack.url(f"/v1/agreements?{query}"))
+    assert applied["id"] in shfeeds(stack, "agreements", "list") and "pending" in shfeeds(stack, "agreements", "list")
+    assert "approved" in await asyncio.to_thread(
+        shfeeds, stack, "agreements", "approve", applied["id"], "--reason", "ok"
+    )
+    _, claimed = await call("GET", stack.url(f"/v1/agreements/{applied['id']}?token={applied['claim_token']}"))
+    assert claimed["state"] == "approved" and claimed["key"].startswith("shk_lic_")
+    assert claimed["expires_at"] - now_ms() > 89 * 86_400_000
+    _, made = await call("POST", stack.url("/v1/feedback?feed=metro&entity_id=M2-7&problem=wrong%20station"))
+    assert made["id"] in shfeeds(stack, "feedback", "list", "--owner", "shentong")
+    shfeeds(stack, "feedback", "answer", made["id"], "rejected", "--reply", "the train was in the depot")
+    _, seen = await call("GET", stack.url(f"/v1/feedback/{made['id']}?token={made['token']}"))
+    assert (seen["status"], seen["reply"]) == ("rejected", "the train was in the depot")
