@@ -110,6 +110,7 @@ class AgreementStore:
             expires_at=agreement.expires_at,
             allow_ips=agreement.allow_ips,
             daily_quota=agreement.daily_quota,
+            feeds=agreement.feeds if agreement.tier == "licensed" else (),
         )
         agreement = model.from_json(agreement.to_json(0) | {"state": agreement.state, "key_id": info.key_id})
         await self.save(agreement)

@@ -166,7 +166,12 @@ async def test_withdrawal_closes_connection_and_allow_list_refuses_other_ip(stac
     assert status == 403 and body["error"]["code"] == "ip_not_allowed"
     status, body = await call("GET", stack.url("/v1/feeds/bus"), key)
     assert status == 200 and body["tier"] == "licensed"
+    status, body = await call("GET", stack.url("/v1/feeds/metro"), key)  # the agreement names bus only
+    assert status == 403 and body["error"]["code"] == "feed_not_licensed"
     ws = await open_ws(stack, key)
+    await ws.send(orjson.dumps({"type": "subscribe", "id": "m", "feed": "metro"}).decode())
+    refused_feed = await recv(ws)
+    assert refused_feed["type"] == "error" and refused_feed["code"] == "feed_not_licensed"
     await subscribe(ws)
     started = time.monotonic()
     status, _ = await call(

@@ -37,6 +37,7 @@ from .http_cache import conditional_response
 from .protocol.codec import CODECS, JSON
 from .protocol.errors import (
     CRS_NOT_ALLOWED,
+    FEED_NOT_LICENSED,
     FEED_UNAVAILABLE,
     INVALID_FILTER,
     INVALID_MESSAGE,
@@ -75,6 +76,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     IP_NOT_ALLOWED: (403, "the key's agreement does not allow this IP address (its allow-list)"),
     QUOTA_EXCEEDED: (429, "the key delivered its daily message quota (per Shanghai day)"),
     CRS_NOT_ALLOWED: (403, "the key's tier may not receive this coordinate system"),
+    FEED_NOT_LICENSED: (403, "the key's data-use agreement does not name this feed"),
     UNKNOWN_FEED: (404, "no such feed"),
     RATE_LIMITED: (429, "too many requests for this IP address or key; retry after Retry-After seconds"),
     TOO_MANY_STREAMS: (429, "this IP address or key keeps the most distinct filters its tier allows"),
@@ -320,6 +322,8 @@ class FeedQueries:
                 agreement_id=key.agreement_id if key is not None else None,
                 principal=principal,
             )
+            if key is not None and key.feeds:
+                session.feeds = frozenset(key.feeds)
             if auth.tier == "licensed":
                 session.on_delivered = self.node.audit.recorder(session, auth.ip)
             caller = self._callers[ident] = _Caller(session, replies, now)

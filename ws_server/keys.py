@@ -31,6 +31,7 @@ class KeyInfo:
     expires_at: int | None = None
     allow_ips: tuple[str, ...] = ()
     daily_quota: int | None = None
+    feeds: tuple[str, ...] = ()  # a licensed agreement's source feeds (empty: every feed of the tier)
 
     @property
     def key_id(self) -> str:
@@ -64,6 +65,7 @@ def parse_key_hash(key_hash: str, fields: dict[Any, Any]) -> KeyInfo | None:
         expires_at=int(data["expires_at"]) if data.get("expires_at") else None,
         allow_ips=tuple(a for a in data.get("allow_ips", "").split(",") if a),
         daily_quota=int(data["daily_quota"]) if data.get("daily_quota") else None,
+        feeds=tuple(f for f in data.get("feeds", "").split(",") if f),
     )
 
 
@@ -82,6 +84,7 @@ class KeyStore:
         expires_at: int | None = None,
         allow_ips: tuple[str, ...] = (),
         daily_quota: int | None = None,
+        feeds: tuple[str, ...] = (),
     ) -> tuple[str, KeyInfo]:
         """A new key (returned once, in clear) and what is stored for it."""
         if tier not in TIERS:
@@ -99,6 +102,7 @@ class KeyStore:
             expires_at=expires_at,
             allow_ips=allow_ips,
             daily_quota=daily_quota,
+            feeds=feeds,
         )
         mapping = {
             "tier": tier,
@@ -110,6 +114,7 @@ class KeyStore:
             "expires_at": str(expires_at or ""),
             "allow_ips": ",".join(allow_ips),
             "daily_quota": "" if daily_quota is None else str(daily_quota),
+            "feeds": ",".join(feeds),
         }
         await self.redis.hset(self.naming.key_key(info.key_hash), mapping=mapping)  # type: ignore[misc,arg-type]
         return api_key, info

@@ -231,6 +231,8 @@ class Node:
             agreement_id=auth.key.agreement_id if auth.key else None,
             principal=f"key:{auth.key.key_hash}" if auth.key else f"ip:{auth.ip}",
         )
+        if auth.key is not None and auth.key.feeds:
+            session.feeds = frozenset(auth.key.feeds)
         if auth.tier == "licensed":
             session.on_delivered = self.audit.recorder(session, auth.ip)
         self.sessions[session] = conn

@@ -15,6 +15,7 @@ TOO_MANY_STREAMS = "too_many_streams"  # this IP / key keeps too many distinct s
 RATE_LIMITED = "rate_limited"  # the message was dropped; see the quota message that follows
 FEED_UNAVAILABLE = "feed_unavailable"  # the node cannot read the feed right now (Kafka/Redis down)
 GEOMETRY_BUDGET = "geometry_budget_exceeded"  # too many polygon vertices validated this minute (IP / key)
+FEED_NOT_LICENSED = "feed_not_licensed"  # the key's agreement does not name this source feed
 QUOTA_EXCEEDED = "quota_exceeded"  # the key's daily messages are used up (agreements/); the connection closes
 INTERNAL_ERROR = "internal_error"  # the server failed on this message (a bug, logged); nothing changed
 
@@ -31,6 +32,7 @@ ERROR_CODES: dict[str, str] = {
     RATE_LIMITED: "too many messages; this one was dropped",
     FEED_UNAVAILABLE: "the feed cannot be read right now; retry later",
     GEOMETRY_BUDGET: "this IP address or key validated the most polygon vertices its tier allows a minute",
+    FEED_NOT_LICENSED: "the key's data-use agreement does not name this feed",
     QUOTA_EXCEEDED: "the key delivered its daily message quota (a Shanghai day); the connection closes with 4031",
     INTERNAL_ERROR: "the server could not handle this message; it was logged, and the connection stays open",
 }
