@@ -260,6 +260,9 @@ async def test_feedback_reaches_the_owner_and_the_reply_reaches_the_reporter(sta
     assert status == 200 and seen["status"] == "confirmed" and seen["reply"] == "GPS unit replaced tomorrow"
     status, other = await call("GET", stack.url(f"/v1/feedback/{report_id}?token=wrong"))
     assert status == 404 and other["error"]["code"] == "not_found"
+    for bad in ("/v1/feedback?feed=ferry&problem=x", "/v1/agreements?tier=licensed&applicant=x&feeds=bus"):
+        status, refused = await call("POST", stack.url(bad))  # unknown feed; a licensed request without purpose
+        assert status == 400 and refused["error"]["code"] == "invalid_request", refused
     codes = [(await call("POST", stack.url("/v1/feedback?feed=bus&problem=x")))[0] for _ in range(3)]
     assert codes == [201, 201, 429]  # burst 3 per IP, the first report included
 

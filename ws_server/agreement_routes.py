@@ -78,17 +78,7 @@ class PlatformRoutes:
         store = self.node.agreements
         now = now_ms()
         if parts == ["agreements"] and method == "POST":
-            agreement = model.apply(
-                self.node.policy, tier=q["tier"], applicant=q.get("applicant", ""), purpose=q.get("purpose", ""),
-                feeds=[f for f in q.get("feeds", "").split(",") if f], known_feeds=FEEDS,
-                term_days=int(q["term_days"]) if "term_days" in q else None,
-                allow_ips=[a for a in q.get("allow_ips", "").split(",") if a], now_ms=now,
-            )  # fmt: skip
-            token = await store.submit(agreement)
-            answer: dict[str, Any] = {"id": agreement.id, "state": agreement.state, "claim_token": token}
-            if agreement.state == model.APPROVED:  # registered: the key at once
-                _, answer["key"] = await store.claim(agreement.id, token)
-            return json_response(201, answer)
+            return await self._apply(q, now)
         if len(parts) == 2 and parts[0] == "agreements" and method == "GET":
             agreement, key = await store.claim(parts[1], q.get("token", ""))
             return json_response(200, agreement.to_json(now) | {"key": key})
@@ -129,6 +119,22 @@ class PlatformRoutes:
             return json_response(200, report.to_json())
         return error("not_found", "no such endpoint")
 
+    async def _apply(self, q: dict[str, str], now: int) -> Response:
+        try:
+            agreement = model.apply(
+                self.node.policy, tier=q["tier"], applicant=q.get("applicant", ""), purpose=q.get("purpose", ""),
+                feeds=[f for f in q.get("feeds", "").split(",") if f], known_feeds=FEEDS,
+                term_days=int(q["term_days"]) if "term_days" in q else None,
+                allow_ips=[a for a in q.get("allow_ips", "").split(",") if a], now_ms=now,
+            )  # fmt: skip
+        except model.AgreementError as err:  # a bad application, not a state conflict
+            return error("invalid_request", str(err))
+        token = await self.node.agreements.submit(agreement)
+        answer: dict[str, Any] = {"id": agreement.id, "state": agreement.state, "claim_token": token}
+        if agreement.state == model.APPROVED:  # registered: the key at once
+            _, answer["key"] = await self.node.agreements.claim(agreement.id, token)
+        return json_response(201, answer)
+
     async def _report(self, request: Request, q: dict[str, str], ip: str, now: int) -> Response:
         feed = q.get("feed", "")
         if feed not in self.owners:
@@ -138,9 +144,12 @@ class PlatformRoutes:
         reporter = f"key:{key.key_id}" if key is not None else f"ip:{ip}"
         if not self.limiter.allow(reporter, now):
             return error("rate_limited", "too many reports; retry in a few minutes")
-        report = fb.new_report(feed=feed, owner=self.owners[feed], entity_id=q.get("entity_id", ""),
+        try:
+            report = fb.new_report(feed=feed, owner=self.owners[feed], entity_id=q.get("entity_id", ""),
                                problem=q.get("problem", ""), reporter=reporter, now_ms=now,
                                max_text=self.node.policy.feedback_max_text)  # fmt: skip
+        except fb.FeedbackError as err:
+            return error("invalid_request", str(err))
         token = await self.node.agreements.add_report(report)
         return json_response(201, {"id": report.id, "token": token, "status": report.status})
 
