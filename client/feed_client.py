@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 JSON = "shfeeds.v1.json"
 MSGPACK = "shfeeds.v1.msgpack"
 # Close codes after which reconnecting cannot help (unauthorized).
-FATAL_CLOSE_CODES = {4001}
+FATAL_CLOSE_CODES = {4001, 4031}  # revoked or expired key; daily quota used up
 
 
 @dataclass

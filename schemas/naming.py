@@ -12,6 +12,11 @@ Redis keys (``<prefix>`` is ``redis_prefix``):
 - ``<prefix>:streams:last|released|forwarded|windows|decided:...`` and ``<prefix>:streams:agghist:<name>``:
   the stream workers' own recovery state (``streams/io/state_store.py`` says what each holds).
 - ``<prefix>:key:<sha256 of the API key>``: an API key's tier and limits (WebSocket servers, ``shfeeds keys``).
+- ``<prefix>:agreement:<id>`` (JSON of a data-use agreement) and ``<prefix>:agreements`` (sorted set of ids
+  by application time); ``<prefix>:claim:<id>`` (SHA-256 of the applicant's claim token);
+  ``<prefix>:usage:<Shanghai day>:<key id>`` (hash ``<feed>|<metric>`` → count, ``agreement``) and
+  ``<prefix>:usage:<day>`` (set of key ids that day); ``<prefix>:feedback:<id>`` (JSON of a report),
+  ``<prefix>:feedback`` (sorted set of ids) and ``<prefix>:feedback-token:<id>``: ``agreements/store.py``.
 - ``<prefix>:health:<feed>``: hash of a feed's health figures.
 - ``<prefix>:control:lease:<job>`` (the control-plane worker holding the job, with a TTL) and
   ``<prefix>:control:published:<job>`` (Unix ms of the job's last run): which control-plane worker
@@ -53,6 +58,9 @@ class Naming:
 
     def audit_checkpoint_topic(self) -> str:
         return self.topic(topics.AUDIT_CHECKPOINTS)
+
+    def operator_log_topic(self) -> str:
+        return self.topic(topics.AUDIT_OPERATOR)
 
     def ops_stats_topic(self) -> str:
         return self.topic(topics.OPS_STATS)
@@ -96,6 +104,30 @@ class Naming:
 
     def key_pattern(self) -> str:
         return self._key("key", "*")
+
+    def agreement_key(self, agreement_id: str) -> str:
+        return self._key("agreement", agreement_id)
+
+    def agreements_index(self) -> str:
+        return self._key("agreements")
+
+    def claim_key(self, agreement_id: str) -> str:
+        return self._key("claim", agreement_id)
+
+    def usage_key(self, day: str, key_id: str) -> str:
+        return self._key("usage", day, key_id)
+
+    def usage_day_index(self, day: str) -> str:
+        return self._key("usage", day)
+
+    def feedback_key(self, report_id: str) -> str:
+        return self._key("feedback", report_id)
+
+    def feedback_index(self) -> str:
+        return self._key("feedback")
+
+    def feedback_token_key(self, report_id: str) -> str:
+        return self._key("feedback-token", report_id)
 
     def health_key(self, feed: str) -> str:
         return self._key("health", feed)

@@ -11,6 +11,8 @@
 - ``audit.access``: the WebSocket servers' access log of licensed deliveries, as hash chains.
 - ``audit.checkpoints``: signed checkpoints of those chains' heads, kept apart from them, so a truncated
   or deleted chain is detected (``ws_server/audit_checkpoint.py``).
+- ``audit.operator``: every operator action on agreements and feedback (and each application), one JSON
+  entry per action (``agreements/action_log.py``); kept like the access log.
 - ``ops.stats`` and ``ops.alerts``: the stages' and adapters' per-batch figures, and the alert events the
   control plane decides (``control_plane/``); created by the control plane with one partition, as its
   Faust tables are partitioned like them, so not among ``all_topics()``.
@@ -46,6 +48,7 @@ AUDIT_TOPIC_CONFIG: dict[str, str] = {
     "retention.bytes": "-1",
     "cleanup.policy": "delete",
 }
+AUDIT_OPERATOR = "audit.operator"
 OPS_STATS = "ops.stats"
 OPS_ALERTS = "ops.alerts"
 OCPI_LOCATIONS = "state.ocpi_locations"
@@ -87,12 +90,16 @@ def pending_topic(tier: str, feed: str) -> str:
 
 def topic_configs(prefix: str = "") -> dict[str, dict[str, str]]:
     """Topic settings that differ from the broker's defaults, by (prefixed) topic name."""
-    return {prefix + AUDIT_ACCESS: AUDIT_TOPIC_CONFIG, prefix + AUDIT_CHECKPOINTS: AUDIT_TOPIC_CONFIG}
+    return {
+        prefix + AUDIT_ACCESS: AUDIT_TOPIC_CONFIG,
+        prefix + AUDIT_CHECKPOINTS: AUDIT_TOPIC_CONFIG,
+        prefix + AUDIT_OPERATOR: AUDIT_TOPIC_CONFIG,
+    }
 
 
 def all_topics() -> list[str]:
     """Every topic of the whole service (``shfeeds topics create`` and ``shfeeds stack up`` create them)."""
-    names = [AUDIT_ACCESS, AUDIT_CHECKPOINTS]
+    names = [AUDIT_ACCESS, AUDIT_CHECKPOINTS, AUDIT_OPERATOR]
     for feed in FEEDS:
         names += [raw_topic(feed), dlq_topic(feed)]
     for feed in PIPELINE_FEEDS:

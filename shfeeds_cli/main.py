@@ -31,6 +31,9 @@ COMMAND_MODULES = (
     "cmd_control_plane",
     "cmd_health",
     "cmd_catalog",
+    "cmd_agreements",
+    "cmd_usage",
+    "cmd_feedback",
 )
 
 

@@ -137,7 +137,7 @@ def test_topic_names_come_from_one_place() -> None:
     assert pending_topic("public", "bus") == "pending.public.bus"
     names = all_topics()
     pipeline_feeds = len(FEEDS) + len(AGGREGATE_FEEDS)
-    assert len(names) == len(set(names)) == 2 + len(FEEDS) * 2 + pipeline_feeds * (2 * len(TIERS) - 1)  # 2: audit
+    assert len(names) == len(set(names)) == 3 + len(FEEDS) * 2 + pipeline_feeds * (2 * len(TIERS) - 1)  # 3: audit
     assert AUDIT_ACCESS in names
     with pytest.raises(ValueError, match="unknown tier"):
         tier_topic("vip", "bus")

@@ -51,4 +51,6 @@ class ServerConfig:
     ops_stats_every_s: float = 0.0  # connections per tier to the control plane (ops.stats); 0 = off
     archive_dir: Path | None = None  # the tier archive replays read beyond Kafka retention (None: Kafka only)
     audit_key: str | None = None  # signs the audit checkpoints (None: SHFEEDS_AUDIT_KEY or the installation's)
+    usage_flush_interval_s: float = 2.0  # usage counts reach Redis, and daily quotas are checked, this often
+    agreement_policy: Path | None = None  # the agreement rules' defaults (None: agreements/policy.toml)
     control_plane_url: str | None = None  # the catalogue's live quality figures (None: shown as unknown)

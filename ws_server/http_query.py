@@ -37,6 +37,7 @@ from .http_cache import conditional_response
 from .protocol.codec import CODECS, JSON
 from .protocol.errors import (
     CRS_NOT_ALLOWED,
+    FEED_NOT_LICENSED,
     FEED_UNAVAILABLE,
     INVALID_FILTER,
     INVALID_MESSAGE,
@@ -63,12 +64,19 @@ INVALID_CURSOR = "invalid_cursor"
 UNAUTHORIZED = "unauthorized"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 KEY_STORE_UNAVAILABLE = "key_store_unavailable"
+IP_NOT_ALLOWED = "ip_not_allowed"
+QUOTA_EXCEEDED = "quota_exceeded"
+AGREEMENT_EXPIRED = "agreement_expired"
 ERRORS: dict[str, tuple[int, str]] = {
     INVALID_PARAMETER: (400, "an unknown, repeated or malformed query parameter (limit, crs, ...)"),
     INVALID_FILTER: (400, "a malformed filter: bad bbox or near, unknown district, too many ids or routes"),
     INVALID_CURSOR: (400, "the cursor is not one this endpoint gave"),
     UNAUTHORIZED: (401, "the API key is unknown or was revoked"),
+    AGREEMENT_EXPIRED: (401, "the key's data-use agreement has expired (docs/agreements.md)"),
+    IP_NOT_ALLOWED: (403, "the key's agreement does not allow this IP address (its allow-list)"),
+    QUOTA_EXCEEDED: (429, "the key delivered its daily message quota (per Shanghai day)"),
     CRS_NOT_ALLOWED: (403, "the key's tier may not receive this coordinate system"),
+    FEED_NOT_LICENSED: (403, "the key's data-use agreement does not name this feed"),
     UNKNOWN_FEED: (404, "no such feed"),
     RATE_LIMITED: (429, "too many requests for this IP address or key; retry after Retry-After seconds"),
     TOO_MANY_STREAMS: (429, "this IP address or key keeps the most distinct filters its tier allows"),
@@ -235,7 +243,7 @@ class FeedQueries:
         ip = str(conn.remote_address[0]) if conn.remote_address else "?"
         auth = await self.node.authenticate(request, ip)
         if isinstance(auth, Response):  # the WebSocket handshake's refusal, as this endpoint's JSON error
-            code = _AUTH_STATUS.get(auth.status_code, UNAUTHORIZED)
+            code = auth.headers.get("X-Shfeeds-Error") or _AUTH_STATUS.get(auth.status_code, UNAUTHORIZED)
             raise QueryError(code, (auth.body or b"").decode(errors="replace").strip())
         now = now_ms()
         caller = self._caller(auth, now)
@@ -292,6 +300,9 @@ class FeedQueries:
             session.release_all()
             caller.replies.messages.clear()
 
+    def sessions(self) -> list[Session]:
+        return [caller.session for caller in self._callers.values()]
+
     def _caller(self, auth: Any, now: int) -> _Caller:
         key = auth.key
         principal = f"key:{key.key_hash}" if key is not None else f"ip:{auth.ip}"
@@ -311,6 +322,8 @@ class FeedQueries:
                 agreement_id=key.agreement_id if key is not None else None,
                 principal=principal,
             )
+            if key is not None and key.feeds:
+                session.feeds = frozenset(key.feeds)
             if auth.tier == "licensed":
                 session.on_delivered = self.node.audit.recorder(session, auth.ip)
             caller = self._callers[ident] = _Caller(session, replies, now)

@@ -123,11 +123,15 @@ class HttpRoutes:
         self._static_feed = static_feed
         self._trip_updates = FeedRenderings(gtfs_rt_trip_updates.new_encoder, GTFS_CACHE_MS)
         self._metrics = metrics
+        self.platform: Any = None  # the agreement, usage and feedback endpoints, set by the server
 
     async def handle(self, conn: ServerConnection, request: Request) -> Response:
-        """Every route is a GET route: other methods get 405 with ``Allow``, and HEAD the GET answer's
-        status and headers without its body."""
+        """Every route but the platform's own (``ws_server.agreement_routes``, which take POST too) is a GET
+        route: other methods get 405 with ``Allow``, and HEAD the GET answer's status and headers without
+        its body."""
         path = urlsplit(request.path).path
+        if self.platform is not None and self.platform.matches(path):
+            return await self.platform.respond(request, str(conn.remote_address[0]) if conn.remote_address else "?")
         if not _known(path):
             answer = response(404, b"not found\n", "text/plain; charset=utf-8")
         elif request.method not in ALLOWED_METHODS:
@@ -173,6 +177,10 @@ class HttpRoutes:
         if path == "/metrics" and self._metrics is not None:
             return response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
         return self._health()
+
+    def query_sessions(self) -> list[Any]:
+        """The sessions of plain HTTP feed queries (their deliveries count as usage too)."""
+        return self._queries.sessions() if self._queries is not None else []
 
     def _layer(self, name: str, query: dict[str, list[str]]) -> Response:
         """A base layer of the map page (``ws_server.map_layers``), in the CRS the feeds deliver."""

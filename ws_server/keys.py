@@ -27,6 +27,11 @@ class KeyInfo:
     revoked: bool = False
     created_at: int = 0
     label: str | None = None
+    # From the key's agreement (agreements/): when it ends, where it may be used from, its daily messages.
+    expires_at: int | None = None
+    allow_ips: tuple[str, ...] = ()
+    daily_quota: int | None = None
+    feeds: tuple[str, ...] = ()  # a licensed agreement's source feeds (empty: every feed of the tier)
 
     @property
     def key_id(self) -> str:
@@ -57,6 +62,10 @@ def parse_key_hash(key_hash: str, fields: dict[Any, Any]) -> KeyInfo | None:
         revoked=data.get("revoked", "0") == "1",
         created_at=int(data.get("created_at") or 0),
         label=data.get("label") or None,
+        expires_at=int(data["expires_at"]) if data.get("expires_at") else None,
+        allow_ips=tuple(a for a in data.get("allow_ips", "").split(",") if a),
+        daily_quota=int(data["daily_quota"]) if data.get("daily_quota") else None,
+        feeds=tuple(f for f in data.get("feeds", "").split(",") if f),
     )
 
 
@@ -72,6 +81,10 @@ class KeyStore:
         agreement_id: str | None = None,
         limits: dict[str, Any] | None = None,
         label: str | None = None,
+        expires_at: int | None = None,
+        allow_ips: tuple[str, ...] = (),
+        daily_quota: int | None = None,
+        feeds: tuple[str, ...] = (),
     ) -> tuple[str, KeyInfo]:
         """A new key (returned once, in clear) and what is stored for it."""
         if tier not in TIERS:
@@ -86,6 +99,10 @@ class KeyStore:
             limits=limits or {},
             created_at=now_ms(),
             label=label,
+            expires_at=expires_at,
+            allow_ips=allow_ips,
+            daily_quota=daily_quota,
+            feeds=feeds,
         )
         mapping = {
             "tier": tier,
@@ -94,6 +111,10 @@ class KeyStore:
             "revoked": "0",
             "created_at": str(info.created_at),
             "label": label or "",
+            "expires_at": str(expires_at or ""),
+            "allow_ips": ",".join(allow_ips),
+            "daily_quota": "" if daily_quota is None else str(daily_quota),
+            "feeds": ",".join(feeds),
         }
         await self.redis.hset(self.naming.key_key(info.key_hash), mapping=mapping)  # type: ignore[misc,arg-type]
         return api_key, info
@@ -121,6 +142,9 @@ class KeyStore:
         if len(key_or_id) < 8 or len(matches) != 1:
             raise KeyError_(f"no single key matches {key_or_id!r}")
         return matches[0]
+
+    async def revoke_hash(self, key_hash: str) -> None:
+        await self.redis.hset(self.naming.key_key(key_hash), "revoked", "1")  # type: ignore[misc,arg-type]
 
     async def revoke(self, key_or_id: str) -> KeyInfo:
         info = await self.resolve(key_or_id)

@@ -11,6 +11,7 @@ import orjson
 
 from schemas import TIERS
 
+from .agreement_routes import ERRORS as PLATFORM_ERRORS
 from .http_query import DEFAULT_LIMIT, ERRORS, LIST_PARAMS, MAX_LIMIT
 from .protocol.messages import MAX_LIST
 
@@ -60,6 +61,66 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def _error_codes_table() -> str:
     rows = [f"- `{code}` ({status}): {meaning}" for code, (status, meaning) in ERRORS.items()]
     return "Error codes (`error.code`):\n\n" + "\n".join(rows)
+
+
+def _op(op_id: str, summary: str, params: list[tuple[str, str, bool]], statuses: tuple[int, ...],
+        *, keyed: bool = False, path_param: str | None = None, csv: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One endpoint of ``ws_server.agreement_routes``: its parameters (in the query string: the port reads no
+    request body) and JSON answers."""
+    parameters = [_query(n, d, {"type": "string"}) | {"required": r} for n, d, r in params]
+    if path_param:
+        parameters.insert(0, {"name": path_param, "in": "path", "required": True, "schema": {"type": "string"}})
+    content: dict[str, Any] = {"application/json": {"schema": {}}}
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    responses: dict[str, Any] = {str(statuses[0]): {"description": "Done", "content": content}}
+    responses |= _errors(*statuses[1:])
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "parameters": parameters, "responses": responses}
+    if keyed:
+        op["security"] = _KEYED[1:]
+    return op
+
+
+def _platform_paths() -> dict[str, Any]:
+    """Agreements, usage and feedback (docs/agreements.md)."""
+    usage_params = [("day", "YYYY-MM-DD, Shanghai time (default today)", False), ("format", "json or csv", False)]
+    paths = {
+        "/v1/agreements": {"post": _op("applyForKey", "Apply for a registered key (issued at once) or a licensed one",
+            [("tier", "registered or licensed", True), ("applicant", "who is asking, with a contact", True),
+             ("purpose", "licensed: what the data is for", False), ("feeds", "licensed: comma-separated", False),
+             ("term_days", "licensed: the term asked for", False), ("allow_ips", "comma-separated CIDRs", False)],
+            (201, 400, 503))},
+        "/v1/agreements/{id}": {"get": _op("claimKey", "A request's state, and its key once, when approved",
+            [("token", "the claim token given at application", True)], (200, 404, 503), path_param="id")},
+        "/v1/usage": {"get": _op("ownUsage", "The calling key's usage per feed", usage_params, (200, 400, 401),
+                                 keyed=True, csv=True)},
+        "/v1/feedback": {"post": _op("reportProblem", "Report a wrong record or a broken feed",
+            [("feed", "the feed", True), ("entity_id", "the record's id", False), ("problem", "what is wrong", True)],
+            (201, 400, 429))},
+        "/v1/feedback/{id}": {"get": _op("reportStatus", "A report's status and reply, for its reporter",
+            [("token", "the token given with the report", True)], (200, 404), path_param="id")},
+        "/v1/operator/agreements": {"get": _op("listAgreements", "Every agreement (operator key)", [],
+                                               (200, 401, 403), keyed=True)},
+        "/v1/operator/agreements/{id}": {"get": _op("showAgreement", "One agreement with its history (operator key)",
+                                                    [], (200, 401, 403, 404), keyed=True, path_param="id")},
+        "/v1/operator/agreements/{id}/{action}": {"post": _op("decideAgreement",
+            "approve, reject or withdraw (operator key; logged to audit.operator)",
+            [("reason", "said to the applicant", False), ("expires_at", "approve: epoch ms", False)],
+            (200, 401, 403, 404, 409), keyed=True, path_param="id")},
+        "/v1/operator/usage": {"get": _op("usage", "Usage per key, agreement and feed (operator key)",
+            [*usage_params, ("key", "a key id", False), ("agreement", "an agreement id", False)],
+            (200, 401, 403), keyed=True, csv=True)},
+        "/v1/operator/feedback": {"get": _op("listReports", "Feedback reports (operator key)",
+            [("feed", "", False), ("owner", "publisher id", False), ("status", "open, confirmed, ...", False)],
+            (200, 401, 403), keyed=True)},
+        "/v1/operator/feedback/{id}": {"post": _op("answerReport", "Set a report's status and reply (operator key)",
+            [("status", "confirmed, fixed or rejected", True), ("reply", "read by the reporter", False)],
+            (200, 401, 403, 404, 409), keyed=True, path_param="id")},
+    }  # fmt: skip
+    action = {"name": "action", "in": "path", "required": True,
+              "schema": {"type": "string", "enum": ["approve", "reject", "withdraw"]}}  # fmt: skip
+    paths["/v1/operator/agreements/{id}/{action}"]["post"]["parameters"].insert(1, action)
+    return paths
 
 
 def document() -> dict[str, Any]:
@@ -234,6 +295,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_platform_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -324,7 +386,7 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["code", "message"],
                             "properties": {
-                                "code": {"type": "string", "enum": list(ERRORS)},
+                                "code": {"type": "string", "enum": list(dict.fromkeys([*ERRORS, *PLATFORM_ERRORS]))},
                                 "message": {"type": "string"},
                             },
                         }

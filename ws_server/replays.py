@@ -188,6 +188,7 @@ class ReplayService:
         mine = self.running.setdefault(session, {})
         if not is_client_feed(message.feed):
             raise ProtocolError(UNKNOWN_FEED, unknown_feed_message(message.feed))
+        session.check_licensed(message.feed)
         if message.id in mine or message.id in session.subs:
             raise ProtocolError(DUPLICATE_ID, f"a subscription or replay {message.id!r} is already open")
         if len(mine) >= MAX_REPLAYS_PER_CONNECTION:

@@ -23,9 +23,23 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 import settings as settings_mod
+from agreements.access import (
+    AGREEMENT_EXPIRED,
+    IP_NOT_ALLOWED,
+    QUOTA_EXCEEDED,
+    expired,
+    ip_allowed,
+    over_quota,
+    shanghai_day,
+)
+from agreements.action_log import ActionLog
+from agreements.policy import load_policy
+from agreements.store import AgreementStore
+from agreements.usage import ALL_FEEDS, UsageLedger
 from schemas import now_ms
 from settings.secret_store import AUDIT_KEY, resolve
 
+from .agreement_routes import PlatformRoutes
 from .audit import AccessAudit
 from .catalog_routes import CatalogRoutes
 from .client_log import ClientLog
@@ -39,10 +53,11 @@ from .keys import KeyInfo, KeyStore
 from .metrics import NodeMetrics
 from .ops_report import report_forever
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
-from .protocol.errors import CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
+from .protocol.errors import CLOSE_QUOTA, CLOSE_UNAUTHORIZED, INTERNAL_ERROR, ProtocolError
+from .protocol.errors import QUOTA_EXCEEDED as QUOTA_ERROR
 from .protocol.hub import Hub
 from .protocol.limits import DEFAULT_LIMITS, Limits
-from .protocol.messages import REPLAY_MESSAGES
+from .protocol.messages import REPLAY_MESSAGES, ReplayStart
 from .protocol.session import FeedNeed, Session
 from .protocol.state import Entry
 from .redis_health import RedisHealth
@@ -61,6 +76,11 @@ class Auth:
     key: KeyInfo | None
     limits: Limits
     ip: str
+
+
+def refusal(status: int, code: str, text: str) -> Response:
+    """A handshake (or HTTP) refusal: the code first in the text, and in ``X-Shfeeds-Error``."""
+    return text_response(status, f"{code}: {text}\n", [("X-Shfeeds-Error", code)])
 
 
 def limits_for(tier: str, key: KeyInfo | None) -> Limits:
@@ -105,6 +125,10 @@ class Node:
             self.hub, self.redis, config.kafka_bootstrap, self.naming, history_records=config.history_records
         )
         self.keys = KeyStore(self.redis, self.naming)
+        # Operator actions over HTTP go to the operator log like the CLI's (agreements/action_log.py).
+        self.agreements = AgreementStore(self.redis, self.naming, ActionLog(config.kafka_bootstrap, self.naming))
+        self.usage = UsageLedger()
+        self.policy = load_policy(config.agreement_policy)
         audit_key = (config.audit_key or resolve(AUDIT_KEY).value).encode()
         self.audit = AccessAudit(
             config.kafka_bootstrap,
@@ -121,6 +145,7 @@ class Node:
             CatalogRoutes(config.control_plane_url),
             tls=config.tls_cert is not None,
         )
+        self.http.platform = PlatformRoutes(self)
         self.replays = ReplayService(
             config.kafka_bootstrap, self.naming, lookup_district, self.audit, config.archive_dir
         )
@@ -158,6 +183,9 @@ class Node:
                 return text_response(503, "key store unavailable; retry\n")
             if key is None or key.revoked:
                 return text_response(401, "unknown or revoked API key\n")
+            refused = await self._agreement_refusal(key, ip)
+            if refused is not None:
+                return refused
         tier = key.tier if key is not None else "public"
         limits = limits_for(tier, key)
         if key is None:
@@ -167,6 +195,22 @@ class Node:
         elif self._per_key[key.key_hash] >= limits.max_connections:
             return text_response(429, f"at most {limits.max_connections} connections for this key\n")
         return Auth(tier, key, limits, ip)
+
+    async def _agreement_refusal(self, key: KeyInfo, ip: str) -> Response | None:
+        """What the key's agreement forbids now: use after its end, from outside its allow-list, over quota."""
+        now = now_ms()
+        if expired(key.expires_at, now):
+            return refusal(401, AGREEMENT_EXPIRED, "the key's agreement has expired")
+        if not ip_allowed(key.allow_ips, ip):
+            return refusal(403, IP_NOT_ALLOWED, f"this key may not be used from {ip}")
+        if key.daily_quota is not None:
+            try:
+                used = await self.agreements.messages_today(key.key_id, now)
+            except (aioredis.RedisError, OSError):
+                return text_response(503, "key store unavailable; retry\n")
+            if over_quota(key.daily_quota, used + self.usage.pending_messages(key.key_id)):
+                return refusal(429, QUOTA_EXCEEDED, f"the key's {key.daily_quota} messages for today are used")
+        return None
 
     # ------------------------------------------------------------------------------------------ connections
 
@@ -187,6 +231,8 @@ class Node:
             agreement_id=auth.key.agreement_id if auth.key else None,
             principal=f"key:{auth.key.key_hash}" if auth.key else f"ip:{auth.ip}",
         )
+        if auth.key is not None and auth.key.feeds:
+            session.feeds = frozenset(auth.key.feeds)
         if auth.tier == "licensed":
             session.on_delivered = self.audit.recorder(session, auth.ip)
         self.sessions[session] = conn
@@ -194,6 +240,7 @@ class Node:
             self._per_ip[auth.ip] += 1
         else:
             self._per_key[auth.key.key_hash] += 1
+            self.usage.add(auth.key.key_id, auth.key.agreement_id, ALL_FEEDS, sessions=1)
         client_log = ClientLog(f"{auth.ip} ({auth.key.key_hash[:12] if auth.key else 'public'})",
                                self.config.log_lines_per_minute)  # fmt: skip
         session.on_error = client_log.refused
@@ -211,6 +258,7 @@ class Node:
         finally:
             client_log.close()
             session.closed = True
+            self._take_usage(session)
             self.replays.close_session(session)
             session.release_all()
             self.sessions.pop(session, None)
@@ -226,6 +274,8 @@ class Node:
         if message is None:
             return
         if isinstance(message, REPLAY_MESSAGES):  # a replay reads history, not the live streams
+            if isinstance(message, ReplayStart) and session.key_id:
+                self.usage.add(session.key_id[:16], session.agreement_id, message.feed, replays=1)
             await self.replays.handle(session, message, ip)
             return
         needs = session.needs(message)
@@ -341,6 +391,8 @@ class Node:
                 info = found.get(session.key_id or "")
                 if info is None or info.revoked:
                     session.close(CLOSE_UNAUTHORIZED, "API key revoked")
+                elif expired(info.expires_at, now_ms()):  # the agreement ended: cut like a revocation
+                    session.close(CLOSE_UNAUTHORIZED, "agreement expired")
                 elif info.tier != session.tier:
                     try:
                         await self._meet(session.needs_for_tier(info.tier))
@@ -352,6 +404,45 @@ class Node:
                         self.audit.recorder(session, self._ip_of(session)) if info.tier == "licensed" else None
                     )
                     session.change_tier(info.tier, limits_for(info.tier, info))
+
+    def _take_usage(self, session: Session) -> None:
+        """Move a keyed session's per-feed tallies into the node's ledger (a few additions per feed)."""
+        if session.key_id is None or not session.usage:
+            return
+        tallies, session.usage = session.usage, {}
+        for feed, (messages, records, nbytes) in tallies.items():
+            self.usage.add(session.key_id[:16], session.agreement_id, feed,
+                           messages=messages, records=records, bytes=nbytes)  # fmt: skip
+
+    async def usage_loop(self) -> None:
+        """Usage counts go to Redis (per Shanghai day); keys with a daily quota that is used up are cut."""
+        while True:
+            await asyncio.sleep(self.config.usage_flush_interval_s)
+            for session in list(self.sessions):
+                self._take_usage(session)
+            for session in self.http.query_sessions():
+                self._take_usage(session)
+            increments = self.usage.drain()
+            if not increments:
+                continue
+            try:
+                totals = await self.agreements.add_usage(shanghai_day(now_ms()), increments)
+            except (aioredis.RedisError, OSError) as err:
+                log.warning("usage flush failed: %s", err)
+                for (key_id, agreement, feed), counts in increments.items():  # kept for the next flush
+                    self.usage.add(key_id, agreement, feed, **counts)
+                continue
+            if not any(s.key_id for s in self.sessions):
+                continue
+            found = await self.keys.get_many(sorted({s.key_id for s in self.sessions if s.key_id}))
+            for session in list(self.sessions):
+                info = found.get(session.key_id or "")
+                if info is None or session.closed or info.daily_quota is None:
+                    continue
+                if over_quota(info.daily_quota, totals.get(info.key_id, 0)):
+                    message = f"the key's {info.daily_quota} messages for today are used"
+                    session.error(ProtocolError(QUOTA_ERROR, message))
+                    session.close(CLOSE_QUOTA, "daily quota used")
 
     def _ip_of(self, session: Session) -> str:
         conn = self.sessions.get(session)
@@ -391,6 +482,7 @@ class Node:
                     asyncio.create_task(self.key_watch_loop()),
                     asyncio.create_task(watch_redis(self.redis_health, self._ping_redis, now_ms)),
                     asyncio.create_task(self.gc_loop()),
+                    asyncio.create_task(self.usage_loop()),
                     asyncio.create_task(self.audit.run(self.config.audit_interval_s)),
                 ]
                 if self.config.ops_stats_every_s > 0:
@@ -410,6 +502,8 @@ class Node:
             await self.replays.close()
             await self.readers.close()
             await self.audit.close()
+            if self.agreements.log is not None:
+                await self.agreements.log.close()
             await self.redis.aclose()
 
 

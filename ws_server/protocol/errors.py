@@ -15,6 +15,8 @@ TOO_MANY_STREAMS = "too_many_streams"  # this IP / key keeps too many distinct s
 RATE_LIMITED = "rate_limited"  # the message was dropped; see the quota message that follows
 FEED_UNAVAILABLE = "feed_unavailable"  # the node cannot read the feed right now (Kafka/Redis down)
 GEOMETRY_BUDGET = "geometry_budget_exceeded"  # too many polygon vertices validated this minute (IP / key)
+FEED_NOT_LICENSED = "feed_not_licensed"  # the key's agreement does not name this source feed
+QUOTA_EXCEEDED = "quota_exceeded"  # the key's daily messages are used up (agreements/); the connection closes
 INTERNAL_ERROR = "internal_error"  # the server failed on this message (a bug, logged); nothing changed
 
 ERROR_CODES: dict[str, str] = {
@@ -30,6 +32,8 @@ ERROR_CODES: dict[str, str] = {
     RATE_LIMITED: "too many messages; this one was dropped",
     FEED_UNAVAILABLE: "the feed cannot be read right now; retry later",
     GEOMETRY_BUDGET: "this IP address or key validated the most polygon vertices its tier allows a minute",
+    FEED_NOT_LICENSED: "the key's data-use agreement does not name this feed",
+    QUOTA_EXCEEDED: "the key delivered its daily message quota (a Shanghai day); the connection closes with 4031",
     INTERNAL_ERROR: "the server could not handle this message; it was logged, and the connection stays open",
 }
 
@@ -39,6 +43,7 @@ CLOSE_TIER_CHANGED = 4002  # not used for downgrades (those re-subscribe in plac
 CLOSE_SLOW = 4008  # the client could not keep up even with conflation: reconnect and resume
 CLOSE_FLOOD = 4029  # kept flooding after rate_limited errors
 CLOSE_TOO_MANY_CONNECTIONS = 4030  # per-IP or per-key connection cap
+CLOSE_QUOTA = 4031  # the key's daily message quota is used up; retry the next Shanghai day
 CLOSE_MESSAGE_TOO_BIG = 1009  # RFC 6455: frame above the size limit (sent by the websockets library)
 
 CLOSE_CODES: dict[int, str] = {
@@ -46,6 +51,7 @@ CLOSE_CODES: dict[int, str] = {
     CLOSE_SLOW: "slow: the client did not read fast enough; reconnect and resume",
     CLOSE_FLOOD: "flood: too many messages after being rate limited",
     CLOSE_TOO_MANY_CONNECTIONS: "too many connections for this IP address or key",
+    CLOSE_QUOTA: "quota: the key's daily message quota is used up",
     CLOSE_MESSAGE_TOO_BIG: "message too big",
 }
 

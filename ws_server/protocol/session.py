@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from schemas import is_client_feed, unknown_feed_message
+from schemas import FEEDS, is_client_feed, unknown_feed_message
 
 from .codec import Codec
 from .errors import (
@@ -19,6 +19,7 @@ from .errors import (
     CLOSE_SLOW,
     CRS_NOT_ALLOWED,
     DUPLICATE_ID,
+    FEED_NOT_LICENSED,
     FEED_UNAVAILABLE,
     RATE_LIMITED,
     TOO_MANY_SUBSCRIPTIONS,
@@ -146,6 +147,11 @@ class Session:
         self._drops: deque[int] = deque()
         self.delivered_records = 0
         self.delivered_bytes = 0
+        # Per feed since the usage flush last took them: [messages, records, bytes] (agreements/usage.py).
+        self.usage: dict[str, list[int]] = {}
+        # The source feeds a licensed key's agreement names (None: every feed of the tier); aggregates are
+        # open to every tier's keys, so they are never refused here.
+        self.feeds: frozenset[str] | None = None
         self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
         self.on_error: Any = None  # optional hook (ProtocolError) for the I/O layer's (rate-limited) log
 
@@ -172,6 +178,12 @@ class Session:
     def delivered(self, stream: Stream, frame: bytes, records: int) -> None:
         self.delivered_records += records
         self.delivered_bytes += len(frame)
+        tally = self.usage.get(stream.source.feed)
+        if tally is None:
+            tally = self.usage[stream.source.feed] = [0, 0, 0]
+        tally[0] += 1
+        tally[1] += records
+        tally[2] += len(frame)
         if self.on_delivered is not None:
             self.on_delivered(stream, frame, records)
 
@@ -251,10 +263,16 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ verbs
 
+    def check_licensed(self, feed: str) -> None:
+        if self.feeds is not None and feed in FEEDS and feed not in self.feeds:
+            names = ", ".join(sorted(self.feeds))
+            raise ProtocolError(FEED_NOT_LICENSED, f"the key's agreement names {names}, not {feed}")
+
     def check_subscribe(self, message: Subscribe) -> None:
         """The checks that need no state of the feed (run before the I/O layer loads the feed)."""
         if not is_client_feed(message.feed):
             raise ProtocolError(UNKNOWN_FEED, unknown_feed_message(message.feed))
+        self.check_licensed(message.feed)
         if message.id in self.subs:
             raise ProtocolError(DUPLICATE_ID, f"subscription {message.id!r} is already open")
         if len(self.subs) >= self.limits.max_subscriptions:

@@ -1,0 +1,72 @@
+"""``shfeeds feedback list | show | answer``: reports that a record is wrong or a feed broken, for the
+feed's owner; ``answer`` sets the status (confirmed, fixed, rejected) and the reply the reporter reads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+import orjson
+
+import settings as settings_mod
+from schemas import DEFAULT_REDIS_PREFIX
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("feedback", help="feedback reports on feeds and records")
+    parser.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX)
+    parser.add_argument("--topic-prefix", default="")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    listing = verbs.add_parser("list", help="reports, by feed, owner (publisher) or status")
+    listing.add_argument("--feed", default=None)
+    listing.add_argument("--owner", default=None, help="publisher id of the catalogue (catalog/feeds.toml)")
+    listing.add_argument("--status", default=None, choices=("open", "confirmed", "fixed", "rejected"))
+    show = verbs.add_parser("show", help="one report as JSON")
+    show.add_argument("id")
+    answer = verbs.add_parser("answer", help="set a report's status and the reply its reporter reads")
+    answer.add_argument("id")
+    answer.add_argument("status", choices=("confirmed", "fixed", "rejected"))
+    answer.add_argument("--reply", default="")
+    parser.set_defaults(func=handle)
+
+
+async def run(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    from agreements.action_log import ActionLog
+    from agreements.feedback import FeedbackError
+    from agreements.store import AgreementStore
+    from schemas import Naming
+
+    settings = settings_mod.load()
+    naming = Naming(topic_prefix=args.topic_prefix, redis_prefix=args.redis_prefix)
+    client = aioredis.from_url(settings.redis_url)
+    log = ActionLog(settings.kafka_bootstrap, naming)
+    store = AgreementStore(client, naming, log)
+    try:
+        if args.verb == "list":
+            for r in await store.reports(feed=args.feed, owner=args.owner, status=args.status):
+                print(f"{r.id}  {r.feed:<10}  {r.owner:<9}  {r.status:<9}  {r.entity_id or '-'}  {r.problem[:60]}")
+        elif args.verb == "show":
+            print(orjson.dumps((await store.report(args.id)).to_json(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            report = await store.answer_report(args.id, args.status, args.reply, f"cli:{getpass.getuser()}")
+            print(f"{report.id} is {report.status}")
+    except FeedbackError as err:
+        print(f"shfeeds feedback: {err}", file=sys.stderr)
+        return 2
+    except (aioredis.RedisError, OSError) as err:
+        print(f"shfeeds feedback: Redis unavailable: {err}", file=sys.stderr)
+        return 1
+    finally:
+        await log.close()
+        await client.aclose()
+    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    return asyncio.run(run(args))
