@@ -28,7 +28,7 @@ from .conftest import settings_env
 
 pytestmark = pytest.mark.stack
 
-PAIRS = [(t, "bus") for t in ("public", "registered", "licensed", "operator")]
+PAIRS = [(t, f) for t in ("public", "registered", "licensed", "operator") for f in ("bus", "metro")]
 SPOT = (121.4737, 31.2304)
 POLICY = """version = "test"
 [registered]
@@ -157,6 +157,9 @@ async def test_licensed_request_to_approval_to_key_to_expiry_closes_open_connect
 
 async def test_withdrawal_closes_connection_and_allow_list_refuses_other_ip(stack: Stack) -> None:
     await stack.writer.put("licensed", "bus", [bus_record("v1", *SPOT, vehicle_id="X")])
+    for tier in ("licensed", "operator"):
+        await stack.writer.put(tier, "metro", [bus_record("m1", *SPOT, mode="metro", vehicle_id="Y")])
+    await stack.writer.put("operator", "bus", [bus_record("v1", *SPOT, vehicle_id="X")])
     operator, _ = await stack.node.keys.issue("operator")
     agreement_id, _token, key = await licensed_key(stack, operator, allow_ips="127.0.0.1")
     with pytest.raises(InvalidStatus) as refused:
@@ -168,6 +171,13 @@ async def test_withdrawal_closes_connection_and_allow_list_refuses_other_ip(stac
     assert status == 200 and body["tier"] == "licensed"
     status, body = await call("GET", stack.url("/v1/feeds/metro"), key)  # the agreement names bus only
     assert status == 403 and body["error"]["code"] == "feed_not_licensed"
+    # GTFS-RT positions carry bus and metro: this key gets its bus vehicles only; trip updates (arrivals) not.
+    status, body = await call("GET", stack.url("/gtfs-rt/vehicle-positions.pb?format=json"), key)
+    assert status == 200 and [e["id"] for e in body["entity"]] == ["v1"], body
+    status, body = await call("GET", stack.url("/gtfs-rt/trip-updates.pb"), key)
+    assert status == 403 and body.startswith("feed_not_licensed"), body
+    status, body = await call("GET", stack.url("/gtfs-rt/vehicle-positions.pb?format=json"), operator)
+    assert status == 200 and sorted(e["id"] for e in body["entity"]) == ["m1", "v1"], body
     ws = await open_ws(stack, key)
     await ws.send(orjson.dumps({"type": "subscribe", "id": "m", "feed": "metro"}).decode())
     refused_feed = await recv(ws)

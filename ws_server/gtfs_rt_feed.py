@@ -1,4 +1,5 @@
-"""The latest rendering of a GTFS-Realtime feed per tier, with what conditional requests need.
+"""The latest rendering of a GTFS-Realtime feed per view (a tier, or a tier's agreement subset of feeds),
+with what conditional requests need.
 
 A rendering is rebuilt at most every ``max_age_ms``. Its entity tag and ``Last-Modified`` change only when
 the entities change: the header's timestamp is left out of the comparison, and it says when the content
@@ -51,36 +52,37 @@ class Rendering:
 
 
 class FeedRenderings:
-    """One feed's renderings, per tier."""
+    """One feed's renderings, per view: a tier, or a tier read through an agreement naming some of the feed's
+    sources (``ws_server.http_routes`` names such a view ``licensed:bus``)."""
 
     def __init__(self, new_encoder: Callable[[], EntityEncoder], max_age_ms: int = 1000) -> None:
         self.new_encoder = new_encoder
         self.max_age_ms = max_age_ms
-        self._by_tier: dict[str, Rendering] = {}
+        self._by_view: dict[str, Rendering] = {}
         self._encoders: dict[str, EntityEncoder] = {}
 
-    def fresh(self, tier: str, now_ms: int) -> Rendering | None:
-        """The tier's rendering if it is recent enough to serve as it is."""
-        rendering = self._by_tier.get(tier)
+    def fresh(self, view: str, now_ms: int) -> Rendering | None:
+        """The view's rendering if it is recent enough to serve as it is."""
+        rendering = self._by_view.get(view)
         if rendering is None or now_ms - rendering.built_ms > self.max_age_ms:
             return None
         return rendering
 
-    def render(self, tier: str, entries: Iterable[Entry], now_ms: int) -> Rendering:
+    def render(self, view: str, entries: Iterable[Entry], now_ms: int) -> Rendering:
         """Build from ``entries``; an unchanged content keeps its previous timestamp, bytes and tag."""
-        encoder = self._encoders.get(tier)
+        encoder = self._encoders.get(view)
         if encoder is None:
-            encoder = self._encoders[tier] = self.new_encoder()
+            encoder = self._encoders[view] = self.new_encoder()
         entities = encoder(entries, now_ms)
         digest = hashlib.sha256()
         for entity in entities:
             digest.update(len(entity).to_bytes(4, "big"))
             digest.update(entity)
         fingerprint = digest.hexdigest()[:32]
-        previous = self._by_tier.get(tier)
+        previous = self._by_view.get(view)
         if previous is not None and previous.fingerprint == fingerprint:
             previous.built_ms = now_ms
             return previous
         rendering = Rendering(feed_message_bytes(now_ms // 1000, entities), fingerprint, now_ms, now_ms)
-        self._by_tier[tier] = rendering
+        self._by_view[view] = rendering
         return rendering

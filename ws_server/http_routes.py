@@ -34,6 +34,7 @@ from .http_query import FeedQueries
 from .map_layers import layer_body
 from .metrics import NodeMetrics
 from .openapi import openapi_body
+from .protocol.errors import FEED_NOT_LICENSED
 from .protocol.limits import CRS_BY_TIER
 from .protocol.state import Entry
 from .record_schemas import schema_response_body
@@ -58,6 +59,11 @@ def response(status: int, body: bytes, content_type: str, extra: list[tuple[str,
 
 def text_response(status: int, text: str, extra: list[tuple[str, str]] | None = None) -> Response:
     return response(status, text.encode(), "text/plain; charset=utf-8", extra)
+
+
+def refusal(status: int, code: str, text: str) -> Response:
+    """A handshake (or HTTP) refusal: the code first in the text, and in ``X-Shfeeds-Error``."""
+    return text_response(status, f"{code}: {text}\n", [("X-Shfeeds-Error", code)])
 
 
 PAGE_PATHS = ("/", "/map", "/map.html")
@@ -214,10 +220,21 @@ class HttpRoutes:
         if isinstance(auth, Response):
             return auth
         tier: str = auth.tier
+        key = auth.key
+        if key is not None and key.feeds:  # a licensed agreement's feeds only (docs/agreements.md)
+            named = tuple(feed for feed in feeds if feed in key.feeds)
+            if not named:
+                listed = ", ".join(key.feeds)
+                return refusal(403, FEED_NOT_LICENSED, f"the key's agreement names {listed}, not {', '.join(feeds)}")
+            # A rendering per set of feeds read: one agreement's subset is never served to the whole tier.
+            view = tier if named == feeds else f"{tier}:{'+'.join(named)}"
+            feeds = named
+        else:
+            view = tier
         # GTFS-RT positions are WGS-84; tiers limited to GCJ-02 get their blurred point converted back.
         converted = "wgs84" not in CRS_BY_TIER[tier]
         now = now_ms()
-        rendering = renderings.fresh(tier, now)
+        rendering = renderings.fresh(view, now)
         if rendering is None:
             entries: list[Entry] = []
             by_feed: dict[str, list[dict[str, Any]]] = {}
@@ -230,8 +247,8 @@ class HttpRoutes:
                     by_feed[feed] = [e.record for e in found]
             if not by_feed:  # nothing readable
                 return text_response(503, "; ".join(problems) + "\n")
-            rendering = renderings.render(tier, entries, now)
-            self._served[(id(renderings), tier)] = by_feed
+            rendering = renderings.render(view, entries, now)
+            self._served[(id(renderings), view)] = by_feed
         headers = [
             ("X-Shfeeds-Tier", tier),
             ("X-Shfeeds-Crs", "wgs84"),
@@ -244,8 +261,7 @@ class HttpRoutes:
         else:
             body, content_type, etag = rendering.body, "application/x-protobuf", rendering.etag
         if tier == "licensed":  # licensed deliveries are logged whatever the channel (ws_server/audit.py)
-            key = auth.key
-            for feed, records in self._served.get((id(renderings), tier), {}).items():
+            for feed, records in self._served.get((id(renderings), view), {}).items():
                 self.node.audit.record_delivery(
                     channel="gtfs-rt",
                     key_id=key.key_hash if key else None,

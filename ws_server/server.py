@@ -48,7 +48,7 @@ from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
 from .gtfs_static_feed import StaticFeed
 from .http_query import FeedQueries
-from .http_routes import HttpRoutes, text_response
+from .http_routes import HttpRoutes, refusal, text_response
 from .keys import KeyInfo, KeyStore
 from .metrics import NodeMetrics
 from .ops_report import report_forever
@@ -76,11 +76,6 @@ class Auth:
     key: KeyInfo | None
     limits: Limits
     ip: str
-
-
-def refusal(status: int, code: str, text: str) -> Response:
-    """A handshake (or HTTP) refusal: the code first in the text, and in ``X-Shfeeds-Error``."""
-    return text_response(status, f"{code}: {text}\n", [("X-Shfeeds-Error", code)])
 
 
 def limits_for(tier: str, key: KeyInfo | None) -> Limits:
