@@ -22,6 +22,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .grid import Lattice
+
 FloatArray = NDArray[np.float64]
 
 # Krasovsky 1940 semi-major axis and first eccentricity squared, as used by the GCJ-02 algorithm.
@@ -233,6 +235,47 @@ def wgs84_to_gcj02_arrays(lngs: ArrayLike, lats: ArrayLike) -> tuple[FloatArray,
     if outside.any():
         return np.where(outside, x, dlng), np.where(outside, y, dlat)
     return dlng, dlat
+
+
+def wgs84_to_gcj02_lattice(lattice: Lattice) -> tuple[FloatArray, FloatArray]:
+    """``wgs84_to_gcj02_arrays`` of a lattice's points (grid cell centres, ``geo.grid.lattice_of``), several
+    times faster: the offset is a sum of terms of the longitude alone, terms of the latitude alone and one
+    product, so every sine is taken once per column or row present instead of once per point. Equal to the
+    general path to within a few units in the last place (the same terms, summed in another order)."""
+    ax, ay = lattice.lngs, lattice.lats
+    x = ax - 105.0
+    y = ay - 35.0
+    sx = np.sqrt(np.abs(x))
+    s2x = np.sin(x * (2.0 * _PI))
+    s3x = np.sin(x * (_PI / 3.0))
+    s3y = np.sin(y * (_PI / 3.0))
+    common = (20.0 * 2.0 / 3.0) * (_triple(s2x) + s2x)
+    # Per column: the longitude's terms of each offset.
+    lat_of_x = -100.0 + 2.0 * x + 0.2 * sx + common
+    lng_of_x = 300.0 + x + 0.1 * x * x + 0.1 * sx + common
+    lng_of_x += (20.0 * 2.0 / 3.0) * _triple(s3x) + (40.0 * 2.0 / 3.0) * s3x
+    lng_of_x += (150.0 * 2.0 / 3.0) * np.sin(x * (_PI / 12.0)) + (300.0 * 2.0 / 3.0) * np.sin(x * (_PI / 30.0))
+    # Per row: the latitude's terms and each offset's scale to degrees.
+    lat_of_y = 3.0 * y + 0.2 * y * y + (20.0 * 2.0 / 3.0) * _triple(s3y) + (40.0 * 2.0 / 3.0) * s3y
+    lat_of_y += (160.0 * 2.0 / 3.0) * np.sin(y * (_PI / 12.0)) + (320.0 * 2.0 / 3.0) * np.sin(y * (_PI / 30.0))
+    sin_lat = np.sin(ay * (_PI / 180.0))
+    magic = 1.0 - _EE * sin_lat * sin_lat
+    sqrtmagic = np.sqrt(magic)
+    lat_scale = (180.0 / ((_A * (1.0 - _EE)) * _PI)) * (magic * sqrtmagic)
+    lng_scale = (180.0 / (_A * _PI)) * (sqrtmagic / np.sqrt(1.0 - sin_lat * sin_lat))
+    # Per point: gathers, the one product term, and the sums.
+    cols, rows = lattice.cols, lattice.rows
+    px = ax[cols]
+    py = ay[rows]
+    xy = 0.1 * x[cols] * y[rows]
+    out_lng = (lng_of_x[cols] + 2.0 * y[rows] + xy) * lng_scale[rows] + px
+    out_lat = (lat_of_x[cols] + lat_of_y[rows] + xy) * lat_scale[rows] + py
+    outside_x = (ax < CHINA_MIN_LNG) | (ax > CHINA_MAX_LNG)
+    outside_y = (ay < CHINA_MIN_LAT) | (ay > CHINA_MAX_LAT)
+    if outside_x.any() or outside_y.any():
+        outside = outside_x[cols] | outside_y[rows]
+        return np.where(outside, px, out_lng), np.where(outside, py, out_lat)
+    return out_lng, out_lat
 
 
 def gcj02_to_wgs84_arrays(lngs: ArrayLike, lats: ArrayLike) -> tuple[FloatArray, FloatArray]:

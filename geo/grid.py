@@ -14,6 +14,7 @@ A point exactly on an edge belongs to the cell above/right of it (``floor``), so
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -54,6 +55,43 @@ def snap_arrays(lngs: ArrayLike, lats: ArrayLike, cell_m: float) -> tuple[NDArra
     cx = (np.floor((x - ORIGIN_LNG) * _M_PER_DEG_LNG / cell_m) + 0.5) * cell_m
     cy = (np.floor((y - ORIGIN_LAT) * _M_PER_DEG_LAT / cell_m) + 0.5) * cell_m
     return ORIGIN_LNG + cx / _M_PER_DEG_LNG, ORIGIN_LAT + cy / _M_PER_DEG_LAT
+
+
+@dataclass(frozen=True, slots=True)
+class Lattice:
+    """Points that are cell centres, as indices into the grid's columns and rows present: point ``k`` is
+    ``(lngs[cols[k]], lats[rows[k]])``. Work that depends on the longitude alone or the latitude alone is
+    then done once per column or row instead of once per point (``geo.crs.wgs84_to_gcj02_lattice``)."""
+
+    lngs: NDArray[np.float64]  # the centre longitude of each column present, west to east
+    lats: NDArray[np.float64]  # the centre latitude of each row present, south to north
+    cols: NDArray[np.intp]
+    rows: NDArray[np.intp]
+
+
+def lattice_of(lngs: ArrayLike, lats: ArrayLike, cell_m: float, max_axis: int = 1 << 16) -> Lattice | None:
+    """The ``Lattice`` of points that are all centres of ``cell_m`` cells (what ``snap_arrays`` returns, bit
+    for bit), or None if one is not (or is not finite), or if they span more than ``max_axis`` columns or rows
+    (points strewn over a continent, where per-axis work would not pay)."""
+    _check_cell(cell_m)
+    x = np.asarray(lngs, dtype=np.float64)
+    y = np.asarray(lats, dtype=np.float64)
+    if x.size == 0 or x.shape != y.shape or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    # A centre lies mid-cell, so flooring it again finds its own cell.
+    col = np.floor((x - ORIGIN_LNG) * _M_PER_DEG_LNG / cell_m)
+    row = np.floor((y - ORIGIN_LAT) * _M_PER_DEG_LAT / cell_m)
+    c0, c1, r0, r1 = col.min(), col.max(), row.min(), row.max()
+    if c1 - c0 >= max_axis or r1 - r0 >= max_axis:
+        return None
+    # The axes with the same operations as ``snap_arrays``, so a centre and its axis value are equal floats.
+    axis_lngs = ORIGIN_LNG + ((np.arange(c0, c1 + 1) + 0.5) * cell_m) / _M_PER_DEG_LNG
+    axis_lats = ORIGIN_LAT + ((np.arange(r0, r1 + 1) + 0.5) * cell_m) / _M_PER_DEG_LAT
+    cols = (col - c0).astype(np.intp)
+    rows = (row - r0).astype(np.intp)
+    if not (np.array_equal(axis_lngs[cols], x) and np.array_equal(axis_lats[rows], y)):
+        return None  # not centres of this grid: the caller takes the general path
+    return Lattice(axis_lngs, axis_lats, cols, rows)
 
 
 def cell_of(lng: float, lat: float, cell_m: float) -> tuple[int, int]:

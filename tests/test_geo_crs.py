@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import crs
+from geo import crs, grid
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(crs.__file__).parent / "data" / "crs-test-vectors.json").read_text(encoding="utf-8")
@@ -104,6 +104,32 @@ def test_arrays_match_scalars_over_a_grid() -> None:
         expected = np.array([getattr(crs, name)(x, y) for x, y in zip(lngs, lats, strict=True)])
         assert np.max(np.abs(xs - expected[:, 0])) < tol, name
         assert np.max(np.abs(ys - expected[:, 1])) < tol, name
+
+
+@pytest.mark.parametrize("cell_m", [10.0, 50.0, 500.0])
+def test_lattice_conversion_matches_the_arrays_on_snapped_points(cell_m: float) -> None:
+    rng = np.random.default_rng(int(cell_m))
+    # Shanghai, a few points far away in China and outside it (left unchanged), all snapped to the grid.
+    lngs = np.concatenate([rng.uniform(120.8, 122.2, 20_000), [116.4, 87.6, 139.7, 2.35]])
+    lats = np.concatenate([rng.uniform(30.6, 31.9, 20_000), [39.9, 43.8, 35.7, 48.86]])
+    x, y = grid.snap_arrays(lngs, lats, cell_m)
+    lattice = grid.lattice_of(x, y, cell_m, max_axis=1 << 22)
+    assert lattice is not None
+    lx, ly = crs.wgs84_to_gcj02_lattice(lattice)
+    ax, ay = crs.wgs84_to_gcj02_arrays(x, y)
+    assert np.max(np.abs(lx - ax)) < 1e-12 and np.max(np.abs(ly - ay)) < 1e-12
+    assert (lx[-2:] == x[-2:]).all() and (ly[-2:] == y[-2:]).all()  # Tokyo and Paris stay as they are
+    assert (np.round(lx, 6) == np.round(ax, 6)).mean() > 0.9999
+
+
+def test_lattice_is_refused_for_points_that_are_not_the_grids_centres() -> None:
+    x, y = grid.snap_arrays([121.47, 121.5], [31.23, 31.2], 50.0)
+    assert grid.lattice_of(x, y, 50.0) is not None
+    assert grid.lattice_of(x, y, 20.0) is None  # a 50 m centre is not a 20 m centre (it is a 10 m one)
+    assert grid.lattice_of(x + 1e-9, y, 50.0) is None
+    assert grid.lattice_of([x[0], math.nan], [y[0], y[1]], 50.0) is None
+    far_x, far_y = grid.snap_arrays([-120.0, 121.5], [31.2, 31.2], 50.0)  # spread over half the world
+    assert grid.lattice_of(far_x, far_y, 50.0) is None
 
 
 def test_mismatched_array_shapes_are_a_clear_error() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from geo import crs, grid
 from geo.metro import metro_network
 from streams.policy import PolicyEngine, PolicyError
+from streams.policy.batch import positions_out
 
 ENGINE = PolicyEngine(secret=b"engine-test")
 T = 1_780_000_000_000
@@ -166,3 +168,16 @@ def test_unknown_and_never_released_extra_keys_are_removed_below_operator() -> N
 def test_records_must_be_dicts() -> None:
     with pytest.raises(PolicyError, match="list of dicts"):
         ENGINE.apply("bus", "public", ["nope"])  # type: ignore[list-item]
+
+
+def test_snapped_positions_are_converted_per_grid_column_and_row_as_one_by_one() -> None:
+    rng = np.random.default_rng(50)
+    x, y = grid.snap_arrays(rng.uniform(120.9, 122.1, 50_000), rng.uniform(30.7, 31.85, 50_000), 50.0)
+    fast = positions_out(x, y, "gcj02", 6, cell_m=50.0)
+    plain = positions_out(x, y, "gcj02", 6)
+    for a, b in zip(fast, plain, strict=True):
+        assert np.max(np.abs(a - b)) <= 1e-6 and (a == b).mean() > 0.9999
+    # A stale hint (positions moved off the grid since) changes nothing: the conversion checks it.
+    moved = x + 1e-7
+    assert all(np.array_equal(a, b) for a, b in zip(positions_out(moved, y, "gcj02", 6, cell_m=50.0),
+                                                    positions_out(moved, y, "gcj02", 6), strict=True))  # fmt: skip

@@ -44,7 +44,8 @@ def _keep(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
 
 
 def _grid(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
-    batch.lngs, batch.lats = grid.snap_arrays(batch.lngs, batch.lats, float(rule.params["cell_m"]))
+    batch.cell_m = float(rule.params["cell_m"])
+    batch.lngs, batch.lats = grid.snap_arrays(batch.lngs, batch.lats, batch.cell_m)
 
 
 def _station(batch: Batch, rule: FieldRule, ctx: OpContext) -> None:
