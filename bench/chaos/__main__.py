@@ -31,7 +31,7 @@ from ws_server.protocol.stream import parse_position
 
 from .clients import MSGPACK, AbuseTally, Bystander, Watcher, churn, garbage, polygons
 from .load import Fleet
-from .service import Service, chaos_environment, cli, end_offsets, read_range
+from .service import Service, chaos_children, chaos_environment, cli, end_offsets, read_range
 from .verdict import (
     Check,
     all_held,
@@ -88,7 +88,8 @@ class Run:
         self.args = args
         self.env = chaos_environment()
         Path(self.env["SHFEEDS_STACK_DIR"]).mkdir(parents=True, exist_ok=True)
-        self.service = Service(self.env, Path(self.env["SHFEEDS_STACK_DIR"]) / "chaos-components.log", args.buses)
+        log = Path(self.env["SHFEEDS_STACK_DIR"]) / "chaos-components.log"
+        self.service = Service(self.env, log, chaos_children(args.buses))
         self.checks: list[Check] = []
         self.events: list[dict[str, Any]] = []
         self.rss: list[tuple[float, int]] = []

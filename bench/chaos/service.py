@@ -1,5 +1,5 @@
-"""The service under test: a three-broker stack of its own, the components supervised as ``shfeeds run``
-supervises them, and the blows (SIGKILL of a broker, a component, Redis)."""
+"""The service under test: a stack of its own, the components supervised as ``shfeeds run`` supervises them,
+and the blows (SIGKILL of a broker, a component, Redis). The chaos run and the soak (``bench/soak``) use it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,27 @@ def chaos_environment() -> dict[str, str]:
     return env
 
 
+def chaos_children(buses: int, seed: int = 7) -> Callable[[settings_mod.Settings], list[ChildSpec]]:
+    """The components a chaos run blows at: the bus feed from simulator to WebSocket server."""
+
+    def children(settings: settings_mod.Settings) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                "simulator",
+                component_argv("simulate", "--buses", str(buses), "--seed", str(seed)),
+                ready_port=settings.simulator_port,
+            ),
+            ChildSpec("adapter sh-bus", component_argv("adapter", "run", "sh-bus")),
+            ChildSpec("streams", component_argv("streams", "worker", "--no-aggregates")),
+            ChildSpec(
+                "ws-server",
+                component_argv("serve", "--network-seed", str(seed), "--network-buses", str(buses)),
+            ),
+        ]
+
+    return children
+
+
 def cli(env: dict[str, str], *args: str) -> str:
     """``shfeeds ARGS`` with the run's environment; its standard output."""
     done = subprocess.run(component_argv(*args), env=env, capture_output=True, text=True, timeout=60, check=True)
@@ -55,24 +77,14 @@ def cli(env: dict[str, str], *args: str) -> str:
 class Service:
     """The stack and the supervised components of one chaos run."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, buses: int, seed: int = 7) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, children: Callable[[settings_mod.Settings], list[ChildSpec]]
+    ) -> None:
         self.env = env
         os.environ.update(env)  # the supervisor starts the children with this process's environment
         self.settings = settings_mod.load()
         self.log_path = log_path
-        self.children = [
-            ChildSpec(
-                "simulator",
-                component_argv("simulate", "--buses", str(buses), "--seed", str(seed)),
-                ready_port=self.settings.simulator_port,
-            ),
-            ChildSpec("adapter sh-bus", component_argv("adapter", "run", "sh-bus")),
-            ChildSpec("streams", component_argv("streams", "worker", "--no-aggregates")),
-            ChildSpec(
-                "ws-server",
-                component_argv("serve", "--network-seed", str(seed), "--network-buses", str(buses)),
-            ),
-        ]
+        self.children = children(self.settings)
         self.supervisor = Supervisor(self.settings, self.children, watch_stack=False)
         self._task: asyncio.Task[None] | None = None
         self._log: Any = None
