@@ -119,7 +119,7 @@ function agreementRow(a) {
   const state = el("td", { class: `state ${a.state}` }, label(AGREEMENT_STATES, a.state));
   if (a.reason && a.state !== "pending") state.append(el("div", { class: "reason-shown" }, a.reason));
   row.append(
-    el("td", { class: "id" }, a.id), state,
+    el("td", { class: "id" }, a.id, a.key_id ? el("div", { class: "muted" }, `密钥 key ${a.key_id}`) : null), state,
     el("td", { class: "applicant" }, a.applicant),
     el("td", {}, a.tier), el("td", {}, a.feeds.join(", ")),
     el("td", { class: "purpose" }, a.purpose || "—"), el("td", {}, term),
