@@ -2,7 +2,7 @@
 // of its own; every list and every action is a call to /v1/operator/... with the operator's key, so each
 // action is logged on audit.operator exactly as the CLI's are. Any refusal is shown in the alert bar.
 import { ApiError, call, segment, session } from "/static/operator_api.js";
-import { bilingual, el, fill, fromShanghaiInput, shanghaiDay, shanghaiTime } from "/static/operator_dom.js";
+import { el, fill, fromShanghaiInput, shanghaiDay, shanghaiTime } from "/static/operator_dom.js";
 
 const AGREEMENT_STATES = {
   pending: ["待审批", "pending"], approved: ["已批准", "approved"], rejected: ["已拒绝", "rejected"],

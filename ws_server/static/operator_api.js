@@ -26,7 +26,8 @@ async function refusal(response) {
     if (error && error.message) return new ApiError(response.status, error.code, error.message);
   } catch { /* not JSON: the text itself */ }
   const code = response.headers.get("X-Shfeeds-Error") || "";
-  return new ApiError(response.status, code, text || response.statusText);
+  const message = code && text.startsWith(`${code}: `) ? text.slice(code.length + 2) : text;
+  return new ApiError(response.status, code, message || response.statusText);
 }
 
 function query(params) {

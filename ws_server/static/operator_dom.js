@@ -16,9 +16,6 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
-// Chinese first, then English, like the rest of the UI.
-export const bilingual = (zh, en) => [el("span", { lang: "zh" }, zh), " ", el("span", { lang: "en" }, en)];
-
 const SHANGHAI_MS = 8 * 3600 * 1000; // UTC+8 all year (no daylight saving)
 
 // "2026-12-05 17:05" in Shanghai time.
