@@ -109,7 +109,7 @@ def _request(port: int, method: str, path: str) -> tuple[int, dict[str, str], by
 @pytest.mark.parametrize("method", ["PUT", "POST", "DELETE", "TRACE", "OPTIONS", "PATCH"])
 async def test_methods_other_than_get_and_head_get_405_with_allow(method: str) -> None:
     async with default_node() as node:
-        for path in ("/healthz", "/", "/districts.geojson"):
+        for path in ("/healthz", "/", "/operator", "/districts.geojson"):
             status, headers, body = await asyncio.to_thread(_request, node.port, method, path)
             assert status == 405, (method, path)
             assert headers["Allow"] == "GET, HEAD"
@@ -118,7 +118,7 @@ async def test_methods_other_than_get_and_head_get_405_with_allow(method: str) -
 
 async def test_head_answers_like_get_without_a_body() -> None:
     async with default_node() as node:
-        for path in ("/", "/districts.geojson", "/nowhere"):
+        for path in ("/", "/operator", "/districts.geojson", "/nowhere"):
             get_status, get_headers, get_body = await asyncio.to_thread(_request, node.port, "GET", path)
             head_status, head_headers, head_body = await asyncio.to_thread(_request, node.port, "HEAD", path)
             assert head_status == get_status and get_body and head_body == b""

@@ -1,7 +1,7 @@
-"""Plain HTTP on the WebSocket port: the map page and its assets, district outlines, GTFS-Realtime
-VehiclePositions and TripUpdates per tier, feed queries (``ws_server.http_query``) and their OpenAPI
-document, the published record schemas, the data catalogue, and health. Served through the handshake hook,
-so one port does everything."""
+"""Plain HTTP on the WebSocket port: the map page, the operator page and their assets, district outlines,
+GTFS-Realtime VehiclePositions and TripUpdates per tier, feed queries (``ws_server.http_query``) and their
+OpenAPI document, the published record schemas, the data catalogue, and health. Served through the
+handshake hook, so one port does everything."""
 
 from __future__ import annotations
 
@@ -67,6 +67,20 @@ def refusal(status: int, code: str, text: str) -> Response:
 
 
 PAGE_PATHS = ("/", "/map", "/map.html")
+OPERATOR_PAGE_PATH = "/operator"
+# Every static file: its declared type is the only one a browser may use.
+STATIC_HEADERS = [("X-Content-Type-Options", "nosniff")]
+# The operator page holds an operator key in the tab: it runs only its own scripts, talks only to this
+# origin, is never framed and sends no Referer (docs/agreements.md, "The operator page").
+OPERATOR_PAGE_HEADERS = [
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
 GTFS_PATH = "/gtfs-rt/vehicle-positions.pb"
 STATIC_GTFS_PATH = "/gtfs/static.zip"
 OPENAPI_PATH = "/openapi.json"
@@ -78,6 +92,7 @@ ALLOW = [("Allow", ", ".join(ALLOWED_METHODS))]
 def _known(path: str) -> bool:
     return (
         path in PAGE_PATHS
+        or path == OPERATOR_PAGE_PATH
         or path in HEALTH_PATHS
         or path in (GTFS_PATH, gtfs_rt_trip_updates.PATH, STATIC_GTFS_PATH, OPENAPI_PATH, "/districts.geojson")
         or path in ("/metrics", CATALOG_PATH, CATALOG_PAGE_PATH)
@@ -152,6 +167,8 @@ class HttpRoutes:
     async def _get(self, conn: ServerConnection, request: Request, path: str) -> Response:
         if path in PAGE_PATHS:
             return self._static("map.html")
+        if path == OPERATOR_PAGE_PATH:
+            return self._static("operator.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         if path.startswith("/layers/") and path.endswith(".geojson"):
@@ -204,7 +221,10 @@ class HttpRoutes:
         if STATIC not in target.parents or not target.is_file():
             return response(404, b"not found\n", "text/plain; charset=utf-8")
         body = target.read_bytes()
-        return response(200, body, _TYPES.get(target.suffix, "application/octet-stream"))
+        content_type = _TYPES.get(target.suffix, "application/octet-stream")
+        # by file name, so /static/operator.html gets the page's headers too
+        extra = OPERATOR_PAGE_HEADERS if target.name == "operator.html" else []
+        return response(200, body, content_type, STATIC_HEADERS + extra)
 
     async def _gtfs_rt(
         self, conn: ServerConnection, request: Request, renderings: FeedRenderings, feeds: tuple[str, ...]
