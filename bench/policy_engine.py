@@ -221,8 +221,8 @@ def page_section(result: dict[str, Any], source: str) -> str:
     lines = [
         f"Commit `{result['git_sha'][:12]}`, {result['when']}, Python {result['python']}, numpy {result['numpy']}, "
         f"{before['cores']} cores shared with other work (load average {before['loadavg'][0]} → "
-        f"{after['loadavg'][0]}); medians of {cfg['rounds']} rounds, variants alternating. Raw result: `{source}` "
-        "(not in git; the script writes it).",
+        f"{after['loadavg'][0]}); medians of {cfg['rounds']} rounds, variants alternating. Raw result: `{source}` in "
+        "the results folder (not in git; the script writes it).",
         "",
         "| variant | items per run | median rate | against the numpy port |",
         "|---|---|---|---|",
@@ -292,7 +292,7 @@ def main() -> None:
         print(goal.line())
     print(f"result: {path.relative_to(ROOT)}")
     if not args.no_docs:
-        source = str(path.relative_to(ROOT))
+        source = path.name  # the results folder is not in git: a path to it would dangle on a clone
         publish_section(PAGE, "policy-engine", page_section(result, source))
         publish_section(SUMMARY, "policy-engine", summary_section(result))
 

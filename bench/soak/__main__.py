@@ -346,7 +346,7 @@ def section(result: dict[str, Any], source: str) -> str:
     lines = [
         f"Commit `{result['git_sha'][:12]}`, {result['when']}, {cfg['minutes']} minutes, {cfg['clients']} public "
         f"clients + 1 operator client, {before['cores']} cores (load average at start {before['loadavg'][0]}). "
-        f"Raw result: `{source}` (not in git; the script writes it).",
+        f"Raw result: `{source}` in the results folder (not in git; the script writes it).",
         "",
         "One row a minute (the sample nearest each minute). RSS in MiB; lag in records behind, summed over "
         "partitions; p99 of the operator client's record age over the preceding interval.",
@@ -392,7 +392,7 @@ def main() -> int:
         held &= goal.met
     print(f"result: {path.relative_to(ROOT)}")
     if not args.no_docs:
-        publish_section(PAGE, "soak", section(result, str(path.relative_to(ROOT))))
+        publish_section(PAGE, "soak", section(result, path.name))  # results are not in git
     return 0 if held else 1
 
 
