@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import sys
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-import settings as settings_mod
 from schemas import DEFAULT_REDIS_PREFIX
+
+from .agreement_store import with_store
 
 
 def register(sub: Any) -> None:
@@ -54,21 +54,14 @@ def _when(text: str | None) -> int | None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    import redis.asyncio as aioredis
-
     from agreements import model
-    from agreements.action_log import ActionLog
     from agreements.policy import load_policy
     from agreements.store import AgreementStore
-    from schemas import FEEDS, Naming, now_ms
+    from schemas import FEEDS, now_ms
 
-    settings = settings_mod.load()
-    naming = Naming(topic_prefix=args.topic_prefix, redis_prefix=args.redis_prefix)
-    client = aioredis.from_url(settings.redis_url)
-    log = ActionLog(settings.kafka_bootstrap, naming)
-    store = AgreementStore(client, naming, log)
     actor = f"cli:{getpass.getuser()}"
-    try:
+
+    async def act(store: AgreementStore) -> None:
         if args.verb == "apply":
             agreement = model.apply(
                 load_policy(), tier=args.tier, applicant=args.applicant, purpose=args.purpose,
@@ -94,16 +87,8 @@ async def run(args: argparse.Namespace) -> int:
             expires = _when(getattr(args, "expires", None))
             agreement = await store.decide(args.id, args.verb, actor, reason=args.reason, expires_at=expires)
             print(f"{agreement.id} is {agreement.state_at(now_ms())}")
-    except (model.AgreementError, ValueError) as err:
-        print(f"shfeeds agreements: {err}", file=sys.stderr)
-        return 2
-    except (aioredis.RedisError, OSError) as err:
-        print(f"shfeeds agreements: Redis unavailable: {err}", file=sys.stderr)
-        return 1
-    finally:
-        await log.close()
-        await client.aclose()
-    return 0
+
+    return await with_store("agreements", args, act, (model.AgreementError, ValueError))
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import sys
 from typing import Any
 
 import orjson
 
-import settings as settings_mod
 from schemas import DEFAULT_REDIS_PREFIX
+
+from .agreement_store import with_store
 
 
 def register(sub: Any) -> None:
@@ -35,19 +35,10 @@ def register(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    import redis.asyncio as aioredis
-
-    from agreements.action_log import ActionLog
     from agreements.feedback import FeedbackError
     from agreements.store import AgreementStore
-    from schemas import Naming
 
-    settings = settings_mod.load()
-    naming = Naming(topic_prefix=args.topic_prefix, redis_prefix=args.redis_prefix)
-    client = aioredis.from_url(settings.redis_url)
-    log = ActionLog(settings.kafka_bootstrap, naming)
-    store = AgreementStore(client, naming, log)
-    try:
+    async def act(store: AgreementStore) -> None:
         if args.verb == "list":
             for r in await store.reports(feed=args.feed, owner=args.owner, status=args.status):
                 print(f"{r.id}  {r.feed:<10}  {r.owner:<9}  {r.status:<9}  {r.entity_id or '-'}  {r.problem[:60]}")
@@ -56,16 +47,8 @@ async def run(args: argparse.Namespace) -> int:
         else:
             report = await store.answer_report(args.id, args.status, args.reply, f"cli:{getpass.getuser()}")
             print(f"{report.id} is {report.status}")
-    except FeedbackError as err:
-        print(f"shfeeds feedback: {err}", file=sys.stderr)
-        return 2
-    except (aioredis.RedisError, OSError) as err:
-        print(f"shfeeds feedback: Redis unavailable: {err}", file=sys.stderr)
-        return 1
-    finally:
-        await log.close()
-        await client.aclose()
-    return 0
+
+    return await with_store("feedback", args, act, (FeedbackError,))
 
 
 def handle(args: argparse.Namespace) -> int:

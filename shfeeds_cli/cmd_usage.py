@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
-import settings as settings_mod
 from schemas import DEFAULT_REDIS_PREFIX
+
+from .agreement_store import with_store
 
 
 def register(sub: Any) -> None:
@@ -25,24 +26,16 @@ def register(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    import redis.asyncio as aioredis
-
     from agreements.access import shanghai_day
     from agreements.store import AgreementStore
     from agreements.usage import to_csv
-    from schemas import Naming, now_ms
+    from schemas import now_ms
 
-    client = aioredis.from_url(settings_mod.load().redis_url)
-    store = AgreementStore(client, Naming(redis_prefix=args.redis_prefix), None)
-    try:
+    async def act(store: AgreementStore) -> None:
         rows = await store.usage(args.day or shanghai_day(now_ms()), args.key, args.agreement)
-    except (aioredis.RedisError, OSError) as err:
-        print(f"shfeeds usage: Redis unavailable: {err}", file=sys.stderr)
-        return 1
-    finally:
-        await client.aclose()
-    sys.stdout.write(to_csv(rows) if args.format == "csv" else orjson.dumps(rows).decode() + "\n")
-    return 0
+        sys.stdout.write(to_csv(rows) if args.format == "csv" else orjson.dumps(rows).decode() + "\n")
+
+    return await with_store("usage", args, act, logged=False)
 
 
 def handle(args: argparse.Namespace) -> int:

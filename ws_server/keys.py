@@ -18,6 +18,11 @@ class KeyError_(ValueError):
     """A key operation that cannot be done (unknown tier, missing agreement id, unknown key)."""
 
 
+def key_id_of(key_hash: str) -> str:
+    """The public handle of a key (never the key itself): the first 16 hex digits of its hash."""
+    return key_hash[:16]
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     key_hash: str
@@ -35,8 +40,7 @@ class KeyInfo:
 
     @property
     def key_id(self) -> str:
-        """The public handle of a key (never the key itself): the first 16 hex digits of its hash."""
-        return self.key_hash[:16]
+        return key_id_of(self.key_hash)
 
 
 def _text(value: Any) -> str:

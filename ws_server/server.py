@@ -49,7 +49,7 @@ from .feed_reader import FeedReaders, FeedUnavailable
 from .gtfs_static_feed import StaticFeed
 from .http_query import FeedQueries
 from .http_routes import HttpRoutes, refusal, text_response
-from .keys import KeyInfo, KeyStore
+from .keys import KeyInfo, KeyStore, key_id_of
 from .metrics import NodeMetrics
 from .ops_report import report_forever
 from .protocol.codec import CODECS, JSON, SUBPROTOCOLS
@@ -228,6 +228,8 @@ class Node:
         )
         if auth.key is not None and auth.key.feeds:
             session.feeds = frozenset(auth.key.feeds)
+        if auth.key is not None:
+            session.daily_quota = auth.key.daily_quota
         if auth.tier == "licensed":
             session.on_delivered = self.audit.recorder(session, auth.ip)
         self.sessions[session] = conn
@@ -270,7 +272,7 @@ class Node:
             return
         if isinstance(message, REPLAY_MESSAGES):  # a replay reads history, not the live streams
             if isinstance(message, ReplayStart) and session.key_id:
-                self.usage.add(session.key_id[:16], session.agreement_id, message.feed, replays=1)
+                self.usage.add(key_id_of(session.key_id), session.agreement_id, message.feed, replays=1)
             await self.replays.handle(session, message, ip)
             return
         needs = session.needs(message)
@@ -384,6 +386,8 @@ class Node:
                 continue
             for session in keyed:
                 info = found.get(session.key_id or "")
+                if info is not None:
+                    session.daily_quota = info.daily_quota  # what usage_loop enforces
                 if info is None or info.revoked:
                     session.close(CLOSE_UNAUTHORIZED, "API key revoked")
                 elif expired(info.expires_at, now_ms()):  # the agreement ended: cut like a revocation
@@ -406,7 +410,7 @@ class Node:
             return
         tallies, session.usage = session.usage, {}
         for feed, (messages, records, nbytes) in tallies.items():
-            self.usage.add(session.key_id[:16], session.agreement_id, feed,
+            self.usage.add(key_id_of(session.key_id), session.agreement_id, feed,
                            messages=messages, records=records, bytes=nbytes)  # fmt: skip
 
     async def usage_loop(self) -> None:
@@ -427,15 +431,13 @@ class Node:
                 for (key_id, agreement, feed), counts in increments.items():  # kept for the next flush
                     self.usage.add(key_id, agreement, feed, **counts)
                 continue
-            if not any(s.key_id for s in self.sessions):
-                continue
-            found = await self.keys.get_many(sorted({s.key_id for s in self.sessions if s.key_id}))
+            # Each session's quota is its key's, as read at connect and by the key watch: no key reads here.
             for session in list(self.sessions):
-                info = found.get(session.key_id or "")
-                if info is None or session.closed or info.daily_quota is None:
+                quota = session.daily_quota
+                if session.key_id is None or quota is None or session.closed:
                     continue
-                if over_quota(info.daily_quota, totals.get(info.key_id, 0)):
-                    message = f"the key's {info.daily_quota} messages for today are used"
+                if over_quota(quota, totals.get(key_id_of(session.key_id), 0)):
+                    message = f"the key's {quota} messages for today are used"
                     session.error(ProtocolError(QUOTA_ERROR, message))
                     session.close(CLOSE_QUOTA, "daily quota used")
 

@@ -94,6 +94,7 @@ class Run:
         self.events: list[dict[str, Any]] = []
         self.rss: list[tuple[float, int]] = []
         self.replay_bytes: list[tuple[float, int]] = []  # the server's replay buffers (/healthz), sampled with RSS
+        self.replay_held: int | None = None  # the newest /healthz figure (_watch_health polls it), None if down
         self.started = time.monotonic()
         self.began = self.started
         self.stop_abuse = asyncio.Event()
@@ -180,16 +181,16 @@ class Run:
     async def _sample_rss(self) -> None:
         while True:
             rss = self.service.rss_bytes("ws-server")
-            answer = await asyncio.to_thread(healthz, self.service.settings.ws_port)
-            if rss is not None and answer is not None:
+            if rss is not None and self.replay_held is not None:
                 self.rss.append((self.t(), rss))
-                self.replay_bytes.append((self.t(), int(answer.get("replay_bytes", 0))))
+                self.replay_bytes.append((self.t(), self.replay_held))
             await asyncio.sleep(2)
 
     async def _watch_health(self) -> None:
         last = None
         while True:
             answer = await asyncio.to_thread(healthz, self.service.settings.ws_port)
+            self.replay_held = int(answer.get("replay_bytes", 0)) if answer else None
             redis_state = (answer or {}).get("redis", {}).get("state") if answer else "unreachable"
             state = f"{(answer or {}).get('state', 'unreachable')}/redis {redis_state}"
             if state != last:

@@ -152,6 +152,8 @@ class Session:
         # The source feeds a licensed key's agreement names (None: every feed of the tier); aggregates are
         # open to every tier's keys, so they are never refused here.
         self.feeds: frozenset[str] | None = None
+        # A registered key's messages per Shanghai day (None: no quota); the server counts and enforces it.
+        self.daily_quota: int | None = None
         self.on_delivered: Any = None  # optional hook (stream, frame, records) for access logging
         self.on_error: Any = None  # optional hook (ProtocolError) for the I/O layer's (rate-limited) log
 
