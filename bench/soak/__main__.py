@@ -206,6 +206,7 @@ class Soak:
         rss = {c.name: self.service.rss_bytes(c.name) for c in self.service.children}
         info = await redis.info("memory")
         persistence = await redis.info("persistence")
+        entries = await tier_entries(redis)
         lag = stage_lag(await asyncio.to_thread(scrape, f"http://127.0.0.1:{cmd_run.STREAMS_METRICS_PORT}/metrics"))
         hist = population.take_latency()
         return {
@@ -213,6 +214,7 @@ class Soak:
             "rss": rss,
             "redis_used_bytes": int(info["used_memory"]),
             "redis_rdb_saves": int(persistence.get("rdb_saves", 0) or 0),
+            "redis_tier_entries": entries,
             "lag": lag,
             "client_frames": population.frames,
             "client_records": population.records,
@@ -277,6 +279,16 @@ class Soak:
             if time.monotonic() > deadline:
                 raise TimeoutError("the WebSocket server did not answer within 180 s")
             await asyncio.sleep(1)
+
+
+async def tier_entries(redis: aioredis.Redis) -> int:
+    """Entities held in the tier snapshots (one hash field per entity per tier and feed): Redis memory
+    divided by this is the capacity model's bytes per entity."""
+    total = 0
+    async for key in redis.scan_iter(match="*:state:*", count=500):
+        if not key.endswith(b":offsets"):
+            total += int(await redis.hlen(key))
+    return total
 
 
 def _half(samples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -367,7 +379,15 @@ def section(result: dict[str, Any], source: str) -> str:
             f"| {s['t_s'] / 60:.1f} min | {rss} | {s['redis_used_bytes'] / 2**20:.0f} | {s['lag'].get('clean', 0):,} "
             f"| {delays:,} | {s['undelayed_p99_ms']} | {s['client_frames']:,} | {s['loadavg']} |"
         )
-    lines += ["", f"RSS growth over the second half (MiB): {rss_growth(samples)}.", ""]
+    lines += ["", f"RSS growth over the second half (MiB): {rss_growth(samples)}."]
+    if samples and samples[-1].get("redis_tier_entries"):
+        last = samples[-1]
+        per = last["redis_used_bytes"] / last["redis_tier_entries"]
+        lines.append(
+            f"Redis at the end: {last['redis_used_bytes'] / 2**20:.0f} MiB for {last['redis_tier_entries']:,} tier "
+            f"snapshot entries (entity × tier), {per:,.0f} bytes per entry with the recovery state included."
+        )
+    lines.append("")
     lines += [f"- {g.line()}" for g in goals(result)]
     if result["client_error_count"]:
         lines.append(f"- client errors: {result['client_error_count']} (first: {result['client_errors'][:3]})")
