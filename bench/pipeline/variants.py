@@ -199,7 +199,9 @@ def run_quix(args: argparse.Namespace) -> None:
         accepted = cleaner.clean([rec], now_ms()).accepted
         enricher.enrich("bus", accepted)
         return [
-            (tier, key, out, ts) for tier, release in fanout.release(accepted).items() for key, out, ts in release.records
+            (tier, key, out, ts)
+            for tier, release in fanout.release(accepted).items()
+            for key, out, ts in release.records
         ]
 
     sdf = app.dataframe(source)
