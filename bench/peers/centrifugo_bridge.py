@@ -19,6 +19,7 @@ import aiohttp
 import msgpack
 import msgspec
 import numpy as np
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from ws_server.districts import lookup_district
@@ -57,7 +58,7 @@ async def run(args: argparse.Namespace) -> None:
                 records = [msgpack.unpackb(r.value) for recs in batch.values() for r in recs if r.value]
                 if records:
                     commands = publications(records, filters)
-                    async with http.post(args.api + "/api/batch", json={"commands": commands}) as resp:
+                    async with http.post(args.api + "/api/batch", data=orjson.dumps({"commands": commands})) as resp:
                         resp.raise_for_status()
                         await resp.read()
                 await asyncio.sleep(max(0.0, args.tick_ms / 1000 - (time.monotonic() - started)))
