@@ -52,7 +52,7 @@ def test_goals_are_judged_from_the_figures() -> None:
     assert by_name["same output as Quix Streams"].met
     centrifugo = by_name["fan-out vs Centrifugo, deliveries/s at equal p99"]
     assert not centrifugo.met and "0.99×" in centrifugo.measured and centrifugo.line().startswith("MISSED")
-    assert by_name["memory per connection vs Centrifugo"].met
+    assert by_name["memory per connection under load vs Centrifugo"].met
 
 
 def test_unequal_outputs_or_duplicates_fail_the_output_goal() -> None:
@@ -66,7 +66,7 @@ def test_sections_show_the_figures_and_name_the_result_file_only() -> None:
     page = page_body(sample(), "peers-2026-12-05T160000Z-aaaaaaa.json")
     assert "| ours (stream worker) | 4,600 | 4,100 | 67.0 |" in page
     assert "| Quix Streams | 175 | 170 | 1,190.0 |" in page
-    assert "| memory per connection (KB RSS) | 34.6 | 69.8 |" in page
+    assert "| memory per connection under load (KB RSS) | 34.6 | 69.8 |" in page
     assert "bench/results" not in page and "peers-2026-12-05T160000Z-aaaaaaa.json" in page
     summary = summary_body(sample(), "peers-x.json")
     assert summary.count("- met:") == 3 and summary.count("- MISSED:") == 1

@@ -47,7 +47,7 @@ def centrifugo_goals(fan: dict[str, Any]) -> list[Goal]:
             ratio >= CENTRIFUGO_MIN_RATIO and p99_ok,
         ),
         Goal(
-            "memory per connection vs Centrifugo",
+            "memory per connection under load vs Centrifugo",
             "≤ Centrifugo's",
             f"{ours['kb_per_connection']:.1f} vs {peer['kb_per_connection']:.1f} KB RSS",
             ours["kb_per_connection"] <= peer["kb_per_connection"],
@@ -105,7 +105,10 @@ def centrifugo_section(fan: dict[str, Any]) -> str:
         ("latency p99 (ms, produce → client)", "p99_ms", "{:,.0f}"),
         ("server CPU (cores)", "server_cpu", "{:.2f}"),
         ("bridge CPU (cores; Kafka → Centrifugo API)", "bridge_cpu", "{:.2f}"),
-        ("memory per connection (KB RSS)", "kb_per_connection", "{:.1f}"),
+        ("frames/s received", "frames_per_s", "{:,.0f}"),
+        ("load generator CPU (cores)", "loadgen_cpu", "{:.2f}"),
+        ("memory per idle connection (KB RSS)", "kb_per_idle_connection", "{:.1f}"),
+        ("memory per connection under load (KB RSS)", "kb_per_connection", "{:.1f}"),
     )
     for label, key, fmt in rows:
         lines.append(f"| {label} | {_num(ours.get(key), fmt)} | {_num(peer.get(key), fmt)} |")
