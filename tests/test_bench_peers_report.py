@@ -37,6 +37,10 @@ def sample() -> dict[str, Any]:
             "rate": 2000,
             "seconds": 20.0,
             "rounds": 3,
+            "runs": {
+                "ours": [{"deliveries_per_s": 990_000.0, "p99_ms": 80, "input_records": 32_000}],
+                "centrifugo": [{"deliveries_per_s": 1_000_000.0, "p99_ms": 80, "input_records": 32_000}],
+            },
             "medians": {
                 "ours": {**fan, "deliveries_per_s": 990_000.0},
                 "centrifugo": {**fan, "deliveries_per_s": 1_000_000.0, "kb_per_connection": 69.8},
@@ -67,6 +71,7 @@ def test_sections_show_the_figures_and_name_the_result_file_only() -> None:
     assert "| ours (stream worker) | 4,600 | 4,100 | 67.0 |" in page
     assert "| Quix Streams | 175 | 170 | 1,190.0 |" in page
     assert "| memory per connection under load (KB RSS) | 34.6 | 69.8 |" in page
+    assert "- ours: 990,000, 80, 32,000" in page and "- Centrifugo: 1,000,000, 80, 32,000" in page
     assert "bench/results" not in page and "peers-2026-12-05T160000Z-aaaaaaa.json" in page
     summary = summary_body(sample(), "peers-x.json")
     assert summary.count("- met:") == 3 and summary.count("- MISSED:") == 1

@@ -112,6 +112,12 @@ def centrifugo_section(fan: dict[str, Any]) -> str:
     )
     for label, key, fmt in rows:
         lines.append(f"| {label} | {_num(ours.get(key), fmt)} | {_num(peer.get(key), fmt)} |")
+    lines += ["", "Every round (deliveries/s, p99 ms, input records in the window):", ""]
+    for side, label in (("ours", "ours"), ("centrifugo", "Centrifugo")):
+        each = "; ".join(
+            f"{r['deliveries_per_s']:,.0f}, {r['p99_ms']}, {r['input_records']:,}" for r in fan["runs"].get(side, [])
+        )
+        lines.append(f"- {label}: {each}")
     return "\n".join(lines)
 
 
