@@ -143,8 +143,10 @@ class Server:
 
 
 class LoadGen:
-    def __init__(self, binary: Path, url: str, clients: int, cpu: str | None, codec: str) -> None:
-        argv = [str(binary), "-url", url, "-clients", str(clients), "-codec", codec]
+    def __init__(
+        self, binary: Path, url: str, clients: int, cpu: str | None, codec: str, extra: tuple[str, ...] = ()
+    ) -> None:
+        argv = [str(binary), "-url", url, "-clients", str(clients), "-codec", codec, *extra]
         if cpu:
             argv = ["taskset", "-c", cpu, *argv]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)

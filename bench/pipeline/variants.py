@@ -9,6 +9,9 @@
 - ``faust-forward``: Faust's floor, not the same work: a per-event agent that only forwards each raw
   record's bytes to the operator tier topic (one ``send`` per event, no decoding, no policy). What any
   per-event Faust design pays before doing anything useful.
+- ``quix``: the same job as a Quix Streams application (a peer, not a baseline; see bench/peers/quix.py):
+  a StreamingDataFrame that expands each raw record into its tier records and routes each to its tier
+  topic. Its DataFrame API has no batching across keys, so the same code is called one record at a time.
 """
 
 from __future__ import annotations
@@ -163,9 +166,54 @@ def run_faust(args: argparse.Namespace) -> None:
     app.main()
 
 
+def run_quix(args: argparse.Namespace) -> None:
+    from quixstreams import Application
+    from quixstreams.models.serializers import Serializer
+
+    engine = load_engine()
+    enricher = Enricher.from_geo()
+    cleaner = Cleaner("bus")
+    fanout = feed_fanout(engine)
+
+    class TierValue(Serializer):
+        """A tier record travels as (tier, key, value, timestamp); its topic gets the value bytes."""
+
+        def __call__(self, value: tuple[str, bytes, bytes, int], ctx: Any) -> bytes:
+            return value[2]
+
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.prefix + "quix",
+        auto_offset_reset="earliest",
+        loglevel="WARNING",
+        use_changelog_topics=False,
+    )
+    source = app.topic(args.prefix + raw_topic("bus"), value_deserializer="bytes", key_deserializer="bytes")
+    sinks = {
+        t: app.topic(Naming(args.prefix).tier_topic(t, "bus"), value_serializer=TierValue(), key_serializer="bytes")
+        for t in TIERS
+    }
+
+    def tier_records(value: bytes) -> list[tuple[str, bytes, bytes, int]]:
+        rec = to_dict(decode_kafka("bus", value))
+        accepted = cleaner.clean([rec], now_ms()).accepted
+        enricher.enrich("bus", accepted)
+        return [
+            (tier, key, out, ts)
+            for tier, release in fanout.release(accepted).items()
+            for key, out, ts in release.records
+        ]
+
+    sdf = app.dataframe(source)
+    sdf = sdf.apply(tier_records, expand=True)
+    sdf = sdf.set_timestamp(lambda value, key, ts, headers: value[3])
+    sdf.to_topic(lambda value, key, ts, headers: sinks[value[0]], key=lambda value: value[1])
+    app.run()  # until the benchmark stops the process
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=["pipeline", "plain", "faust", "faust-forward"])
+    parser.add_argument("variant", choices=["pipeline", "plain", "faust", "faust-forward", "quix"])
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--redis", required=True)
@@ -175,6 +223,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant.startswith("faust"):
         run_faust(args)
+    elif args.variant == "quix":
+        run_quix(args)
     else:
         asyncio.run(run_pipeline(args) if args.variant == "pipeline" else run_plain(args))
 

@@ -37,20 +37,22 @@ var (
 	seqKey     = []byte(`"seq":`)
 	deltaHead  = []byte(`{"type":"delta"`)
 	// MessagePack: the key "sent_ms" as a fixstr, and the head of a delta map ("type": "delta").
-	sentKeyMP   = []byte("\xa7sent_ms")
-	deltaHeadMP = []byte("\xa4type\xa5delta")
-	useMsgpack  bool
+	sentKeyMP     = []byte("\xa7sent_ms")
+	deltaHeadMP   = []byte("\xa4type\xa5delta")
+	useMsgpack    bool
+	useCentrifugo bool
 )
 
 type client struct {
-	n      int
-	sub    map[string]any
-	conn   *websocket.Conn
-	epoch  string
-	seq    int64
-	ready  chan struct{}
-	status string // "subscribed", "resumed", "reset"
-	mu     sync.Mutex
+	n       int
+	sub     map[string]any
+	conn    *websocket.Conn
+	epoch   string
+	seq     int64
+	ready   chan struct{}
+	status  string // "subscribed", "resumed", "reset"
+	channel string // with -protocol centrifugo: the channel of its filter
+	mu      sync.Mutex
 }
 
 // head holds the scalar fields at the start of a server message.
@@ -329,6 +331,10 @@ func mpPack(buf *bytes.Buffer, v any) {
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (c *client) run(url string, resume bool, connected *sync.WaitGroup) {
+	if useCentrifugo {
+		c.runCentrifugo(url, connected)
+		return
+	}
 	proto := "shfeeds.v1.json"
 	if useMsgpack {
 		proto = "shfeeds.v1.msgpack"
@@ -501,12 +507,21 @@ func main() {
 	n := flag.Int("clients", 10000, "concurrent clients")
 	parallel := flag.Int("parallel", 1000, "handshakes in flight")
 	codec := flag.String("codec", "json", "subprotocol: json or msgpack")
+	protocol := flag.String("protocol", "shfeeds", "shfeeds or centrifugo (its JSON client protocol)")
+	listFilters := flag.Bool("list-filters", false, "print the distinct filters (channel fN is the N-th) and exit")
 	flag.Parse()
 	useMsgpack = *codec == "msgpack"
+	useCentrifugo = *protocol == "centrifugo"
 	rng := rand.New(rand.NewSource(2019))
 	clients := make([]*client, *n)
 	for i := range clients {
 		clients[i] = &client{n: i, sub: subscription(i, rng)}
+	}
+	distinct := channels(clients)
+	if *listFilters {
+		data, _ := json.Marshal(distinct)
+		fmt.Println(string(data))
+		return
 	}
 	took := connectAll(clients, *url, false, *parallel)
 	emit(map[string]any{"phase": "connected", "clients": *n, "seconds": took.Seconds()})

@@ -1,0 +1,179 @@
+"""Fan-out peer: our server and Centrifugo, the same Go load generator, clients, filters and input, alternated.
+
+Centrifugo is built by ``go install`` into a bench-local bin folder under .stack/ (not in git) and runs with
+its memory broker, insecure client mode (no tokens: no JWT check at connect for either side) and one channel
+per distinct filter. A bridge (bench/peers/centrifugo_bridge.py) reads the tier topic our server reads and
+publishes each tick's matching records per channel through Centrifugo's HTTP API. Our server runs as in
+bench/fanout/run.py (grouped frames, JSON). Each side: connect every client, wait, then produce the input for
+``seconds`` while the load generator counts deliveries and latency from the ``sent_ms`` stamp in each record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.fanout.run import LoadGen, Server, cpu_s, prime, produce, rss_kb
+from bench.report import ROOT, median_of
+from ws_server.config import Naming
+
+VERSION = "v6.9.1"
+GOBIN = ROOT / ".stack/gobin"
+LOADGEN_DIR = ROOT / "bench/fanout/loadgen"
+API_KEY = "bench-peers"
+
+
+def build() -> tuple[Path, Path]:
+    """(Centrifugo, the load generator), built on first use."""
+    GOBIN.mkdir(parents=True, exist_ok=True)
+    centrifugo = GOBIN / "centrifugo"
+    if not centrifugo.exists():
+        env = dict(os.environ, GOBIN=str(GOBIN))
+        subprocess.run(["go", "install", f"github.com/centrifugal/centrifugo/v6@{VERSION}"], env=env, check=True)
+    loadgen = GOBIN / "loadgen"
+    subprocess.run(["go", "build", "-o", str(loadgen), "."], cwd=LOADGEN_DIR, check=True)
+    return centrifugo, loadgen
+
+
+def centrifugo_config(port: int) -> dict[str, Any]:
+    return {
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "http_api": {"key": API_KEY},
+        "client": {"insecure": True, "allowed_origins": ["*"]},
+        "log": {"level": "error"},
+    }
+
+
+def measured_side(
+    name: str, pid: int, url: str, args: argparse.Namespace, loadgen: Path, topic: str, extra: tuple[str, ...]
+) -> dict[str, Any]:
+    """Connect every client to the server ``pid`` serves at ``url``, then measure one window of input."""
+    subprocess.run([str(loadgen), "-url", url, "-clients", "1", *extra], input="quit\n", text=True,
+                   capture_output=True, check=True)  # fmt: skip
+    time.sleep(1.0)
+    rss_before = rss_kb(pid)
+    gen = LoadGen(loadgen, url, args.clients, args.loadgen_cpu or None, "json", extra)
+    try:
+        connected = gen.read()
+        time.sleep(3.0)
+        rss_idle = rss_kb(pid)
+        gen.command("measure")
+        cpu_before, gen_before = cpu_s(pid), cpu_s(gen.proc.pid)
+        sent = asyncio.run(produce(args.bootstrap, topic, args.rate, args.seconds, 7))
+        time.sleep(1.0)
+        rss_loaded = rss_kb(pid)
+        gen.command("stop")
+        measured = gen.read()
+        window = args.seconds + 1.0
+        return {
+            "side": name,
+            "connect_s": connected["seconds"],
+            "input_records": sent,
+            "deliveries_per_s": measured["deliveries_per_s"],
+            "frames_per_s": measured["frames_per_s"],
+            "p50_ms": measured["p50_ms"],
+            "p99_ms": measured["p99_ms"],
+            "server_cpu": (cpu_s(pid) - cpu_before) / window,
+            "loadgen_cpu": (cpu_s(gen.proc.pid) - gen_before) / window,
+            "kb_per_idle_connection": (rss_idle - rss_before) / args.clients,
+            "kb_per_connection": (rss_loaded - rss_before) / args.clients,
+        }
+    finally:
+        gen.close()
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.fanout.serve_node", "--mode", "grouped", "--port", str(args.port),
+            "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix]  # fmt: skip
+    if args.server_cpu:
+        argv = ["taskset", "-c", args.server_cpu, *argv]
+    node = Server(argv)
+    try:
+        assert node.proc.stdout is not None
+        node.proc.stdout.readline()
+        time.sleep(1.5)
+        url = f"ws://127.0.0.1:{args.port}/"
+        return measured_side("ours", node.proc.pid, url, args, loadgen, naming.tier_topic("public", "bus"), ())
+    finally:
+        stop(node.proc)
+
+
+def run_centrifugo(args: argparse.Namespace, naming: Naming, binaries: tuple[Path, Path], tmp: Path) -> dict[str, Any]:
+    centrifugo, loadgen = binaries
+    port = args.port + 1
+    config = tmp / "centrifugo.json"
+    config.write_text(json.dumps(centrifugo_config(port)))
+    filters = tmp / "filters.json"
+    listed = subprocess.run([str(loadgen), "-clients", str(args.clients), "-list-filters"], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    filters.write_text(listed.stdout)
+    argv = [str(centrifugo), "-c", str(config)]
+    if args.server_cpu:
+        argv = ["taskset", "-c", args.server_cpu, *argv]
+    server = subprocess.Popen(argv, cwd=tmp)
+    topic = naming.tier_topic("public", "bus")
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "bench.peers.centrifugo_bridge", "--topic", topic, "--bootstrap", args.bootstrap,
+         "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert bridge.stdout is not None
+        bridge.stdout.readline()
+        time.sleep(1.5)
+        url = f"ws://127.0.0.1:{port}/connection/websocket"
+        bridge_before = cpu_s(bridge.pid)
+        side = measured_side("centrifugo", server.pid, url, args, loadgen, topic, ("-protocol", "centrifugo"))
+        # the bridge's CPU over the whole side (connect included, when it idles): an upper bound
+        side["bridge_cpu"] = (cpu_s(bridge.pid) - bridge_before) / (args.seconds + 1.0)
+        side["channels"] = len(json.loads(listed.stdout))
+        return side
+    finally:
+        stop(bridge)
+        stop(server)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    binaries = build()
+    prefix = f"peerfanout-{uuid.uuid4().hex[:8]}"
+    naming = Naming(prefix + ".", prefix)
+    asyncio.run(prime(args.bootstrap, args.redis_url, naming))
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "centrifugo": []}
+    with tempfile.TemporaryDirectory(prefix="shfeeds-peers-") as tmp:
+        for round_no in range(args.rounds):
+            order = ("ours", "centrifugo") if round_no % 2 == 0 else ("centrifugo", "ours")
+            for side in order:
+                if side == "ours":
+                    run = run_ours(args, naming, binaries[1])
+                else:
+                    run = run_centrifugo(args, naming, binaries, Path(tmp))
+                print(side, json.dumps(run), flush=True)
+                runs[side].append(run)
+    keys = ("deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu",
+            "kb_per_idle_connection", "kb_per_connection", "bridge_cpu")  # fmt: skip
+    return {
+        "clients": args.clients,
+        "channels": runs["centrifugo"][0]["channels"] if runs["centrifugo"] else None,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "runs": runs,
+        "medians": {side: {k: median_of(rs, k) for k in keys} for side, rs in runs.items()},
+    }

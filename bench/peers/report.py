@@ -1,0 +1,140 @@
+"""The peers' goals, checked in code, and the generated sections of docs/benchmarks-peers.md and
+docs/benchmarks.md. Pure functions of a result dict, so a saved result renders the same way again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import ROOT, Goal
+
+PAGE = ROOT / "docs/benchmarks-peers.md"
+SUMMARY = ROOT / "docs/benchmarks.md"
+QUIX_MIN_RATIO = 1.5  # our sustained records/s over Quix Streams', same input, same run
+CENTRIFUGO_MIN_RATIO = 1.0  # our deliveries/s over Centrifugo's, same clients, filters and rate
+P99_SLACK = 1.10  # "equal p99": ours no more than 10 % above Centrifugo's
+
+
+def quix_goals(quix: dict[str, Any]) -> list[Goal]:
+    med = quix["medians"]
+    ours, peer = med["pipeline"]["sustained_per_s"], med["quix"]["sustained_per_s"]
+    ratio = ours / peer if ours and peer else 0.0
+    eq = quix["equivalence"]
+    return [
+        Goal(
+            "pipeline vs Quix Streams, sustained records/s",
+            f"≥ {QUIX_MIN_RATIO}×",
+            f"{ratio:.1f}× ({ours:,.0f} vs {peer:,.0f} records/s)",
+            ratio >= QUIX_MIN_RATIO,
+        ),
+        Goal(
+            "same output as Quix Streams",
+            "equal per-tier counts, no duplicates",
+            f"counts {'equal' if eq['equal_counts'] else 'DIFFER'}, {eq['duplicates']} duplicates",
+            eq["equal_counts"] and eq["duplicates"] == 0,
+        ),
+    ]
+
+
+def centrifugo_goals(fan: dict[str, Any]) -> list[Goal]:
+    ours, peer = fan["medians"]["ours"], fan["medians"]["centrifugo"]
+    ratio = ours["deliveries_per_s"] / peer["deliveries_per_s"] if peer["deliveries_per_s"] else 0.0
+    p99_ok = ours["p99_ms"] <= peer["p99_ms"] * P99_SLACK
+    return [
+        Goal(
+            "fan-out vs Centrifugo, deliveries/s at equal p99",
+            f"≥ {CENTRIFUGO_MIN_RATIO}× with p99 ≤ {P99_SLACK}× Centrifugo's",
+            f"{ratio:.2f}×, p99 {ours['p99_ms']} vs {peer['p99_ms']} ms",
+            ratio >= CENTRIFUGO_MIN_RATIO and p99_ok,
+        ),
+        Goal(
+            "memory per connection under load vs Centrifugo",
+            "≤ Centrifugo's",
+            f"{ours['kb_per_connection']:.1f} vs {peer['kb_per_connection']:.1f} KB RSS",
+            ours["kb_per_connection"] <= peer["kb_per_connection"],
+        ),
+    ]
+
+
+def goals(result: dict[str, Any]) -> list[Goal]:
+    out: list[Goal] = []
+    if result.get("quix"):
+        out += quix_goals(result["quix"])
+    if result.get("centrifugo"):
+        out += centrifugo_goals(result["centrifugo"])
+    return out
+
+
+def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def quix_section(quix: dict[str, Any]) -> str:
+    med = quix["medians"]
+    lines = [
+        f"{quix['records']:,} bus records in raw.bus, every variant on its own topics with the same backlog, "
+        f"{quix['rounds']} alternating rounds, medians; one worker process each.",
+        "",
+        "| variant | records/s | sustained records/s | CPU µs/record |",
+        "|---|---|---|---|",
+    ]
+    for name, label in (("pipeline", "ours (stream worker)"), ("quix", "Quix Streams")):
+        m = med[name]
+        lines.append(
+            f"| {label} | {_num(m['records_per_s'])} | {_num(m['sustained_per_s'])} | "
+            f"{_num(m['cpu_us_per_record'], '{:,.1f}')} |"
+        )
+    eq = quix["equivalence"]
+    per_tier = ", ".join(f"{t} {n:,}" for t, n in eq["per_tier_records"].items())
+    lines += ["", f"Tier records per run: {per_tier}; equal in every run: {eq['equal_counts']}; "
+              f"duplicates: {eq['duplicates']}."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def centrifugo_section(fan: dict[str, Any]) -> str:
+    ours, peer = fan["medians"]["ours"], fan["medians"]["centrifugo"]
+    lines = [
+        f"{fan['clients']:,} clients, {fan['channels']} distinct filters (= Centrifugo channels), "
+        f"{fan['rate']:,} records/s for {fan['seconds']:.0f} s, {fan['rounds']} alternating rounds, medians.",
+        "",
+        "| | ours | Centrifugo |",
+        "|---|---|---|",
+    ]
+    rows = (
+        ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+        ("latency p50 (ms, produce → client)", "p50_ms", "{:,.0f}"),
+        ("latency p99 (ms, produce → client)", "p99_ms", "{:,.0f}"),
+        ("server CPU (cores)", "server_cpu", "{:.2f}"),
+        ("bridge CPU (cores; Kafka → Centrifugo API)", "bridge_cpu", "{:.2f}"),
+        ("frames/s received", "frames_per_s", "{:,.0f}"),
+        ("load generator CPU (cores)", "loadgen_cpu", "{:.2f}"),
+        ("memory per idle connection (KB RSS)", "kb_per_idle_connection", "{:.1f}"),
+        ("memory per connection under load (KB RSS)", "kb_per_connection", "{:.1f}"),
+    )
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | {_num(ours.get(key), fmt)} | {_num(peer.get(key), fmt)} |")
+    lines += ["", "Every round (deliveries/s, p99 ms, input records in the window):", ""]
+    for side, label in (("ours", "ours"), ("centrifugo", "Centrifugo")):
+        each = "; ".join(
+            f"{r['deliveries_per_s']:,.0f}, {r['p99_ms']}, {r['input_records']:,}" for r in fan["runs"].get(side, [])
+        )
+        lines.append(f"- {label}: {each}")
+    return "\n".join(lines)
+
+
+def goal_lines(gs: list[Goal]) -> str:
+    return "\n".join(f"- {g.line()}" for g in gs)
+
+
+def page_body(result: dict[str, Any], source: str) -> str:
+    parts = [f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']} "
+             f"on {result['machine']['cores']} cores; result file `{source}`.", ""]  # fmt: skip
+    if result.get("quix"):
+        parts += ["### Stream processing: Quix Streams", "", quix_section(result["quix"]), ""]
+    if result.get("centrifugo"):
+        parts += ["### Fan-out: Centrifugo", "", centrifugo_section(result["centrifugo"]), ""]
+    parts += ["### Goals", "", goal_lines(goals(result))]
+    return "\n".join(parts)
+
+
+def summary_body(result: dict[str, Any], source: str) -> str:
+    return f"Peers in the same run (docs/benchmarks-peers.md, `{source}`):\n\n{goal_lines(goals(result))}"

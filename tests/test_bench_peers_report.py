@@ -1,0 +1,87 @@
+"""The peers benchmark's report: a saved result is judged against the goals in code (a miss is said as a miss)
+and rendered into the doc sections, naming the result by its file name only. No network."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bench.peers.report import goals, page_body, summary_body
+from bench.report import replace_between
+
+TIERS4 = {"operator": 4000, "licensed": 4000, "public": 4000, "open": 4000}
+
+
+def sample() -> dict[str, Any]:
+    per_run = {t: {"records": n, "duplicates": 0} for t, n in TIERS4.items()}
+    med = {
+        "pipeline": {"records_per_s": 4600.0, "sustained_per_s": 4100.0, "cpu_us_per_record": 67.0},
+        "quix": {"records_per_s": 175.0, "sustained_per_s": 170.0, "cpu_us_per_record": 1190.0},
+    }
+    fan = {"deliveries_per_s": 0.0, "p50_ms": 30, "p99_ms": 80, "server_cpu": 0.5, "kb_per_connection": 34.6}
+    return {
+        "bench": "peers",
+        "git_sha": "a" * 40,
+        "when": "2026-12-05T16:00:00Z",
+        "machine": {"loadavg": [1.0, 1.0, 1.0], "cores": 2},
+        "quix": {
+            "records": 4000,
+            "rounds": 3,
+            "runs": {"pipeline": [{"tiers": per_run}] * 3, "quix": [{"tiers": per_run}] * 3},
+            "medians": med,
+            "equivalence": {"per_tier_records": TIERS4, "equal_counts": True, "duplicates": 0},
+        },
+        "centrifugo": {
+            "clients": 2000,
+            "channels": 117,
+            "rate": 2000,
+            "seconds": 20.0,
+            "rounds": 3,
+            "runs": {
+                "ours": [{"deliveries_per_s": 990_000.0, "p99_ms": 80, "input_records": 32_000}],
+                "centrifugo": [{"deliveries_per_s": 1_000_000.0, "p99_ms": 80, "input_records": 32_000}],
+            },
+            "medians": {
+                "ours": {**fan, "deliveries_per_s": 990_000.0},
+                "centrifugo": {**fan, "deliveries_per_s": 1_000_000.0, "kb_per_connection": 69.8},
+            },
+        },
+    }
+
+
+def test_goals_are_judged_from_the_figures() -> None:
+    by_name = {g.name: g for g in goals(sample())}
+    quix = by_name["pipeline vs Quix Streams, sustained records/s"]
+    assert quix.met and quix.measured.startswith("24.1×")
+    assert by_name["same output as Quix Streams"].met
+    centrifugo = by_name["fan-out vs Centrifugo, deliveries/s at equal p99"]
+    assert not centrifugo.met and "0.99×" in centrifugo.measured and centrifugo.line().startswith("MISSED")
+    assert by_name["memory per connection under load vs Centrifugo"].met
+
+
+def test_unequal_outputs_or_duplicates_fail_the_output_goal() -> None:
+    result = copy.deepcopy(sample())
+    result["quix"]["equivalence"].update(equal_counts=False, duplicates=3)
+    goal = {g.name: g for g in goals(result)}["same output as Quix Streams"]
+    assert not goal.met and "DIFFER" in goal.measured and "3 duplicates" in goal.measured
+
+
+def test_sections_show_the_figures_and_name_the_result_file_only() -> None:
+    page = page_body(sample(), "peers-2026-12-05T160000Z-aaaaaaa.json")
+    assert "| ours (stream worker) | 4,600 | 4,100 | 67.0 |" in page
+    assert "| Quix Streams | 175 | 170 | 1,190.0 |" in page
+    assert "| memory per connection under load (KB RSS) | 34.6 | 69.8 |" in page
+    assert "- ours: 990,000, 80, 32,000" in page and "- Centrifugo: 1,000,000, 80, 32,000" in page
+    assert "bench/results" not in page and "peers-2026-12-05T160000Z-aaaaaaa.json" in page
+    summary = summary_body(sample(), "peers-x.json")
+    assert summary.count("- met:") == 3 and summary.count("- MISSED:") == 1
+    doc = replace_between("# Benchmarks\n\nhand text\n", "bench:peers-summary", summary)
+    assert replace_between(doc, "bench:peers-summary", summary) == doc
+
+
+def test_a_result_without_the_fan_out_peer_judges_only_quix() -> None:
+    result = sample()
+    del result["centrifugo"]
+    assert [g.name for g in goals(result)] == ["pipeline vs Quix Streams, sustained records/s",
+                                               "same output as Quix Streams"]  # fmt: skip
+    assert "Centrifugo" not in page_body(result, "x.json")
