@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean chaos
+.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean chaos bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -70,6 +70,18 @@ lint: setup
 ## and the clients are checked. Writes docs/chaos.md and docs/chaos-result.json; exits 1 if something broke.
 chaos: setup
 	$(BIN)/python -m bench.chaos --out docs/chaos-result.json --markdown docs/chaos.md
+
+## Benchmarks that fit in 30 minutes (not part of `make test`): the policy kernel against a numpy port, our
+## pipeline against Quix Streams and our fan-out against Centrifugo in the same run, then the capacity
+## model from the inputs. Each writes its result JSON (bench/results/, with the commit) and its generated
+## doc sections, and prints its goals, met or missed. The soak (`python -m bench.soak`, 15 min) and the
+## chaos run (`make chaos`) are separate.
+bench: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/shfeeds stack up
+	$(BIN)/python -m bench.policy_engine
+	$(BIN)/python -m bench.peers --records 20000 --rounds 3
+	$(BIN)/python -m bench.capacity
 
 ## Stop the local Kafka + Redis.
 stop:
