@@ -8,6 +8,7 @@ catch-up or a reset instead of an exact replay, which the protocol already provi
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -29,19 +30,28 @@ class ReplayBudget:
         self.max_bytes = max_bytes
         self.used = 0  # bytes of every buffered frame of every stream
         self.frames = 0
-        self._order: deque[tuple[ReplayHolder, int]] = deque()  # (stream, seq) in the order they were kept
+        # (stream, seq) in the order they were kept. Weak references: a freed stream must not stay alive
+        # (with its entity sets and cached frames) until its stale entries are compacted away.
+        self._order: deque[tuple[weakref.ref[ReplayHolder], int]] = deque()
 
     def added(self, holder: ReplayHolder, seq: int, size: int) -> None:
         self.used += size
         self.frames += 1
-        self._order.append((holder, seq))
+        self._order.append((weakref.ref(holder), seq))
         while self.used > self.max_bytes and self._order:
-            oldest, oldest_seq = self._order.popleft()
-            oldest.drop_through(oldest_seq)  # nothing if that stream already let it go
+            ref, oldest_seq = self._order.popleft()
+            oldest = ref()
+            if oldest is not None:
+                oldest.drop_through(oldest_seq)  # nothing if that stream already let it go
         # Entries of frames the streams dropped themselves linger until here: keep them few.
         if len(self._order) > 2 * self.frames + 1024:
-            self._order = deque(entry for entry in self._order if entry[0].holds(entry[1]))
+            self._order = deque(entry for entry in self._order if _still_held(*entry))
 
     def released(self, size: int) -> None:
         self.used -= size
         self.frames -= 1
+
+
+def _still_held(ref: weakref.ref[ReplayHolder], seq: int) -> bool:
+    holder = ref()
+    return holder is not None and holder.holds(seq)

@@ -230,9 +230,16 @@ class Stream:
         return bool(self.buffer) and self.buffer[0][0] <= seq <= self.buffer[-1][0]
 
     def free(self) -> None:
-        """The stream is dropped: its buffer goes, and with it its share of the replay budget."""
+        """The stream is dropped: its buffer goes, and with it its share of the replay budget; so do its
+        cached frames and entity sets, in case something still holds the stream object."""
         while self.buffer:
             self._drop_oldest()
+        self._snapshot_cache = None
+        self._catch_up_cache = None
+        self.inside = set()
+        self.pending = {}
+        if self.last_sent is not None:
+            self.last_sent = {}
 
     def replay_after(self, seq: int) -> list[tuple[bytes, int]] | None:
         """Frames after ``seq`` exactly (each with its record count), or None when the buffer no longer
