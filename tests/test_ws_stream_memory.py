@@ -5,6 +5,7 @@ address or key can keep only so many distinct streams alive. Sans-I/O, with a fa
 from __future__ import annotations
 
 import gc
+import tracemalloc
 import weakref
 from typing import Any
 
@@ -134,3 +135,49 @@ def test_a_freed_stream_is_gone_from_memory_not_only_from_the_hub() -> None:
     assert hub.streams == {}
     gc.collect()
     assert gone() is None
+
+
+def test_orphaned_streams_in_their_grace_period_hold_little_besides_replay_frames() -> None:
+    # Half the chaos run's churned subscriptions asked for a snapshot of the whole city: each stream kept
+    # those snapshot frames (~0.8 MB) for its whole life, 200 streams per IP. The frames are shared by the
+    # clients joining in the same tick only.
+    hub = new_hub(replay_bytes=10**9)
+    fleet = [
+        (f"b{i}", bus(f"b{i}", 121.2 + (i % 97) * 0.005, 31.0 + (i // 97) * 0.01, note="x" * 120)) for i in range(3000)
+    ]
+    hub.ingest("public", "bus", fleet)
+    hub.tick(T0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for cycle in range(5):
+            session, sink = connect(hub, "ip:1", now=T0 + cycle)
+            for n in range(10):
+                options = {"min_interval_ms": 1000 + cycle * 10 + n, "snapshot": True}
+                send(session, {"type": "subscribe", "id": f"s{n}", "feed": "bus", "options": options}, T0 + cycle)
+            session.close(1000, "bye")
+            del session, sink  # the client is gone, and with it the frames it was sent
+        hub.tick(T0 + 50)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before - hub.replay.used
+    finally:
+        tracemalloc.stop()
+    assert len(hub.streams) == 50
+    assert held / len(hub.streams) < 200_000, f"{held / len(hub.streams):,.0f} bytes per orphaned stream"
+
+
+def test_a_records_kept_encoding_costs_its_size_not_a_serialiser_buffer() -> None:
+    # orjson returns a 200-byte record in a buffer of at least 4 KiB; a node keeps one encoding per entity,
+    # codec and CRS for as long as the entity lives.
+    codec = CODECS[JSON]
+    record = {"id": "b1", "lng": 121.45, "lat": 31.25, "crs": "gcj02", "route_id": "71", "note": "x" * 120}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [codec.encode_kept(record) for _ in range(1000)]
+        per_record = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert kept[0] == codec.encode(record)
+    assert per_record < 2 * len(kept[0]), f"{per_record:,.0f} bytes kept for a {len(kept[0])}-byte record"

@@ -185,6 +185,7 @@ class Hub:
                     stream.pending_since = received
         built = 0
         for stream in list(self.streams.values()):
+            stream.forget_cached_frames()
             if not stream.due(now_ms):
                 continue
             since = stream.pending_since

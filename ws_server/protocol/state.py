@@ -61,7 +61,7 @@ class Entry:
             if codec.binary and self.record.get("crs", "gcj02") == crs:
                 data = self.raw
             else:
-                data = codec.encode(self.in_crs(crs))
+                data = codec.encode_kept(self.in_crs(crs))
             self._encoded[cache_key] = data
         return data
 

@@ -234,8 +234,7 @@ class Stream:
         cached frames and entity sets, in case something still holds the stream object."""
         while self.buffer:
             self._drop_oldest()
-        self._snapshot_cache = None
-        self._catch_up_cache = None
+        self.forget_cached_frames()
         self.inside = set()
         self.pending = {}
         if self.last_sent is not None:
@@ -291,6 +290,13 @@ class Stream:
         return inside and self.filter.admits(entry.id, entry.route, entry.stop)
 
     # ------------------------------------------------------------------------------------------ snapshots
+
+    def forget_cached_frames(self) -> None:
+        """Drop the snapshot and catch-up frames kept for clients joining in the same tick. They save
+        rebuilding when many join at once (a reconnect storm); kept longer, every stream that a client
+        joined holds a copy of its whole area's records for as long as it lives."""
+        self._snapshot_cache = None
+        self._catch_up_cache = None
 
     def snapshot_frames(self) -> list[tuple[bytes, int]]:
         """The current state inside the filter as snapshot frames, each with its record count (shared
