@@ -45,6 +45,7 @@ class ServerConfig:
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
     gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)
     gc_full_s: float = 600.0  # ... and collect everything this often
+    heap_trim_s: float = 10.0  # give freed heap memory back to the system this often (0 = never)
     # The simulated network /gtfs/static.zip describes: the simulator's seed and fleet size (`shfeeds run`'s).
     network_seed: int = 2019
     network_buses: int = 17_000

@@ -47,6 +47,7 @@ from .config import Naming, ServerConfig, hash_api_key
 from .districts import lookup_district
 from .feed_reader import FeedReaders, FeedUnavailable
 from .gtfs_static_feed import StaticFeed
+from .heap import release_free_heap
 from .http_query import FeedQueries
 from .http_routes import HttpRoutes, refusal, text_response
 from .keys import KeyInfo, KeyStore, key_id_of
@@ -369,6 +370,14 @@ class Node:
                 since_full = 0.0
             gc.freeze()
 
+    async def heap_loop(self) -> None:
+        """Hand freed memory back to the system every ``heap_trim_s`` (see ws_server/heap.py)."""
+        if self.config.heap_trim_s <= 0 or not release_free_heap():
+            return
+        while True:
+            await asyncio.sleep(self.config.heap_trim_s)
+            release_free_heap()
+
     async def _ping_redis(self) -> None:
         await self.redis.ping()  # type: ignore[misc]
 
@@ -479,6 +488,7 @@ class Node:
                     asyncio.create_task(self.key_watch_loop()),
                     asyncio.create_task(watch_redis(self.redis_health, self._ping_redis, now_ms)),
                     asyncio.create_task(self.gc_loop()),
+                    asyncio.create_task(self.heap_loop()),
                     asyncio.create_task(self.usage_loop()),
                     asyncio.create_task(self.audit.run(self.config.audit_interval_s)),
                 ]

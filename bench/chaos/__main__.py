@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import statistics
 import subprocess
 import sys
 import time
@@ -49,12 +50,17 @@ from .verdict import (
 BYSTANDER_P99_MS = (
     1000.0  # a ping's round trip, under the abuse and the blows (a JVM restarting, a loaded 2-core machine)
 )
-SERVER_RSS_BOUND = 600 << 20  # the server's resident memory while clients churn distinct subscriptions
-# Growth over the second half of the soak of the memory the replay buffers do not explain: the buffers fill
-# up to their own process-wide byte budget by design (ServerConfig.replay_bytes_total), so RSS alone grows
-# with them; what else grows must stay within this, not creep.
-RSS_GROWTH_BOUND = 64 << 20
 REPLAY_BUDGET = ServerConfig.replay_bytes_total  # the server runs with the default
+# The server's resident memory while clients churn distinct subscriptions: the replay frames, which fill
+# up to their own process-wide budget by design, plus the rest. Measured with tracemalloc in such a run:
+# the tier histories kept for catch-up (100,000 records per tier and feed read, ~57 MiB each, three here),
+# the entity sets of the streams (0.5 MiB for a whole-city stream, up to 200 streams per IP), the entity
+# state and the connections' buffers: 350-450 MiB.
+SERVER_RSS_BOUND = REPLAY_BUDGET + (448 << 20)
+# Creep of the memory the replay frames do not explain: its median over the last quarter of the churn
+# against the quarter before. (Not the spread of single samples: a sample taken while a few whole-city
+# snapshots sit in write buffers differs from the next by tens of MiB without anything growing.)
+RSS_GROWTH_BOUND = 64 << 20
 HEALTH_REACTION_S = 5.0  # Redis down or back: /healthz says so within this
 
 TIER = "operator"  # undelayed: what a client sees is what the pipeline just released
@@ -410,16 +416,21 @@ class Run:
         soak = [(t, rss, held) for (t, rss), (_, held) in samples if t <= self.soak_end]
         peak = max((rss for _, rss, _ in soak), default=0)
         half = [(rss, held) for t, rss, held in soak if t >= self.soak_end / 2]
-        rest = [rss - held for rss, held in half]  # what the bounded replay buffers do not explain
-        growth = (max(rest) - min(rest)) if rest else 0
+
+        def rest(start: float, end: float) -> float:  # median of what the bounded replay frames do not explain
+            values = [rss - held for t, rss, held in soak if start * self.soak_end <= t < end * self.soak_end]
+            return statistics.median(values) if values else 0.0
+
+        growth = rest(0.75, 1.01) - rest(0.5, 0.75)
         held_peak = max((held for _, held in half), default=0)
         add(
             Check(
                 f"server memory ≤ {SERVER_RSS_BOUND >> 20} MiB, churning distinct subscriptions {self.soak_end:.0f} s",
                 peak <= SERVER_RSS_BOUND and growth <= RSS_GROWTH_BOUND,
                 f"peak RSS {peak / 2**20:.0f} MiB; over the second half, replay buffers up to {held_peak / 2**20:.0f} "
-                f"MiB (their budget: {REPLAY_BUDGET >> 20} MiB) and the rest's spread {growth / 2**20:.0f} MiB "
-                f"(bound {RSS_GROWTH_BOUND >> 20} MiB); "
+                f"MiB (their budget: {REPLAY_BUDGET >> 20} MiB); the rest's median {rest(0.5, 0.75) / 2**20:.0f} MiB, "
+                f"then {rest(0.75, 1.01) / 2**20:.0f} MiB in the last quarter "
+                f"(creep bound {RSS_GROWTH_BOUND >> 20} MiB); "
                 f"{self.tally.sent['distinct subscription']} distinct subscriptions",
             )
         )
