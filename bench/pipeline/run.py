@@ -32,50 +32,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
+from bench.pipeline.outputs import ENTITIES, backlog, bus_record  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
-from schemas import TIERS, Naming, VehiclePosition, encode_kafka, now_ms, raw_topic  # noqa: E402
+from schemas import TIERS, Naming, now_ms, raw_topic  # noqa: E402
 from streams.stages.worker import worker_topics  # noqa: E402
-
-ENTITIES = 17_000  # Shanghai's bus fleet
-
-
-def bus_record(entity: int, k: int, observed_at: int, prefix: str = "bus") -> bytes:
-    rec = VehiclePosition(
-        id=f"{prefix}-{entity}",
-        source="bench",
-        observed_at=observed_at,
-        expires_at=observed_at + 86_400_000,
-        lng=121.25 + (entity % 130) * 0.004 + k * 0.00003,
-        lat=31.05 + (entity // 130) * 0.003,
-        route_id=str(entity % 900),
-        label=f"B{entity}",
-        speed_kmh=25.0,
-        bearing=90.0,
-        seq=k,
-        occupancy_status="MANY_SEATS_AVAILABLE",
-        plate="沪A00000",
-    )
-    return encode_kafka(rec)
 
 
 async def preload(bootstrap: str, topic: str, count: int) -> None:
+    """The backlog (bench/pipeline/outputs.py) with event times 4 hours old, so every delay has passed."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all")
     await producer.start()
-    base = now_ms() - 4 * 3_600_000
     try:
         futures = []
-        for i in range(count):
-            entity, k = i % ENTITIES, i // ENTITIES
-            ts = base + k * 10_000 + entity % 1000
-            futures.append(
-                await producer.send(
-                    topic,
-                    bus_record(entity, k, ts),
-                    key=f"bus-{entity}".encode(),
-                    timestamp_ms=ts,
-                    headers=[("source", b"bench")],
-                )
-            )
+        for key, value, ts in backlog(count, now_ms() - 4 * 3_600_000):
+            futures.append(await producer.send(topic, value, key=key, timestamp_ms=ts, headers=[("source", b"bench")]))
             if len(futures) >= 5000:
                 await asyncio.gather(*futures)
                 futures = []
