@@ -49,12 +49,25 @@ async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str
     await preload(s.kafka_bootstrap, prefix + raw_topic("bus"), records)
     cmd = [sys.executable, str(VARIANTS_PY), variant, "--prefix", prefix, "--bootstrap", s.kafka_bootstrap]
     cmd += ["--redis", s.redis_url, "--seconds", "600", "--max-poll", str(args.max_poll)]
-    workers = getattr(args, "workers", 1)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
-    result: dict[str, Any] = {"variant": variant, "workers": workers}
+    workers, stagger = getattr(args, "workers", 1), getattr(args, "stagger_seconds", 0.0)
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def join_later() -> None:
+        # a worker joining while the others are busy: the group rebalances mid-backlog
+        for _ in range(workers - 1):
+            await asyncio.sleep(stagger)
+            procs.append(spawn())
+
+    procs = [spawn() for _ in range(1 if stagger else workers)]
+    joining = asyncio.create_task(join_later()) if stagger else None
+    result: dict[str, Any] = {"variant": variant, "workers": workers, "stagger_seconds": stagger}
     try:
         result.update(await measure_throughput(s.kafka_bootstrap, prefix, records, procs))
     finally:
+        if joining is not None:
+            await joining
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -108,6 +121,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rounds": args.rounds,
         "workers": args.workers,
+        "stagger_seconds": args.stagger_seconds,
         "backlogs": {v: backlogs[v] for v in variants},
         "runs": runs,
         "medians": medians,
@@ -125,6 +139,7 @@ def main() -> None:
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="worker processes per variant")
+    parser.add_argument("--stagger-seconds", type=float, default=0.0, help="start the workers this far apart")
     parser.add_argument("--backlog", default="", help="variant=records,... over the defaults")
     parser.add_argument("--max-poll", type=int, default=2000)
     parser.add_argument("--settle-seconds", type=float, default=2.0)
