@@ -20,6 +20,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str
     cmd += ["--redis", s.redis_url, "--seconds", "600", "--max-poll", str(args.max_poll)]
     workers, stagger = getattr(args, "workers", 1), getattr(args, "stagger_seconds", 0.0)
 
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below) the workers' stderr
+
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
 
     async def join_later() -> None:
         # a worker joining while the others are busy: the group rebalances mid-backlog
@@ -65,6 +68,9 @@ async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str
     result: dict[str, Any] = {"variant": variant, "workers": workers, "stagger_seconds": stagger}
     try:
         result.update(await measure_throughput(s.kafka_bootstrap, prefix, records, procs))
+    except RuntimeError as exc:
+        errors.seek(0)
+        raise RuntimeError(f"{exc}: {errors.read()[-1500:].decode(errors='replace')}") from exc
     finally:
         if joining is not None:
             await joining
@@ -75,6 +81,7 @@ async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        errors.close()
     try:
         result["tiers"] = await tier_output(s.kafka_bootstrap, prefix)
     finally:

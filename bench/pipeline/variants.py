@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -116,7 +117,8 @@ async def run_plain(args: argparse.Namespace) -> None:
 
 
 async def run_plain_overlap(args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+    from aiokafka.errors import CommitFailedError, IllegalStateError
 
     from streams.io.batch_producer import BatchProducer
 
@@ -125,8 +127,19 @@ async def run_plain_overlap(args: argparse.Namespace) -> None:
     cleaner = Cleaner("bus")
     fanout = feed_fanout(engine)
     naming = Naming(args.prefix)
+    inflight: asyncio.Task[None] | None = None
+
+    class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+        """Partitions leave only after the batch in flight is delivered and committed."""
+
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            if inflight is not None:
+                await asyncio.shield(inflight)
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            pass
+
     consumer = AIOKafkaConsumer(
-        args.prefix + raw_topic("bus"),
         bootstrap_servers=args.bootstrap,
         group_id=args.prefix + "plain",
         enable_auto_commit=False,
@@ -134,6 +147,7 @@ async def run_plain_overlap(args: argparse.Namespace) -> None:
         max_poll_records=args.max_poll,
     )
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
+    consumer.subscribe([args.prefix + raw_topic("bus")], listener=FinishBeforeRevoke())
     await consumer.start()
     await producer.start()
     tune_gc()
@@ -141,9 +155,14 @@ async def run_plain_overlap(args: argparse.Namespace) -> None:
 
     async def deliver(futures: list[Any], offsets: dict[TopicPartition, int]) -> None:
         await asyncio.gather(*(f for f, _ in futures))
-        await consumer.commit(offsets)  # only what is delivered
+        mine = consumer.assignment()
+        ours = {tp: o for tp, o in offsets.items() if tp in mine}
+        # only what is delivered, of partitions still ours; when the group has moved on, the new owner
+        # repeats the batch (at least once, like any consumer)
+        if ours:
+            with contextlib.suppress(CommitFailedError, IllegalStateError):
+                await consumer.commit(ours)
 
-    inflight: asyncio.Task[None] | None = None
     deadline = time.monotonic() + args.seconds
     try:
         while time.monotonic() < deadline:
