@@ -15,7 +15,9 @@ def step(rate: int, p99: float | None = 100.0, growing: bool = False) -> dict[st
         "rate": rate,
         "sent": rate * 20,
         "offered_per_s": rate,
-        "tiers": {t: {"received": rate * 20, "p50_ms": 40.0, "p99_ms": p99, "max_ms": p99} for t in TIERS},
+        "tiers": {
+            t: {"received": rate * 20 if p99 else 0, "p50_ms": 40.0, "p99_ms": p99, "max_ms": p99} for t in TIERS
+        },
         "lag_end": 0,
         "lag_slope_per_s": 0,
         "lag_growing": growing,
@@ -38,6 +40,14 @@ def test_a_delayed_tier_over_the_limit_fails_the_step() -> None:
     assert not step_ok(s)
     assert step_ok(step(4000))
     assert not step_ok(step(4000, p99=None))  # nothing arrived: not a pass
+
+
+def test_a_throttled_tier_with_nothing_in_a_step_is_not_judged_but_lost_records_fail() -> None:
+    s = step(4000)
+    s["tiers"]["public"].update(received=0, p99_ms=None)
+    assert step_ok(s)
+    s["tiers"]["operator"]["received"] -= 1
+    assert not step_ok(s)
 
 
 def test_knee_is_the_last_rate_before_the_first_failure() -> None:

@@ -39,6 +39,7 @@ DEFAULT_VARIANTS = "pipeline,plain-overlap,faust-batched,quix,faust"
 # Backlog per variant: enough for a few seconds of steady work at each one's speed on this machine.
 DEFAULT_BACKLOG = {"pipeline": 100_000, "plain-overlap": 100_000, "plain": 100_000, "faust-batched": 30_000,
                    "quix": 6_000, "faust": 4_000}  # fmt: skip
+QUICK = "pipeline=30000,plain-overlap=30000,plain=30000,faust-batched=10000,quix=2000,faust=1000"
 
 
 async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str = "fair") -> dict[str, Any]:
@@ -152,7 +153,10 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=2.0)
     parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
     parser.add_argument("--no-publish", action="store_true", help="write the result JSON only")
+    parser.add_argument("--quick", action="store_true", help=f"one round on small backlogs ({QUICK}), not published")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.backlog, args.no_publish = 1, QUICK, True
     if args.render:
         publish(json.loads(args.render.read_text()), args.render)
         return
