@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.pipeline.fair import parse_backlog
-from bench.pipeline.fair_report import goals, page_body, summary_body
+from bench.pipeline.fair_report import goals, page_body, rebalance_body, summary_body
 from bench.pipeline.outputs import check_run, equivalence
 
 EXPECTED = {"operator": 1000, "licensed": 1000, "registered": 1000, "public": 340}
@@ -113,3 +113,12 @@ def test_backlog_overrides() -> None:
     assert parse_backlog("quix=500")["quix"] == 500
     with pytest.raises(SystemExit):
         parse_backlog("quix=lots")
+
+
+def test_rebalance_section_shows_each_tier_against_the_reference() -> None:
+    result = {**sample(), "workers": 2, "stagger_seconds": 3.0}
+    result["runs"] = {"plain": [run("plain", public=(353, 0))], "pipeline": [run("pipeline")]}
+    body = rebalance_body(result, "x.json")
+    assert "each started 3 s after the previous one" in body
+    assert "| 1,000 (1,000) | 1,000 (1,000) | 1,000 (1,000) | 353 (340) | records vs reference: public +13 |" in body
+    assert body.endswith("| 340 (340) | right |")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import settings
-from bench.pipeline.fair_report import PAGE, SUMMARY, goals, page_body, summary_body
+from bench.pipeline.fair_report import PAGE, SUMMARY, goals, page_body, rebalance_body, summary_body
 from bench.pipeline.outputs import check_run, equivalence, reference_counts, tier_output
 from bench.pipeline.run import delete_redis_keys, measure_throughput, preload
 from bench.report import machine, median_of, publish_section, stamp, write_result
@@ -138,6 +138,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def publish(result: dict[str, Any], path: Path) -> None:
+    if result.get("stagger_seconds"):  # the rebalance demonstration, not the comparison
+        publish_section(PAGE, "bench:pipeline-rebalance", rebalance_body(result, path.name))
+        return
     publish_section(PAGE, "bench:pipeline-fair", page_body(result, path.name))
     publish_section(SUMMARY, "bench:pipeline-fair-summary", summary_body(result, path.name))
 

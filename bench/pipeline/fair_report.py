@@ -130,3 +130,25 @@ def summary_body(result: dict[str, Any], source: str) -> str:
         f"Stream pipeline against fair baselines, same job, same run (docs/benchmarks-pipeline.md, `{source}`, "
         f"load {result['machine']['loadavg'][0]}):\n\n{goal_lines(goals(result))}"
     )
+
+
+def rebalance_body(result: dict[str, Any], source: str) -> str:
+    """A run with workers joining mid-backlog (``--stagger-seconds``): what each variant wrote per tier
+    against the reference, to show which designs keep their output through a rebalance."""
+    tiers = list(next(iter(result["runs"].values()))[0]["expected"])
+    lines = [
+        f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']}; "
+        f"{result['workers']} worker processes per variant, each started {result['stagger_seconds']:g} s after "
+        f"the previous one; result file `{source}`.",
+        "",
+        "| variant | backlog | " + " | ".join(f"{t} (reference)" for t in tiers) + " | output check |",
+        "|---|---|" + "---|" * len(tiers) + "---|",
+    ]
+    for v, runs in result["runs"].items():
+        for r in runs:
+            if "tiers" not in r:
+                lines.append(f"| {LABELS.get(v, v)} | {r['records']:,} | " + "– | " * len(tiers) + "did not finish |")
+                continue
+            cells = " | ".join(f"{r['tiers'][t]['records']:,} ({r['expected'][t]:,})" for t in tiers)
+            lines.append(f"| {LABELS.get(v, v)} | {r['records']:,} | {cells} | {_check_cell(r)} |")
+    return "\n".join(lines)
