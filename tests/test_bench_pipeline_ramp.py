@@ -54,7 +54,12 @@ def test_knee_is_the_last_rate_before_the_first_failure() -> None:
     steps = [step(2000), step(4000), step(6000, growing=True), step(8000)]
     assert knee(steps) == 4000
     assert knee([step(2000, p99=900.0)]) is None
-    assert knee([step(6000), step(2000), step(4000)]) == 6000
+    assert knee([step(2000), step(4000), step(6000)]) == 6000
+
+
+def test_a_retried_step_counts_by_its_last_attempt() -> None:
+    assert knee([step(2000), step(4000, p99=900.0), step(4000), step(6000, growing=True)]) == 4000
+    assert knee([step(2000), step(4000), step(4000, p99=900.0)]) == 2000
 
 
 def test_percentiles_of_nothing_are_none() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.pipeline.fair import one_run
 from bench.pipeline.outputs import equivalence
-from bench.report import median_of
+from bench.pipeline.run import throughput_medians
 
 VARIANTS = ("pipeline", "quix")
 
@@ -28,10 +28,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             run = asyncio.run(one_run(variant, args.records, args, tag="peer"))
             print(variant, run, flush=True)
             runs[variant].append(run)
-    medians = {
-        v: {k: median_of(rs, k) for k in ("records_per_s", "sustained_per_s", "cpu_us_per_record")}
-        for v, rs in runs.items()
-    }
+    medians = throughput_medians(runs)
     return {
         "records": args.records,
         "rounds": args.rounds,

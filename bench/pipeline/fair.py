@@ -28,8 +28,8 @@ from typing import Any
 import settings
 from bench.pipeline.fair_report import PAGE, SUMMARY, goals, page_body, rebalance_body, summary_body
 from bench.pipeline.outputs import check_run, equivalence, reference_counts, tier_output
-from bench.pipeline.run import delete_redis_keys, measure_throughput, preload
-from bench.report import machine, median_of, publish_section, stamp, write_result
+from bench.pipeline.run import delete_redis_keys, measure_throughput, preload, stop_workers, throughput_medians
+from bench.report import conclude, machine, publish_section, stamp
 from kafka_admin import delete_topics, ensure_topics
 from schemas import Naming, raw_topic
 from streams.stages.worker import worker_topics
@@ -75,13 +75,7 @@ async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str
     finally:
         if joining is not None:
             await joining
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(procs)
         errors.close()
     try:
         result["tiers"] = await tier_output(s.kafka_bootstrap, prefix)
@@ -122,10 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 run["check"] = check_run(run["tiers"], expected[n])
             print(variant, json.dumps({k: v for k, v in run.items() if k != "expected"}), flush=True)
             runs[variant].append(run)
-    medians = {
-        v: {k: median_of(rs, k) for k in ("records_per_s", "sustained_per_s", "cpu_us_per_record")}
-        for v, rs in runs.items()
-    }
+    medians = throughput_medians(runs)
     return {
         "rounds": args.rounds,
         "workers": args.workers,
@@ -165,13 +156,7 @@ def main() -> None:
         return
     result: dict[str, Any] = {"bench": "pipeline-fair", **stamp(), "machine": machine()}
     result.update(measure(args))
-    result["machine_after"] = machine()
-    path = write_result(result)
-    if not args.no_publish:
-        publish(result, path)
-    for goal in goals(result):
-        print(goal.line())
-    print("->", path.name)
+    conclude(result, None if args.no_publish else publish, goals)
 
 
 if __name__ == "__main__":

@@ -57,12 +57,14 @@ def step_ok(step: dict[str, Any]) -> bool:
 
 
 def knee(steps: list[dict[str, Any]]) -> float | None:
-    """The highest offered rate at which this and every lower step passed; None when the first failed."""
+    """The highest offered rate at which this and every lower step passed; None when the first failed. A
+    rate offered twice (a failing step is retried once) counts by its last attempt."""
+    last = {step["rate"]: step for step in steps}  # steps in the order offered
     best = None
-    for step in sorted(steps, key=lambda s: s["rate"]):
-        if not step_ok(step):
+    for rate in sorted(last):
+        if not step_ok(last[rate]):
             break
-        best = step["rate"]
+        best = rate
     return best
 
 

@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
 from bench.pipeline.outputs import ENTITIES, backlog, bus_record  # noqa: E402
+from bench.report import median_of  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
 from schemas import TIERS, Naming, now_ms, raw_topic  # noqa: E402
 from streams.stages.worker import worker_topics  # noqa: E402
@@ -61,6 +63,25 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Ask every worker to stop, then wait for each (killing one that takes more than 20 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+THROUGHPUT_FIGURES = ("records_per_s", "sustained_per_s", "cpu_us_per_record")
+
+
+def throughput_medians(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """Per variant, the median of each throughput figure over its runs (runs that failed left out)."""
+    return {v: {k: median_of(rs, k) for k in THROUGHPUT_FIGURES} for v, rs in runs.items()}
 
 
 def machine_times() -> tuple[int, int]:
@@ -228,13 +249,7 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
         if not variant.startswith("faust") or args.faust_latency:
             result.update(await measure_latency(s.kafka_bootstrap, prefix, args.rate, args.latency_seconds))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(procs)
         # The run's topics would otherwise pile up on the shared broker (open files per partition).
         await delete_topics(s.kafka_bootstrap, names)
         await delete_redis_keys(s.redis_url, prefix)

@@ -74,8 +74,27 @@ async def run_pipeline(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.seconds)
 
 
-async def run_plain(args: argparse.Namespace) -> None:
+async def plain_clients(args: argparse.Namespace, listener: Any = None) -> tuple[Any, Any]:
+    """The plain loops' consumer (raw.bus, commits by hand) and producer, started, with the worker's runtime
+    tuning applied."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        group_id=args.prefix + "plain",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=args.max_poll,
+    )
+    consumer.subscribe([args.prefix + raw_topic("bus")], listener=listener)
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
+    await consumer.start()
+    await producer.start()
+    tune_gc()  # the same runtime tuning as the worker
+    return consumer, producer
+
+
+async def run_plain(args: argparse.Namespace) -> None:
 
     from streams.io.batch_producer import BatchProducer
 
@@ -83,18 +102,7 @@ async def run_plain(args: argparse.Namespace) -> None:
     enricher = Enricher.from_geo()
     cleaner = Cleaner("bus")
     fanout = feed_fanout(engine)
-    consumer = AIOKafkaConsumer(
-        args.prefix + raw_topic("bus"),
-        bootstrap_servers=args.bootstrap,
-        group_id=args.prefix + "plain",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=args.max_poll,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
-    await consumer.start()
-    await producer.start()
-    tune_gc()  # the same runtime tuning as the worker
+    consumer, producer = await plain_clients(args)
     batcher = BatchProducer(producer)
     deadline = time.monotonic() + args.seconds
     try:
@@ -117,7 +125,7 @@ async def run_plain(args: argparse.Namespace) -> None:
 
 
 async def run_plain_overlap(args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+    from aiokafka import ConsumerRebalanceListener, TopicPartition
     from aiokafka.errors import CommitFailedError, IllegalStateError
 
     from streams.io.batch_producer import BatchProducer
@@ -139,18 +147,7 @@ async def run_plain_overlap(args: argparse.Namespace) -> None:
         async def on_partitions_assigned(self, assigned: Any) -> None:
             pass
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap,
-        group_id=args.prefix + "plain",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=args.max_poll,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
-    consumer.subscribe([args.prefix + raw_topic("bus")], listener=FinishBeforeRevoke())
-    await consumer.start()
-    await producer.start()
-    tune_gc()
+    consumer, producer = await plain_clients(args, FinishBeforeRevoke())
     batcher = BatchProducer(producer)
 
     async def deliver(futures: list[Any], offsets: dict[TopicPartition, int]) -> None:
