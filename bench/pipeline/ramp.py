@@ -7,8 +7,8 @@ step's records are the ones sent during it, wherever they arrive. Once a second 
 lag on raw.bus is sampled. A step passes when every tier's p99 ≤ 500 ms and the lag does not grow
 (bench/pipeline/ramp_report.py); the knee is the highest rate at which it and every lower step passed.
 A failing step is offered once more (the machine is shared; the table shows both), and the ramp stops
-when it fails again; it then waits for the backlog and the delayed tiers, then holds 80 %
-of the knee to check the goal there.
+when it fails again and waits for the delayed tiers. Then fresh workers on fresh topics (no backlog left
+from the overload) hold 80 % of the knee to check the goal there.
 
 Run (needs the stack): .venv/bin/python -m bench.pipeline.ramp [--workers 1,2] [--rates 2000,4000,...]
     [--step-seconds 20] [--hold-seconds 40]
@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +148,12 @@ class Ramp:
                 return
 
 
-async def run_ramp(workers: int, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def session(workers: int, tag: str, args: argparse.Namespace) -> AsyncIterator[Session]:
+    """Fresh topics and ``workers`` stream worker processes, the reader and the lag sampler running, warmed up
+    (groups joined, then 5 s of traffic at the lowest rate that is not judged); all removed afterwards."""
     s = settings.load()
-    prefix = f"ramp-{uuid.uuid4().hex[:6]}-w{workers}."
+    prefix = f"ramp-{uuid.uuid4().hex[:6]}-{tag}."
     names = worker_topics(Naming(prefix), ("bus",), aggregates=False)
     await ensure_topics(s.kafka_bootstrap, PARTITIONS, names)
     ramp = Ramp(s.kafka_bootstrap, prefix)
@@ -159,49 +165,16 @@ async def run_ramp(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     probe = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024)
-    for client in (reader, probe, admin, producer):
-        await client.start()
-    reader.assign(tier_tps)
-    await reader.seek_to_end(*tier_tps)
-    tasks = [asyncio.create_task(ramp.read(reader)), asyncio.create_task(ramp.sample_lag(admin, probe))]
-    cpu0, own0, t0 = cpu_seconds(procs), _own_cpu(), time.monotonic()
-    result: dict[str, Any] = {"workers": workers, "prefix": prefix}
+    tasks: list[asyncio.Task[None]] = []
     try:
-        await asyncio.sleep(args.warmup_seconds)  # consumer groups joined, warm caches
-        await ramp.offer(producer, args.rates[0], 5.0)  # warm-up traffic, not judged
-        windows = []
-        for rate in args.rates:
-            for attempt in range(2):
-                began = time.monotonic()
-                window = await ramp.offer(producer, rate, args.step_seconds)
-                windows.append((rate, window, began, time.monotonic()))
-                # judged at once on what has arrived (the undelayed tiers, the lag)
-                failed = _undelayed_failed(ramp.step(rate, window, began, time.monotonic()), ramp.delay)
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError("the worker exited during the ramp")
-                if not failed or attempt:
-                    break
-                # the machine is shared: a failing step is offered once more, once the backlog is gone
-                await ramp.drain(rate, 30.0)
-            if failed:
-                break  # past the knee
-        await producer.flush()
-        # the delayed tiers of the last steps, and whatever backlog the failing step left
-        await asyncio.sleep(max(ramp.delay.values()) / 1000 + 3)
-        await ramp.drain(args.rates[0], 60.0)
-        result["steps"] = [ramp.step(r, w, a, b) for r, w, a, b in windows]
-        result["knee"] = knee(result["steps"])
-        if result["knee"]:
-            rate = round(result["knee"] * HOLD_SHARE)
-            began = time.monotonic()
-            window = await ramp.offer(producer, rate, args.hold_seconds)
-            ended = time.monotonic()
-            await producer.flush()
-            await asyncio.sleep(max(ramp.delay.values()) / 1000 + 3)
-            result["hold"] = ramp.step(rate, window, began, ended)
-        elapsed = time.monotonic() - t0
-        result["worker_cpu_cores"] = round((cpu_seconds(procs) - cpu0) / elapsed, 2)
-        result["driver_cpu_cores"] = round((_own_cpu() - own0) / elapsed, 2)
+        for client in (reader, probe, admin, producer):
+            await client.start()
+        reader.assign(tier_tps)
+        await reader.seek_to_end(*tier_tps)
+        tasks += [asyncio.create_task(ramp.read(reader)), asyncio.create_task(ramp.sample_lag(admin, probe))]
+        await asyncio.sleep(args.warmup_seconds)
+        await ramp.offer(producer, args.rates[0], 5.0)
+        yield Session(ramp, producer, procs)
     finally:
         ramp.stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -210,6 +183,66 @@ async def run_ramp(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         stop_workers(procs)
         await delete_topics(s.kafka_bootstrap, names)
         await delete_redis_keys(s.redis_url, prefix)
+
+
+@dataclass
+class Session:
+    ramp: Ramp
+    producer: AIOKafkaProducer
+    procs: list[subprocess.Popen[bytes]]
+
+    async def settle(self) -> None:
+        """Until every delayed tier has had time to release what was sent."""
+        await self.producer.flush()
+        await asyncio.sleep(max(self.ramp.delay.values()) / 1000 + 3)
+
+    def cpu(self, since: tuple[float, float, float]) -> dict[str, float]:
+        cpu0, own0, t0 = since
+        elapsed = time.monotonic() - t0
+        return {
+            "worker_cpu_cores": round((cpu_seconds(self.procs) - cpu0) / elapsed, 2),
+            "driver_cpu_cores": round((_own_cpu() - own0) / elapsed, 2),
+        }
+
+    def mark(self) -> tuple[float, float, float]:
+        return cpu_seconds(self.procs), _own_cpu(), time.monotonic()
+
+
+async def run_ramp(workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The ramp on one set of workers, then the hold at 80 % of its knee on fresh ones: the ramp ends past
+    the knee, and the backlog that leaves in the pending topics would weigh on the hold."""
+    result: dict[str, Any] = {"workers": workers}
+    async with session(workers, f"w{workers}", args) as sess:
+        ramp, since = sess.ramp, sess.mark()
+        windows = []
+        for rate in args.rates:
+            for attempt in range(2):
+                began = time.monotonic()
+                window = await ramp.offer(sess.producer, rate, args.step_seconds)
+                windows.append((rate, window, began, time.monotonic()))
+                # judged at once on what has arrived (the undelayed tiers, the lag)
+                failed = _undelayed_failed(ramp.step(rate, window, began, time.monotonic()), ramp.delay)
+                if any(p.poll() is not None for p in sess.procs):
+                    raise RuntimeError("the worker exited during the ramp")
+                if not failed or attempt:
+                    break
+                # the machine is shared: a failing step is offered once more, once the backlog is gone
+                await ramp.drain(rate, 30.0)
+            if failed:
+                break  # past the knee
+        await sess.settle()
+        result["steps"] = [ramp.step(r, w, a, b) for r, w, a, b in windows]
+        result.update(sess.cpu(since))
+    result["knee"] = knee(result["steps"])
+    if result["knee"]:
+        rate = round(result["knee"] * HOLD_SHARE)
+        async with session(workers, f"w{workers}-hold", args) as sess:
+            since, began = sess.mark(), time.monotonic()
+            window = await sess.ramp.offer(sess.producer, rate, args.hold_seconds)
+            ended = time.monotonic()
+            await sess.settle()
+            result["hold"] = sess.ramp.step(rate, window, began, ended)
+            result["hold_cpu"] = sess.cpu(since)
     return result
 
 
