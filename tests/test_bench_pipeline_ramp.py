@@ -102,7 +102,7 @@ def test_goal_at_80_percent_of_capacity() -> None:
 
 def test_sections_list_every_step_and_the_hold() -> None:
     page = page_body(sample(hold_p99=300.0), "pipeline-ramp-x.json")
-    assert "| 12,000 | 12,000 | 40 / 100 | 40 / 100 | 40 / 100 | 40 / 100 | 0 | +0 | fail |" in page
+    assert "| 12,000 | 12,000 | 40 / 100 | 40 / 100 | 40 / 100 | 40 / 100 | 0 | +0 | – | fail |" in page
     assert "| **hold 80%** | 8,000 |" in page and "capacity (knee) 10,000 records/s" in page
     assert "capacity (knee) – records/s" in page
     assert summary_body(sample(hold_p99=300.0), "x.json").count("- met:") == 1

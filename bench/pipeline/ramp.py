@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -78,6 +79,7 @@ class Ramp:
         self.arrivals: dict[str, list[np.ndarray]] = {t: [] for t in TIERS}
         self.lag: list[tuple[float, int]] = []  # (monotonic time, clean-stage lag)
         self.sent = 0
+        self.loads: dict[int, float] = {}  # step start (ms) → 1-minute load average at its end
         self.stop = asyncio.Event()
 
     async def read(self, consumer: AIOKafkaConsumer) -> None:
@@ -117,6 +119,7 @@ class Ramp:
                 self.sent += 1
             tick_no += 1
             await asyncio.sleep(max(0.0, start + tick_no * TICK_S - time.monotonic()))
+        self.loads[start_ms] = os.getloadavg()[0]  # what else the shared machine was doing meanwhile
         return start_ms, now_ms(), self.sent - sent0
 
     def step(self, rate: int, window: tuple[int, int, int], lag_from: float, lag_to: float) -> dict[str, Any]:
@@ -137,6 +140,7 @@ class Ramp:
             "lag_end": samples[-1][1] if samples else 0,
             "lag_slope_per_s": round(lag_slope(samples)),
             "lag_growing": lag_growing(samples, offered),
+            "load_1min": self.loads.get(lo),
         }
 
     async def drain(self, rate: float, timeout: float) -> None:

@@ -102,7 +102,7 @@ def _step_row(label: str, step: dict[str, Any]) -> str:
     tiers = " | ".join(f"{_ms(t['p50_ms'])} / {_ms(t['p99_ms'])}" for t in step["tiers"].values())
     return (
         f"| {label} | {step['offered_per_s']:,.0f} | {tiers} | {step['lag_end']:,} | "
-        f"{step['lag_slope_per_s']:+,.0f} | {'pass' if step_ok(step) else 'fail'} |"
+        f"{step['lag_slope_per_s']:+,.0f} | {step.get('load_1min', '–')} | {'pass' if step_ok(step) else 'fail'} |"
     )
 
 
@@ -121,8 +121,8 @@ def page_body(result: dict[str, Any], source: str) -> str:
             f"{_ms(run['knee'])} records/s; driver CPU {run['driver_cpu_cores']:.2f} cores, workers "
             f"{run['worker_cpu_cores']:.2f} cores over the run.",
             "",
-            f"| step | offered records/s | {head} | lag at end | lag slope /s | verdict |",
-            "|---|---|" + "---|" * len(tiers) + "---|---|---|",
+            f"| step | offered records/s | {head} | lag at end | lag slope /s | 1-min load | verdict |",
+            "|---|---|" + "---|" * len(tiers) + "---|---|---|---|",
         ]
         for step in run["steps"]:
             lines.append(_step_row(f"{step['rate']:,}", step))
