@@ -105,4 +105,7 @@ def test_sections_list_every_step_and_the_hold() -> None:
     assert "| 12,000 | 12,000 | 40 / 100 | 40 / 100 | 40 / 100 | 40 / 100 | 0 | +0 | – | fail |" in page
     assert "| **hold 80%** | 8,000 |" in page and "capacity (knee) 10,000 records/s" in page
     assert "capacity (knee) – records/s" in page
+    loaded = sample(hold_p99=300.0)
+    loaded["runs"][0]["steps"][0]["load_1min"] = 3.69873046875
+    assert "| +0 | 3.70 | pass |" in page_body(loaded, "x.json")
     assert summary_body(sample(hold_p99=300.0), "x.json").count("- met:") == 1

@@ -98,11 +98,15 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
 
+def _load(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def _step_row(label: str, step: dict[str, Any]) -> str:
     tiers = " | ".join(f"{_ms(t['p50_ms'])} / {_ms(t['p99_ms'])}" for t in step["tiers"].values())
     return (
         f"| {label} | {step['offered_per_s']:,.0f} | {tiers} | {step['lag_end']:,} | "
-        f"{step['lag_slope_per_s']:+,.0f} | {step.get('load_1min', '–')} | {'pass' if step_ok(step) else 'fail'} |"
+        f"{step['lag_slope_per_s']:+,.0f} | {_load(step.get('load_1min'))} | {'pass' if step_ok(step) else 'fail'} |"
     )
 
 
