@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,20 @@ def write_result(result: dict[str, Any]) -> Path:
 
 def publish_section(doc: Path, marker: str, body: str) -> None:
     doc.write_text(replace_between(doc.read_text(encoding="utf-8"), marker, body), encoding="utf-8")
+
+
+def conclude(
+    result: dict[str, Any],
+    publish: Callable[[dict[str, Any], Path], None] | None,
+    goals: Callable[[dict[str, Any]], list[Goal]],
+) -> Path:
+    """The end of a measured run: the load after it, the result file, its doc sections (unless ``publish`` is
+    None) and every goal's line on stdout."""
+    result["machine_after"] = machine()
+    path = write_result(result)
+    if publish is not None:
+        publish(result, path)
+    for goal in goals(result):
+        print(goal.line())
+    print("->", path.name)
+    return path

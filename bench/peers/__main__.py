@@ -17,7 +17,7 @@ from typing import Any
 import settings
 from bench.peers import centrifugo, quix
 from bench.peers.report import PAGE, SUMMARY, goals, page_body, summary_body
-from bench.report import machine, publish_section, stamp, write_result
+from bench.report import conclude, machine, publish_section, stamp
 
 
 def publish(result: dict[str, Any], path: Path) -> None:
@@ -51,12 +51,7 @@ def main() -> None:
         result["quix"] = quix.measure(args)
     if "centrifugo" in peers:
         result["centrifugo"] = centrifugo.measure(args)
-    result["machine_after"] = machine()
-    path = write_result(result)
-    publish(result, path)
-    for goal in goals(result):
-        print(goal.line())
-    print("->", path.name)
+    conclude(result, publish, goals)
 
 
 if __name__ == "__main__":

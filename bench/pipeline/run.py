@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -32,50 +33,21 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
+from bench.pipeline.outputs import ENTITIES, backlog, bus_record  # noqa: E402
+from bench.report import median_of  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
-from schemas import TIERS, Naming, VehiclePosition, encode_kafka, now_ms, raw_topic  # noqa: E402
+from schemas import TIERS, Naming, now_ms, raw_topic  # noqa: E402
 from streams.stages.worker import worker_topics  # noqa: E402
-
-ENTITIES = 17_000  # Shanghai's bus fleet
-
-
-def bus_record(entity: int, k: int, observed_at: int, prefix: str = "bus") -> bytes:
-    rec = VehiclePosition(
-        id=f"{prefix}-{entity}",
-        source="bench",
-        observed_at=observed_at,
-        expires_at=observed_at + 86_400_000,
-        lng=121.25 + (entity % 130) * 0.004 + k * 0.00003,
-        lat=31.05 + (entity // 130) * 0.003,
-        route_id=str(entity % 900),
-        label=f"B{entity}",
-        speed_kmh=25.0,
-        bearing=90.0,
-        seq=k,
-        occupancy_status="MANY_SEATS_AVAILABLE",
-        plate="沪A00000",
-    )
-    return encode_kafka(rec)
 
 
 async def preload(bootstrap: str, topic: str, count: int) -> None:
+    """The backlog (bench/pipeline/outputs.py) with event times 4 hours old, so every delay has passed."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all")
     await producer.start()
-    base = now_ms() - 4 * 3_600_000
     try:
         futures = []
-        for i in range(count):
-            entity, k = i % ENTITIES, i // ENTITIES
-            ts = base + k * 10_000 + entity % 1000
-            futures.append(
-                await producer.send(
-                    topic,
-                    bus_record(entity, k, ts),
-                    key=f"bus-{entity}".encode(),
-                    timestamp_ms=ts,
-                    headers=[("source", b"bench")],
-                )
-            )
+        for key, value, ts in backlog(count, now_ms() - 4 * 3_600_000):
+            futures.append(await producer.send(topic, value, key=key, timestamp_ms=ts, headers=[("source", b"bench")]))
             if len(futures) >= 5000:
                 await asyncio.gather(*futures)
                 futures = []
@@ -91,6 +63,25 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Ask every worker to stop, then wait for each (killing one that takes more than 20 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+THROUGHPUT_FIGURES = ("records_per_s", "sustained_per_s", "cpu_us_per_record")
+
+
+def throughput_medians(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """Per variant, the median of each throughput figure over its runs (runs that failed left out)."""
+    return {v: {k: median_of(rs, k) for k in THROUGHPUT_FIGURES} for v, rs in runs.items()}
 
 
 def machine_times() -> tuple[int, int]:
@@ -258,13 +249,7 @@ async def bench_variant(variant: str, count: int, args: argparse.Namespace) -> d
         if not variant.startswith("faust") or args.faust_latency:
             result.update(await measure_latency(s.kafka_bootstrap, prefix, args.rate, args.latency_seconds))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(procs)
         # The run's topics would otherwise pile up on the shared broker (open files per partition).
         await delete_topics(s.kafka_bootstrap, names)
         await delete_redis_keys(s.redis_url, prefix)
