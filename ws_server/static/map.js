@@ -139,6 +139,8 @@ await new Promise((resolve) => (map.loaded() ? resolve() : map.once("load", reso
 // ------------------------------------------------------------------------------- live entities → map
 
 const sources = new Map(); // source id -> {records(), feed, pending, last}
+// Whether a source still has records waiting to be drawn (the browser test waits for none, not for a time).
+state.flushPending = () => [...sources.values()].some((s) => s.pending);
 
 function features(feed, sub) {
   const out = [];
