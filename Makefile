@@ -72,15 +72,17 @@ chaos: setup
 	$(BIN)/python -m bench.chaos --out docs/chaos-result.json --markdown docs/chaos.md
 
 ## Benchmarks that fit in 30 minutes (not part of `make test`): the policy kernel against a numpy port, our
-## pipeline against Quix Streams and our fan-out against Centrifugo in the same run, then the capacity
-## model from the inputs. Each writes its result JSON (bench/results/, with the commit) and its generated
-## doc sections, and prints its goals, met or missed. The soak (`python -m bench.soak`, 15 min) and the
+## pipeline against Quix Streams and our fan-out against Centrifugo in the same run, the pipeline's fair
+## baselines and rate ramp, then the capacity model from the inputs. Each writes its result JSON
+## (bench/results/, with the commit) and its generated doc sections, and prints its goals, met or missed. The soak (`python -m bench.soak`, 15 min) and the
 ## chaos run (`make chaos`) are separate.
 bench: setup
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/shfeeds stack up
 	$(BIN)/python -m bench.policy_engine
 	$(BIN)/python -m bench.peers --records 20000 --rounds 3
+	$(BIN)/python -m bench.pipeline.fair
+	$(BIN)/python -m bench.pipeline.ramp --workers 1,2
 	$(BIN)/python -m bench.capacity
 
 ## Stop the local Kafka + Redis.
