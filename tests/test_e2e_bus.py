@@ -19,10 +19,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 import settings as settings_mod
+from access.identity import kafka_options
 from geo.crs import gcj02_to_wgs84, plausibly_in_shanghai
 from geo.grid import snap
 from schemas import decode_kafka
-from tests.conftest import settings_env
+from tests.conftest import as_components, settings_env
 
 CLI = [sys.executable, "-m", "shfeeds_cli.main"]
 NEVER_PUBLIC = ("plate", "driver_id", "vehicle_id", "speed_kmh", "diagnostics", "passenger_count")
@@ -30,7 +31,8 @@ NEVER_PUBLIC = ("plate", "driver_id", "vehicle_id", "speed_kmh", "diagnostics", 
 
 @pytest.fixture
 def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mod.Settings, float]]:
-    env = settings_env(isolated_stack)
+    # Every component as its own principal (access/principals.py): a grant one of them lacks stops the flow.
+    env = as_components(settings_env(isolated_stack))
     # 1,320 buses make 120 lines, three of them night lines: at least ~25 buses run at any hour of the day.
     commands = [
         ["simulate", "--buses", "1320", "--seed", "11"],
@@ -102,7 +104,11 @@ def test_raw_bus_is_keyed_by_vehicle_with_event_time_as_record_time(
 
     async def read_some() -> list[tuple[bytes, int, bytes]]:
         consumer = AIOKafkaConsumer(
-            "raw.bus", bootstrap_servers=own.kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+            "raw.bus",
+            bootstrap_servers=own.kafka_bootstrap,
+            **kafka_options(),
+            auto_offset_reset="earliest",
+            group_id=None,
         )
         await consumer.start()
         got: list[tuple[bytes, int, bytes]] = []

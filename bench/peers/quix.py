@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import settings
+from access.identity import kafka_options
 from bench.pipeline.run import delete_redis_keys, measure_throughput, preload
 from bench.report import median_of
 from kafka_admin import delete_topics, ensure_topics
@@ -33,7 +34,7 @@ VARIANTS_PY = Path(__file__).resolve().parents[1] / "pipeline/variants.py"
 async def tier_output(bootstrap: str, prefix: str) -> dict[str, dict[str, int]]:
     """Per tier: records written, and how many of them repeat a (key, value) already in that tier."""
     out: dict[str, dict[str, int]] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         for tier in TIERS:

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from access.identity import kafka_options  # noqa: E402
 from schemas import TIERS, Naming, decode_kafka, now_ms, raw_topic, to_dict  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.logic.cleaning import Cleaner  # noqa: E402
@@ -77,12 +78,15 @@ async def run_plain(args: argparse.Namespace) -> None:
     consumer = AIOKafkaConsumer(
         args.prefix + raw_topic("bus"),
         bootstrap_servers=args.bootstrap,
+        **kafka_options(),
         group_id=args.prefix + "plain",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=args.max_poll,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap, **kafka_options(), linger_ms=10, acks="all", max_batch_size=1024 * 1024
+    )
     await consumer.start()
     await producer.start()
     tune_gc()  # the same runtime tuning as the worker
