@@ -71,7 +71,7 @@ COMPONENTS: tuple[Principal, ...] = (
             _topics(RAW, READ, *PRODUCE),  # READ: the resume point is the last record of raw.<feed>
             _topics(DLQ, *PRODUCE),
             _topics(topics.OPS_STATS, *PRODUCE, pattern=LITERAL),
-            _topics(topics.OCPI_LOCATIONS, READ, *PRODUCE, pattern=LITERAL),
+            _topics(topics.OCPI_LOCATIONS, READ, *PRODUCE, DESCRIBE_CONFIGS, ALTER_CONFIGS, pattern=LITERAL),
         ),
     ),
     Principal(
@@ -89,7 +89,7 @@ COMPONENTS: tuple[Principal, ...] = (
     ),
     Principal(
         "ws-server",
-        "WebSocket servers: read the tier topics they serve, write the access and operator logs; API keys read-only",
+        "WebSocket servers: read the tier topics they serve, write the access and operator logs",
         kafka=(
             _topics(TIER, *CONSUME),
             _topics(AUDIT, READ, *PRODUCE, DESCRIBE_CONFIGS, ALTER_CONFIGS),
@@ -97,7 +97,9 @@ COMPONENTS: tuple[Principal, ...] = (
         ),
         redis=(
             RedisRule("state:*", False),
-            RedisRule("key:*", False),
+            # Writes too: an applicant claiming an approved agreement gets its key issued by the server, and a
+            # withdrawn agreement's key is revoked there (agreements/store.py).
+            RedisRule("key:*", True),
             RedisRule("health:*", False),
             RedisRule("agreement*", True),
             RedisRule("claim:*", True),
@@ -127,7 +129,7 @@ COMPONENTS: tuple[Principal, ...] = (
             RedisRule("control:*", True),
             RedisRule("health:*", True),
             RedisRule("state:*", True),
-            RedisRule("streams:agghist:*", True),
+            RedisRule("streams:*", True),  # the aggregate stage's recovery state and its inputs' latest values
         ),
     ),
     Principal(
