@@ -66,7 +66,7 @@ CONSUME = (READ, DESCRIBE)
 COMPONENTS: tuple[Principal, ...] = (
     Principal(
         "adapters",
-        "source adapters and the OCPI push receiver: write raw.<feed> and dlq.<feed>",
+        "source adapters and the OCPI push receiver: write `raw.<feed>` and `dlq.<feed>`",
         kafka=(
             _topics(RAW, READ, *PRODUCE),  # READ: the resume point is the last record of raw.<feed>
             _topics(DLQ, *PRODUCE),

@@ -158,7 +158,7 @@ class KafkaService:
             f"listeners=CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=CLIENT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            *_access_lines(s),
+            *_access_lines(_admin_password(s)),
             quorum_line,
             f"log.dirs={self.data_dir}",
             f"num.partitions={s.topic_partitions}",
@@ -460,11 +460,10 @@ def _admin_password(settings: Settings) -> str:
     return credentials.password(ADMIN, settings)
 
 
-def _access_lines(settings: Settings) -> list[str]:
+def _access_lines(secret: str) -> list[str]:
     """SASL on both listeners and ACLs enforced (docs/security.md). Clients log in with SCRAM-SHA-256; the
     controller listener takes only admin, with PLAIN (KRaft's controllers cannot check SCRAM credentials,
-    which live in the metadata they serve), so neither is an open door."""
-    secret = _admin_password(settings)
+    which live in the metadata they serve), so neither is an open door. ``secret``: admin's password."""
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
     return [
