@@ -172,7 +172,10 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def run_quix(args: argparse.Namespace) -> None:
     from quixstreams import Application
+    from quixstreams.kafka.configuration import ConnectionConfig
     from quixstreams.models.serializers import Serializer
+
+    from access.identity import confluent_config
 
     engine = load_engine()
     enricher = Enricher.from_geo()
@@ -186,7 +189,10 @@ def run_quix(args: argparse.Namespace) -> None:
             return value[2]
 
     app = Application(
-        broker_address=args.bootstrap,
+        # The same SCRAM login as the project's own clients (access/identity.py).
+        broker_address=ConnectionConfig.from_librdkafka_dict(
+            {**confluent_config(), "bootstrap.servers": args.bootstrap}
+        ),
         consumer_group=args.prefix + "quix",
         auto_offset_reset="earliest",
         loglevel="WARNING",
