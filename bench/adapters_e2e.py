@@ -242,6 +242,7 @@ def own_stack() -> tuple[settings_mod.Settings, tempfile.TemporaryDirectory[str]
         redis_port=free_port(),
         topic_partitions=4,
     )
+    stack.share_secrets(settings_mod.load(), own)
     stack.up(own, quiet=True)
     return own, folder
 

@@ -355,6 +355,16 @@ def up(settings: Settings, *, quiet: bool = False) -> None:
     setup_components(settings)
 
 
+def share_secrets(source: Settings, target: Settings) -> None:
+    """Give a second stack folder the development secrets (passwords included) of the first, before its first
+    start: a process that talks to both (a test, a benchmark) finds its passwords through the environment's
+    stack folder, so both stacks must agree on them."""
+    from settings.secret_store import secrets_dir
+
+    if secrets_dir(source).is_dir():
+        shutil.copytree(secrets_dir(source), secrets_dir(target), dirs_exist_ok=True)
+
+
 def _record_shape(settings: Settings) -> None:
     """Remember the broker count in the stack folder; refuse to reshape a cluster that holds data."""
     shape = settings.stack_dir / BROKERS_FILE

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +18,6 @@ from aiohttp import web
 
 import settings as settings_mod
 from access.identity import ADMIN_OVERRIDE_VAR
-from settings.secret_store import secrets_dir
 from shfeeds_cli import stack
 
 # The harness (fixtures, helpers, the components tests start in-process or as children) acts as Kafka's and
@@ -97,9 +95,8 @@ def isolated_stack(tmp_path: Path, running_stack: settings_mod.Settings) -> Iter
         kafka_heap="384m",
         topic_partitions=2,
     )
-    # The same development passwords as the session's stack, so in-process clients (which find their password
-    # through the environment's stack folder) log in to this one too.
-    shutil.copytree(secrets_dir(running_stack), secrets_dir(own), dirs_exist_ok=True)
+    # The same development passwords as the session's stack, so in-process clients log in to this one too.
+    stack.share_secrets(running_stack, own)
     stack.up(own, quiet=True)
     try:
         yield own

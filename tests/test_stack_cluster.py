@@ -66,6 +66,7 @@ def cluster(
         kafka_heap="256m",
         topic_partitions=2,
     )
+    stack.share_secrets(running_stack, own)
     stack.up(own, quiet=True)
     try:
         yield own
