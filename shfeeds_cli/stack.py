@@ -188,8 +188,8 @@ class KafkaService:
         if (self.data_dir / "meta.properties").exists():
             if not (self.home / SCRAM_MARKER).exists():
                 raise StackError(
-                    f"{self.data_dir} was formatted before Kafka required SCRAM logins (no admin credential): "
-                    f"`shfeeds stack down` and delete {self.settings.stack_dir}/kafka* (its topics are lost)"
+                    f"{self.data_dir} was formatted before Kafka required logins (it has no admin credential): "
+                    f"delete {self.settings.stack_dir}/kafka* (its topics are lost) and start it again"
                 )
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +211,11 @@ class KafkaService:
     def start(self) -> bool:
         """Start Kafka unless it already runs; True when this call started it."""
         if self.status().running:
+            if not (self.home / SCRAM_MARKER).exists():
+                raise StackError(
+                    f"{self.name} runs without logins (started before Kafka required them): `shfeeds stack down`, "
+                    f"delete {self.settings.stack_dir}/kafka* (its topics are lost) and start it again"
+                )
             return False
         if port_open(self.port):
             raise StackError(

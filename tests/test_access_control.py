@@ -150,3 +150,14 @@ def test_redis_refuses_anonymous_use(running_stack: settings_mod.Settings) -> No
         assert admin.ping()
     finally:
         admin.close()
+
+
+def test_a_stack_formatted_before_logins_were_required_is_refused_with_what_to_do(tmp_path: Any) -> None:
+    from shfeeds_cli import stack
+
+    old = settings_mod.Settings(stack_dir=tmp_path / "stack")
+    broker = stack.KafkaService(old)
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / "meta.properties").write_text("version=1\n")  # formatted, without admin's credential
+    with pytest.raises(stack.StackError, match=r"formatted before Kafka required logins.*delete .*kafka\*"):
+        broker._format_storage()
