@@ -161,3 +161,34 @@ def test_a_stack_formatted_before_logins_were_required_is_refused_with_what_to_d
     (broker.data_dir / "meta.properties").write_text("version=1\n")  # formatted, without admin's credential
     with pytest.raises(stack.StackError, match=r"formatted before Kafka required logins.*delete .*kafka\*"):
         broker._format_storage()
+
+
+def test_the_cli_adds_shows_and_removes_a_lab_principal(running_stack: settings_mod.Settings) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import settings_env
+
+    def shfeeds(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shfeeds_cli.main", "kafka-principal", *args],
+            env=settings_env(running_stack),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    name = f"lab-cli-{secrets.token_hex(4)}"
+    bad = shfeeds("add", name, "--tiers", "licensed,everything")
+    assert bad.returncode == 2 and "everything" in bad.stderr
+    added = shfeeds("add", name, "--tiers", "registered")
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.strip().splitlines()[-1]
+    try:
+        shown = shfeeds("show", name).stdout
+        assert "READ" in shown and "tier.registered." in shown and "tier.operator" not in shown
+        options = {**kafka_options(running_stack), "sasl_plain_username": name, "sasl_plain_password": password}
+        read(running_stack, Naming().tier_topic("registered", "parking"), options)
+    finally:
+        assert shfeeds("remove", name).returncode == 0
+    assert shfeeds("show", name).stdout.strip() == ""
