@@ -3,7 +3,8 @@ admin API), idempotent: creating an ACL that exists changes nothing, and a crede
 
 from __future__ import annotations
 
-import contextlib
+import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,6 @@ from confluent_kafka.admin import (
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialAlteration,
-    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 
@@ -80,7 +80,20 @@ def apply(
     if acls:
         for binding, future in admin.create_acls(acls, request_timeout=TIMEOUT_S).items():
             _wait(future, f"ACL {binding}")
+        _until_in_force(admin, {p.name: len(bindings(p, naming)) for p in wanted})
     return len(acls)
+
+
+def _until_in_force(admin: AdminClient, counts: dict[str, int], timeout_s: float = 10.0) -> None:
+    """ACLs reach the brokers' authorizer through the metadata log, a moment after Kafka acknowledged them: wait
+    until the broker answers with them, so a component started right after `setup` is not refused."""
+    deadline = time.monotonic() + timeout_s
+    for name, count in counts.items():
+        while time.monotonic() < deadline:
+            found = _wait(admin.describe_acls(_of(name), request_timeout=TIMEOUT_S), f"the ACLs of {name}")
+            if len(found or []) >= count:
+                break
+            time.sleep(0.1)
 
 
 def _of(name: str) -> AclBindingFilter:
@@ -97,15 +110,19 @@ def _of(name: str) -> AclBindingFilter:
 
 
 def remove(settings: Settings, name: str) -> int:
-    """Delete a principal's ACLs and credential (a lab whose agreement ended); the count of ACLs removed."""
+    """Delete a principal's ACLs and make its password one nobody knows (a lab whose agreement ended); the count
+    of ACLs removed.
+
+    The credential is replaced, not deleted: after Kafka replayed a SCRAM credential's deletion, our brokers came
+    back from a restart without any SCRAM credential at all (every login refused, admin's included)."""
     admin = admin_client(settings)
     removed = 0
     for future in admin.delete_acls([_of(name)], request_timeout=TIMEOUT_S).values():
         removed += len(_wait(future, f"the ACLs of {name}") or [])
-    deletion: list[UserScramCredentialAlteration] = [UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_256)]
-    for future in admin.alter_user_scram_credentials(deletion, request_timeout=TIMEOUT_S).values():
-        with contextlib.suppress(KafkaException):  # no credential to delete
-            future.result(TIMEOUT_S)
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, SCRAM_ITERATIONS)
+    unknown: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(name, info, secrets.token_bytes(32))]
+    for future in admin.alter_user_scram_credentials(unknown, request_timeout=TIMEOUT_S).values():
+        _wait(future, f"the SCRAM credential of {name}")
     return removed
 
 

@@ -3,6 +3,7 @@ it needs (reads and writes, no admin or dangerous commands), and the password-le
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable
 
@@ -23,7 +24,7 @@ def rules(principal: Principal, secret: str, naming: Naming) -> list[str]:
 
 
 def admin_line(secret: str) -> str:
-    """redis.conf's admin user, there from Redis' first start."""
+    """The ACL file's admin user, there from Redis' first start."""
     digest = hashlib.sha256(secret.encode()).hexdigest()  # the file keeps the hash, not the password
     return f"user {ADMIN} on #{digest} ~* &* +@all"
 
@@ -40,6 +41,10 @@ def apply(url: str, principals: Iterable[Principal], passwords: dict[str, str], 
             )
             count += 1
         client.execute_command("ACL", "SETUSER", "default", "off", "resetpass", "-@all")
+        # Saved to the local stack's ACL file, so a restarted Redis keeps the users; a Redis without one
+        # (docker-compose.yml) refuses, and there the access job runs again at each start.
+        with contextlib.suppress(redis.ResponseError):
+            client.execute_command("ACL", "SAVE")
     finally:
         client.close()
     return count

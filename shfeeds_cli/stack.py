@@ -256,6 +256,7 @@ class RedisService:
         self.home = settings.stack_dir / "redis"
         self.data_dir = self.home / "data"
         self.config = self.home / "redis.conf"
+        self.acl_file = self.home / "users.acl"
         self.log = self.home / "redis.log"
         self.pid_file = self.home / "redis.pid"
 
@@ -302,11 +303,18 @@ class RedisService:
             "maxclients 10000",
             "protected-mode yes",
             # No anonymous use: the default user is off, admin is there from the first start, and
-            # `kafka-principal setup` adds each component's user.
-            "user default off",
-            admin_line(_admin_password(self.settings)),
+            # `kafka-principal setup` adds each component's user and saves it to the ACL file, so a
+            # restarted Redis (the supervisor restarts a dead one) still has them.
+            f"aclfile {self.acl_file}",
         ]
         _write_private(self.config, "\n".join(lines) + "\n")
+        try:
+            kept = [line for line in self.acl_file.read_text().splitlines() if line.split()[1:2] not in ([], [ADMIN])]
+        except (OSError, IndexError):
+            kept = []
+        kept = [line for line in kept if not line.startswith("user default ")]
+        users = ["user default off resetpass -@all", admin_line(_admin_password(self.settings)), *kept]
+        _write_private(self.acl_file, "\n".join(users) + "\n")
 
     def start(self) -> bool:
         if self.status().running:

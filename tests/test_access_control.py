@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,3 +193,35 @@ def test_the_cli_adds_shows_and_removes_a_lab_principal(running_stack: settings_
     finally:
         assert shfeeds("remove", name).returncode == 0
     assert shfeeds("show", name).stdout.strip() == ""
+
+
+def test_a_restarted_redis_keeps_the_component_users(tmp_path: Any, running_stack: settings_mod.Settings) -> None:
+    """The supervisor restarts a dead Redis by itself; the components must still be able to log in."""
+    import os
+    import signal
+
+    from access.principals import COMPONENTS
+    from access.redis_acls import apply
+    from shfeeds_cli import stack
+
+    from .conftest import _free_port
+
+    own = settings_mod.Settings(stack_dir=tmp_path / "stack", redis_port=_free_port())
+    stack.share_secrets(running_stack, own)
+    service = stack.RedisService(own)
+    service.start()
+    service.wait_ready()
+    try:
+        passwords = {p.name: kafka_options(own, as_principal=p.name)["sasl_plain_password"] for p in COMPONENTS}
+        apply(admin_redis_url(own), COMPONENTS, passwords)
+        os.kill(int(service.pid_file.read_text()), signal.SIGKILL)
+        time.sleep(0.5)
+        service.start()
+        service.wait_ready()
+        ws = _redis_as(own, "ws-server")
+        try:
+            assert ws.hlen(Naming().state_key("public", "bus")) == 0
+        finally:
+            ws.close()
+    finally:
+        service.stop()
