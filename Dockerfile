@@ -19,6 +19,10 @@ COPY --from=map-assets /web/node_modules/maplibre-gl/dist/maplibre-gl.mjs /web/n
 COPY client ./client
 COPY catalog ./catalog
 COPY control_plane ./control_plane
+COPY access ./access
+COPY agreements ./agreements
+COPY archive ./archive
+COPY replay ./replay
 COPY shfeeds_cli ./shfeeds_cli
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["shfeeds"]

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from kafka_admin import ensure_topics
 from schemas import Naming, now_ms
 from schemas.topics import AUDIT_TOPIC_CONFIG
@@ -24,7 +25,7 @@ class ActionLog:
         """Written and acknowledged before the caller answers, so no action goes unlogged."""
         if self._producer is None:
             await ensure_topics(self.bootstrap, 1, [self.topic], configs={self.topic: AUDIT_TOPIC_CONFIG})
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **kafka_options(), acks="all")
             await self._producer.start()
         entry = {"at": now_ms(), "action": action, "actor": actor, "subject": subject, **details}
         await self._producer.send_and_wait(self.topic, orjson.dumps(entry), key=subject.encode())

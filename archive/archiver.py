@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import OffsetAndMetadata
 
+from access.identity import kafka_options
 from kafka_admin import topic_partitions
 from replay.merge import SourceRecord
 from streams.policy import load_policy
@@ -56,6 +57,7 @@ class Archiver:
             await self.apply_kafka_retention()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,
+            **kafka_options(),
             group_id=cfg.group_id,
             enable_auto_commit=False,
             max_partition_fetch_bytes=4 << 20,
@@ -145,7 +147,7 @@ class Archiver:
         return gone
 
     async def apply_kafka_retention(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap, **kafka_options())
         await admin.start()
         try:
             resources = [

@@ -42,6 +42,7 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 
 import settings as settings_mod
+from access.identity import kafka_options
 from adapters.formats import get_format
 from adapters.runtime.kafka_sink import DEFAULT_PRODUCER_OPTIONS, KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
@@ -100,7 +101,9 @@ class Bench:
         return [record_message(r) for r in result.records] + [dead_letter_message(d) for d in result.rejects]
 
     async def plain_producer(self, messages: list[OutMessage], options: dict[str, Any]) -> float:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **options)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, **kafka_options(), acks="all", enable_idempotence=True, **options
+        )
         await producer.start()
         try:
             await producer.send_and_wait(messages[0].topic, b"warm-up", key=b"warm-up")
@@ -239,6 +242,7 @@ def own_stack() -> tuple[settings_mod.Settings, tempfile.TemporaryDirectory[str]
         redis_port=free_port(),
         topic_partitions=4,
     )
+    stack.share_secrets(settings_mod.load(), own)
     stack.up(own, quiet=True)
     return own, folder
 

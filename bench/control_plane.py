@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
+from access.identity import kafka_options  # noqa: E402
 from control_plane.emitter import StatsEmitter  # noqa: E402
 from control_plane.figures import source_record  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
@@ -89,7 +90,7 @@ def record(entity: int, k: int, now: int) -> bytes:
 
 
 async def produce_steadily(bootstrap: str, topic: str, rate: int, seconds: float) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5)
     await producer.start()
     sent = 0
     try:
@@ -112,7 +113,7 @@ async def produce_steadily(bootstrap: str, topic: str, rate: int, seconds: float
 
 
 async def produce_backlog(bootstrap: str, topic: str, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         now = time.time_ns() // 1_000_000
@@ -128,8 +129,8 @@ async def produce_backlog(bootstrap: str, topic: str, count: int) -> None:
 
 async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
     """Records the group has committed on the topic, and the records in it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     await admin.start()
     await consumer.start()
     try:
@@ -215,7 +216,7 @@ async def sustained_span(cfg: settings.Settings, args: argparse.Namespace) -> di
 
 async def delete_run_topics(bootstrap: str, prefix: str, app: str) -> None:
     """Every topic of one run: the worker's (all feeds), the control plane's inputs and its changelogs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith((prefix, app + "-"))]

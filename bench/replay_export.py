@@ -30,6 +30,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import settings as settings_mod
+from access.identity import kafka_options
 from archive.archiver import Archiver
 from archive.config import ArchiveConfig
 from archive.layout import files_of
@@ -83,7 +84,12 @@ async def fill(bootstrap: str, topic: str, records: int) -> tuple[int, int]:
     encode = msgspec.msgpack.Encoder().encode
     rng = random.Random(12)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1, compression_type=None
+        bootstrap_servers=bootstrap,
+        **kafka_options(),
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        acks=1,
+        compression_type=None,
     )
     await producer.start()
     try:
@@ -105,7 +111,11 @@ async def fill(bootstrap: str, topic: str, records: int) -> tuple[int, int]:
 
 async def plain_consumer(bootstrap: str, topic: str) -> tuple[int, float]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+        bootstrap_servers=bootstrap,
+        **kafka_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
     )
     await consumer.start()
     try:

@@ -23,6 +23,7 @@ import faust
 from faust.web import Request, Response, View
 from redis.exceptions import RedisError
 
+from access.identity import kafka_options
 from schemas import TIERS, now_ms
 from streams.config import StreamConfig
 
@@ -68,7 +69,7 @@ def attach_aggregate_publisher(app: faust.App, config: StreamConfig, schema: Any
         if "stage" not in parts:
             producer = AIOKafkaProducer(
                 bootstrap_servers=config.bootstrap, client_id=f"{config.app_id}-aggregates", acks="all",
-                linger_ms=config.producer_linger_ms,
+                linger_ms=config.producer_linger_ms, **kafka_options(),
             )  # fmt: skip
             await producer.start()
             redis = aioredis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout_s)

@@ -24,6 +24,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from access.identity import faust_credentials
 from schemas import FEEDS, Naming, decode_dead_letter, now_ms
 from streams.config import StreamConfig
 
@@ -68,6 +69,7 @@ def build_app(cfg: ControlPlaneConfig) -> faust.App:
         cfg.app_id,
         **extra,
         broker=f"kafka://{cfg.bootstrap}",
+        broker_credentials=faust_credentials(),
         store="memory://",
         value_serializer="raw",
         topic_partitions=1,

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from schemas import Naming
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class StatsEmitter:
     async def _connect(self) -> AIOKafkaProducer:
         while True:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, client_id="shfeeds-ops-stats", linger_ms=50, acks=1
+                bootstrap_servers=self.bootstrap, **kafka_options(), client_id="shfeeds-ops-stats", linger_ms=50, acks=1
             )
             try:
                 await producer.start()

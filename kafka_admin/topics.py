@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from access.identity import kafka_options
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ class TopicSetupError(RuntimeError):
 async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[int]:
     """The partition numbers of ``topic`` (empty if it does not exist), through the public admin API:
     a consumer with manual assignment needs them before it can assign."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
@@ -40,7 +43,7 @@ async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) 
 
 async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (those that exist); for tests and benchmarks that made their own."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **kafka_options())
     await admin.start()
     try:
         existing = set(await _partition_counts(admin, list(names)))
@@ -58,6 +61,7 @@ async def ensure_topics(
     replication_factor: int = 1,
     connect_timeout_s: float = 30.0,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics among ``names``; idempotent.
 
@@ -66,12 +70,13 @@ async def ensure_topics(
 
     Returns the partition count of each topic. An existing topic with fewer partitions than asked is an
     error (keys would map to other partitions than the workers expect); one with more is accepted, since
-    partitions can only ever be added.
+    partitions can only ever be added. ``client_options``: the login to use (default: this process' principal).
     """
     if partitions < 1:
         raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
     wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    options = dict(client_options) if client_options is not None else kafka_options()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **options)
     deadline = asyncio.get_running_loop().time() + connect_timeout_s
     while True:
         try:
@@ -117,7 +122,7 @@ async def _set_configs(admin: AIOKafkaAdminClient, configs: Mapping[str, Mapping
 
 async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     """A topic's settings as the broker reports them (for checks and tests)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **kafka_options())
     await admin.start()
     try:
         (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

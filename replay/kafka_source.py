@@ -10,6 +10,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from access.identity import kafka_options
 from kafka_admin import topic_partitions
 
 from .batch import RecordBatch
@@ -42,6 +43,7 @@ class KafkaTierSource(PartitionsToRead):
             raise SourceUnavailable(f"topic {self.topic} does not exist")
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **kafka_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,

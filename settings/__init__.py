@@ -79,7 +79,10 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        return self.redis_url_override or f"redis://127.0.0.1:{self.redis_port}/0"
+        """With this process' Redis user and password (``access/identity.py``): Redis refuses anonymous use."""
+        from access.identity import with_redis_credentials  # here: access builds on this module
+
+        return with_redis_credentials(self.redis_url_override or f"redis://127.0.0.1:{self.redis_port}/0", self)
 
     @property
     def simulator_url(self) -> str:

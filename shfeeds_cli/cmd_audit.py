@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 import settings as settings_mod
+from access.identity import kafka_options
 
 
 def register(sub: Any) -> None:
@@ -31,7 +32,7 @@ async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
     if not tps:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     entries: list[dict[str, Any]] = []
     try:

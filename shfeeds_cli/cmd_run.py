@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import settings as settings_mod
+from access.identity import redact
 from settings.secret_store import OCPI_PUSH_TOKEN, PSEUDONYM_SECRET, resolve
 
 from . import stack
@@ -102,7 +103,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"shfeeds run: the stack could not start: {err}", file=sys.stderr)
         return 1
     log(f"WebSocket server: ws://127.0.0.1:{settings.ws_port}/  (map page: http://127.0.0.1:{settings.ws_port}/)")
-    log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {settings.redis_url}")
+    redis_url = redact(settings.redis_url)
+    log(f"simulator: {settings.simulator_url}/   Kafka: {settings.kafka_bootstrap}   Redis: {redis_url}")
     port = os.environ.get("SHFEEDS_CONTROL_PLANE_PORT", CONTROL_PLANE_PORT)
     log(f"feed health: http://127.0.0.1:{port}/health  (or `shfeeds health`)")
     from adapters.runtime.runtime import DEFAULT_PUSH_PORT  # here: the CLI starts without the adapters' imports

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--buses", type=int, default=None, help="number of buses (default: the full city)")
     parser.add_argument("--lots", type=int, default=None, help="number of public car parks")
     parser.add_argument("--connectors", type=int, default=None, help="number of public charging connectors")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=None, help="default: the settings' bind address (SHFEEDS_BIND_HOST)")
     parser.add_argument("--port", type=int, default=None, help="default: the settings' simulator port")
     parser.add_argument(
         "--faults",
@@ -83,6 +83,7 @@ def handle(args: argparse.Namespace) -> int:
         print(f"shfeeds simulate: unknown feed(s) {', '.join(unknown)}; expected {', '.join(targets)}", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else settings.simulator_port
+    args.host = args.host or settings.bind_host  # a container sets 0.0.0.0, so the adapters' containers reach it
     print(
         f"simulated city (seed {args.seed}) built in {time.monotonic() - began:.1f}s; serving "
         + ", ".join(f"{name} {feed.path}" for name, feed in city.feeds.items())

@@ -34,7 +34,23 @@ COMMAND_MODULES = (
     "cmd_agreements",
     "cmd_usage",
     "cmd_feedback",
+    "cmd_principal",
 )
+
+# The principal each component's command connects as (access/principals.py); other commands are the
+# developer's or operator's own (admin in development; production sets SHFEEDS_PRINCIPAL).
+COMMAND_PRINCIPALS = {
+    "adapter": "adapters",
+    "streams": "streams",
+    "serve": "ws-server",
+    "archive": "archiver",
+    "control-plane": "control-plane",
+    "replay": "replay",
+    "keys": "key-admin",
+    "agreements": "key-admin",
+    "feedback": "key-admin",
+    "usage": "key-admin",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in COMMAND_PRINCIPALS:
+        from access.identity import set_principal
+
+        set_principal(COMMAND_PRINCIPALS[args.command])
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

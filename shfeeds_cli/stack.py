@@ -20,12 +20,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from access import credentials
+from access.identity import kafka_options
+from access.principals import ADMIN
+from access.redis_acls import admin_line
+from access.setup import setup_components
 from settings import BROKERS_FILE, PROJECT_ROOT, Settings
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_POM = PROJECT_ROOT / "scripts" / "kafka-pom.xml"
 # Per partition, when the stack keeps records by size rather than age (Settings.kafka_retention_hours).
 RETENTION_BYTES = 1 << 30
+SCRAM_MARKER = "scram-admin"  # in a broker's folder: its storage was formatted with the admin credential
 
 
 class StackError(RuntimeError):
@@ -149,10 +155,10 @@ class KafkaService:
             "# Written by `shfeeds stack up`; edits are overwritten.",
             "process.roles=broker,controller",
             f"node.id={self.index + 1}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners=CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=CLIENT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            *_access_lines(_admin_password(s)),
             quorum_line,
             f"log.dirs={self.data_dir}",
             f"num.partitions={s.topic_partitions}",
@@ -176,26 +182,40 @@ class KafkaService:
             "log.segment.delete.delay.ms=1000",
             "socket.listen.backlog.size=1024",
         ]
-        self.config.write_text("\n".join(lines) + "\n")
+        _write_private(self.config, "\n".join(lines) + "\n")  # it holds the admin password
 
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
+            if not (self.home / SCRAM_MARKER).exists():
+                raise StackError(
+                    f"{self.data_dir} was formatted before Kafka required logins (it has no admin credential): "
+                    f"delete {self.settings.stack_dir}/kafka* (its topics are lost) and start it again"
+                )
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             "java", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
             # "=" form: a base64url id may start with "-", which argparse would read as an option.
             f"--cluster-id={_kafka_cluster_id(self.settings)}", f"--config={self.config}",
+            # The admin's SCRAM credential is in the metadata from the start: the brokers authenticate to each
+            # other with it, and `kafka-principal setup` connects as admin to add the others.
+            f"--add-scram=SCRAM-SHA-256=[name={ADMIN},password={_admin_password(self.settings)}]",
         ]  # fmt: skip
         if not self.clustered:
             cmd.insert(5, "--standalone")
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+        (self.home / SCRAM_MARKER).touch()
 
     def start(self) -> bool:
         """Start Kafka unless it already runs; True when this call started it."""
         if self.status().running:
+            if not (self.home / SCRAM_MARKER).exists():
+                raise StackError(
+                    f"{self.name} runs without logins (started before Kafka required them): `shfeeds stack down`, "
+                    f"delete {self.settings.stack_dir}/kafka* (its topics are lost) and start it again"
+                )
             return False
         if port_open(self.port):
             raise StackError(
@@ -219,7 +239,7 @@ class KafkaService:
         while time.monotonic() < deadline:
             if _read_pid(self.pid_file) is None:
                 raise StackError(f"Kafka exited during start-up; see {self.log}:\n{_tail(self.log)}")
-            if port_open(self.port) and _kafka_answers(self.address):
+            if port_open(self.port) and _kafka_answers(self.address, self.settings):
                 return
             time.sleep(0.5)
         raise StackError(f"Kafka did not answer on {self.address} within {timeout:.0f} s; see {self.log}")
@@ -236,6 +256,7 @@ class RedisService:
         self.home = settings.stack_dir / "redis"
         self.data_dir = self.home / "data"
         self.config = self.home / "redis.conf"
+        self.acl_file = self.home / "users.acl"
         self.log = self.home / "redis.log"
         self.pid_file = self.home / "redis.pid"
 
@@ -281,8 +302,19 @@ class RedisService:
             "tcp-backlog 4096",
             "maxclients 10000",
             "protected-mode yes",
+            # No anonymous use: the default user is off, admin is there from the first start, and
+            # `kafka-principal setup` adds each component's user and saves it to the ACL file, so a
+            # restarted Redis (the supervisor restarts a dead one) still has them.
+            f"aclfile {self.acl_file}",
         ]
-        self.config.write_text("\n".join(lines) + "\n")
+        _write_private(self.config, "\n".join(lines) + "\n")
+        try:
+            kept = [line for line in self.acl_file.read_text().splitlines() if line.split()[1:2] not in ([], [ADMIN])]
+        except (OSError, IndexError):
+            kept = []
+        kept = [line for line in kept if not line.startswith("user default ")]
+        users = ["user default off resetpass -@all", admin_line(_admin_password(self.settings)), *kept]
+        _write_private(self.acl_file, "\n".join(users) + "\n")
 
     def start(self) -> bool:
         if self.status().running:
@@ -333,6 +365,17 @@ def up(settings: Settings, *, quiet: bool = False) -> None:
             verb = "started" if started[service.name] else "already running"
             print(f"{service.name} {verb} on {service.address}", flush=True)
     create_topics(settings)
+    setup_components(settings)
+
+
+def share_secrets(source: Settings, target: Settings) -> None:
+    """Give a second stack folder the development secrets (passwords included) of the first, before its first
+    start: a process that talks to both (a test, a benchmark) finds its passwords through the environment's
+    stack folder, so both stacks must agree on them."""
+    from settings.secret_store import secrets_dir
+
+    if secrets_dir(source).is_dir():
+        shutil.copytree(secrets_dir(source), secrets_dir(target), dirs_exist_ok=True)
 
 
 def _record_shape(settings: Settings) -> None:
@@ -368,6 +411,7 @@ def create_topics(settings: Settings) -> None:
             all_topics(),
             replication_factor=replicas,
             configs=topic_configs(),
+            client_options=kafka_options(settings, as_principal=ADMIN),
         )
     )
 
@@ -435,6 +479,40 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def _admin_password(settings: Settings) -> str:
+    return credentials.password(ADMIN, settings)
+
+
+def _access_lines(secret: str) -> list[str]:
+    """SASL on both listeners and ACLs enforced (docs/security.md). Clients log in with SCRAM-SHA-256; the
+    controller listener takes only admin, with PLAIN (KRaft's controllers cannot check SCRAM credentials,
+    which live in the metadata they serve), so neither is an open door. ``secret``: admin's password."""
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return [
+        "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name=CLIENT",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-256",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f'listener.name.client.scram-sha-256.sasl.jaas.config={scram} required username="{ADMIN}" password="{secret}";',
+        f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+        f'username="{ADMIN}" password="{secret}" user_{ADMIN}="{secret}";',
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{ADMIN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def _kafka_cluster_id(settings: Settings) -> str:
     """The stack's cluster id: made once (a base64url UUID without padding, as StorageTool's random-uuid)
     and shared by every node formatted in this stack folder."""
@@ -447,14 +525,16 @@ def _kafka_cluster_id(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def _kafka_answers(bootstrap: str) -> bool:
+def _kafka_answers(bootstrap: str, settings: Settings) -> bool:
     """True once the broker serves metadata (the port opens a little before that)."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
+    options = kafka_options(settings, as_principal=ADMIN)
+
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **options)
         try:
             await asyncio.wait_for(admin.start(), 5)
             await asyncio.wait_for(admin.list_topics(), 5)
@@ -472,7 +552,8 @@ def _redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            # Anonymous use is refused, which also says the server is up.
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 

@@ -17,7 +17,13 @@ import pytest
 from aiohttp import web
 
 import settings as settings_mod
+from access.identity import ADMIN_OVERRIDE_VAR
 from shfeeds_cli import stack
+
+# The harness (fixtures, helpers, the components tests start in-process or as children) acts as Kafka's and
+# Redis' admin; tests of access control and the end-to-end runs drop this (``as_components``) so each
+# component is its own principal and a missing grant fails them.
+os.environ[ADMIN_OVERRIDE_VAR] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +73,11 @@ def settings_env(own: settings_mod.Settings) -> dict[str, str]:
     }
 
 
+def as_components(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the harness' admin override: each ``shfeeds <component>`` child logs in as itself."""
+    return {k: v for k, v in env.items() if k != ADMIN_OVERRIDE_VAR}
+
+
 @pytest.fixture
 def isolated_stack(tmp_path: Path, running_stack: settings_mod.Settings) -> Iterator[settings_mod.Settings]:
     """A Kafka + Redis of this test's own, on free ports, stopped afterwards.
@@ -84,6 +95,8 @@ def isolated_stack(tmp_path: Path, running_stack: settings_mod.Settings) -> Iter
         kafka_heap="384m",
         topic_partitions=2,
     )
+    # The same development passwords as the session's stack, so in-process clients log in to this one too.
+    stack.share_secrets(running_stack, own)
     stack.up(own, quiet=True)
     try:
         yield own

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from replay.merge import SourceRecord
 
 T0 = 1_795_000_000_000  # an instant in late 2026, epoch ms
@@ -50,7 +51,7 @@ class ListSink:
 
 async def produce_values(bootstrap: str, topic: str, rows: list[tuple[int, dict[str, Any], int]]) -> None:
     """Write (partition, value, timestamp) rows in list order, keyed by entity id, as a tier topic holds."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [

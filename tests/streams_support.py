@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from access.identity import kafka_options
 from schemas import VehiclePosition, encode_kafka, now_ms
 from streams.policy import PolicyEngine, load_policy, parse_policy
 
@@ -45,7 +46,7 @@ def bus(
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[Any], raw: bool = False) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5, acks="all")
     await producer.start()
     try:
         futures = []
@@ -78,7 +79,11 @@ class TopicReader:
 
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self.consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+            *topics,
+            bootstrap_servers=bootstrap,
+            **kafka_options(),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         self.records: dict[str, list[tuple[bytes, dict[str, Any], int, dict[str, bytes], int]]] = {
             t: [] for t in topics
@@ -151,7 +156,7 @@ async def drop_prefixed_topics(bootstrap: str, prefix: str) -> None:
     development broker (each partition holds open files there)."""
     from kafka_admin import delete_topics
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]

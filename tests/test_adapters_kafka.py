@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from access.identity import kafka_options
 from adapters.formats.ocpi_auth import authorization_header
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.stack
 
 
 async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
@@ -44,7 +45,7 @@ async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition
 
 async def _read_from(bootstrap: str, start: dict[TopicPartition, int], source: str) -> dict[str, list]:
     """Everything written after ``start`` by ``source`` (other tests share these topics)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     out: dict[str, list] = {}
     try:
@@ -314,7 +315,7 @@ async def test_adapter_run_command_writes_under_its_topic_prefix(kafka_bootstrap
         "--topic-prefix", topic_prefix, cwd=settings_mod.PROJECT_ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, **kafka_options(), auto_offset_reset="earliest")
     await consumer.start()
     try:
         got: list[Any] = []

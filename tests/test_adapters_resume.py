@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from adapters.runtime.resume import newest_ingested
 from kafka_admin import delete_topics, ensure_topics
 
@@ -16,7 +17,7 @@ T0 = 1_795_000_000_000
 
 
 async def _produce(bootstrap: str, topic: str, rows: list[tuple[bytes, str, int]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5)
     await producer.start()
     try:
         futures = [

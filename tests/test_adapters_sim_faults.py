@@ -31,6 +31,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import settings as settings_mod
+from access.identity import kafka_options
 from adapters.formats import get_format
 from adapters.runtime import AdapterRuntime, KafkaSink
 from adapters.runtime.change_filter import fingerprint
@@ -145,7 +146,7 @@ def assert_repeats_are_batches_written_again(feed: str, raw: list[Any]) -> None:
 
 
 async def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = []

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from access.identity import kafka_options
 from schemas import now_ms
 from ws_server.config import Naming, ServerConfig
 from ws_server.server import Node
@@ -143,7 +144,7 @@ async def test_licensed_request_to_approval_to_key_to_expiry_closes_open_connect
     status, shown = await call("GET", stack.url(f"/v1/operator/agreements/{agreement_id}"), operator)
     assert status == 200 and shown["state"] == "expired"
     # Every step is in the operator log, the log of record.
-    consumer = AIOKafkaConsumer(stack.naming.operator_log_topic(), bootstrap_servers=stack.bootstrap,
+    consumer = AIOKafkaConsumer(stack.naming.operator_log_topic(), bootstrap_servers=stack.bootstrap, **kafka_options(),
                                 auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from access.identity import kafka_options
 from archive.archiver import Archiver
 from archive.config import ArchiveConfig
 from archive.layout import files_of
@@ -91,7 +92,7 @@ async def test_archiver_writes_daily_files_and_commits_after_them(kafka_bootstra
     assert meta[b"shfeeds.topic"] == topic.encode() and meta[b"shfeeds.policy_versions"] == b"test-1"
     assert pq.read_metadata(files[0].path).row_group(0).column(0).compression == "ZSTD"
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.group_id)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, **kafka_options(), group_id=config.group_id)
     await consumer.start()
     try:
         for p in (0, 1):
@@ -121,7 +122,7 @@ async def test_replay_across_the_archive_kafka_boundary(kafka_bootstrap, topic_p
     await archive_until(config, 2_000)
     await produce_values(kafka_bootstrap, topic, rows(1_000, 1_000))  # only in Kafka
     # Kafka's retention removes the oldest 600 records of each partition: they now exist only in the archive
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_options())
     await admin.start()
     try:
         await admin.delete_records({TopicPartition(topic, p): RecordsToDelete(600) for p in (0, 1)})
@@ -253,7 +254,7 @@ async def test_aggregates_are_archived_and_replayed_from_the_archive(kafka_boots
     (day,) = archive_status(config.root, ["agg_parking"], ["public"])
     assert day.records == 60 and day.day == "2026-12-03"
     # Kafka no longer holds the first half: the replay reads it from the archive
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_options())
     await admin.start()
     try:
         await admin.delete_records({TopicPartition(topic, p): RecordsToDelete(15) for p in (0, 1)})

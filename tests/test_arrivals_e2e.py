@@ -25,6 +25,7 @@ from google.transit import gtfs_realtime_pb2
 from websockets.asyncio.client import connect
 
 import settings as settings_mod
+from access.identity import kafka_options
 from adapters.runtime import AdapterRuntime
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
@@ -203,7 +204,9 @@ async def test_trip_updates_endpoint_decodes_into_the_published_static_feed(serv
 
 
 async def test_broken_trip_updates_go_to_the_dlq_with_their_own_bytes(service: Service) -> None:
-    consumer = AIOKafkaConsumer(service.dlq_topic, bootstrap_servers=service.bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        service.dlq_topic, bootstrap_servers=service.bootstrap, **kafka_options(), auto_offset_reset="earliest"
+    )
     await consumer.start()
     letters: list[DeadLetter] = []
     try:

@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import connect
 
+from access.identity import kafka_options
 from kafka_admin import delete_topics, ensure_topics, topic_config, topic_partitions
 from schemas.topics import AUDIT_RETENTION_MS
 from shfeeds_cli.cmd_audit import read_all
@@ -96,7 +97,7 @@ async def rewrite(bootstrap: str, topic: str, entries: list[dict[str, Any]]) -> 
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.3)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), acks="all")
     await producer.start()
     try:
         for entry in entries:

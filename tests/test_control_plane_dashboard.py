@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 import settings as settings_mod
+from access.identity import kafka_options
 from control_plane.emitter import StatsEmitter
 from control_plane.figures import lag_histogram, source_record, stage_record, ws_record
 from schemas import FEEDS, DeadLetter, dlq_topic, encode_dead_letter
@@ -53,7 +54,7 @@ async def test_the_dashboard_shows_every_feed_with_charts_samples_and_clients(
     proc = subprocess.Popen(argv, env=settings_env(running_stack), stdout=log, stderr=subprocess.STDOUT)
     emitter = StatsEmitter(running_stack.kafka_bootstrap, topic_prefix)
     await emitter.start()
-    producer = AIOKafkaProducer(bootstrap_servers=running_stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=running_stack.kafka_bootstrap, **kafka_options())
     await producer.start()
     screenshot = tmp_path / "dashboard.png"
     try:

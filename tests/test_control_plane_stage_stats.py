@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from access.identity import kafka_options
 from control_plane.figures import decode_stats, merge, percentile_ms, split
 from schemas import raw_topic
 from schemas.topics import OPS_STATS
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.stack
 
 
 async def read_stats(bootstrap: str, topic: str, until: Any, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **kafka_options(), auto_offset_reset="earliest")
     await consumer.start()
     got: list[dict[str, Any]] = []
     try:

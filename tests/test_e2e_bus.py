@@ -13,30 +13,38 @@ import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 import settings as settings_mod
+from access.identity import kafka_options
 from geo.crs import gcj02_to_wgs84, plausibly_in_shanghai
 from geo.grid import snap
 from schemas import decode_kafka
-from tests.conftest import settings_env
+from tests.conftest import _free_port, as_components, settings_env
 
 CLI = [sys.executable, "-m", "shfeeds_cli.main"]
 NEVER_PUBLIC = ("plate", "driver_id", "vehicle_id", "speed_kmh", "diagnostics", "passenger_count")
 
 
 @pytest.fixture
-def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mod.Settings, float]]:
-    env = settings_env(isolated_stack)
+def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mod.Settings, float, int]]:
+    # Every component as its own principal (access/principals.py): a grant one of them lacks stops the flow.
+    env = as_components(settings_env(isolated_stack))
+    env["SHFEEDS_ARCHIVE_FLUSH_INTERVAL_S"] = "5"
+    control_plane_port = _free_port()
+    env["SHFEEDS_CONTROL_PLANE_PORT"] = str(control_plane_port)
     # 1,320 buses make 120 lines, three of them night lines: at least ~25 buses run at any hour of the day.
     commands = [
         ["simulate", "--buses", "1320", "--seed", "11"],
         ["adapter", "run", "sh-bus"],
         ["streams", "worker"],
         ["serve", "--network-seed", "11", "--network-buses", "1320"],
+        ["archive", "run", "--feeds", "bus"],
+        ["control-plane", "--data-dir", str(isolated_stack.stack_dir / "control-plane")],
     ]
     started = time.monotonic()
     procs = [
@@ -44,7 +52,7 @@ def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mo
         for cmd in commands
     ]
     try:
-        yield isolated_stack, started
+        yield isolated_stack, started, control_plane_port
     finally:
         for proc in procs:
             proc.terminate()
@@ -55,8 +63,8 @@ def service(isolated_stack: settings_mod.Settings) -> Iterator[tuple[settings_mo
                 proc.kill()
 
 
-def test_tail_bus_prints_live_blurred_public_positions(service: tuple[settings_mod.Settings, float]) -> None:
-    own, started = service
+def test_tail_bus_prints_live_blurred_public_positions(service: tuple[settings_mod.Settings, float, int]) -> None:
+    own, started, control_plane_port = service
     tail = subprocess.run(
         [*CLI, "tail", "bus", "--count", "30", "--timeout", "120"],
         env=settings_env(own),
@@ -93,16 +101,41 @@ def test_tail_bus_prints_live_blurred_public_positions(service: tuple[settings_m
         rec = orjson.loads(line)
         assert rec["trip_id"] in trips and trips[rec["trip_id"]]["route_id"] == rec["route_id"], rec
         assert rec["next_stop_id"] in stops, rec
+    # The archiver and the control plane, as their own principals too, got the bus feed.
+    archived = own.stack_dir / "archive"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (
+        list(archived.glob("feed=bus/**/*.parquet")) and bus_heard_of(control_plane_port)
+    ):
+        time.sleep(2)
+    assert list(archived.glob("feed=bus/**/*.parquet")), "the archiver wrote no bus file"
+    assert bus_heard_of(control_plane_port), "the control plane has no record count from sh-bus"
+
+
+def bus_heard_of(control_plane_port: int) -> bool:
+    """The control plane's health report has a record time from the bus source (read from ops.stats)."""
+    url = f"http://127.0.0.1:{control_plane_port}/health/feeds"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            report = orjson.loads(resp.read())
+    except OSError:
+        return False
+    bus: dict[str, Any] = next((f for f in report["feeds"] if f["feed"] == "bus"), {})
+    return bool(bus.get("sources", {}).get("sh-bus", {}).get("last_record_ms"))
 
 
 def test_raw_bus_is_keyed_by_vehicle_with_event_time_as_record_time(
-    service: tuple[settings_mod.Settings, float],
+    service: tuple[settings_mod.Settings, float, int],
 ) -> None:
-    own, _ = service
+    own, _, _ = service
 
     async def read_some() -> list[tuple[bytes, int, bytes]]:
         consumer = AIOKafkaConsumer(
-            "raw.bus", bootstrap_servers=own.kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+            "raw.bus",
+            bootstrap_servers=own.kafka_bootstrap,
+            **kafka_options(),
+            auto_offset_reset="earliest",
+            group_id=None,
         )
         await consumer.start()
         got: list[tuple[bytes, int, bytes]] = []

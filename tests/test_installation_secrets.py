@@ -20,7 +20,13 @@ from streams.policy import PolicyEngine
 
 # The secret the code carried before: every pseudonym made with it could be reversed by anyone who read it.
 SECRET_ONCE_IN_THE_CODE = b"shfeeds-development-only-pseudonym-secret"
-SECRET_VARS = ("SHFEEDS_PSEUDONYM_SECRET", "SHFEEDS_OCPI_PUSH_TOKEN", "SHFEEDS_ENV", "SHFEEDS_KAFKA_BOOTSTRAP")
+SECRET_VARS = (
+    "SHFEEDS_PSEUDONYM_SECRET",
+    "SHFEEDS_OCPI_PUSH_TOKEN",
+    "SHFEEDS_ENV",
+    "SHFEEDS_KAFKA_BOOTSTRAP",
+    "SHFEEDS_ACT_AS_ADMIN",
+)
 T = 1_780_000_000_000
 BUS = {
     "source": "test",
@@ -81,9 +87,11 @@ def test_a_production_stream_worker_without_the_secret_exits_saying_why(
 ) -> None:
     prefix = unique_name("nosecret") + "."
     argv = ["streams", "worker", "--topic-prefix", prefix, "--redis-prefix", prefix, "--app-id", prefix]
+    # Its Kafka and Redis password is configured, so the pseudonym secret is what it misses.
+    env = cli_env(installation, SHFEEDS_ENV="production", SHFEEDS_PASSWORD_STREAMS="configured")
     done = subprocess.run(
         [sys.executable, "-m", "shfeeds_cli.main", *argv],
-        env=cli_env(installation, SHFEEDS_ENV="production"),
+        env=env,
         cwd=settings_mod.PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -91,6 +99,21 @@ def test_a_production_stream_worker_without_the_secret_exits_saying_why(
     )
     assert done.returncode == 2
     assert "cannot start: SHFEEDS_PSEUDONYM_SECRET is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_production_component_without_its_password_exits_saying_why(installation: Path, running_stack: Any) -> None:
+    """No development fallback: a production process without its principal's password does not start."""
+    done = subprocess.run(
+        [sys.executable, "-m", "shfeeds_cli.main", "archive", "run"],
+        env=cli_env(installation, SHFEEDS_ENV="production", SHFEEDS_PSEUDONYM_SECRET="configured"),
+        cwd=settings_mod.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: SHFEEDS_PASSWORD_ARCHIVER is not set" in done.stderr
     assert "Traceback" not in done.stderr
 
 

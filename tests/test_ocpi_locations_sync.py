@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import settings as settings_mod
+from access.identity import kafka_options
 from adapters.formats import parse_with
 from adapters.formats.ocpi_auth import authorization_header
 from adapters.formats.ocpi_locations import EVSE_STATUS
@@ -132,7 +133,7 @@ async def push(session: aiohttp.ClientSession, method: str, port: int, path: str
 
 async def stations_in_kafka(bootstrap: str, topic: str, key: str) -> list[Any]:
     """Every charging station record under ``key`` in ``topic``, oldest first."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from access.identity import kafka_options
 from ws_server.config import Naming, ServerConfig
 from ws_server.testing import TierWriter, bus_record, create_tier_topics, running_node
 
@@ -48,7 +49,7 @@ async def apply(base: str, applicant: str) -> tuple[str, str]:
 
 
 async def operator_log(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **kafka_options(), auto_offset_reset="earliest",
                                 enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:

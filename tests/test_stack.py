@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import settings as settings_mod
+from access.identity import kafka_options
 from shfeeds_cli import stack
 
 
@@ -36,7 +37,7 @@ def test_every_service_topic_exists_with_the_configured_partitions(kafka_bootstr
     from schemas import all_topics
 
     async def partitions() -> dict[str, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_options())
         await admin.start()
         try:
             meta = await admin.describe_topics(all_topics())

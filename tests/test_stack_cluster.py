@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import settings as settings_mod
+from access.identity import kafka_options
 from adapters.runtime import KafkaSink
 from adapters.runtime.routing import OutMessage
 from kafka_admin import ensure_topics
@@ -65,6 +66,7 @@ def cluster(
         kafka_heap="256m",
         topic_partitions=2,
     )
+    stack.share_secrets(running_stack, own)
     stack.up(own, quiet=True)
     try:
         yield own
@@ -74,7 +76,7 @@ def cluster(
 
 async def _partitions(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
     """Per partition: (leader, replicas, in-sync replicas)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -84,7 +86,7 @@ async def _partitions(bootstrap: str, topic: str) -> dict[int, tuple[int, list[i
 
 
 async def _min_insync(bootstrap: str, topic: str) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
     await admin.start()
     try:
         configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
@@ -115,7 +117,7 @@ def _kill(service: stack.KafkaService) -> None:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[tuple[str, int]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import settings as settings_mod
+from access.setup import admin_redis_url
 from kafka_admin import ensure_topics
 from schemas import Naming, raw_topic
 from shfeeds_cli import stack
@@ -75,7 +76,7 @@ async def test_a_worker_waits_out_a_redis_outage_and_loses_nothing(
     await ensure_topics(kafka_bootstrap, 4, worker_topics(Naming(prefix), ("bus",), aggregates=False))
     raw = prefix + raw_topic("bus")
     operator = Naming(prefix).tier_topic("operator", "bus")
-    redis_url = f"redis://127.0.0.1:{own_redis.settings.redis_port}/0"
+    redis_url = admin_redis_url(own_redis.settings)  # this Redis refuses anonymous use, as every stack's
     env = {**os.environ, "SHFEEDS_POLICY_PATH": str(write_short_policy(tmp_path)), "SHFEEDS_REDIS_URL": redis_url}
     env["SHFEEDS_TOPIC_PARTITIONS"] = "4"
     args = ["--topic-prefix", prefix, "--app-id", unique_name("app"), "--redis-prefix", redis_prefix]

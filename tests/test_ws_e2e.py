@@ -16,6 +16,7 @@ from google.transit import gtfs_realtime_pb2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from access.identity import kafka_options
 from client import FeedClient
 from geo.crs import gcj02_to_wgs84
 from ws_server.audit_chain import verify_chain
@@ -184,7 +185,11 @@ async def test_public_client_never_sees_licensed_fields_or_wgs84(stack: Stack) -
 
 async def read_audit(stack: Stack, want: int, timeout: float = 10.0) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
-        stack.naming.audit_topic(), bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", group_id=None
+        stack.naming.audit_topic(),
+        bootstrap_servers=stack.bootstrap,
+        **kafka_options(),
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     await consumer.start()
     entries: list[dict[str, Any]] = []

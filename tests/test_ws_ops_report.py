@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from websockets.asyncio.client import connect
 
+from access.identity import kafka_options
 from control_plane.figures import decode_stats, fold_bundle
 from control_plane.health.report import websocket
 from kafka_admin import ensure_topics
@@ -34,7 +35,7 @@ async def test_a_node_reports_its_clients_per_tier_to_the_control_plane(
         port=0, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, naming=naming, ops_stats_every_s=0.2
     )
     consumer = AIOKafkaConsumer(
-        naming.ops_stats_topic(), bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        naming.ops_stats_topic(), bootstrap_servers=kafka_bootstrap, **kafka_options(), auto_offset_reset="earliest"
     )
     await consumer.start()
     try:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 import settings as settings_mod
+from access.setup import admin_redis_url
 from shfeeds_cli import stack
 from tests.conftest import _free_port
 from ws_server.config import Naming, ServerConfig
@@ -70,7 +71,7 @@ async def test_healthz_says_degraded_while_redis_is_down_and_ok_once_it_is_back(
     prefix = unique_name("wsredis")
     naming = Naming(prefix + ".", prefix)
     await create_tier_topics(kafka_bootstrap, naming, [("public", "bus")])
-    redis_url = f"redis://127.0.0.1:{own_redis.settings.redis_port}/0"
+    redis_url = admin_redis_url(own_redis.settings)  # this Redis refuses anonymous use, as every stack's
     config = ServerConfig(port=0, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, naming=naming)
     async with running_node(config) as node:
         up = await _until(node.port, "ok")

@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from access.identity import kafka_options
 from kafka_admin import TopicSetupError, ensure_topics
 from schemas import now_ms
 from schemas.topics import AUDIT_TOPIC_CONFIG
@@ -205,7 +206,9 @@ class AccessAudit:
             if self._producer is None:
                 topics = [self.topic, self.checkpoint_topic]
                 await ensure_topics(self.bootstrap, 1, topics, configs=dict.fromkeys(topics, AUDIT_TOPIC_CONFIG))
-                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, **kafka_options(), acks="all", linger_ms=5
+                )
                 await producer.start()
                 self._producer = producer
             # One key per chain keeps a chain in one partition, in order; acks come back in order too.

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from access.identity import kafka_options
 from kafka_admin import topic_partitions
 from schemas import now_ms
 
@@ -99,6 +100,7 @@ class FeedReaders:
     async def _start_consumer(self, topic: str) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **kafka_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=20,  # a quiet topic must not hold new records back for long

@@ -12,6 +12,7 @@ import msgpack
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from kafka_admin import ensure_topics
 from schemas import now_ms
 
@@ -53,7 +54,7 @@ class TierWriter:
         self.bootstrap = bootstrap
         self.naming = naming
         self.redis = aioredis.from_url(redis_url)
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=2, acks="all")
 
     async def __aenter__(self) -> TierWriter:
         await self.producer.start()

@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
+from access.identity import kafka_options
 from schemas import Naming, now_ms
 
 from .backoff import Backoff
@@ -183,6 +184,7 @@ class KafkaSink:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
+                **kafka_options(),
                 client_id=self.client_id,
                 acks="all",
                 enable_idempotence=True,

@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from access.identity import kafka_options
 from adapters.formats.common import JsonDict
 from adapters.formats.ocpi_location_store import LocationStore, updated_ms
 from kafka_admin import ensure_topics, topic_partitions
@@ -73,7 +74,10 @@ class LocationLog:
         )
         partitions = [TopicPartition(self.topic, p) for p in await topic_partitions(self.bootstrap, self.topic)]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
+            bootstrap_servers=self.bootstrap,
+            **kafka_options(),
+            enable_auto_commit=False,
+            request_timeout_ms=int(timeout_s * 1000),
         )
         await asyncio.wait_for(consumer.start(), timeout_s)
         try:

@@ -13,6 +13,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from access.identity import kafka_options
 from kafka_admin import topic_partitions
 
 from .shutdown import stop_within
@@ -29,7 +30,10 @@ async def newest_ingested(bootstrap: str, topic: str, source: str, *, timeout_s:
     if not partitions:
         return None
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap,
+        **kafka_options(),
+        enable_auto_commit=False,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:

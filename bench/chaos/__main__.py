@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from access.identity import redact
 from client import FeedClient
 from schemas import dlq_topic, raw_topic, tier_topic
 from ws_server.config import ServerConfig
@@ -125,7 +126,7 @@ class Run:
 
     async def main(self) -> int:
         s = self.service.settings
-        say(f"stack: 3 brokers on {s.kafka_bootstrap}, Redis {s.redis_url}, folder {s.stack_dir}")
+        say(f"stack: 3 brokers on {s.kafka_bootstrap}, Redis {redact(s.redis_url)}, folder {s.stack_dir}")
         await asyncio.to_thread(self.service.stack_up)
         raw, tier = raw_topic(FEED), tier_topic(TIER, FEED)
         raw_start = await end_offsets(s.kafka_bootstrap, raw)

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import settings as settings_mod
+from access.identity import kafka_options
 from shfeeds_cli import stack
 from shfeeds_cli.supervisor import ChildSpec, Supervisor, component_argv
 
@@ -153,7 +154,7 @@ class Service:
     # ------------------------------------------------------------------------------------------ stack blows
 
     async def leader_broker(self, topic: str, partition: int = 0) -> stack.KafkaService:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, **kafka_options())
         await admin.start()
         try:
             (described,) = await admin.describe_topics([topic])
@@ -193,7 +194,7 @@ def _children(pid: int) -> list[int]:
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
@@ -214,7 +215,7 @@ async def read_range(
         # cancellation (aiokafka's group coordinator), so none is started.
         return []
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
+        bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
     )
     await consumer.start()
     out: list[dict[str, Any]] = []

@@ -27,6 +27,7 @@ import msgpack
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from access.identity import kafka_options
 from ws_server.config import Naming
 from ws_server.testing import TierWriter, create_tier_topics
 
@@ -175,7 +176,9 @@ class LoadGen:
 async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: int) -> int:
     """City-scale input: ``rate`` bus positions per second, in 20 ms slices."""
     rng = random.Random(seed)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5, acks=1, max_batch_size=1 << 20
+    )
     await producer.start()
     sent = 0
     try:

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from access.identity import kafka_options
 from ws_server.districts import lookup_district
 from ws_server.protocol.filters import CompiledFilter, compile_filter
 from ws_server.protocol.messages import Filter
@@ -46,7 +47,9 @@ def publications(records: list[dict[str, Any]], filters: list[CompiledFilter]) -
 
 async def run(args: argparse.Namespace) -> None:
     filters = compiled(json.loads(Path(args.filters).read_text()))
-    consumer = AIOKafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        args.topic, bootstrap_servers=args.bootstrap, **kafka_options(), auto_offset_reset="latest"
+    )
     await consumer.start()
     headers = {"X-API-Key": args.key, "Content-Type": "application/json"}
     print("bridging", flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from access.identity import kafka_options
 from schemas import TIERS, Naming, VehiclePosition, decode_kafka, encode_kafka, now_ms, to_dict
 
 ENTITIES = 17_000  # Shanghai's bus fleet
@@ -66,7 +67,7 @@ def reference_counts(count: int) -> dict[str, int]:
 async def tier_output(bootstrap: str, prefix: str, partitions: int = 4) -> dict[str, dict[str, int]]:
     """Per tier: records written, and how many of them repeat a (key, value) already in that tier."""
     out: dict[str, dict[str, int]] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         for tier in TIERS:

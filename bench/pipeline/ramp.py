@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import settings
+from access.identity import kafka_options
 from bench.pipeline.outputs import ENTITIES, bus_record
 from bench.pipeline.ramp_report import (
     HOLD_SHARE,
@@ -165,10 +166,11 @@ async def session(workers: int, tag: str, args: argparse.Namespace) -> AsyncIter
     cmd += ["--redis", s.redis_url, "--seconds", "3600", "--max-poll", str(args.max_poll)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
     tier_tps = [TopicPartition(ramp.naming.tier_topic(t, "bus"), p) for t in TIERS for p in range(PARTITIONS)]
-    reader = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
-    probe = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    auth = kafka_options(s)
+    reader = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, **auth, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, **auth)
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, **auth)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **auth, linger_ms=5, max_batch_size=256 * 1024)
     tasks: list[asyncio.Task[None]] = []
     try:
         for client in (reader, probe, admin, producer):

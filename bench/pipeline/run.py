@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
+from access.identity import kafka_options  # noqa: E402
 from bench.pipeline.outputs import ENTITIES, backlog, bus_record  # noqa: E402
 from bench.report import median_of  # noqa: E402
 from kafka_admin import delete_topics, ensure_topics  # noqa: E402
@@ -42,7 +43,9 @@ from streams.stages.worker import worker_topics  # noqa: E402
 
 async def preload(bootstrap: str, topic: str, count: int) -> None:
     """The backlog (bench/pipeline/outputs.py) with event times 4 hours old, so every delay has passed."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, **kafka_options(), linger_ms=20, max_batch_size=512 * 1024, acks="all"
+    )
     await producer.start()
     try:
         futures = []
@@ -125,7 +128,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
     took, i.e. the steady rate once every worker and stage runs."""
     tps = [TopicPartition(Naming(prefix).tier_topic(t, "bus"), p) for t in TIERS for p in range(4)]
     op_tps = [tp for tp in tps if ".operator." in tp.topic]
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     await probe.start()
     try:
         first = last = None
@@ -171,7 +174,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
 
 async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> dict:
     topics = [Naming(prefix).tier_topic(t, "bus") for t in ("operator", "licensed")]
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, **kafka_options(), auto_offset_reset="latest")
     await consumer.start()
     await asyncio.sleep(1.0)
     latencies: list[int] = []
@@ -185,7 +188,7 @@ async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float
                 latencies.extend(t - r.timestamp for r in recs if r.key and r.key.startswith(b"live"))
 
     reader = asyncio.create_task(read())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5)
     await producer.start()
     sent = 0
     start = time.monotonic()

@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from access.identity import faust_credentials, kafka_options  # noqa: E402
 from schemas import TIERS, Naming, decode_kafka, now_ms, raw_topic, to_dict  # noqa: E402
 from streams.config import StreamConfig  # noqa: E402
 from streams.logic.cleaning import Cleaner  # noqa: E402
@@ -81,13 +82,16 @@ async def plain_clients(args: argparse.Namespace, listener: Any = None) -> tuple
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=args.bootstrap,
+        **kafka_options(),
         group_id=args.prefix + "plain",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=args.max_poll,
     )
     consumer.subscribe([args.prefix + raw_topic("bus")], listener=listener)
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", max_batch_size=1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap, **kafka_options(), linger_ms=10, acks="all", max_batch_size=1024 * 1024
+    )
     await consumer.start()
     await producer.start()
     tune_gc()  # the same runtime tuning as the worker
@@ -201,6 +205,7 @@ def run_faust(args: argparse.Namespace) -> None:
         args.prefix + "faust",
         datadir=datadir,
         broker=f"kafka://{args.bootstrap}",
+        broker_credentials=faust_credentials(),
         web_enabled=False,
         topic_partitions=args.partitions,
         topic_disable_leader=True,
@@ -261,7 +266,10 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def run_quix(args: argparse.Namespace) -> None:
     from quixstreams import Application
+    from quixstreams.kafka.configuration import ConnectionConfig
     from quixstreams.models.serializers import Serializer
+
+    from access.identity import confluent_config
 
     engine = load_engine()
     enricher = Enricher.from_geo()
@@ -275,7 +283,10 @@ def run_quix(args: argparse.Namespace) -> None:
             return value[2]
 
     app = Application(
-        broker_address=args.bootstrap,
+        # The same SCRAM login as the project's own clients (access/identity.py).
+        broker_address=ConnectionConfig.from_librdkafka_dict(
+            {**confluent_config(), "bootstrap.servers": args.bootstrap}
+        ),
         consumer_group=args.prefix + "quix",
         auto_offset_reset="earliest",
         loglevel="WARNING",

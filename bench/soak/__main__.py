@@ -37,6 +37,7 @@ from rich.console import Console
 from websockets.asyncio.client import connect
 
 import settings as settings_mod
+from access.identity import redact
 from bench.chaos.service import Service, cli
 from bench.report import ROOT, Goal, machine, publish_section, stamp, write_result
 from shfeeds_cli import cmd_run
@@ -228,7 +229,7 @@ class Soak:
 
     async def main(self) -> dict[str, Any]:
         s = self.service.settings
-        say(f"soak: stack {s.stack_dir}, Kafka {s.kafka_bootstrap}, Redis {s.redis_url}")
+        say(f"soak: stack {s.stack_dir}, Kafka {s.kafka_bootstrap}, Redis {redact(s.redis_url)}")
         await asyncio.to_thread(self.service.stack_up)
         operator_key = cli(self.env, "keys", "issue", "operator", "--label", "soak watcher").strip()
         await self.service.start()

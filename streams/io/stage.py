@@ -25,6 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from redis.exceptions import RedisError
 
+from access.identity import kafka_options
 from streams.config import StreamConfig
 from streams.io import metrics
 
@@ -110,6 +111,7 @@ class BatchStage(ABC):
             return
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap,
+            **kafka_options(),
             group_id=self.config.group(self.name),
             client_id=f"{self.config.app_id}-{self.name}",
             enable_auto_commit=False,

@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from access.identity import kafka_options
 from control_plane.emitter import StatsEmitter
 from control_plane.stage_stats import StageStats
 from kafka_admin import ensure_topics
@@ -92,6 +93,7 @@ class Pipeline:
         await ensure_topics(cfg.bootstrap, cfg.partitions, worker_topics(cfg.naming, cfg.feeds, self.aggregates))
         self._producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap,
+            **kafka_options(),
             client_id=f"{cfg.app_id}-producer",
             acks="all",
             linger_ms=cfg.producer_linger_ms,
