@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -42,15 +40,7 @@ func channels(clients []*client) []any {
 
 func (c *client) runCentrifugo(url string, connected *sync.WaitGroup) {
 	dialer := websocket.Dialer{HandshakeTimeout: 60 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
-	var conn *websocket.Conn
-	var err error
-	for attempt := 0; ; attempt++ {
-		conn, _, err = dialer.Dial(url, http.Header{})
-		if err == nil {
-			break
-		}
-		time.Sleep(time.Duration(50+rand.Intn(200*(attempt+1))) * time.Millisecond)
-	}
+	conn := dialWithRetry(dialer, url)
 	c.mu.Lock()
 	c.conn = conn
 	c.mu.Unlock()

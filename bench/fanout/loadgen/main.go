@@ -340,15 +340,7 @@ func (c *client) run(url string, resume bool, connected *sync.WaitGroup) {
 		proto = "shfeeds.v1.msgpack"
 	}
 	dialer := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 60 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
-	var conn *websocket.Conn
-	var err error
-	for attempt := 0; ; attempt++ {
-		conn, _, err = dialer.Dial(url, http.Header{})
-		if err == nil {
-			break
-		}
-		time.Sleep(time.Duration(50+rand.Intn(200*(attempt+1))) * time.Millisecond)
-	}
+	conn := dialWithRetry(dialer, url)
 	c.mu.Lock()
 	c.conn = conn
 	msg := c.sub
@@ -568,5 +560,17 @@ func main() {
 		case "quit":
 			return
 		}
+	}
+}
+
+// dialWithRetry keeps dialling until the server accepts: a storm of thousands of connections meets a full
+// listen backlog, and each client backs off a little longer after every refusal.
+func dialWithRetry(dialer websocket.Dialer, url string) *websocket.Conn {
+	for attempt := 0; ; attempt++ {
+		conn, _, err := dialer.Dial(url, http.Header{})
+		if err == nil {
+			return conn
+		}
+		time.Sleep(time.Duration(50+rand.Intn(200*(attempt+1))) * time.Millisecond)
 	}
 }
