@@ -29,7 +29,7 @@ class Settings:
     redis_port: int = field(default_factory=lambda: int(_env("REDIS_PORT", "16379")))
     simulator_port: int = field(default_factory=lambda: int(_env("SIMULATOR_PORT", "18080")))
     # The address the WebSocket server, the OCPI push receiver and the adapters' metrics listen on:
-    # loopback unless configured (a container sets 0.0.0.0; its published ports decide what is exposed).
+    # loopback unless configured (compose names a container's own address where others must reach it).
     bind_host: str = field(default_factory=lambda: _env("BIND_HOST", "127.0.0.1"))
     ws_port: int = field(default_factory=lambda: int(_env("WS_PORT", "18765")))
     control_plane_port: int = field(default_factory=lambda: int(_env("CONTROL_PLANE_PORT", "18770")))

@@ -83,7 +83,7 @@ def handle(args: argparse.Namespace) -> int:
         print(f"shfeeds simulate: unknown feed(s) {', '.join(unknown)}; expected {', '.join(targets)}", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else settings.simulator_port
-    args.host = args.host or settings.bind_host  # a container sets 0.0.0.0, so the adapters' containers reach it
+    args.host = args.host or settings.bind_host  # compose names the container's address for the adapters
     print(
         f"simulated city (seed {args.seed}) built in {time.monotonic() - began:.1f}s; serving "
         + ", ".join(f"{name} {feed.path}" for name, feed in city.feeds.items())

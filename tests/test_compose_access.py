@@ -58,4 +58,9 @@ def test_redis_refuses_anonymous_use_and_the_simulator_listens_for_other_contain
     assert "--user default off" in services()["redis"]["command"][0]
     simulator = services()["simulator"]
     assert "--host" not in simulator["command"]  # so it binds the configured address
-    assert simulator["environment"]["SHFEEDS_BIND_HOST"] == "0.0.0.0"
+    # Its own address on the compose network, not every address; nothing else binds beyond loopback unless
+    # its service names an address.
+    assert simulator["environment"]["SHFEEDS_BIND_HOST"] == "simulator"
+    listening = {name for name, s in services().items() if "SHFEEDS_BIND_HOST" in s.get("environment", {})}
+    assert listening == {"simulator", "adapter-ocpi-push"}
+    assert services()["adapter-ocpi-push"]["environment"]["SHFEEDS_BIND_HOST"] == "adapter-ocpi-push"
