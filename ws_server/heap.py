@@ -2,9 +2,9 @@
 
 The server allocates in bursts (snapshot frames of whole feeds for joining clients, replay frames,
 streams that live for seconds) and frees them again. glibc keeps freed memory in its arenas and returns
-only the free top of the heap, so resident memory settles at the highest burst seen, not at what is in
-use: in the chaos run's subscription churn, 500 MiB resident while a trim brought it to 140 MiB. A trim
-every few seconds costs a few milliseconds. Elsewhere than glibc this does nothing.
+only the free top of the heap, so resident memory climbs in steps to the highest burst seen and stays
+there. With a trim every few seconds (a few milliseconds each) it follows what is in use, down as well as
+up, which is what the chaos run's memory check measures. Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations
