@@ -58,6 +58,8 @@ async def test_the_websocket_node_serves_metrics_per_tier(stack: Stack) -> None:
     assert re.search(r'^shfeeds_ws_connections\{tier="public"\} 1\.0$', text, re.M), text
     assert re.search(r'^shfeeds_ws_subscriptions\{tier="public"\} 1\.0$', text, re.M), text
     assert re.search(r'^shfeeds_ws_connections\{tier="licensed"\} 0\.0$', text, re.M), text
+    assert re.search(r"^shfeeds_ws_slow_closes_total 0\.0$", text, re.M), text
+    assert re.search(r"^shfeeds_ws_conflated_frames_total 0\.0$", text, re.M), text
 
 
 pytestmark = pytest.mark.stack

@@ -287,11 +287,13 @@ def test_slow_reader_gets_one_conflated_catch_up_then_is_closed_if_it_never_read
     assert catch_up["conflated"] is True and catch_up["from_seq"] == 1 and catch_up["seq"] == 10
     records = {r["id"]: r for r in catch_up["upsert"]}
     assert len(records) == 11 and records["b"]["lng"] == pytest.approx(121.459)  # latest state only
+    assert (hub.conflated_frames, hub.slow_closes) == (1, 0)  # what /metrics reports to the operator
     sink.held = 5000
     hub.ingest("public", "bus", [("b", bus("b", 121.5, 31.25))])
     hub.tick(T0 + 700)
     hub.tick(T0 + 700 + 5001)
     assert sink.closed is not None and sink.closed[0] == CLOSE_SLOW
+    assert (hub.conflated_frames, hub.slow_closes) == (1, 1)
 
 
 def test_malformed_messages_get_error_codes_and_the_session_stays_usable() -> None:

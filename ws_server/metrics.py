@@ -47,6 +47,14 @@ class NodeCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_records_delivered", "Records delivered to clients", value=node.hub.records_delivered
         )
+        yield CounterMetricFamily(
+            f"{PREFIX}_conflated_frames",
+            "Catch-up frames sent to slow readers in place of the frames they skipped",
+            value=node.hub.conflated_frames,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_slow_closes", "Connections closed for reading too slowly", value=node.hub.slow_closes
+        )
         yield CounterMetricFamily(f"{PREFIX}_records_read", "Records read from tier topics",
                                   value=node.readers.records_read)  # fmt: skip
 

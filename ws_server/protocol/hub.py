@@ -62,6 +62,9 @@ class Hub:
         self._ids = itertools.count(1)
         self.frames_sent = 0
         self.records_delivered = 0
+        # How slow readers were served: catch-up frames sent in place of what they skipped, and the ones closed.
+        self.conflated_frames = 0
+        self.slow_closes = 0
 
     # ------------------------------------------------------------------------------------------ sources
 

@@ -88,6 +88,7 @@ class Subscription:
             self.from_seq = seq
         self.skipped.update(ids)
         if len(self.skipped) > session.limits.max_conflated:
+            session.hub.slow_closes += 1
             session.close(CLOSE_SLOW, "slow: too far behind")
             return False
         return True
@@ -104,6 +105,7 @@ class Subscription:
             return True
         if session.sink.backlog() > session.limits.byte_budget // 4:
             if now_ms - self.behind_since > session.limits.slow_after_ms:
+                session.hub.slow_closes += 1
                 session.close(CLOSE_SLOW, "slow: did not read for too long")
                 return True
             return False
@@ -114,6 +116,7 @@ class Subscription:
         frame = stream.codec.delta(head, upserts, removes, [])
         session.sink.send(frame)
         session.delivered(stream, frame, len(upserts) + len(removes))
+        session.hub.conflated_frames += 1
         self.reset_behind()
         return True
 
