@@ -20,6 +20,7 @@ from .messages import Options
 from .replay_budget import ReplayBudget
 from .state import SourceState
 from .stream import Member, Stream, StreamKey
+from .stream_index import StreamIndex
 
 
 def options_key(options: Options) -> tuple[object, ...]:
@@ -54,11 +55,13 @@ class Hub:
         self.sources: dict[tuple[str, str], SourceState] = {}
         self.streams: dict[StreamKey, Stream] = {}
         self.by_source: dict[SourceState, dict[Stream, None]] = {}
+        self._indexes: dict[SourceState, StreamIndex] = {}  # by_source's streams by envelope, rebuilt on change
         self.incoming: dict[SourceState, list[tuple[str, bytes]]] = {}
         self.incoming_at: dict[SourceState, int] = {}  # when the oldest waiting record reached the node
         self.clock = clock  # wall clock (ms) for latency figures; without one the tick's now_ms is used
         self.latency = LatencyHistogram()  # record reached the node → its frame written to every member
         self.behind: set[Member] = set()  # members owed a catch-up: only the hub adds and removes them
+        self._idle: dict[Stream, None] = {}  # streams left by their last member: the only ones _expire visits
         self._ids = itertools.count(1)
         self.frames_sent = 0
         self.records_delivered = 0
@@ -147,17 +150,20 @@ class Hub:
                 self.streams_by_owner[owner] += 1
             self.streams[key] = stream
             self.by_source[src][stream] = None
+            self._indexes.pop(src, None)
         return stream
 
     def join(self, stream: Stream, member: Member) -> None:
         stream.members[member] = None
         stream.idle_since_ms = None
+        self._idle.pop(stream, None)
 
     def leave(self, stream: Stream, member: Member) -> None:
         stream.members.pop(member, None)
         self.behind.discard(member)
         if not stream.members and stream.idle_since_ms is None:
             stream.idle_since_ms = -1  # stamped by the next tick
+            self._idle[stream] = None
 
     def stream_by_epoch(self, epoch: str) -> Stream | None:
         for stream in self.streams.values():
@@ -179,11 +185,17 @@ class Hub:
             streams = self.by_source[src]
             if not changes or not streams:
                 continue
-            xs = np.fromiter((c.entry.x for c in changes), dtype=np.float64, count=len(changes))
-            ys = np.fromiter((c.entry.y for c in changes), dtype=np.float64, count=len(changes))
+            n = len(changes)
+            xs = np.fromiter((c.entry.x for c in changes), dtype=np.float64, count=n)
+            ys = np.fromiter((c.entry.y for c in changes), dtype=np.float64, count=n)
+            was_x = np.fromiter((c.was_x for c in changes), dtype=np.float64, count=n)
+            was_y = np.fromiter((c.was_y for c in changes), dtype=np.float64, count=n)
             changed_ids = [c.entry.id for c in changes]
-            for stream in streams:
-                stream.observe(changes, xs, ys, changed_ids)
+            index = self._indexes.get(src)
+            if index is None:
+                index = self._indexes[src] = self.index_streams(streams)
+            for stream, only in index.candidates(xs, ys, was_x, was_y):
+                stream.observe(changes, xs, ys, changed_ids, only)
                 if stream.pending and stream.pending_since is None:
                     stream.pending_since = received
         built = 0
@@ -218,16 +230,23 @@ class Hub:
             self.filters.forget_idle_budgets(now_ms)
         return built
 
+    def index_streams(self, streams: Iterable[Stream]) -> StreamIndex:
+        return StreamIndex(streams)
+
     def _expire(self, now_ms: int) -> None:
         """Free streams nobody has listened to for the grace period: their buffers, and their owner's share."""
-        for key, stream in list(self.streams.items()):
+        for stream in list(self._idle):
             idle = stream.idle_since_ms
-            if idle is not None and not stream.members:
-                if idle == -1:
-                    stream.idle_since_ms = now_ms
-                elif now_ms - idle >= self.idle_grace_ms:
-                    del self.streams[key]
+            if idle is None or stream.members:
+                del self._idle[stream]
+            elif idle == -1:
+                stream.idle_since_ms = now_ms
+            elif now_ms - idle >= self.idle_grace_ms:
+                del self._idle[stream]
+                if self.streams.get(stream.key) is stream:
+                    del self.streams[stream.key]
                     self.by_source[stream.source].pop(stream, None)
+                    self._indexes.pop(stream.source, None)
                     stream.free()
                     if stream.owner is not None:
                         self.streams_by_owner[stream.owner] -= 1

@@ -70,6 +70,10 @@ class Entry:
 class Change:
     kind: str  # UPSERT, STALE or REMOVE
     entry: Entry
+    # The entity's point before this tick's records (NaN if it had none): streams it may be leaving are
+    # found by it (stream_index.py).
+    was_x: float = NAN
+    was_y: float = NAN
 
 
 class SourceState:
@@ -108,14 +112,19 @@ class SourceState:
         entry = _decode(entity_id, raw)
         if entry is None:
             return
+        earlier = self.pending.get(entity_id)
+        if earlier is not None:  # changed twice in one tick: the point before the tick is the first's
+            was_x, was_y = earlier.was_x, earlier.was_y
+        else:
+            was_x, was_y = (old.x, old.y) if old is not None else (NAN, NAN)
         if entry.record.get("state") == REMOVED_STATE:
             if old is None:
                 return
             del self.entries[entity_id]
-            self.pending[entity_id] = Change(REMOVE, entry)
+            self.pending[entity_id] = Change(REMOVE, entry, was_x, was_y)
         else:
             self.entries[entity_id] = entry
-            self.pending[entity_id] = Change(STALE if entry.stale else UPSERT, entry)
+            self.pending[entity_id] = Change(STALE if entry.stale else UPSERT, entry, was_x, was_y)
         self._arrays = None
 
     # ------------------------------------------------------------------------------------------ positions

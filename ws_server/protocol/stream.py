@@ -103,8 +103,9 @@ class Stream:
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
-        for entry, ok in zip(entries, self._mask(xs, ys), strict=True):
-            if ok and self.filter.admits(entry.id, entry.route, entry.stop):
+        for i in np.flatnonzero(self._mask(xs, ys)).tolist():  # a viewport holds a few of 17,000 buses
+            entry = entries[i]
+            if self.filter.admits(entry.id, entry.route, entry.stop):
                 self.inside.add(entry.id)
                 if self.last_sent is not None:
                     self.last_sent[entry.id] = signature(entry.x, entry.y, entry.record)
@@ -114,10 +115,23 @@ class Stream:
 
     # ------------------------------------------------------------------------------------------ changes
 
-    def observe(self, changes: list[Change], xs: np.ndarray, ys: np.ndarray, ids: list[str]) -> None:
+    def observe(
+        self,
+        changes: list[Change],
+        xs: np.ndarray,
+        ys: np.ndarray,
+        ids: list[str],
+        only: np.ndarray | None = None,
+    ) -> None:
         """Take this tick's changes of the source (points as arrays and entity ids as a list, in the same
-        order). Only the changes inside the spatial part, and entities that were inside, are visited one by
+        order); ``only``: the positions of the changes that can concern this stream (stream_index.py), None
+        for all. Only the changes inside the spatial part, and entities that were inside, are visited one by
         one: a node has hundreds of streams, and most changes concern few of them."""
+        if only is not None:
+            xs, ys = xs[only], ys[only]
+            picked = only.tolist()
+            changes = [changes[i] for i in picked]
+            ids = [ids[i] for i in picked]
         mask = self._mask(xs, ys)
         inside = self.inside
         if inside:
