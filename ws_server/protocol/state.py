@@ -76,6 +76,11 @@ class Change:
     was_y: float = NAN
 
 
+def offsets_tail(offsets: dict[int, int]) -> str:
+    """The offsets of a position (stream.py ``format_position``): ``<partition 0>.<partition 1>...``."""
+    return ".".join([str(offsets[p]) for p in sorted(offsets)])
+
+
 class SourceState:
     """Latest records of one (tier, feed) and the changes since the last tick."""
 
@@ -85,6 +90,7 @@ class SourceState:
         self.entries: dict[str, Entry] = {}
         self.pending: dict[str, Change] = {}
         self.offsets: dict[int, int] = {}  # partition → next offset applied to ``entries``
+        self._offsets_text: str | None = None  # ``offsets`` as a position's tail, until they move
         self.incoming_offsets: dict[int, int] = {}  # the same for records waiting for the next tick
         # The node's own copy of the topic's recent records (offset, entity id, value) per partition: every
         # node reads the same topic, so any node can tell a resuming client what it missed since a position.
@@ -138,6 +144,7 @@ class SourceState:
             self.history_complete[p] = start <= beginnings.get(p, 0)
             self.apply_from[p] = snapshot[p]
             self.offsets[p] = snapshot[p]
+        self._offsets_text = None
 
     def log(self, partition: int, records: list[tuple[int, str, bytes]], next_offset: int) -> list[tuple[str, bytes]]:
         """Keep records in the history; return those the state has yet to apply (at the next tick)."""
@@ -158,6 +165,13 @@ class SourceState:
         if self.incoming_offsets:
             self.offsets.update(self.incoming_offsets)
             self.incoming_offsets.clear()
+            self._offsets_text = None
+
+    def offsets_text(self) -> str:
+        """``offsets`` as ``<partition 0>.<partition 1>...``, made once per tick for every stream's position."""
+        if self._offsets_text is None:
+            self._offsets_text = offsets_tail(self.offsets)
+        return self._offsets_text
 
     def covers(self, position: dict[int, int]) -> bool | None:
         """True when the history reaches back to ``position``; None when the state is not there yet."""

@@ -19,7 +19,7 @@ from .filters import CompiledFilter
 from .messages import Options
 from .replay_budget import ReplayBudget
 from .significance import Signature, signature, significant
-from .state import REMOVE, STALE, UNKNOWN, UPSERT, Change, Entry, SourceState, decode_entry
+from .state import REMOVE, STALE, UNKNOWN, UPSERT, Change, Entry, SourceState, decode_entry, offsets_tail
 
 StreamKey = tuple[Any, ...]
 
@@ -28,7 +28,7 @@ SNAPSHOT_PART_RECORDS = 500  # records per snapshot frame, so no frame grows wit
 
 def format_position(name: str, offsets: dict[int, int]) -> str:
     """``<stream name>.<next offset of partition 0>.<of partition 1>...``: opaque to clients."""
-    return ".".join([name, *(str(offsets[p]) for p in sorted(offsets))])
+    return f"{name}.{offsets_tail(offsets)}"
 
 
 def parse_position(pos: str, name: str | None = None) -> dict[int, int] | None:
@@ -214,10 +214,9 @@ class Stream:
         return head
 
     def _position(self) -> str | None:
-        offsets = self.source.offsets
-        if not offsets:
+        if not self.source.offsets:
             return None
-        return format_position(self.name, offsets)
+        return f"{self.name}.{self.source.offsets_text()}"  # format_position with the source's shared tail
 
     # ------------------------------------------------------------------------------------------ replay
 
