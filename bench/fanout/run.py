@@ -37,18 +37,38 @@ BOX = (121.20, 30.90, 121.80, 31.45)  # where the simulated buses drive (GCJ-02)
 FLEET = 17_000  # Shanghai's bus fleet
 
 
-def bus(n: int, rng: random.Random, sent_ms: int) -> dict[str, Any]:
+STEP = (0.0016, 0.0014)  # at most ~150 m a report in each axis: a bus at 36 km/h between 15-second reports
+
+
+def bus(n: int, point: tuple[float, float], sent_ms: int) -> dict[str, Any]:
     return {
         "id": f"bus-{n:05d}",
         "sent_ms": sent_ms,
-        "lng": round(rng.uniform(BOX[0], BOX[2]), 6),
-        "lat": round(rng.uniform(BOX[1], BOX[3]), 6),
+        "lng": round(point[0], 6),
+        "lat": round(point[1], 6),
         "route_id": str(n % 1500),
         "observed_at": sent_ms,
         "expires_at": sent_ms + 120_000,
         "crs": "gcj02",
         "policy_version": "bench",
     }
+
+
+class Fleet:
+    """Where each bus is: spread over the area at first, then each report a short step from the last one, so
+    buses cross the edges of map viewports as often as driving buses do (a bus placed anywhere at each report
+    would leave almost every viewport it was in, doubling the frames a viewport client gets)."""
+
+    def __init__(self, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        self.points = [(rng.uniform(BOX[0], BOX[2]), rng.uniform(BOX[1], BOX[3])) for _ in range(FLEET)]
+
+    def report(self, n: int, rng: random.Random, sent_ms: int) -> dict[str, Any]:
+        x, y = self.points[n]
+        x = min(max(x + rng.uniform(-STEP[0], STEP[0]), BOX[0]), BOX[2])
+        y = min(max(y + rng.uniform(-STEP[1], STEP[1]), BOX[1]), BOX[3])
+        self.points[n] = (x, y)
+        return bus(n, (x, y), sent_ms)
 
 
 def rss_kb(pid: int) -> int:
@@ -176,6 +196,7 @@ class LoadGen:
 async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: int) -> int:
     """City-scale input: ``rate`` bus positions per second, in 20 ms slices."""
     rng = random.Random(seed)
+    fleet = Fleet()  # the positions prime() wrote
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, **kafka_options(), linger_ms=5, acks=1, max_batch_size=1 << 20
     )
@@ -187,7 +208,7 @@ async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: i
             due = int(elapsed * rate) - sent
             now_ms = int(time.time() * 1000)
             for _ in range(max(0, due)):
-                record = bus(rng.randrange(FLEET), rng, now_ms)
+                record = fleet.report(rng.randrange(FLEET), rng, now_ms)
                 await producer.send(topic, msgpack.packb(record), key=record["id"].encode())
                 sent += 1
             await asyncio.sleep(0.02)
@@ -199,11 +220,12 @@ async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: i
 
 async def prime(bootstrap: str, redis_url: str, naming: Naming) -> None:
     await create_tier_topics(bootstrap, naming, [("public", "bus")], partitions=4)
-    rng = random.Random(1)
+    fleet = Fleet()
     now_ms = int(time.time() * 1000)
     async with TierWriter(bootstrap, redis_url, naming) as writer:
         for start in range(0, FLEET, 2000):
-            await writer.put("public", "bus", [bus(n, rng, now_ms) for n in range(start, min(FLEET, start + 2000))])
+            batch = [bus(n, fleet.points[n], now_ms) for n in range(start, min(FLEET, start + 2000))]
+            await writer.put("public", "bus", batch)
 
 
 def run_mode(mode: str, args: argparse.Namespace, naming: Naming, binary: Path) -> dict[str, Any]:

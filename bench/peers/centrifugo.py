@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.fanout.points import Samples, backlog_growth_mb, overloaded
 from bench.fanout.run import LoadGen, Server, cpu_s, prime, produce, rss_kb
 from bench.report import ROOT, median_of
 from ws_server.config import Naming
@@ -54,39 +55,66 @@ def centrifugo_config(port: int) -> dict[str, Any]:
 
 
 def measured_side(
-    name: str, pid: int, url: str, args: argparse.Namespace, loadgen: Path, topic: str, extra: tuple[str, ...]
+    name: str,
+    pid: int,
+    url: str,
+    args: argparse.Namespace,
+    loadgen: Path,
+    topic: str,
+    extra: tuple[str, ...],
+    rates: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Connect every client to the server ``pid`` serves at ``url``, then measure one window of input."""
+    """Connect every client to the server ``pid`` serves at ``url``, then measure one window of input at
+    ``args.rate``, or with ``rates`` one window per rate on the same connections, stopping after the first
+    window past the knee (bench/fanout/points.py ``overloaded``) in ``windows``."""
     subprocess.run([str(loadgen), "-url", url, "-clients", "1", *extra], input="quit\n", text=True,
                    capture_output=True, check=True)  # fmt: skip
     time.sleep(1.0)
     rss_before = rss_kb(pid)
+    port = int(url.split(":")[2].split("/")[0])
     gen = LoadGen(loadgen, url, args.clients, args.loadgen_cpu or None, "json", extra)
     try:
         connected = gen.read()
         time.sleep(3.0)
         rss_idle = rss_kb(pid)
-        gen.command("measure")
-        cpu_before, gen_before = cpu_s(pid), cpu_s(gen.proc.pid)
-        sent = asyncio.run(produce(args.bootstrap, topic, args.rate, args.seconds, 7))
-        time.sleep(1.0)
-        rss_loaded = rss_kb(pid)
-        gen.command("stop")
-        measured = gen.read()
-        window = args.seconds + 1.0
-        return {
+        side: dict[str, Any] = {
             "side": name,
             "connect_s": connected["seconds"],
-            "input_records": sent,
-            "deliveries_per_s": measured["deliveries_per_s"],
-            "frames_per_s": measured["frames_per_s"],
-            "p50_ms": measured["p50_ms"],
-            "p99_ms": measured["p99_ms"],
-            "server_cpu": (cpu_s(pid) - cpu_before) / window,
-            "loadgen_cpu": (cpu_s(gen.proc.pid) - gen_before) / window,
             "kb_per_idle_connection": (rss_idle - rss_before) / args.clients,
-            "kb_per_connection": (rss_loaded - rss_before) / args.clients,
         }
+        windows = []
+        for rate in rates or [args.rate]:
+            gen.command("measure")
+            cpu_before, gen_before = cpu_s(pid), cpu_s(gen.proc.pid)
+            with Samples(port, [pid]) as samples:
+                sent = asyncio.run(produce(args.bootstrap, topic, rate, args.seconds, 7))
+                time.sleep(1.0)
+            rss_loaded = rss_kb(pid)
+            gen.command("stop")
+            measured = gen.read()
+            window = args.seconds + 1.0
+            windows.append({
+                "rate": rate,
+                "input_records": sent,
+                "deliveries_per_s": measured["deliveries_per_s"],
+                "frames_per_s": measured["frames_per_s"],
+                "p50_ms": measured["p50_ms"],
+                "p99_ms": measured["p99_ms"],
+                "max_ms": measured.get("max_ms"),
+                "slow_closes": measured.get("slow_closes", 0),
+                "backlog_growth_mb": backlog_growth_mb(samples.rows),
+                "server_cpu": (cpu_s(pid) - cpu_before) / window,
+                "loadgen_cpu": (cpu_s(gen.proc.pid) - gen_before) / window,
+                "kb_per_connection": (rss_loaded - rss_before) / args.clients,
+            })  # fmt: skip
+            windows[-1]["overloaded"] = overloaded(windows[-1])
+            if rates and windows[-1]["overloaded"]:
+                break
+        if rates:
+            side["windows"] = windows
+        else:
+            side.update(windows[0])
+        return side
     finally:
         gen.close()
 
@@ -99,7 +127,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.kill()
 
 
-def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path) -> dict[str, Any]:
+def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path, rates: list[int] | None = None) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.fanout.serve_node", "--mode", "grouped", "--port", str(args.port),
             "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix]  # fmt: skip
     if args.server_cpu:
@@ -110,12 +138,15 @@ def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path) -> dict[st
         node.proc.stdout.readline()
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{args.port}/"
-        return measured_side("ours", node.proc.pid, url, args, loadgen, naming.tier_topic("public", "bus"), ())
+        topic = naming.tier_topic("public", "bus")
+        return measured_side("ours", node.proc.pid, url, args, loadgen, topic, (), rates)
     finally:
         stop(node.proc)
 
 
-def run_centrifugo(args: argparse.Namespace, naming: Naming, binaries: tuple[Path, Path], tmp: Path) -> dict[str, Any]:
+def run_centrifugo(
+    args: argparse.Namespace, naming: Naming, binaries: tuple[Path, Path], tmp: Path, rates: list[int] | None = None
+) -> dict[str, Any]:
     centrifugo, loadgen = binaries
     port = args.port + 1
     config = tmp / "centrifugo.json"
@@ -140,9 +171,10 @@ def run_centrifugo(args: argparse.Namespace, naming: Naming, binaries: tuple[Pat
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{port}/connection/websocket"
         bridge_before = cpu_s(bridge.pid)
-        side = measured_side("centrifugo", server.pid, url, args, loadgen, topic, ("-protocol", "centrifugo"))
+        side = measured_side("centrifugo", server.pid, url, args, loadgen, topic, ("-protocol", "centrifugo"), rates)
         # the bridge's CPU over the whole side (connect included, when it idles): an upper bound
-        side["bridge_cpu"] = (cpu_s(bridge.pid) - bridge_before) / (args.seconds + 1.0)
+        windows = len(side.get("windows", [None]))
+        side["bridge_cpu"] = (cpu_s(bridge.pid) - bridge_before) / ((args.seconds + 1.0) * windows)
         side["channels"] = len(json.loads(listed.stdout))
         return side
     finally:
@@ -166,6 +198,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     run = run_centrifugo(args, naming, binaries, Path(tmp))
                 print(side, json.dumps(run), flush=True)
                 runs[side].append(run)
+        ramp = [int(r) for r in args.ramp.split(",")] if args.ramp else []
+        capacity = {}
+        if ramp:  # each side's knee on one set of connections: rates raised until p99 or backlogs give way
+            capacity["ours"] = run_ours(args, naming, binaries[1], ramp)
+            capacity["centrifugo"] = run_centrifugo(args, naming, binaries, Path(tmp), ramp)
     keys = ("deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu",
             "kb_per_idle_connection", "kb_per_connection", "bridge_cpu")  # fmt: skip
     return {
@@ -176,4 +213,5 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "runs": runs,
         "medians": {side: {k: median_of(rs, k) for k in keys} for side, rs in runs.items()},
+        "capacity": capacity,
     }

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.fanout.points import P99_BOUND_MS
 from bench.report import ROOT, Goal
 
 PAGE = ROOT / "docs/benchmarks-peers.md"
 SUMMARY = ROOT / "docs/benchmarks.md"
 QUIX_MIN_RATIO = 1.5  # our sustained records/s over Quix Streams', same input, same run
 CENTRIFUGO_MIN_RATIO = 1.0  # our deliveries/s over Centrifugo's, same clients, filters and rate
-P99_SLACK = 1.10  # "equal p99": ours no more than 10 % above Centrifugo's
 
 
 def quix_goals(quix: dict[str, Any]) -> list[Goal]:
@@ -35,24 +35,39 @@ def quix_goals(quix: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def best_window(side: dict[str, Any]) -> dict[str, Any] | None:
+    """The ramp's highest-rate window still within the bounds (its capacity), None if none was."""
+    ok = [w for w in side.get("windows", []) if not w["overloaded"]]
+    return max(ok, key=lambda w: w["rate"]) if ok else None
+
+
 def centrifugo_goals(fan: dict[str, Any]) -> list[Goal]:
     ours, peer = fan["medians"]["ours"], fan["medians"]["centrifugo"]
-    ratio = ours["deliveries_per_s"] / peer["deliveries_per_s"] if peer["deliveries_per_s"] else 0.0
-    p99_ok = ours["p99_ms"] <= peer["p99_ms"] * P99_SLACK
-    return [
-        Goal(
-            "fan-out vs Centrifugo, deliveries/s at equal p99",
-            f"≥ {CENTRIFUGO_MIN_RATIO}× with p99 ≤ {P99_SLACK}× Centrifugo's",
-            f"{ratio:.2f}×, p99 {ours['p99_ms']} vs {peer['p99_ms']} ms",
-            ratio >= CENTRIFUGO_MIN_RATIO and p99_ok,
-        ),
+    out = []
+    capacity = fan.get("capacity") or {}
+    if capacity:
+        mine, theirs = best_window(capacity["ours"]), best_window(capacity["centrifugo"])
+        a = mine["deliveries_per_s"] if mine else 0.0
+        b = theirs["deliveries_per_s"] if theirs else 0.0
+        ratio = a / b if b else (float("inf") if a else 0.0)
+        out.append(
+            Goal(
+                "fan-out vs Centrifugo, deliveries/s at capacity with equal p99 bound",
+                f"≥ {CENTRIFUGO_MIN_RATIO}× (each side's highest ramp rate with p99 ≤ {P99_BOUND_MS} ms)",
+                f"{ratio:.2f}× ({a:,.0f} at {mine['rate'] if mine else 0:,} records/s vs {b:,.0f} at "
+                f"{theirs['rate'] if theirs else 0:,} records/s)",
+                ratio >= CENTRIFUGO_MIN_RATIO,
+            )
+        )
+    out.append(
         Goal(
             "memory per connection under load vs Centrifugo",
             "≤ Centrifugo's",
             f"{ours['kb_per_connection']:.1f} vs {peer['kb_per_connection']:.1f} KB RSS",
             ours["kb_per_connection"] <= peer["kb_per_connection"],
-        ),
-    ]
+        )
+    )
+    return out
 
 
 def goals(result: dict[str, Any]) -> list[Goal]:
@@ -112,7 +127,25 @@ def centrifugo_section(fan: dict[str, Any]) -> str:
     )
     for label, key, fmt in rows:
         lines.append(f"| {label} | {_num(ours.get(key), fmt)} | {_num(peer.get(key), fmt)} |")
-    lines += ["", "Every round (deliveries/s, p99 ms, input records in the window):", ""]
+    capacity = fan.get("capacity") or {}
+    if capacity:
+        lines += [
+            "",
+            f"Capacity: each side on one set of {fan['clients']:,} connections, the input rate raised window by "
+            f"window until p99 passed {P99_BOUND_MS} ms or the clients' unread bytes grew (server CPU here is "
+            "Centrifugo's alone; the bridge that filters for it is a second process):",
+            "",
+            "| side | records/s | deliveries/s | p50 ms | p99 ms | server cores | RSS KB/conn | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for side, label in (("ours", "ours"), ("centrifugo", "Centrifugo")):
+            for w in capacity[side].get("windows", []):
+                verdict = "past the knee" if w["overloaded"] else "within bounds"
+                lines.append(
+                    f"| {label} | {w['rate']:,} | {w['deliveries_per_s']:,.0f} | {w['p50_ms']} | {w['p99_ms']} | "
+                    f"{w['server_cpu']:.2f} | {w['kb_per_connection']:.1f} | {verdict} |"
+                )
+    lines += ["", "Every round at the fixed rate (deliveries/s, p99 ms, input records in the window):", ""]
     for side, label in (("ours", "ours"), ("centrifugo", "Centrifugo")):
         each = "; ".join(
             f"{r['deliveries_per_s']:,.0f}, {r['p99_ms']}, {r['input_records']:,}" for r in fan["runs"].get(side, [])

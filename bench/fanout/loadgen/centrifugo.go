@@ -56,6 +56,7 @@ func (c *client) runCentrifugo(url string, connected *sync.WaitGroup) {
 	for {
 		_, reader, err := conn.NextReader()
 		if err != nil {
+			countClose(err)
 			done()
 			return
 		}

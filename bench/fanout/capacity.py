@@ -1,0 +1,137 @@
+"""Fan-out capacity: where the WebSocket node's knee is, against the fair baseline, measured in one run.
+
+    nice -n 10 .venv/bin/python -m bench.fanout.capacity [--rounds 3] [--seconds 15] [--quick]
+    .venv/bin/python -m bench.fanout.capacity --render bench/results/fanout-capacity-….json
+
+Needs the dev stack (Kafka, Redis) and Go. Every point runs the real node (bench/fanout/serve_node.py) against
+the Go load generator (bench/fanout/loadgen) with the bus tier topic fed at a stated rate:
+
+1. baselines: ours against the per-tick ``broadcast()`` node (one frame per group of equal subscriptions per
+   tick, the fair baseline) at 5,000 clients and 2,000 records/s, both with the mixed filters and with one
+   phone viewport per client, alternated ``--rounds`` times (medians); the one-frame-per-record node once;
+2. ramps to the knee (p99 over 200 ms, clients' unread bytes growing, or a slow close): clients 1k → 10k,
+   distinct subscriptions 117 → one per client at 5,000 clients, input rate at 5,000 one-viewport clients
+   for ours and for the fair baseline;
+3. ``serve --processes`` 1 against 2 at 10,000 clients, and a reconnect storm of all 10,000 on one process.
+
+Writes the result JSON (bench/results/), checks the goals in code and rewrites the generated sections of
+docs/benchmarks-fanout.md and docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import uuid
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import settings
+from bench.fanout.capacity_report import goals, publish
+from bench.fanout.points import Point, Setup, measure
+from bench.fanout.run import HERE, prime
+from bench.report import conclude, machine, median_of, stamp
+from ws_server.config import Naming
+
+GOAL_POINT = Point("grouped", clients=5000, viewports=5000, rate=2000)
+MEDIAN_KEYS = (
+    "deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu", "cpu_us_per_delivery", "kb_per_connection",
+    "kernel_kb_per_connection", "gaps", "slow_closes", "node_conflated_frames", "backlog_growth_mb",
+)  # fmt: skip
+
+
+def log(point: Point | str, result: dict[str, Any] | None = None) -> None:
+    if result is None:
+        print("…", point, flush=True)
+        return
+    print(f"  p99 {result['p99_ms']} ms, {result['deliveries_per_s']:,.0f} deliveries/s, server "
+          f"{result['server_cpu']:.2f} cores, {'OVER' if result['overloaded'] else 'ok'}", flush=True)  # fmt: skip
+
+
+def run_point(point: Point, setup: Setup) -> dict[str, Any]:
+    log(point)
+    result = measure(point, setup)
+    log(point, result)
+    return result
+
+
+def alternated(points: list[Point], setup: Setup, rounds: int) -> dict[str, Any]:
+    """Each point ``rounds`` times, the order flipped every round; medians per mode."""
+    runs: dict[str, list[dict[str, Any]]] = {p.mode: [] for p in points}
+    for n in range(rounds):
+        for point in points if n % 2 == 0 else points[::-1]:
+            runs[point.mode].append(run_point(point, setup))
+    return {"runs": runs, "medians": {mode: {k: median_of(rs, k) for k in MEDIAN_KEYS} for mode, rs in runs.items()}}
+
+
+def ramp(base: Point, field: str, values: list[int], setup: Setup) -> list[dict[str, Any]]:
+    """``base`` with ``field`` raised through ``values``; stops after the first point past the knee."""
+    out = []
+    for value in values:
+        out.append(run_point(Point(**(asdict(base) | {field: value})), setup))
+        if out[-1]["overloaded"]:
+            break
+    return out
+
+
+def plan(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
+    goal, mixed = GOAL_POINT, replace(GOAL_POINT, viewports=0)
+    result: dict[str, Any] = {
+        "baselines": {
+            "viewports": alternated([goal, replace(goal, mode="tick")], setup, args.rounds),
+            "mixed": alternated([mixed, replace(mixed, mode="tick")], setup, args.rounds),
+        },
+        "per_record": run_point(replace(mixed, mode="baseline"), setup),
+        "ramps": {},
+    }
+    clients = [1000, 10000] if args.quick else [1000, 2500, 5000, 10000]
+    result["ramps"]["clients"] = ramp(mixed, "clients", clients, setup)
+    views = [117, 5000] if args.quick else [117, 1000, 2500, 5000]
+    result["ramps"]["subscriptions"] = ramp(goal, "viewports", views, setup)
+    rates = [2000, 8000] if args.quick else [2000, 4000, 8000, 16000]
+    result["ramps"]["rate"] = ramp(goal, "rate", rates, setup)
+    result["ramps"]["rate_tick"] = ramp(replace(goal, mode="tick"), "rate", rates, setup)
+    big = replace(mixed, clients=10000)
+    result["processes"] = [
+        run_point(replace(big, processes=1, storm=True), replace(setup, server_cpu="")),
+        run_point(replace(big, processes=2), setup),
+    ]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured window per point")
+    parser.add_argument("--quick", action="store_true", help="two steps per ramp")
+    parser.add_argument("--port", type=int, default=18930)
+    parser.add_argument("--server-cpu", default="0", help="taskset list for a single node ('' = none)")
+    parser.add_argument("--loadgen-cpu", default="1", help="taskset list for the load generator")
+    parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
+    args = parser.parse_args()
+    if args.render:
+        publish(json.loads(args.render.read_text()), args.render)
+        return
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit: 10,000 sockets each side
+    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}"
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    s = settings.load()
+    prefix = f"benchcap-{uuid.uuid4().hex[:8]}"
+    naming = Naming(prefix + ".", prefix)
+    asyncio.run(prime(s.kafka_bootstrap, s.redis_url, naming))
+    setup = Setup(s.kafka_bootstrap, naming, binary, args.port, args.seconds, args.server_cpu, args.loadgen_cpu)
+    result: dict[str, Any] = {"bench": "fanout-capacity", **stamp(), "machine": machine()}
+    result["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "quick": args.quick,
+                          "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu}  # fmt: skip
+    result.update(plan(args, setup))
+    conclude(result, publish, goals)
+
+
+if __name__ == "__main__":
+    main()
