@@ -215,8 +215,9 @@ def page_body(result: dict[str, Any], source: str) -> str:
             f"Poll → client histogram (ms, every report, no bucket open-ended): {histogram_line(e2e)}.",
             "",
             "Missing (served in the window, never seen at the next stage within the grace): "
-            f"not on raw.bus {run['missing']['served_not_raw']:,} (the adapter's rejects), not on the operator "
-            f"tier {run['missing']['raw_not_tier']:,} (the cleaner's drops), not at the client "
+            f"not on raw.bus {run['missing']['served_not_raw']:,} (the adapter's rejects, and reports its change "
+            f"filter held back: the same content as the bus's last one), not on the operator tier "
+            f"{run['missing']['raw_not_tier']:,} (the cleaner's drops), not at the client "
             f"{run['missing']['tier_not_client']:,}. Client reports the source never served: "
             f"{run['client_unserved']:,}. Client frames: {run['client']['frames']:,} "
             f"({run['client']['conflated']:,} conflated), {run['client']['repeats']:,} reports received twice.",
@@ -235,6 +236,9 @@ def page_body(result: dict[str, Any], source: str) -> str:
             + ".",
             "",
         ]
+        broken = [*run.get("components_died", []), *run.get("receivers_failed", [])]
+        if broken:
+            lines += [f"**The run broke**: {', '.join(broken)} ended before the window did.", ""]
     lines += [f"- {g.line()}" for g in goals(result)]
     return "\n".join(lines)
 
