@@ -105,6 +105,7 @@ def test_the_middleware_notes_bus_bodies_after_writing_them_and_nothing_else() -
     assert len(lines) == 1, "only the first 200 of the bus feed had new reports"
     assert lines[0]["served_ms"] >= asked
     assert sorted(map(tuple, lines[0]["new"])) == sorted(bus_reports(body))
+    assert lines[0]["items"] == len(bus_reports(body))
     assert log.bodies == 2
 
 
@@ -161,6 +162,7 @@ def run_of(latencies: list[int], lost: int = 0) -> dict[str, Any]:
         "seconds": 60,
         "grace_s": 10,
         "bodies": 6,
+        "items_per_body": 14_000,
         **joined,
         "client": {"frames": 5, "conflated": 0, "repeats": 0},
         "adapter": {},

@@ -38,14 +38,14 @@ from ws_server.keys import KeyStore
 console = Console(stderr=True)
 
 
-def read_serve_log(path: Path) -> tuple[dict[Report, int], list[int]]:
-    """The source's first serve time per report, and the serve time of every body that had new ones."""
+def read_serve_log(path: Path) -> tuple[dict[Report, int], list[tuple[int, int]]]:
+    """The source's first serve time per report, and (serve time, items) of every body that had new ones."""
     served: dict[Report, int] = {}
-    bodies: list[int] = []
+    bodies: list[tuple[int, int]] = []
     with path.open("rb") as lines:
         for line in lines:
             entry = orjson.loads(line)
-            bodies.append(entry["served_ms"])
+            bodies.append((entry["served_ms"], entry["items"]))
             for bus, observed in entry["new"]:
                 served.setdefault((bus, observed), entry["served_ms"])
     return served, bodies
@@ -102,6 +102,7 @@ async def measure(
         await chain.remove_state()
     served, bodies = read_serve_log(chain.serve_log)
     chain.serve_log.unlink()
+    in_window = [items for t, items in bodies if start_ms <= t < end_ms]
     joined = join(served, raw.first, tier.first, client.first, start_ms, end_ms)
     window_s = (end_ms - start_ms) / 1000
     return {
@@ -111,7 +112,8 @@ async def measure(
         "warmup_s": args.warmup,
         "seconds": round(window_s, 2),
         "grace_s": args.grace,
-        "bodies": sum(1 for t in bodies if start_ms <= t < end_ms),
+        "bodies": len(in_window),
+        "items_per_body": sorted(in_window)[len(in_window) // 2] if in_window else None,  # buses in service
         **joined,
         "client": {
             "frames": client.frames,

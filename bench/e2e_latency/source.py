@@ -8,7 +8,8 @@ later poll keeps its first serve time (the adapter's change filter drops the rep
 
 Run as a child of the bench (``python -m bench.e2e_latency.source``): rendering the whole fleet and
 reading the bodies back costs CPU the measuring process must not share (its receive stamps would wait).
-Each served body with new reports becomes one JSON line ``{"served_ms": ..., "new": [[id, observed_ms], ...]}``.
+Each served body with new reports becomes one JSON line
+``{"served_ms": ..., "items": <reports in the body>, "new": [[id, observed_ms], ...]}``.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ def serve_time_middleware(log: ServeLog, sink: IO[bytes], clock_ms: Callable[[],
         served_ms = clock_ms()
         body = response.body
         if isinstance(body, bytes):
-            new = log.note(served_ms, bus_reports(body))
+            reports = bus_reports(body)
+            new = log.note(served_ms, reports)
             if new:
-                sink.write(orjson.dumps({"served_ms": served_ms, "new": new}) + b"\n")
+                sink.write(orjson.dumps({"served_ms": served_ms, "items": len(reports), "new": new}) + b"\n")
                 sink.flush()
         return response
 

@@ -207,7 +207,8 @@ def page_body(result: dict[str, Any], source: str) -> str:
             f"### {run['buses']:,} buses, adapter polling every {run['interval_s']:g} s",
             "",
             f"Offered load: {run['served']:,} new position reports served in the {run['seconds']:g} s window "
-            f"({run['served'] / run['seconds']:,.0f} reports/s, {run['bodies']} bodies of the whole fleet), "
+            f"({run['served'] / run['seconds']:,.0f} reports/s) in {run['bodies']} bodies of the whole fleet "
+            f"({run.get('items_per_body') or 0:,} buses in service, median), "
             f"after {run['warmup_s']:g} s of warm-up; receipts awaited {run['grace_s']:g} s past the window.",
             "",
             *stage_table(run),
