@@ -73,7 +73,8 @@ chaos: setup
 
 ## Benchmarks that fit in 30 minutes (not part of `make test`): the policy kernel against a numpy port, our
 ## pipeline against Quix Streams and our fan-out against Centrifugo in the same run, the pipeline's fair
-## baselines and rate ramp, then the capacity model from the inputs. Each writes its result JSON
+## baselines and rate ramp, the end-to-end latency (source poll → client, ~4 min), then the capacity model from
+## the inputs. Each writes its result JSON
 ## (bench/results/, with the commit) and its generated doc sections, and prints its goals, met or missed. The soak (`python -m bench.soak`, 15 min) and the
 ## chaos run (`make chaos`) are separate.
 bench: setup
@@ -83,6 +84,7 @@ bench: setup
 	$(BIN)/python -m bench.peers --records 20000 --rounds 3
 	$(BIN)/python -m bench.pipeline.fair
 	$(BIN)/python -m bench.pipeline.ramp --workers 1,2
+	$(BIN)/python -m bench.e2e_latency
 	$(BIN)/python -m bench.capacity
 
 ## Stop the local Kafka + Redis.
