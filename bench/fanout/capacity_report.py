@@ -70,6 +70,10 @@ ROWS: list[tuple[str, str, str]] = [
     ("latency p50 (ms, producer → client)", "p50_ms", ".0f"),
     ("latency p99 (ms)", "p99_ms", ".0f"),
     ("latency max (ms)", "max_ms", ".0f"),
+    ("… of it: producer → read by the node p99 (ms)", "kafka_to_node_p99_ms", ".0f"),
+    ("… of it: read → written to every member p99 (ms)", "node_to_written_p99_ms", ".0f"),
+    ("tick duration, mean (ms; one every 50)", "tick_ms_avg", ".1f"),
+    ("longest garbage collection (ms)", "gc_ms_max", ".0f"),
     ("server CPU (cores)", "server_cpu", ".2f"),
     ("server CPU per delivery (µs)", "cpu_us_per_delivery", ".2f"),
     ("server RSS per connection under load (KB)", "kb_per_connection", ".1f"),
@@ -86,7 +90,8 @@ def baseline_table(block: dict[str, Any], title: str) -> list[str]:
     ours, tick = med["grouped"], med["tick"]
     lines = [f"| {title} | ours | per-tick broadcast() | ours ÷ baseline |", "|---|---|---|---|"]
     for label, key, spec in ROWS:
-        lines.append(f"| {label} | {fmt(ours[key], spec)} | {fmt(tick[key], spec)} | {ratio(ours[key], tick[key])} |")
+        a, b = ours.get(key), tick.get(key)
+        lines.append(f"| {label} | {fmt(a, spec)} | {fmt(b, spec)} | {ratio(a, b)} |")
     return lines
 
 

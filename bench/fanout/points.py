@@ -171,7 +171,14 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
         result["machine_busy_cores"] = (busy_after - busy_before) / (total_after - total_before) * 2
         reports = [node.command("report") or {} for node in nodes]
         for key in ("conflated_frames", "slow_closes", "records_delivered", "send_buffer_bytes_total"):
-            result[f"node_{key}"] = sum(r.get(key, 0) for r in reports)
+            result[f"node_{key}"] = sum(r.get(key, 0) or 0 for r in reports)
+        # Where the time goes, from the (first) node: Kafka record timestamp → read by the node, the record
+        # read → its frame written to every member, and how long a tick takes (its target is 50 ms).
+        first = reports[0] if reports else {}
+        result["kafka_to_node_p99_ms"] = (first.get("kafka_to_node") or {}).get("p99_ms")
+        result["node_to_written_p99_ms"] = (first.get("node_to_written") or {}).get("p99_ms")
+        result["tick_ms_avg"] = first.get("tick_ms_avg")
+        result["gc_ms_max"] = first.get("gc_ms_max")
         rows = samples.rows
         result["backlog_growth_mb"] = backlog_growth_mb(rows)
         result["client_rx_mb_max"] = max((r["client_rx_mb"] for r in rows), default=0.0)
