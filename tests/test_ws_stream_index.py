@@ -129,7 +129,7 @@ def test_a_bus_leaving_a_viewport_is_removed_for_it_and_far_streams_are_not_aske
     index = hub.index_streams(hub.by_source[hub.source("public", "bus")])
     far = np.array([121.60]), np.array([31.40])
     nowhere = index.candidates(*far, *far)
-    assert {s.filter.key for s, _ in nowhere} == {(), (("routes", ("r1",)),)}  # only the streams without an area
+    assert {s.filter.key for s, _, _ in nowhere} == {(), (("routes", ("r1",)),)}  # only the streams without an area
 
 
 def test_a_large_batch_taken_in_steps_gives_the_same_frames(monkeypatch: Any) -> None:

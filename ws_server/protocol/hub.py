@@ -194,8 +194,8 @@ class Hub:
             index = self._indexes.get(src)
             if index is None:
                 index = self._indexes[src] = self.index_streams(streams)
-            for stream, only in index.candidates(xs, ys, was_x, was_y):
-                stream.observe(changes, xs, ys, changed_ids, only)
+            for stream, only, in_envelope in index.candidates(xs, ys, was_x, was_y):
+                stream.observe(changes, xs, ys, changed_ids, only, in_envelope)
                 if stream.pending and stream.pending_since is None:
                     stream.pending_since = received
         built = 0

@@ -122,17 +122,23 @@ class Stream:
         ys: np.ndarray,
         ids: list[str],
         only: np.ndarray | None = None,
+        in_envelope: np.ndarray | None = None,
     ) -> None:
         """Take this tick's changes of the source (points as arrays and entity ids as a list, in the same
         order); ``only``: the positions of the changes that can concern this stream (stream_index.py), None
-        for all. Only the changes inside the spatial part, and entities that were inside, are visited one by
-        one: a node has hundreds of streams, and most changes concern few of them."""
+        for all, and ``in_envelope``: which of those lie in the filter's envelope (for a plain bbox, its mask).
+        Only the changes inside the spatial part, and entities that were inside, are visited one by one: a
+        node has thousands of streams, and most changes concern few of them."""
         if only is not None:
             xs, ys = xs[only], ys[only]
             picked = only.tolist()
             changes = [changes[i] for i in picked]
             ids = [ids[i] for i in picked]
-        mask = self._mask(xs, ys)
+        flt = self.filter
+        if in_envelope is not None and flt.near is None and flt.geometry is None:
+            mask = in_envelope  # a bbox filter's mask is its envelope test, already made for every stream
+        else:
+            mask = self._mask(xs, ys)
         inside = self.inside
         if inside:
             # Entities of this stream whose new point lies outside: C-speed set work, not a Python loop.

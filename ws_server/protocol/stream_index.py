@@ -37,30 +37,33 @@ class StreamIndex:
 
     def candidates(
         self, xs: NDArray[np.float64], ys: NDArray[np.float64], was_x: NDArray[np.float64], was_y: NDArray[np.float64]
-    ) -> Iterator[tuple[Stream, NDArray[np.intp] | None]]:
-        """(stream, the positions of the changes that may concern it), None meaning all of them; streams no
-        change concerns are left out."""
+    ) -> Iterator[tuple[Stream, NDArray[np.intp] | None, NDArray[np.bool_] | None]]:
+        """(stream, the positions of the changes that may concern it, which of those have their new point in
+        the stream's envelope); (stream, None, None) for all changes. Streams no change concerns are left out."""
         for stream in self.unbounded:
-            yield stream, None
+            yield stream, None, None
         if not self.bounded or xs.size == 0:
             return
         step = max(1, CELLS_PER_STEP // len(self.bounded))
         rows: list[NDArray[np.intp]] = []
         cols: list[NDArray[np.intp]] = []
+        news: list[NDArray[np.bool_]] = []
         for start in range(0, xs.size, step):
             end = start + step
-            hit = self._inside(xs[start:end], ys[start:end]) | self._inside(was_x[start:end], was_y[start:end])
-            r, c = np.nonzero(hit)
+            new = self._inside(xs[start:end], ys[start:end])
+            r, c = np.nonzero(new | self._inside(was_x[start:end], was_y[start:end]))
             rows.append(r)
             cols.append(c + start)
-        row, col = np.concatenate(rows), np.concatenate(cols)
+            news.append(new[r, c])
+        row, col, inside = np.concatenate(rows), np.concatenate(cols), np.concatenate(news)
         if row.size == 0:
             return
         order = np.argsort(row, kind="stable")  # per stream, its changes stay in the tick's order
-        row, col = row[order], col[order]
+        row, col, inside = row[order], col[order], inside[order]
         cuts = np.flatnonzero(np.diff(row)) + 1
-        for first, changes in zip(row[np.r_[0, cuts]].tolist(), np.split(col, cuts), strict=True):
-            yield self.bounded[first], changes
+        firsts = row[np.r_[0, cuts]].tolist()
+        for first, changes, new_inside in zip(firsts, np.split(col, cuts), np.split(inside, cuts), strict=True):
+            yield self.bounded[first], changes, new_inside
 
     def _inside(self, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Streams × points: the point lies in the stream's envelope (NaN points lie nowhere)."""
