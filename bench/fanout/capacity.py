@@ -42,7 +42,7 @@ GOAL_POINT = Point("grouped", clients=5000, viewports=5000, rate=2000)
 MEDIAN_KEYS = (
     "deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu", "cpu_us_per_delivery", "kb_per_connection",
     "kernel_kb_per_connection", "gaps", "slow_closes", "node_conflated_frames", "backlog_growth_mb",
-    "kafka_to_node_p99_ms", "node_to_written_p99_ms", "tick_ms_avg", "gc_ms_max",
+    "kafka_to_node_p99_ms", "node_to_written_p99_ms", "tick_ms_avg", "gc_ms_max", "slab_kb_per_connection_both_ends",
 )  # fmt: skip
 
 

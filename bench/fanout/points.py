@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from bench.fanout.run import ROOT, LoadGen, Server, cpu_s, machine_busy, produce, rss_kb, socket_queues
-from bench.fanout.sockets import socket_memory
+from bench.fanout.sockets import kernel_slab_kb, socket_memory
 from ws_server.config import Naming
 
 P99_BOUND_MS = 200  # the bound for a phone client
@@ -69,6 +69,7 @@ class Samples:
                     "server_socket_kb": kernel.per_server_socket() / 1024,
                     "server_sockets": kernel.server_sockets,
                     "rss_mb": sum(rss_kb(pid) for pid in self.pids) / 1024,
+                    "slab_mb": kernel_slab_kb() / 1024,
                 }
             )
 
@@ -145,6 +146,7 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
     try:
         warm_up(point, setup, url)
         rss_before = sum(rss_kb(p) for p in pids)
+        slab_before = kernel_slab_kb()
         gen = LoadGen(setup.loadgen, url, point.clients, setup.loadgen_cpu or None, setup.codec,
                       ("-viewports", str(point.viewports)))  # fmt: skip
         result["connect_s"] = gen.read()["seconds"]
@@ -152,6 +154,8 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
         idle = socket_memory(setup.port)
         result["kb_per_idle_connection"] = (sum(rss_kb(p) for p in pids) - rss_before) / point.clients
         result["kernel_kb_per_idle_connection"] = idle.per_server_socket() / 1024
+        # Both ends of every connection are on this machine: the slab growth is theirs together.
+        result["slab_kb_per_connection_both_ends"] = (kernel_slab_kb() - slab_before) / point.clients
         gen.command("measure")
         for node in nodes:
             node.command("reset")
@@ -217,6 +221,7 @@ def reconnect_storm(point: Point, setup: Setup, gen: LoadGen, pids: list[int]) -
         cwd=ROOT,
     )  # fmt: skip
     rss_before = sum(rss_kb(p) for p in pids) / 1024
+    slab_before = kernel_slab_kb() / 1024
     try:
         time.sleep(1.0)
         with Samples(setup.port, pids, every_s=0.25) as samples:
@@ -236,5 +241,7 @@ def reconnect_storm(point: Point, setup: Setup, gen: LoadGen, pids: list[int]) -
         "rss_mb_before": rss_before,
         "rss_mb_peak": max((r["rss_mb"] for r in rows), default=0.0),
         "kernel_kb_per_socket_peak": max((r["server_socket_kb"] for r in rows), default=0.0),
+        "slab_mb_before": slab_before,
+        "slab_mb_peak": max((r["slab_mb"] for r in rows), default=0.0),
         "server_sockets_peak": max((r["server_sockets"] for r in rows), default=0),
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 SKMEM = re.compile(r"skmem:\(r(\d+),rb\d+,t\d+,tb\d+,f(\d+),w(\d+),")
 
@@ -48,3 +49,12 @@ def socket_memory(port: int) -> SocketMemory:
         check=True,
     )
     return parse_ss(out.stdout, port)
+
+
+def kernel_slab_kb() -> int:
+    """The kernel's slab memory (``Slab`` in /proc/meminfo, KiB): socket, inode, file and epoll objects of
+    every connection live there, outside any process' RSS."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1])
+    return 0
