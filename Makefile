@@ -71,12 +71,12 @@ lint: setup
 chaos: setup
 	$(BIN)/python -m bench.chaos --out docs/chaos-result.json --markdown docs/chaos.md
 
-## Benchmarks that fit in 30 minutes (not part of `make test`): the policy kernel against a numpy port, our
-## pipeline against Quix Streams and our fan-out against Centrifugo in the same run, the pipeline's fair
-## baselines and rate ramp, the end-to-end latency (source poll → client, ~4 min), then the capacity model from
-## the inputs. Each writes its result JSON
-## (bench/results/, with the commit) and its generated doc sections, and prints its goals, met or missed. The soak (`python -m bench.soak`, 15 min) and the
-## chaos run (`make chaos`) are separate.
+## The benchmark set (not part of `make test`): the policy kernel against a numpy port; our pipeline against
+## Quix Streams and our fan-out against Centrifugo in the same run (equal load, then each side's capacity);
+## the pipeline's fair baselines and rate ramp; the end-to-end latency (source poll → client); the fan-out's
+## capacity against its fair baseline; then the capacity model from the inputs. Each writes its result JSON
+## (bench/results/, with the commit) and its generated doc sections, and prints its goals, met or missed.
+## The soak (`python -m bench.soak`, 15 min) and the chaos run (`make chaos`) are separate.
 bench: setup
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/shfeeds stack up
@@ -85,6 +85,7 @@ bench: setup
 	$(BIN)/python -m bench.pipeline.fair
 	$(BIN)/python -m bench.pipeline.ramp --workers 1,2
 	$(BIN)/python -m bench.e2e_latency
+	$(BIN)/python -m bench.fanout.capacity
 	$(BIN)/python -m bench.capacity
 
 ## Stop the local Kafka + Redis.

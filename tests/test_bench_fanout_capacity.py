@@ -27,6 +27,7 @@ def point(mode: str = "grouped", *, p99: int = 120, over: bool = False, **fields
         "deliveries_per_s": 20_000.0, "p50_ms": 40, "p99_ms": p99, "max_ms": p99 + 50, "server_cpu": 0.6,
         "cpu_us_per_delivery": 30.0, "kb_per_connection": 30.0, "kernel_kb_per_connection": 4.0,
         "backlog_growth_mb": 0.0, "node_conflated_frames": 0, "slow_closes": 0, "gaps": 0, "overloaded": over,
+        "input_records": 30_000,
     }  # fmt: skip
     return base | fields
 
@@ -82,7 +83,7 @@ def test_sections_show_ratios_ramps_and_the_storm_naming_the_result_file_only() 
     assert "| server CPU per delivery (µs) | 30.00 | 24.00 | 1.25× |" in page
     assert "ours between 4,000 and 8,000 records/s; the per-tick baseline between 2,000 and 4,000 records/s" in page
     assert "(capacity ratio 2.00×)" in page
-    assert "| 10,000 | ours | 5,000 | 20,000 | 40 | 400 | 450 |" in page and "past the knee |" in page
+    assert "| 10,000 | ours | 5,000 | 2,000 | 20,000 | 40 | 400 | 450 |" in page and "past the knee |" in page
     assert "back in 9.5 s, 10,000 from the replay buffer" in page and "bench/results" not in page
     summary = summary_body(sample(), "fanout-capacity-x.json")
     assert "p99 120 ms against the per-tick broadcast() baseline's 90 ms" in summary

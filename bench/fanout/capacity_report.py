@@ -96,15 +96,18 @@ def baseline_table(block: dict[str, Any], title: str) -> list[str]:
     return lines
 
 
-def ramp_table(points: list[dict[str, Any]], field: str, label: str) -> list[str]:
+def ramp_table(points: list[dict[str, Any]], field: str, label: str, seconds: float) -> list[str]:
     lines = [
-        f"| {label} | mode | distinct filters | deliveries/s | p50 ms | p99 ms | max ms | server cores | "
-        "µs/delivery | RSS KB/conn | kernel KB/conn | unread growth MB | conflated | slow closes | verdict |",
-        "|" + "---|" * 15,
+        f"| {label} | mode | distinct filters | input records/s sent | deliveries/s | p50 ms | p99 ms | max ms | "
+        "server cores | µs/delivery | RSS KB/conn | kernel KB/conn | unread growth MB | conflated | slow closes | "
+        "verdict |",
+        "|" + "---|" * 16,
     ]
     for p in points:
+        sent = p.get("input_records", 0) / seconds
         lines.append(
-            f"| {p[field]:,} | {MODES[p['mode']]} | {p['distinct_filters']:,} | {p['deliveries_per_s']:,.0f} | "
+            f"| {p[field]:,} | {MODES[p['mode']]} | {p['distinct_filters']:,} | {sent:,.0f} | "
+            f"{p['deliveries_per_s']:,.0f} | "
             f"{p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['server_cpu']:.2f} | "
             f"{fmt(p['cpu_us_per_delivery'], '.2f')} | {p['kb_per_connection']:.1f} | "
             f"{p['kernel_kb_per_connection']:.1f} | {p['backlog_growth_mb']:.2f} | {p['node_conflated_frames']} | "
@@ -151,18 +154,18 @@ def page_body(result: dict[str, Any], source: str) -> str:
         f"the per-tick baseline {knee_text(ramps['rate_tick'], 'rate', 'records/s')}"
         + (f" (capacity ratio {ratio(rate_ours, rate_tick)})." if rate_ours and rate_tick else "."),
         "",
-        *ramp_table(ramps["clients"], "clients", "clients"),
+        *ramp_table(ramps["clients"], "clients", "clients", secs),
         "",
-        *ramp_table(ramps["subscriptions"], "viewports", "viewports"),
+        *ramp_table(ramps["subscriptions"], "viewports", "viewports", secs),
         "",
-        *ramp_table(ramps["rate"] + ramps["rate_tick"], "rate", "records/s"),
+        *ramp_table(ramps["rate"] + ramps["rate_tick"], "rate", "records/s", secs),
         "",
         "### `serve --processes` 1 against 2, and a reconnect storm",
         "",
         "10,000 clients, mixed filters, 2,000 records/s; neither node pinned (two processes share the port with "
         "SO_REUSEPORT, each reads the whole tier topic), the load generator on CPU 1.",
         "",
-        *ramp_table([one, two], "processes", "processes"),
+        *ramp_table([one, two], "processes", "processes", secs),
         "",
         f"Reconnect storm (one process): all {one['clients']:,} connections dropped without a close handshake while "
         f"input continued, then resumed: back in {storm['seconds']:.1f} s, {storm['resumed']:,} from the replay "
