@@ -79,22 +79,30 @@ def test_unequal_outputs_or_duplicates_fail_the_output_goal() -> None:
 
 
 def test_sections_show_the_figures_and_name_the_result_file_only() -> None:
-    page = page_body(sample(), "peers-2026-12-05T160000Z-aaaaaaa.json")
-    assert "| ours (stream worker) | 4,600 | 4,100 | 67.0 |" in page
-    assert "| Quix Streams | 175 | 170 | 1,190.0 |" in page
+    quix = page_body(sample(), "peers-2026-12-05T160000Z-aaaaaaa.json", "quix")
+    assert "| ours (stream worker) | 4,600 | 4,100 | 67.0 |" in quix
+    assert "| Quix Streams | 175 | 170 | 1,190.0 |" in quix and "Centrifugo" not in quix
+    page = page_body(sample(), "peers-2026-12-05T160000Z-aaaaaaa.json", "centrifugo")
     assert "| memory per connection under load (KB RSS) | 34.6 | 69.8 |" in page
     assert "- ours: 990,000, 80, 32,000" in page and "- Centrifugo: 1,000,000, 80, 32,000" in page
     assert "| ours | 4,000 | 1,900,000 | 225 | 450 | 0.90 | 40.0 | past the knee |" in page
     assert "bench/results" not in page and "peers-2026-12-05T160000Z-aaaaaaa.json" in page
-    summary = summary_body(sample(), "peers-x.json")
-    assert summary.count("- met:") == 3 and summary.count("- MISSED:") == 1
-    doc = replace_between("# Benchmarks\n\nhand text\n", "bench:peers-summary", summary)
-    assert replace_between(doc, "bench:peers-summary", summary) == doc
+    summary = summary_body(sample(), "peers-x.json", "centrifugo")
+    assert summary.count("- met:") == 1 and summary.count("- MISSED:") == 1
+    doc = replace_between("# Benchmarks\n\nhand text\n", "bench:peers-centrifugo-summary", summary)
+    assert replace_between(doc, "bench:peers-centrifugo-summary", summary) == doc
 
 
-def test_a_result_without_the_fan_out_peer_judges_only_quix() -> None:
-    result = sample()
-    del result["centrifugo"]
-    assert [g.name for g in goals(result)] == ["pipeline vs Quix Streams, sustained records/s",
-                                               "same output as Quix Streams"]  # fmt: skip
-    assert "Centrifugo" not in page_body(result, "x.json")
+def test_a_run_of_one_peer_leaves_the_other_peers_section_as_it_was(tmp_path: Any, monkeypatch: Any) -> None:
+    from bench.peers import __main__ as peers_main
+
+    page, summary = tmp_path / "peers.md", tmp_path / "benchmarks.md"
+    page.write_text("<!-- bench:peers-quix -->\nold quix\n<!-- /bench:peers-quix -->\n")
+    summary.write_text("intro\n")
+    monkeypatch.setattr(peers_main, "PAGE", page)
+    monkeypatch.setattr(peers_main, "SUMMARY", summary)
+    only_centrifugo = {k: v for k, v in sample().items() if k != "quix"}
+    peers_main.publish(only_centrifugo, tmp_path / "peers-y.json")
+    text = page.read_text()
+    assert "old quix" in text and "<!-- bench:peers-centrifugo -->" in text and "peers-y.json" in text
+    assert "bench:peers-centrifugo-summary" in summary.read_text()

@@ -16,13 +16,15 @@ from typing import Any
 
 import settings
 from bench.peers import centrifugo, quix
-from bench.peers.report import PAGE, SUMMARY, goals, page_body, summary_body
+from bench.peers.report import PAGE, PEERS, SUMMARY, goals, page_body, summary_body
 from bench.report import conclude, machine, publish_section, stamp
 
 
 def publish(result: dict[str, Any], path: Path) -> None:
-    publish_section(PAGE, "bench:peers", page_body(result, path.name))
-    publish_section(SUMMARY, "bench:peers-summary", summary_body(result, path.name))
+    for peer in PEERS:  # only the peers this result measured: the others' sections stay as they were
+        if result.get(peer):
+            publish_section(PAGE, f"bench:peers-{peer}", page_body(result, path.name, peer))
+            publish_section(SUMMARY, f"bench:peers-{peer}-summary", summary_body(result, path.name, peer))
 
 
 def main() -> None:

@@ -71,12 +71,7 @@ def centrifugo_goals(fan: dict[str, Any]) -> list[Goal]:
 
 
 def goals(result: dict[str, Any]) -> list[Goal]:
-    out: list[Goal] = []
-    if result.get("quix"):
-        out += quix_goals(result["quix"])
-    if result.get("centrifugo"):
-        out += centrifugo_goals(result["centrifugo"])
-    return out
+    return [goal for peer in ("quix", "centrifugo") if result.get(peer) for goal in peer_goals(result, peer)]
 
 
 def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
@@ -158,16 +153,30 @@ def goal_lines(gs: list[Goal]) -> str:
     return "\n".join(f"- {g.line()}" for g in gs)
 
 
-def page_body(result: dict[str, Any], source: str) -> str:
-    parts = [f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']} "
-             f"on {result['machine']['cores']} cores; result file `{source}`.", ""]  # fmt: skip
-    if result.get("quix"):
-        parts += ["### Stream processing: Quix Streams", "", quix_section(result["quix"]), ""]
-    if result.get("centrifugo"):
-        parts += ["### Fan-out: Centrifugo", "", centrifugo_section(result["centrifugo"]), ""]
-    parts += ["### Goals", "", goal_lines(goals(result))]
-    return "\n".join(parts)
+PEERS = ("quix", "centrifugo")
+TITLES = {"quix": "Stream processing: Quix Streams", "centrifugo": "Fan-out: Centrifugo"}
 
 
-def summary_body(result: dict[str, Any], source: str) -> str:
-    return f"Peers in the same run (docs/benchmarks-peers.md, `{source}`):\n\n{goal_lines(goals(result))}"
+def peer_goals(result: dict[str, Any], peer: str) -> list[Goal]:
+    return quix_goals(result["quix"]) if peer == "quix" else centrifugo_goals(result["centrifugo"])
+
+
+def page_body(result: dict[str, Any], source: str, peer: str) -> str:
+    """One peer's section of the page: each peer has its own, so either can be measured again alone."""
+    section = quix_section(result["quix"]) if peer == "quix" else centrifugo_section(result["centrifugo"])
+    return "\n".join([
+        f"### {TITLES[peer]}",
+        "",
+        f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']} on "
+        f"{result['machine']['cores']} cores; result file `{source}`.",
+        "",
+        section,
+        "",
+        "Goals:",
+        "",
+        goal_lines(peer_goals(result, peer)),
+    ])  # fmt: skip
+
+
+def summary_body(result: dict[str, Any], source: str, peer: str) -> str:
+    return f"{TITLES[peer]} (docs/benchmarks-peers.md, `{source}`):\n\n{goal_lines(peer_goals(result, peer))}"
