@@ -62,6 +62,10 @@ class Hub:
         self.latency = LatencyHistogram()  # record reached the node → its frame written to every member
         self.behind: set[Member] = set()  # members owed a catch-up: only the hub adds and removes them
         self._idle: dict[Stream, None] = {}  # streams left by their last member: the only ones _expire visits
+        # The streams a tick visits after its changes, instead of every stream: those with changes waiting
+        # (until they are flushed) and those keeping a frame for clients joining in the same tick.
+        self._pending: dict[Stream, None] = {}
+        self._cached: dict[Stream, None] = {}
         self._ids = itertools.count(1)
         self.frames_sent = 0
         self.records_delivered = 0
@@ -145,6 +149,7 @@ class Hub:
                 buffer_bytes=self.buffer_bytes,
                 replay=self.replay,
                 owner=owner,
+                on_cache=self._note_cached,
             )
             if owner is not None:
                 self.streams_by_owner[owner] += 1
@@ -196,13 +201,21 @@ class Hub:
                 index = self._indexes[src] = self.index_streams(streams)
             for stream, only, in_envelope in index.candidates(xs, ys, was_x, was_y):
                 stream.observe(changes, xs, ys, changed_ids, only, in_envelope)
-                if stream.pending and stream.pending_since is None:
-                    stream.pending_since = received
-        built = 0
-        for stream in list(self.streams.values()):
+                if stream.pending:
+                    self._pending[stream] = None
+                    if stream.pending_since is None:
+                        stream.pending_since = received
+        for stream in self._cached:
             stream.forget_cached_frames()
+        self._cached.clear()
+        built = 0
+        for stream in list(self._pending):
+            if not stream.pending:
+                del self._pending[stream]
+                continue
             if not stream.due(now_ms):
                 continue
+            del self._pending[stream]
             since = stream.pending_since
             flushed = stream.flush(now_ms)
             if flushed is None:
@@ -230,6 +243,9 @@ class Hub:
             self.filters.forget_idle_budgets(now_ms)
         return built
 
+    def _note_cached(self, stream: Stream) -> None:
+        self._cached[stream] = None
+
     def index_streams(self, streams: Iterable[Stream]) -> StreamIndex:
         return StreamIndex(streams)
 
@@ -247,6 +263,8 @@ class Hub:
                     del self.streams[stream.key]
                     self.by_source[stream.source].pop(stream, None)
                     self._indexes.pop(stream.source, None)
+                    self._pending.pop(stream, None)
+                    self._cached.pop(stream, None)
                     stream.free()
                     if stream.owner is not None:
                         self.streams_by_owner[stream.owner] -= 1

@@ -8,7 +8,7 @@ frames so a reconnecting client can resume without gap or duplicate.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import compress
 from typing import Any, Protocol
 
@@ -75,6 +75,7 @@ class Stream:
         buffer_bytes: int,
         replay: ReplayBudget | None = None,
         owner: str | None = None,
+        on_cache: Callable[[Stream], None] | None = None,
     ) -> None:
         self.sid = sid
         self.epoch = epoch
@@ -100,6 +101,7 @@ class Stream:
         self._buffered = 0
         self._replay = replay
         self._snapshot_cache: tuple[int, list[tuple[bytes, int]]] | None = None
+        self._on_cache = on_cache  # told when a frame is kept for others joining in the same tick
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
@@ -302,6 +304,8 @@ class Stream:
         head["conflated"] = True
         frame = self.codec.delta(head, upserts, removes, [])
         self._catch_up_cache = (pos, (self.seq, *now), frame, len(upserts) + len(removes))
+        if self._on_cache is not None:
+            self._on_cache(self)
         return frame, len(upserts) + len(removes)
 
     def _admits(self, entry: Entry) -> bool:
@@ -332,6 +336,8 @@ class Stream:
             head["part"], head["last"] = n, n == len(parts) - 1
             frames.append((self.codec.records(head, part), len(part)))
         self._snapshot_cache = (self.seq, frames)
+        if self._on_cache is not None:
+            self._on_cache(self)
         return frames
 
     def records_for(self, ids: Iterable[str]) -> tuple[list[bytes], list[str]]:
