@@ -1,7 +1,8 @@
 """What feeds Centrifugo in the peer run: reads the same tier topic our server reads, matches every record
 against the distinct filters with our own filter code (Centrifugo has no filters: a channel per filter is how
 one would use it), and every tick publishes each channel's records as one publication through Centrifugo's
-HTTP server API (``/api/batch``), the same grouping per tick our server does per stream.
+HTTP server API (``/api/batch`` with ``parallel``: one command per channel), the same grouping per tick our
+server does per stream.
 
     python -m bench.peers.centrifugo_bridge --topic T --api URL --key K --filters FILE [--tick-ms 50]
 """
@@ -55,15 +56,24 @@ async def run(args: argparse.Namespace) -> None:
     print("bridging", flush=True)
     try:
         async with aiohttp.ClientSession(headers=headers) as http:
+
+            async def post(body: bytes) -> None:
+                async with http.post(args.api + "/api/batch", data=body) as resp:
+                    resp.raise_for_status()
+                    await resp.read()
+
+            sending: asyncio.Task[None] | None = None
             while True:
                 started = time.monotonic()
                 batch = await consumer.getmany(timeout_ms=args.tick_ms)
                 records = [msgpack.unpackb(r.value) for recs in batch.values() for r in recs if r.value]
                 if records:
-                    commands = publications(records, filters)
-                    async with http.post(args.api + "/api/batch", data=orjson.dumps({"commands": commands})) as resp:
-                        resp.raise_for_status()
-                        await resp.read()
+                    # One command per channel, so Centrifugo may run them in parallel; the next tick's batch
+                    # is built while this one is sent, and sent after it (each channel keeps its order).
+                    body = orjson.dumps({"commands": publications(records, filters), "parallel": True})
+                    if sending is not None:
+                        await sending
+                    sending = asyncio.create_task(post(body))
                 await asyncio.sleep(max(0.0, args.tick_ms / 1000 - (time.monotonic() - started)))
     finally:
         await consumer.stop()
