@@ -135,7 +135,7 @@ def test_a_bus_leaving_a_viewport_is_removed_for_it_and_far_streams_are_not_aske
 def test_a_large_batch_taken_in_steps_gives_the_same_frames(monkeypatch: Any) -> None:
     from ws_server.protocol import stream_index
 
-    monkeypatch.setattr(stream_index, "CELLS_PER_STEP", 7)  # a few changes per step: every step boundary is hit
+    monkeypatch.setattr(stream_index, "PAIRS_PER_STEP", 40)  # a few changes per step: every step boundary is hit
     ticks: list[list[Change]] = [
         [(n % 16, (121.38 + n * 0.004, 31.17 + (n * 7 % 30) * 0.0035), 1 + n % 2, None) for n in range(40)]
     ] * 3
