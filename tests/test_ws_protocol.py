@@ -362,6 +362,18 @@ def test_msgpack_subprotocol_frames_decode() -> None:
     assert frames[0]["type"] == "subscribed" and frames[1]["records"][0]["id"] == "b"
 
 
+@pytest.mark.parametrize("keys", [5, 12, 13, 20])  # 13 + 3 no longer fits a one-byte map header
+def test_msgpack_and_json_frames_say_the_same_whatever_the_head_size(keys: int) -> None:
+    head: dict[str, Any] = {"type": "delta", **{f"k{n}": n for n in range(keys - 1)}}
+    record = {"id": "b", "lng": 121.45}
+    frames = [
+        decode_frame(CODECS[name].delta(head, [CODECS[name].encode(record)], ["x"], [])) for name in (JSON, MSGPACK)
+    ]
+    assert frames[0] == frames[1] == {**head, "upsert": [record], "remove": ["x"], "stale": []}
+    listed = [decode_frame(CODECS[name].records(head, [CODECS[name].encode(record)])) for name in (JSON, MSGPACK)]
+    assert listed[0] == listed[1] == {**head, "records": [record]}
+
+
 def test_tier_downgrade_resubscribes_on_the_lower_tier() -> None:
     hub, session, sink = make(tier="licensed")
     hub.ingest("licensed", "bus", [("b", bus("b", 121.45, 31.25, vehicle_id="V9"))])

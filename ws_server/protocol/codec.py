@@ -84,8 +84,15 @@ class MsgpackCodec(Codec):
         return self._packer.pack(obj)
 
     def _head(self, head: dict[str, Any], extra: int) -> list[bytes]:
+        """The map header for ``head`` and ``extra`` more entries, then ``head``'s entries. A small map is
+        packed in one call and its header byte (fixmap: 0x80 | count) recounted: a frame per member per tick
+        makes this one of the server's hottest lines."""
+        packed = self._packer.pack(head)
+        count = len(head) + extra
+        if count <= 15 and packed[0] == 0x80 | len(head):
+            return [bytes((0x80 | count,)), packed[1:]]
         pack = self._packer.pack
-        parts = [self._packer.pack_map_header(len(head) + extra)]
+        parts = [self._packer.pack_map_header(count)]
         for key, value in head.items():
             parts.append(pack(key))
             parts.append(pack(value))
@@ -95,15 +102,21 @@ class MsgpackCodec(Codec):
         self, head: dict[str, Any], upserts: Sequence[bytes], removes: Sequence[str], stales: Sequence[str]
     ) -> bytes:
         parts = self._head(head, 3)
-        parts += [self._packer.pack("upsert"), self._packer.pack_array_header(len(upserts)), *upserts]
-        parts += [self._packer.pack("remove"), self._packer.pack(list(removes))]
-        parts += [self._packer.pack("stale"), self._packer.pack(list(stales))]
+        parts += [_UPSERT_KEY, self._packer.pack_array_header(len(upserts)), *upserts]
+        parts += [_REMOVE_KEY, self._packer.pack(list(removes)) if removes else _EMPTY_ARRAY]
+        parts += [_STALE_KEY, self._packer.pack(list(stales)) if stales else _EMPTY_ARRAY]
         return b"".join(parts)
 
     def records(self, head: dict[str, Any], records: Sequence[bytes]) -> bytes:
         parts = self._head(head, 1)
-        parts += [self._packer.pack("records"), self._packer.pack_array_header(len(records)), *records]
+        parts += [_RECORDS_KEY, self._packer.pack_array_header(len(records)), *records]
         return b"".join(parts)
+
+
+_UPSERT_KEY, _REMOVE_KEY, _STALE_KEY, _RECORDS_KEY = (
+    msgpack.packb(k) for k in ("upsert", "remove", "stale", "records")
+)
+_EMPTY_ARRAY = msgpack.packb([])
 
 
 CODECS: dict[str, Codec] = {JSON: JsonCodec(), MSGPACK: MsgpackCodec()}
