@@ -147,7 +147,7 @@ class Session:
         self.subs: dict[str, Subscription] = {}
         self.closed = False
         self.bucket = TokenBucket(limits.messages_per_s, limits.burst, now_ms)
-        self._drops: deque[int] = deque()
+        self._drops: deque[int] | None = None  # made at the first drop: an empty deque is 0.6 KB a connection
         self.delivered_records = 0
         self.delivered_bytes = 0
         # Per feed since the usage flush last took them: [messages, records, bytes] (agreements/usage.py).
@@ -199,20 +199,23 @@ class Session:
         if self.closed:
             return None
         if not self.bucket.take(now_ms):
-            self._drops.append(now_ms)
-            while self._drops and now_ms - self._drops[0] > self.limits.flood_window_ms:
-                self._drops.popleft()
-            if len(self._drops) >= self.limits.flood_drops:
+            drops = self._drops
+            if drops is None:
+                drops = self._drops = deque()
+            drops.append(now_ms)
+            while drops and now_ms - drops[0] > self.limits.flood_window_ms:
+                drops.popleft()
+            if len(drops) >= self.limits.flood_drops:
                 self.close(CLOSE_FLOOD, "flood: too many messages")
                 return None
-            if len(self._drops) == 1 or len(self._drops) % 10 == 0:
+            if len(drops) == 1 or len(drops) % 10 == 0:
                 self.error(ProtocolError(RATE_LIMITED, "message dropped: rate limit exceeded"))
                 self.send(
                     {
                         "type": "quota",
                         "messages_per_s": self.limits.messages_per_s,
                         "burst": self.limits.burst,
-                        "dropped": len(self._drops),
+                        "dropped": len(drops),
                         "close_after": self.limits.flood_drops,
                     }
                 )
