@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.test_ws_protocol import T0, ListSink, bus, send
 from ws_server.districts import lookup_district
+from ws_server.protocol import stream as stream_module
 from ws_server.protocol.codec import CODECS, JSON
 from ws_server.protocol.hub import Hub
 from ws_server.protocol.limits import Limits
@@ -181,3 +182,37 @@ def test_a_records_kept_encoding_costs_its_size_not_a_serialiser_buffer() -> Non
         tracemalloc.stop()
     assert kept[0] == codec.encode(record)
     assert per_record < 2 * len(kept[0]), f"{per_record:,.0f} bytes kept for a {len(kept[0])}-byte record"
+
+
+def test_a_replay_buffer_holds_its_frames_and_not_their_entity_ids() -> None:
+    """A stream keeps thousands of frames for exact resumes; what it keeps beside each frame's bytes is a
+    few words, not the ids of the entities in it (a whole-feed frame names hundreds)."""
+    hub = new_hub()
+    session, sink = connect(hub, "ip:1")
+    send(session, {"type": "subscribe", "id": "a", "feed": "bus", "options": {"snapshot": False}})
+    fleet = [f"bus-{i:05d}" for i in range(300)]
+
+    def tick(n: int) -> None:
+        hub.ingest("public", "bus", [(i, bus(i, 121.40 + n * 1e-5, 31.25)) for i in fleet])
+        hub.tick(T0 + 50 * (n + 1))
+        sink.take()
+
+    def held_by_streams() -> int:
+        """Bytes allocated by the stream's own code and still held (frames are built by the codec)."""
+        only_streams = [tracemalloc.Filter(True, stream_module.__file__)]
+        return sum(t.size for t in tracemalloc.take_snapshot().filter_traces(only_streams).traces)
+
+    tick(0)
+    frames = 100
+    tracemalloc.start()
+    try:
+        before = held_by_streams()
+        for n in range(1, frames + 1):
+            tick(n)
+        gc.collect()
+        per_frame = (held_by_streams() - before) / frames
+    finally:
+        tracemalloc.stop()
+    assert len(next(iter(hub.streams.values())).buffer) == frames + 1
+    # Each frame's 300 ids were 2.4 KB more; its sequence number and record count are about 100 bytes.
+    assert per_frame < 400, f"{per_frame:.0f} bytes held per buffered frame beside its bytes"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -30,8 +31,9 @@ import orjson
 
 import settings
 from bench.fanout.run import HERE, ROOT, LoadGen, prime, produce, rss_kb
-from ws_server.config import Naming, ServerConfig
-from ws_server.server import Node
+from ws_server.config import Naming
+from ws_server.protocol.limits import DEFAULT_LIMITS
+from ws_server.server import Node, config_from_settings
 
 # ------------------------------------------------------------------------------------------ the node side
 
@@ -113,10 +115,8 @@ async def serve_with_control(node: Node, tracer: Tracer) -> None:
 def serve(args: argparse.Namespace) -> None:
     if args.trace_frames:
         tracemalloc.start(args.trace_frames)
-    s = settings.load()
-    config = ServerConfig(  # as bench/fanout/serve_node.py runs it
-        kafka_bootstrap=s.kafka_bootstrap,
-        redis_url=s.redis_url,
+    config = config_from_settings(  # as bench/fanout/serve_node.py runs it
+        settings.load(),
         host="127.0.0.1",
         port=args.port,
         naming=Naming(args.topic_prefix, args.redis_prefix),
@@ -124,6 +124,8 @@ def serve(args: argparse.Namespace) -> None:
         per_ip_connections=1_000_000,
         ping_interval_s=60.0,
     )
+    public = DEFAULT_LIMITS["public"]  # every client comes from 127.0.0.1 (serve_node lifts these caps too)
+    DEFAULT_LIMITS["public"] = dataclasses.replace(public, max_streams=1_000_000, vertices_per_minute=1 << 40)
     node = Node(config)
     print("serving", flush=True)
     asyncio.run(serve_with_control(node, Tracer(args.trace_frames)))

@@ -95,7 +95,8 @@ class Stream:
         self.pending_since: int | None = None  # when the oldest pending change reached the node (ms)
         self.pos = self._position()  # the tier topic position the last frame brought members to
         self._catch_up_cache: tuple[str, tuple[object, ...], bytes, int] | None = None
-        self.buffer: deque[tuple[int, bytes, tuple[str, ...]]] = deque()
+        # (seq, frame, records in it): the frame's entity ids are not kept, a replay only counts them.
+        self.buffer: deque[tuple[int, bytes, int]] = deque()
         self._buffer_frames = buffer_frames
         self._buffer_bytes = buffer_bytes
         self._buffered = 0
@@ -229,7 +230,7 @@ class Stream:
     # ------------------------------------------------------------------------------------------ replay
 
     def _remember(self, seq: int, frame: bytes, ids: tuple[str, ...]) -> None:
-        self.buffer.append((seq, frame, ids))
+        self.buffer.append((seq, frame, len(ids)))
         self._buffered += len(frame)
         if self._replay is not None:
             self._replay.added(self, seq, len(frame))
@@ -268,7 +269,7 @@ class Stream:
             return []
         if seq > self.seq or not self.buffer or self.buffer[0][0] > seq + 1:
             return None
-        return [(frame, len(ids)) for s, frame, ids in self.buffer if s > seq]
+        return [(frame, records) for s, frame, records in self.buffer if s > seq]
 
     def catch_up_from(self, pos: str) -> tuple[bytes, int] | None:
         """One conflated ``delta`` taking a client from ``pos`` (a position of this stream, from any node)
