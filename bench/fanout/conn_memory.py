@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic-prefix", help=argparse.SUPPRESS)
     parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=51950)
+    parser.add_argument("--port", type=int, default=31950, help="below the ephemeral range: no client socket holds it")
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--codecs", default="json,msgpack")
     parser.add_argument("--rate", type=int, default=2000, help="bus input records/s while loaded")
