@@ -147,24 +147,32 @@ class CleanStage(BatchStage):
             return
         metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
         self.enricher.enrich(feed, accepted)
-        last = state.last
-        stale = state.stale
-        schedule = self._schedule
-        values = []
-        for rec in accepted:
-            value = encode_value(rec)
-            values.append(value)
-            entity = rec["id"]
-            last[entity] = value
-            stale.discard(entity)
-            out.last(feed, entity, value)
-            schedule(feed, entity, rec["expires_at"])
+        # Per record, so whole-batch steps: encode once, then the same (entity, value) pairs for the local
+        # state and for Redis.
+        values = list(map(encode_value, accepted))
+        entities = [rec["id"] for rec in accepted]
+        state.last.update(zip(entities, values, strict=True))
+        if state.stale:
+            state.stale.difference_update(entities)
+        out.last_many(feed, zip(entities, values, strict=True))
+        self._schedule_many(feed, entities, [rec["expires_at"] for rec in accepted])
         self._release(state, accepted, out)
         for tier, (window, fanout) in state.windowed.items():
             rows = [
                 row for rec, value in zip(accepted, values, strict=True) if (row := pending_row(window, rec, value))
             ]
             out.tier(tier, feed, TierRelease(rows, {}), fanout, True)
+
+    def _schedule_many(self, feed: str, entities: list[str], expiries: list[int]) -> None:
+        """``_schedule`` for a batch, in order; the usual case (an entity already scheduled no later than its
+        new expiry) costs one lookup."""
+        scheduled = self.scheduled
+        for entity, expires_at in zip(entities, expiries, strict=True):
+            key = (feed, entity)
+            when = scheduled.get(key)
+            if when is None or expires_at < when:
+                scheduled[key] = expires_at
+                heapq.heappush(self.expiry, (expires_at, feed, entity))
 
     def _schedule(self, feed: str, entity: str, expires_at: int) -> None:
         key = (feed, entity)
