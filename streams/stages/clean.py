@@ -134,28 +134,30 @@ class CleanStage(BatchStage):
         result = state.cleaner.clean(decoded, now)
         for i, reason in result.rejected:
             out.dead_letter(feed, origin[i], reason, now)
-        if self.ops is not None:
-            bad += [reason for _, reason in result.rejected]
-            active = len(state.last) - len(state.stale) + len({r["id"] for r in result.accepted} - state.last.keys())
-            self.ops.note(feed, records_in=len(recs), accepted=result.accepted, duplicates=result.duplicates,
-                          rejects=bad, raw=origin, active=active,
-                          now_ms=now)  # fmt: skip
         metrics.RECORDS.labels(self.name, feed, "duplicate").inc(result.duplicates)
         metrics.RECORDS.labels(self.name, feed, "rejected").inc(len(result.rejected))
         accepted = result.accepted
+        if accepted:
+            metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
+            self.enricher.enrich(feed, accepted)
+            # Per record, so whole-batch steps: encode once, then the same (entity, value) pairs for the local
+            # state and for Redis.
+            values = list(map(encode_value, accepted))
+            entities = [rec["id"] for rec in accepted]
+            state.last.update(zip(entities, values, strict=True))
+            if state.stale:
+                state.stale.difference_update(entities)
+            out.last_many(feed, zip(entities, values, strict=True))
+            self._schedule_many(feed, entities, [rec["expires_at"] for rec in accepted])
+        if self.ops is not None:
+            bad += [reason for _, reason in result.rejected]
+            # Counted once the batch is in the state: every entity known and not stale (no per-record set).
+            active = len(state.last) - len(state.stale)
+            self.ops.note(feed, records_in=len(recs), accepted=accepted, duplicates=result.duplicates,
+                          rejects=bad, raw=origin, active=active,
+                          now_ms=now)  # fmt: skip
         if not accepted:
             return
-        metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
-        self.enricher.enrich(feed, accepted)
-        # Per record, so whole-batch steps: encode once, then the same (entity, value) pairs for the local
-        # state and for Redis.
-        values = list(map(encode_value, accepted))
-        entities = [rec["id"] for rec in accepted]
-        state.last.update(zip(entities, values, strict=True))
-        if state.stale:
-            state.stale.difference_update(entities)
-        out.last_many(feed, zip(entities, values, strict=True))
-        self._schedule_many(feed, entities, [rec["expires_at"] for rec in accepted])
         self._release(state, accepted, out)
         for tier, (window, fanout) in state.windowed.items():
             rows = [
