@@ -7,6 +7,11 @@ one step (decode, policy kernel, produce, Redis, ...) by its innermost frame tha
 in one stage by the stage code on it (clean, delay, or the Kafka client's own background tasks). Each
 step's share of the samples times the run's measured CPU per record gives µs per record.
 
+A caveat the figures carry: py-spy counts a thread that is runnable but waiting for a core as busy, and on
+a loaded machine a worker is preempted most often right after a socket write wakes the broker or Redis,
+so "event loop" (socket writes, select) reads high under load. The kernel's real share is bounded by the
+run's system CPU, printed next to the split.
+
 Run (needs the stack and py-spy in the venv): .venv/bin/python -m bench.pipeline.cpu_split
     [--variants pipeline,plain-overlap] [--records 100000] [--rate 200]
 Writes bench/results/pipeline-cpu-split-*.json and prints the table; publishes nothing.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -132,6 +138,11 @@ async def profiled_run(
         attaching = asyncio.create_task(attach_on_first_output())
         result = await measure_throughput(s.kafka_bootstrap, prefix, records, [worker])
         spy = await attaching
+        # user and system CPU of the whole run (start-up included): system time is the kernel's share,
+        # mostly socket writes to Kafka and Redis, which py-spy sees only as the Python line that made them
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        result["worker_user_s"] = int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        result["worker_system_s"] = int(fields[12]) / os.sysconf("SC_CLK_TCK")
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -171,6 +182,7 @@ def main() -> None:
         run = asyncio.run(profiled_run(variant, args.records, args.rate, args.max_poll, keep))
         result["runs"].append(run)
         print(f"\n{variant}: {run['cpu_us_per_record']} µs CPU/record (with py-spy attached), {run['samples']} samples")
+        print(f"  whole run: {run['worker_user_s']:.2f} s user, {run['worker_system_s']:.2f} s system CPU")
         for title in ("us_per_record_by_stage", "us_per_record_by_step", "top_leaf_functions"):
             print(f"  {title}:")
             for name, us in run[title].items():
