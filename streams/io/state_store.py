@@ -21,6 +21,7 @@ names are spelled in ``schemas/naming.py``; what each key holds:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, cast
 
@@ -28,6 +29,11 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 
 from schemas import Naming
+
+# A tier snapshot's fields: a mapping entity key → value, or the tier records themselves, (key, value,
+# timestamp) rows in offset order. HSET sets its field-value pairs in the order given, so the last row per
+# key wins, as in a dict, without building one per batch.
+Snapshot = Mapping[Any, bytes] | Sequence[tuple[bytes, bytes, int]]
 
 
 class StateStore:
@@ -42,7 +48,7 @@ class StateStore:
 
     async def write(
         self,
-        tier_values: dict[tuple[str, str], dict[Any, bytes]],
+        tier_values: Mapping[tuple[str, str], Snapshot],
         tier_offsets: dict[tuple[str, str], dict[int, int]],
         last_values: dict[str, dict[str, bytes]],
         release_marks: dict[tuple[str, str], dict[str, bytes]] | None = None,
@@ -52,7 +58,7 @@ class StateStore:
         forget: dict[str, list[str]] | None = None,
     ) -> None:
         """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
-        commands: list[tuple[str, dict[Any, Any]]] = []
+        commands: list[tuple[str, Snapshot | Mapping[Any, Any]]] = []
         for (tier, feed), values in tier_values.items():
             commands.append((self.naming.state_key(tier, feed), values))
         for (tier, feed), offsets in tier_offsets.items():
@@ -111,7 +117,39 @@ def _pack_hdel(key: str, fields: list[str]) -> bytes:
     return pack_command(cast(Any, (b"HDEL", key, *fields)))
 
 
-def _pack_hset(key: str, mapping: dict[Any, Any]) -> bytes:
-    """HSET key field value [field value ...] in the Redis protocol, packed in C by hiredis (~0.4 µs a field
-    against ~0.8 µs for the same packing in Python; this runs per record and tier)."""
-    return pack_command((b"HSET", key, *chain.from_iterable(mapping.items())))
+_PAIR = b"$%d\r\n%s\r\n$%d\r\n%s\r\n"  # one field and its value, as Redis bulk strings
+
+
+def _as_bytes(arg: Any) -> bytes:
+    """A field or value as Redis sees it: as redis-py and hiredis encode str and int."""
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        return b"%d" % arg
+    raise TypeError(f"no Redis encoding for {type(arg).__name__}")
+
+
+def _pack_hset(key: str, fields: Snapshot | Mapping[Any, Any]) -> bytes:
+    """HSET key field value [field value ...] in the Redis protocol. This runs per record and tier, so the
+    common case (bytes fields and values) is one bytes formatting per pair: ~0.2 µs a field, against ~0.7 µs
+    for hiredis's ``pack_command``, which copies each argument twice. Other types are encoded first."""
+    try:
+        if isinstance(fields, Mapping):
+            body = [_PAIR % (len(k), k, len(v), v) for k, v in fields.items()]
+        else:
+            body = [_PAIR % (len(k), k, len(v), v) for k, v, _ in fields]
+    except TypeError:  # a str or int among them (entity ids, partitions, offsets)
+        pairs: Iterable[tuple[Any, Any]] = fields.items() if isinstance(fields, Mapping) else [r[:2] for r in fields]
+        try:
+            # entity ids as str (the recovery state), the next most common case
+            body = [_PAIR % (len(b), b, len(v), v) for k, v in pairs for b in (k.encode(),)]
+        except (TypeError, AttributeError):
+            try:
+                encoded = [(_as_bytes(k), _as_bytes(v)) for k, v in pairs]
+            except TypeError:
+                return pack_command((b"HSET", key, *chain.from_iterable(pairs)))
+            body = [_PAIR % (len(k), k, len(v), v) for k, v in encoded]
+    name = key.encode()
+    return b"".join([b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * len(body), len(name), name), *body])

@@ -134,37 +134,47 @@ class CleanStage(BatchStage):
         result = state.cleaner.clean(decoded, now)
         for i, reason in result.rejected:
             out.dead_letter(feed, origin[i], reason, now)
-        if self.ops is not None:
-            bad += [reason for _, reason in result.rejected]
-            active = len(state.last) - len(state.stale) + len({r["id"] for r in result.accepted} - state.last.keys())
-            self.ops.note(feed, records_in=len(recs), accepted=result.accepted, duplicates=result.duplicates,
-                          rejects=bad, raw=origin, active=active,
-                          now_ms=now)  # fmt: skip
         metrics.RECORDS.labels(self.name, feed, "duplicate").inc(result.duplicates)
         metrics.RECORDS.labels(self.name, feed, "rejected").inc(len(result.rejected))
         accepted = result.accepted
+        if accepted:
+            metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
+            self.enricher.enrich(feed, accepted)
+            # Per record, so whole-batch steps: encode once, then the same (entity, value) pairs for the local
+            # state and for Redis.
+            values = list(map(encode_value, accepted))
+            entities = [rec["id"] for rec in accepted]
+            state.last.update(zip(entities, values, strict=True))
+            if state.stale:
+                state.stale.difference_update(entities)
+            out.last_many(feed, zip(entities, values, strict=True))
+            self._schedule_many(feed, entities, [rec["expires_at"] for rec in accepted])
+        if self.ops is not None:
+            bad += [reason for _, reason in result.rejected]
+            # Counted once the batch is in the state: every entity known and not stale (no per-record set).
+            active = len(state.last) - len(state.stale)
+            self.ops.note(feed, records_in=len(recs), accepted=accepted, duplicates=result.duplicates,
+                          rejects=bad, raw=origin, active=active,
+                          now_ms=now)  # fmt: skip
         if not accepted:
             return
-        metrics.RECORDS.labels(self.name, feed, "accepted").inc(len(accepted))
-        self.enricher.enrich(feed, accepted)
-        last = state.last
-        stale = state.stale
-        schedule = self._schedule
-        values = []
-        for rec in accepted:
-            value = encode_value(rec)
-            values.append(value)
-            entity = rec["id"]
-            last[entity] = value
-            stale.discard(entity)
-            out.last(feed, entity, value)
-            schedule(feed, entity, rec["expires_at"])
         self._release(state, accepted, out)
         for tier, (window, fanout) in state.windowed.items():
             rows = [
                 row for rec, value in zip(accepted, values, strict=True) if (row := pending_row(window, rec, value))
             ]
             out.tier(tier, feed, TierRelease(rows, {}), fanout, True)
+
+    def _schedule_many(self, feed: str, entities: list[str], expiries: list[int]) -> None:
+        """``_schedule`` for a batch, in order; the usual case (an entity already scheduled no later than its
+        new expiry) costs one lookup."""
+        scheduled = self.scheduled
+        for entity, expires_at in zip(entities, expiries, strict=True):
+            key = (feed, entity)
+            when = scheduled.get(key)
+            if when is None or expires_at < when:
+                scheduled[key] = expires_at
+                heapq.heappush(self.expiry, (expires_at, feed, entity))
 
     def _schedule(self, feed: str, entity: str, expires_at: int) -> None:
         key = (feed, entity)

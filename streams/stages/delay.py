@@ -25,7 +25,7 @@ from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer, partition_for
 from streams.io.stage import Batch, BatchStage, StageOutput
-from streams.io.state_store import StateStore
+from streams.io.state_store import Snapshot, StateStore
 from streams.logic import envelope
 from streams.logic.fanout import TierFanout, TierPolicy, decode_value
 from streams.logic.windows import Release, WindowGate
@@ -256,10 +256,10 @@ class DelayStage(BatchStage):
                 )
                 sent.append(produced)
             ends = sent[0]
-            # Snapshot keyed by the Kafka key (entity id bytes); the last value per entity wins.
-            values = {
-                (self.tier, f): {k: v for g in rows[f].values() for part in g.values() for k, v, _ in part}
-                for f in feeds
+            # Snapshot keyed by the Kafka key (entity id bytes); the last value per entity wins (rows in offset
+            # order per partition, and an entity keeps to one partition).
+            values: dict[tuple[str, str], Snapshot] = {
+                (self.tier, f): [row for g in rows[f].values() for part in g.values() for row in part] for f in feeds
             }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
             await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided)

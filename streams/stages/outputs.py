@@ -8,7 +8,7 @@ writes the snapshot then).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -17,7 +17,7 @@ from schemas import DeadLetter, encode_dead_letter
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer
-from streams.io.state_store import StateStore
+from streams.io.state_store import Snapshot, StateStore
 from streams.logic.fanout import TierFanout, TierRecord, TierRelease
 
 KafkaRecord = tuple[bytes, bytes, int]
@@ -47,6 +47,10 @@ class StageOutputs:
 
     def last(self, feed: str, entity: str, value: bytes) -> None:
         self.last_values.setdefault(feed, {})[entity] = value
+
+    def last_many(self, feed: str, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """``last`` for many entities, in order (the last value per entity wins)."""
+        self.last_values.setdefault(feed, {}).update(pairs)
 
     def forget(self, feed: str, entities: list[str]) -> None:
         self.forgotten.setdefault(feed, []).extend(entities)
@@ -90,14 +94,15 @@ class StageOutputs:
             # Produced once: a retry after Redis failed writes the state again, not the batch to Kafka.
             self._sent = await self._produce(config, producer, tiers)
         ends = self._sent
-        tier_values: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        tier_values: dict[tuple[str, str], Snapshot] = {}
         tier_offsets: dict[tuple[str, str], dict[int, int]] = {}
         for ((tier, feed), (released, _, delayed)), offsets in zip(tiers, ends, strict=True):
             if delayed:
                 metrics.TIER_RECORDS.labels(stage, feed, tier, "pending").inc(len(released))
                 continue
             tier_offsets[(tier, feed)] = offsets
-            # Keyed by the Kafka key (the entity id's bytes): the last value per entity wins, no re-encoding.
-            tier_values[(tier, feed)] = {key: value for key, value, _ in released}
+            # The records as they are: keyed by the Kafka key (the entity id's bytes), the last value per entity
+            # wins (see Snapshot), no re-encoding.
+            tier_values[(tier, feed)] = released
             metrics.TIER_RECORDS.labels(stage, feed, tier, "released").inc(len(released))
         await store.write(tier_values, tier_offsets, self.last_values, self.release_marks, forget=self.forgotten)
