@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="fan-out measured window")
     parser.add_argument("--ramp", default="1000,2000,4000,8000,16000",
                         help="fan-out input rates for each side's knee ('' = none)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=51900, help="ours; Centrifugo gets the next one")
+    parser.add_argument(
+        "--port", type=int, default=18950, help="ours; Centrifugo gets the next one (below the ephemeral range)"
+    )
     parser.add_argument("--server-cpu", default="0", help="taskset CPU list for either server ('' = none)")
     parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list for the load generator")
     parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
