@@ -86,7 +86,7 @@ def model(inputs: dict[str, Any]) -> list[Line]:
     frames_per_client = (1 - share) * clients["frames_per_s_street"] + share * clients["frames_per_s_wide"]
     frames = n * frames_per_client
     ws_cores = frames * m["server_us_per_frame"] / 1e6
-    per_conn = m["server_bytes_per_connection"] + clients["kernel_bytes_per_connection"]
+    per_conn = m["server_bytes_per_connection"] + m["kernel_bytes_per_connection"]
     ws_memory = n * per_conn
     by_cpu = math.ceil(ws_cores / (clients["node_cores"] * clients["cpu_utilisation"]))
     by_memory = math.ceil(ws_memory / (clients["node_memory_gib"] * GIB * clients["node_memory_usable"]))
@@ -110,8 +110,8 @@ def model(inputs: dict[str, Any]) -> list[Line]:
         Line(
             "WebSocket server memory",
             f"{ws_memory / GIB:,.0f} GiB",
-            f"{n:,} × ({m['server_bytes_per_connection'] / 1000:g} KB measured + "
-            f"{clients['kernel_bytes_per_connection'] / 1024:g} KiB kernel, assumed)",
+            f"{n:,} × ({m['server_bytes_per_connection'] / 1000:g} KB RSS + "
+            f"{m['kernel_bytes_per_connection'] / 1000:g} KB kernel, both measured)",
         )
     )
     out.append(

@@ -8,11 +8,13 @@ the Go load generator (bench/fanout/loadgen) with the bus tier topic fed at a st
 
 1. baselines: ours against the per-tick ``broadcast()`` node (one frame per group of equal subscriptions per
    tick, the fair baseline) at 5,000 clients and 2,000 records/s, both with the mixed filters and with one
-   phone viewport per client, alternated ``--rounds`` times (medians); the one-frame-per-record node once;
+   phone viewport per client, alternated ``--rounds`` times (medians); the one-frame-per-record node once,
+   at 1,000 clients;
 2. ramps to the knee (p99 over 200 ms, clients' unread bytes growing, or a slow close): clients 1k → 10k,
    distinct subscriptions 117 → one per client at 5,000 clients, input rate at 5,000 one-viewport clients
    for ours and for the fair baseline;
-3. ``serve --processes`` 1 against 2 at 10,000 clients, and a reconnect storm of all 10,000 on one process.
+3. ``serve --processes`` 1 against 2 at the goal's point (5,000 one-viewport clients, 2,000 records/s), and
+   a reconnect storm of 10,000 clients (mixed filters) on one process.
 
 Writes the result JSON (bench/results/), checks the goals in code and rewrites the generated sections of
 docs/benchmarks-fanout.md and docs/benchmarks.md.
@@ -87,21 +89,22 @@ def plan(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
             "viewports": alternated([goal, replace(goal, mode="tick")], setup, args.rounds),
             "mixed": alternated([mixed, replace(mixed, mode="tick")], setup, args.rounds),
         },
-        "per_record": run_point(replace(mixed, mode="baseline"), setup),
+        # The naive node falls minutes behind at 5,000 clients (a frame per record to every whole-feed client)
+        # and then spends them draining: it is a secondary row, measured at 1,000.
+        "per_record": run_point(replace(mixed, mode="baseline", clients=1000), setup),
         "ramps": {},
     }
     clients = [1000, 10000] if args.quick else [1000, 2500, 5000, 10000]
     result["ramps"]["clients"] = ramp(mixed, "clients", clients, setup)
     views = [117, 5000] if args.quick else [117, 1000, 2500, 5000]
     result["ramps"]["subscriptions"] = ramp(goal, "viewports", views, setup)
-    rates = [2000, 8000] if args.quick else [2000, 4000, 8000, 16000]
+    rates = [1000, 4000] if args.quick else [1000, 2000, 4000, 8000]
     result["ramps"]["rate"] = ramp(goal, "rate", rates, setup)
     result["ramps"]["rate_tick"] = ramp(replace(goal, mode="tick"), "rate", rates, setup)
-    big = replace(mixed, clients=10000)
-    result["processes"] = [
-        run_point(replace(big, processes=1, storm=True), replace(setup, server_cpu="")),
-        run_point(replace(big, processes=2), setup),
-    ]
+    # The goal's point on one process and on two sharing the port; neither pinned, so both may use both cores.
+    unpinned = replace(setup, server_cpu="")
+    result["processes"] = [run_point(replace(goal, processes=n), unpinned) for n in (1, 2)]
+    result["storm"] = run_point(replace(mixed, clients=10000, storm=True), setup)
     return result
 
 
