@@ -12,6 +12,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.test_ws_protocol import ListSink
 from ws_server.districts import lookup_district
 from ws_server.protocol.codec import CODECS, JSON, decode_frame
 from ws_server.protocol.hub import Hub
@@ -45,23 +46,6 @@ class EveryStreamHub(Hub):
         return StreamIndex(streams, envelopes=False)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def send_many(self, frames: list[bytes]) -> None:
-        self.frames.extend(frames)
-
-    def backlog(self) -> int:
-        return 0
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-
 def record(entity: int, place: tuple[float, float] | None, route: int, state: str | None) -> bytes:
     value: dict[str, Any] = {"id": f"e{entity}", "route_id": f"r{route}", "crs": "gcj02", "policy_version": "p"}
     if place is not None:
@@ -71,7 +55,7 @@ def record(entity: int, place: tuple[float, float] | None, route: int, state: st
     return msgpack.packb(value)
 
 
-def seen(sink: Sink) -> list[dict[str, Any]]:
+def seen(sink: ListSink) -> list[dict[str, Any]]:
     """What the client saw, without the node's random stream names."""
     out = []
     for frame in sink.frames:
@@ -92,7 +76,7 @@ def replay(hub: Hub, ticks: list[list[Change]]) -> list[Any]:
     hub.tick(T0)
     sinks = []
     for n, flt in enumerate(FILTERS):
-        sink = Sink()
+        sink = ListSink()
         session = Session(hub, sink, CODECS[JSON], tier="public", limits=DEFAULT_LIMITS["public"], now_ms=T0)
         message = {"type": "subscribe", "id": f"s{n}", "feed": "bus", "filter": flt, "options": {"snapshot": True}}
         session.receive(orjson.dumps(message), T0)

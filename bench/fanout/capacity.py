@@ -23,12 +23,7 @@ docs/benchmarks-fanout.md and docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import resource
-import subprocess
-import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +31,8 @@ from typing import Any
 import settings
 from bench.fanout.capacity_report import goals, publish
 from bench.fanout.points import Point, Setup, measure
-from bench.fanout.run import HERE, prime
+from bench.fanout.run import prepare_loadgen
 from bench.report import conclude, machine, median_of, stamp
-from ws_server.config import Naming
 
 GOAL_POINT = Point("grouped", clients=5000, viewports=5000, rate=2000)
 MEDIAN_KEYS = (
@@ -121,15 +115,9 @@ def main() -> None:
     if args.render:
         publish(json.loads(args.render.read_text()), args.render)
         return
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit: 10,000 sockets each side
-    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    binary = prepare_loadgen()
     s = settings.load()
-    prefix = f"benchcap-{uuid.uuid4().hex[:8]}"
-    naming = Naming(prefix + ".", prefix)
-    asyncio.run(prime(s.kafka_bootstrap, s.redis_url, naming))
-    setup = Setup(s.kafka_bootstrap, naming, binary, args.port, args.seconds, args.server_cpu, args.loadgen_cpu)
+    setup = Setup(s.kafka_bootstrap, s.redis_url, binary, args.port, args.seconds, args.server_cpu, args.loadgen_cpu)
     result: dict[str, Any] = {"bench": "fanout-capacity", **stamp(), "machine": machine()}
     result["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "quick": args.quick,
                           "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu}  # fmt: skip

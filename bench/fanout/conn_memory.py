@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 import settings
-from bench.fanout.run import HERE, ROOT, LoadGen, prime, produce, rss_kb
+from bench.fanout.run import ROOT, LoadGen, prepare_loadgen, prime, produce, rss_kb
 from ws_server.config import Naming
 from ws_server.protocol.limits import DEFAULT_LIMITS
 from ws_server.server import Node, config_from_settings
@@ -236,8 +236,7 @@ def main() -> None:
         return
     s = settings.load()
     args.bootstrap = s.kafka_bootstrap
-    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}-{os.getpid()}"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    binary = prepare_loadgen(f"-{os.getpid()}")
     prefix = f"connmem-{uuid.uuid4().hex[:8]}"
     naming = Naming(prefix + ".", prefix)
     asyncio.run(prime(s.kafka_bootstrap, s.redis_url, naming))

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench.fanout.run import ROOT, LoadGen, Server, cpu_s, machine_busy, produce, rss_kb, socket_queues
+from bench.fanout.run import ROOT, LoadGen, Server, cpu_s, machine_busy, primed, produce, rss_kb, socket_queues
 from bench.fanout.sockets import kernel_slab_kb, socket_memory
 from ws_server.config import Naming
 
@@ -41,7 +41,7 @@ class Point:
 @dataclass(frozen=True)
 class Setup:
     bootstrap: str
-    naming: Naming
+    redis_url: str
     loadgen: Path
     port: int
     seconds: float
@@ -101,10 +101,10 @@ def overloaded(result: dict[str, Any]) -> bool:
     )
 
 
-def start_nodes(point: Point, setup: Setup) -> list[Server]:
+def start_nodes(point: Point, setup: Setup, naming: Naming) -> list[Server]:
     argv = [
         sys.executable, "-m", "bench.fanout.serve_node", "--mode", point.mode, "--port", str(setup.port),
-        "--topic-prefix", setup.naming.topic_prefix, "--redis-prefix", setup.naming.redis_prefix,
+        "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix,
     ]  # fmt: skip
     if point.processes > 1:
         argv.append("--reuse-port")
@@ -138,7 +138,8 @@ def distinct_filters(point: Point, setup: Setup) -> int:
 
 def measure(point: Point, setup: Setup) -> dict[str, Any]:
     url = f"ws://127.0.0.1:{setup.port}/"
-    nodes = start_nodes(point, setup)
+    naming = primed(setup.bootstrap, setup.redis_url, "benchcap")
+    nodes = start_nodes(point, setup, naming)
     pids = [n.proc.pid for n in nodes]  # taskset execs the node, so the pid is the node's
     result: dict[str, Any] = asdict(point)
     result["distinct_filters"] = distinct_filters(point, setup)
@@ -163,7 +164,7 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
         busy_before, total_before = machine_busy()
         with Samples(setup.port, pids) as samples:
             result["input_records"] = asyncio.run(
-                produce(setup.bootstrap, setup.naming.tier_topic("public", "bus"), point.rate, setup.seconds, 7)
+                produce(setup.bootstrap, naming.tier_topic("public", "bus"), point.rate, setup.seconds, 7)
             )
             time.sleep(1.0)
         gen.command("stop")
@@ -195,7 +196,7 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
         )
         result["overloaded"] = overloaded(result)
         if point.storm:
-            result["storm"] = reconnect_storm(point, setup, gen, pids)
+            result["storm"] = reconnect_storm(point, setup, naming, gen, pids)
     finally:
         if gen is not None:
             gen.close()
@@ -209,10 +210,10 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
     return result
 
 
-def reconnect_storm(point: Point, setup: Setup, gen: LoadGen, pids: list[int]) -> dict[str, Any]:
+def reconnect_storm(point: Point, setup: Setup, naming: Naming, gen: LoadGen, pids: list[int]) -> dict[str, Any]:
     """Drop every connection at once (no close handshake) while records keep flowing, and resume them all;
     server RSS and kernel socket memory sampled every 250 ms through it."""
-    topic = setup.naming.tier_topic("public", "bus")
+    topic = naming.tier_topic("public", "bus")
     producing = subprocess.Popen(
         [sys.executable, "-c", (
             "import asyncio; from bench.fanout.run import produce; "

@@ -218,6 +218,15 @@ async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: i
     return sent
 
 
+def primed(bootstrap: str, redis_url: str, tag: str) -> Naming:
+    """A fresh prefix with the fleet primed in it: a node started on it reads no earlier run's records (a
+    node catching up on minutes of a shared topic would send them to its new clients as late deliveries)."""
+    prefix = f"{tag}-{uuid.uuid4().hex[:8]}"
+    naming = Naming(prefix + ".", prefix)
+    asyncio.run(prime(bootstrap, redis_url, naming))
+    return naming
+
+
 async def prime(bootstrap: str, redis_url: str, naming: Naming) -> None:
     await create_tier_topics(bootstrap, naming, [("public", "bus")], partitions=4)
     fleet = Fleet()
@@ -378,6 +387,16 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def prepare_loadgen(name: str = "") -> Path:
+    """Build the Go load generator (to /tmp, ``name`` telling concurrent runs apart) and raise this process'
+    open-file limit to its hard limit: the node and the load generator inherit it, 10,000 sockets each."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}{name}"
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    return binary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=10_000)
@@ -393,10 +412,7 @@ def main() -> None:
     parser.add_argument("--modes", default="grouped,baseline", help="which nodes to run (investigation)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit: 10,000 sockets each side
-    binary = Path("/tmp") / f"shfeeds-loadgen-{os.getuid()}"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    binary = prepare_loadgen()
     prefix = f"benchfanout-{uuid.uuid4().hex[:8]}"
     naming = Naming(prefix + ".", prefix)
     asyncio.run(prime(args.bootstrap, args.redis_url, naming))

@@ -18,12 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.fanout.points import Samples, backlog_growth_mb, overloaded
-from bench.fanout.run import LoadGen, Server, cpu_s, prime, produce, rss_kb
+from bench.fanout.run import LoadGen, Server, cpu_s, primed, produce, rss_kb
 from bench.report import ROOT, median_of
 from ws_server.config import Naming
 
@@ -184,25 +183,26 @@ def run_centrifugo(
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     binaries = build()
-    prefix = f"peerfanout-{uuid.uuid4().hex[:8]}"
-    naming = Naming(prefix + ".", prefix)
-    asyncio.run(prime(args.bootstrap, args.redis_url, naming))
+
+    def naming() -> Naming:  # a fresh topic per run: our node must not start behind on earlier runs' records
+        return primed(args.bootstrap, args.redis_url, "peerfanout")
+
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "centrifugo": []}
     with tempfile.TemporaryDirectory(prefix="shfeeds-peers-") as tmp:
         for round_no in range(args.rounds):
             order = ("ours", "centrifugo") if round_no % 2 == 0 else ("centrifugo", "ours")
             for side in order:
                 if side == "ours":
-                    run = run_ours(args, naming, binaries[1])
+                    run = run_ours(args, naming(), binaries[1])
                 else:
-                    run = run_centrifugo(args, naming, binaries, Path(tmp))
+                    run = run_centrifugo(args, naming(), binaries, Path(tmp))
                 print(side, json.dumps(run), flush=True)
                 runs[side].append(run)
         ramp = [int(r) for r in args.ramp.split(",")] if args.ramp else []
         capacity = {}
         if ramp:  # each side's knee on one set of connections: rates raised until p99 or backlogs give way
-            capacity["ours"] = run_ours(args, naming, binaries[1], ramp)
-            capacity["centrifugo"] = run_centrifugo(args, naming, binaries, Path(tmp), ramp)
+            capacity["ours"] = run_ours(args, naming(), binaries[1], ramp)
+            capacity["centrifugo"] = run_centrifugo(args, naming(), binaries, Path(tmp), ramp)
     keys = ("deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu",
             "kb_per_idle_connection", "kb_per_connection", "bridge_cpu")  # fmt: skip
     return {

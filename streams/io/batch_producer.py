@@ -35,6 +35,24 @@ def partition_for(key: bytes, partitions: int) -> int:
     return h % partitions
 
 
+Row = tuple[bytes, bytes, int]  # key, value, timestamp (ms)
+
+
+def group_by_partition(records: Sequence[Row], partitions: int) -> dict[int, list[Row]]:
+    """``records`` grouped by their key's partition, in order: ``partition_for`` with its cache hit inlined,
+    as this runs for every record of every tier."""
+    grouped: dict[int, list[Row]] = {}
+    cached = _hash_cache.get
+    for rec in records:
+        h = cached(rec[0])
+        p = h % partitions if h is not None else partition_for(rec[0], partitions)
+        rows = grouped.get(p)
+        if rows is None:
+            rows = grouped[p] = []
+        rows.append(rec)
+    return grouped
+
+
 class BatchProducer:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
@@ -57,18 +75,7 @@ class BatchProducer:
         """Queue ``(key, value, timestamp_ms)`` records; returns (delivery future, record count) per batch."""
         if not records:
             return []
-        count = await self.partitions(topic)
-        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {}
-        cached = _hash_cache.get
-        for rec in records:
-            # partition_for inlined for the cache hit: this runs for every record and tier.
-            h = cached(rec[0])
-            p = h % count if h is not None else partition_for(rec[0], count)
-            rows = by_partition.get(p)
-            if rows is None:
-                rows = by_partition[p] = []
-            rows.append(rec)
-        return await self.send_partitioned(topic, by_partition, headers)
+        return await self.send_partitioned(topic, group_by_partition(records, await self.partitions(topic)), headers)
 
     async def send_partitioned(
         self,
@@ -118,18 +125,8 @@ class BatchProducer:
         """Send records packed in envelopes (``streams.logic.envelope``), each to its key's partition."""
         if not records:
             return {}
-        count = await self.partitions(topic)
-        rows: dict[int, list[tuple[bytes, bytes, int]]] = {}
-        cached = _hash_cache.get
-        for rec in records:
-            # as in send_all: the cache hit inlined, as this runs per record and delayed tier
-            h = cached(rec[0])
-            p = h % count if h is not None else partition_for(rec[0], count)
-            part = rows.get(p)
-            if part is None:
-                part = rows[p] = []
-            part.append(rec)
-        by_partition: dict[int, list[tuple[bytes | None, bytes, int]]] = {
+        rows = group_by_partition(records, await self.partitions(topic))
+        packed: dict[int, list[tuple[bytes | None, bytes, int]]] = {
             p: [(None, env, ts) for ts, env in envelope.pack(part)] for p, part in rows.items()
         }
-        return await self.ends(await self.send_partitioned(topic, by_partition, headers))
+        return await self.ends(await self.send_partitioned(topic, packed, headers))
