@@ -27,18 +27,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import settings
-from bench.pipeline.fair import VARIANTS_PY
-from bench.pipeline.run import delete_redis_keys, measure_throughput, preload, stop_workers
+from bench.pipeline.fair import prepared
+from bench.pipeline.run import delete_redis_keys, measure_throughput, stop_workers
 from bench.report import machine, stamp, write_result
-from kafka_admin import delete_topics, ensure_topics
-from schemas import TIERS, Naming, raw_topic
-from streams.stages.worker import worker_topics
+from kafka_admin import delete_topics
+from schemas import TIERS, Naming
 
 # (step, what a frame's "function (file:line)" text contains), checked from the innermost frame outwards;
 # the first frame a rule names decides. Order matters only between rules that can name the same frame.
@@ -106,12 +104,7 @@ async def profiled_run(
     variant: str, records: int, rate: int, max_poll: int, keep: Path | None = None
 ) -> dict[str, Any]:
     s = settings.load()
-    prefix = f"split-{uuid.uuid4().hex[:6]}-{variant}."
-    names = worker_topics(Naming(prefix), ("bus",), aggregates=False)
-    await ensure_topics(s.kafka_bootstrap, 4, names)
-    await preload(s.kafka_bootstrap, prefix + raw_topic("bus"), records)
-    cmd = [sys.executable, str(VARIANTS_PY), variant, "--prefix", prefix, "--bootstrap", s.kafka_bootstrap]
-    cmd += ["--redis", s.redis_url, "--seconds", "600", "--max-poll", str(max_poll)]
+    prefix, names, cmd = await prepared(variant, records, "split", max_poll)
     worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     out = Path(tempfile.mkdtemp(prefix="shfeeds-cpu-split-")) / "stacks.txt"
     spy: subprocess.Popen[bytes] | None = None

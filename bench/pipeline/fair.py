@@ -42,15 +42,23 @@ DEFAULT_BACKLOG = {"pipeline": 100_000, "plain-overlap": 100_000, "plain": 100_0
 QUICK = "pipeline=30000,plain-overlap=30000,plain=30000,faust-batched=10000,quix=2000,faust=1000"
 
 
-async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str = "fair") -> dict[str, Any]:
-    """One variant on a fresh prefix: throughput and CPU from a backlog of ``records``, then its tier output."""
+async def prepared(variant: str, records: int, tag: str, max_poll: int) -> tuple[str, list[str], list[str]]:
+    """A fresh prefix with its topics and a backlog of ``records`` raw bus records: (prefix, its topics, the
+    command that runs ``variant`` on it)."""
     s = settings.load()
     prefix = f"{tag}-{uuid.uuid4().hex[:6]}-{variant}."
     names = worker_topics(Naming(prefix), ("bus",), aggregates=False)
     await ensure_topics(s.kafka_bootstrap, 4, names)
     await preload(s.kafka_bootstrap, prefix + raw_topic("bus"), records)
     cmd = [sys.executable, str(VARIANTS_PY), variant, "--prefix", prefix, "--bootstrap", s.kafka_bootstrap]
-    cmd += ["--redis", s.redis_url, "--seconds", "600", "--max-poll", str(args.max_poll)]
+    cmd += ["--redis", s.redis_url, "--seconds", "600", "--max-poll", str(max_poll)]
+    return prefix, names, cmd
+
+
+async def one_run(variant: str, records: int, args: argparse.Namespace, tag: str = "fair") -> dict[str, Any]:
+    """One variant on a fresh prefix: throughput and CPU from a backlog of ``records``, then its tier output."""
+    s = settings.load()
+    prefix, names, cmd = await prepared(variant, records, tag, args.max_poll)
     workers, stagger = getattr(args, "workers", 1), getattr(args, "stagger_seconds", 0.0)
 
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below) the workers' stderr
