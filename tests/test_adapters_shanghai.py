@@ -150,3 +150,13 @@ def test_scenic_unknown_code_is_a_reject():
     example["list"][0]["code"] = "SCN-ATLANTIS"
     result = parse("sh-scenic", example)
     assert result.records == [] and "unknown scenic area code" in result.rejects[0].reason
+
+
+def test_a_whole_number_past_64_bits_is_a_reject_not_a_record_kafka_cannot_take():
+    # Found by the fuzzer: a scenic area's maxCapacity of 2**64 made a record that MessagePack refused.
+    example = documented_example("sh-scenic")
+    example["list"][0]["maxCapacity"] = 18_446_744_073_709_550_592
+    result = parse("sh-scenic", example)
+    assert not result.records
+    (letter,) = result.rejects
+    assert "maxCapacity" in letter.reason and "too large" in letter.reason

@@ -129,11 +129,17 @@ def opt_num(d: JsonDict, key: str) -> float | None:
     return None if value is None else as_number(value, key)
 
 
+INT64_LIMIT = 1 << 63  # records go to Kafka as MessagePack, whose integers stop at 64 bits
+
+
 def as_int(value: Any, key: str) -> int:
     number = as_number(value, key)
     if not number.is_integer():
         raise ItemError(f"{key} is {number}, expected a whole number")
-    return int(number)
+    whole = int(number)
+    if not -INT64_LIMIT <= whole < INT64_LIMIT:
+        raise ItemError(f"{key} is {number:g}, too large for a whole number")
+    return whole
 
 
 def req_int(d: JsonDict, key: str) -> int:
