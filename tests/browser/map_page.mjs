@@ -42,17 +42,20 @@ async function settled(page, minEntities = 1) {
 // The map has drawn everything it has (a repaint is asked for, as an idle map sends no "idle" again).
 // With the city live the sources change every few hundred ms and the map may never be idle: then a
 // rendered frame after 5 s is taken as settled.
+// Resolves with nothing and evaluates to nothing: Playwright serialises what a page function returns, and a
+// MapLibre event or Map object holds the whole map with its data (seconds of copying per call).
 function idle(page) {
   return page.evaluate(() => new Promise((resolve) => {
     const map = window.shfeeds.map;
-    map.once("idle", resolve);
-    setTimeout(() => map.once("render", resolve), 5000);
+    const done = () => resolve(undefined);
+    map.once("idle", done);
+    setTimeout(() => map.once("render", done), 5000);
     map.triggerRepaint();
   }));
 }
 
 async function view(page, center, zoom) {
-  await page.evaluate(([c, z]) => window.shfeeds.map.jumpTo({ center: c, zoom: z }), [center, zoom]);
+  await page.evaluate(([c, z]) => { window.shfeeds.map.jumpTo({ center: c, zoom: z }); }, [center, zoom]);
   // moveend → 150 ms debounce → update
   await page.waitForFunction(() => { const m = window.shfeeds.main; return m.updatesSent > 0 || m.open; }, null, { timeout: 5000 });
   await page.waitForTimeout(400);
@@ -151,7 +154,7 @@ async function clickSymbol(page) {
   await page.mouse.click(point.x, point.y);
   await page.waitForSelector(".maplibregl-popup-content", { timeout: 5000 });
   const text = await page.$eval(".maplibregl-popup-content", (el) => el.innerText);
-  await page.evaluate(() => window.shfeeds.popup.remove());
+  await page.evaluate(() => { window.shfeeds.popup.remove(); });
   return { id: point.id, text };
 }
 
