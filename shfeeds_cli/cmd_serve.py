@@ -13,6 +13,7 @@ from typing import Any
 
 import settings as settings_mod
 from schemas import DEFAULT_REDIS_PREFIX
+from ws_server.config import ServerConfig
 
 
 def register(sub: Any) -> None:
@@ -24,7 +25,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--port", type=int, default=None, help="default: SHFEEDS_WS_PORT (18765)")
     parser.add_argument("--processes", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
-    parser.add_argument("--tick-ms", type=int, default=50, help="how often pending changes become frames")
+    parser.add_argument(
+        "--tick-ms", type=int, default=ServerConfig.tick_ms, help="how often pending changes become frames"
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve wss:// and https://")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (if not in --tls-cert)")
     parser.add_argument("--topic-prefix", default="", help="prefix of the tier topic names (tests, benchmarks)")

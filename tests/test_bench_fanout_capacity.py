@@ -54,6 +54,8 @@ def sample() -> dict[str, Any]:
         },
         "processes": [point(processes=1), point(processes=2, p99=110)],
         "storm": point(clients=10_000, viewports=0, storm=storm),
+        "ticks": [point(tick_ms=50, p99=210, over=True), point(tick_ms=20, p99=110),
+                  point(tick_ms=20, viewports=0, p99=130)],
     }  # fmt: skip
 
 
@@ -86,6 +88,11 @@ def test_sections_show_ratios_ramps_and_the_storm_naming_the_result_file_only() 
     assert "(capacity ratio 2.00×)" in page
     assert "| 10,000 | ours | 5,000 | 2,000 | 20,000 | 40 | 400 | 450 |" in page and "past the knee |" in page
     assert "back in 9.5 s, 10,000 from the replay buffer" in page and "bench/results" not in page
+    assert "| 50 ms, viewports | ours | 5,000 | 2,000 | 20,000 | 40 | 210 |" in page
+    assert "| 20 ms, mixed | ours |" in page
+    older = sample()
+    del older["ticks"]  # a result saved before the tick comparison still renders
+    assert "The node's tick" not in page_body(older, "fanout-capacity-x.json")
     summary = summary_body(sample(), "fanout-capacity-x.json")
     assert "p99 120 ms against the per-tick broadcast() baseline's 90 ms" in summary
     assert summary.count("- met:") == 3

@@ -14,7 +14,9 @@ the Go load generator (bench/fanout/loadgen) with the bus tier topic fed at a st
    distinct subscriptions 117 → one per client at 5,000 clients, input rate at 5,000 one-viewport clients
    for ours and for the fair baseline;
 3. ``serve --processes`` 1 against 2 at the goal's point (5,000 one-viewport clients, 2,000 records/s), and
-   a reconnect storm of 10,000 clients (mixed filters) on one process.
+   a reconnect storm of 10,000 clients (mixed filters) on one process;
+4. the node's tick (``serve --tick-ms``) at the goal's point and with the mixed filters: the default's
+   latency against its CPU per delivery, beside the longer ticks it replaced.
 
 Writes the result JSON (bench/results/), checks the goals in code and rewrites the generated sections of
 docs/benchmarks-fanout.md and docs/benchmarks.md.
@@ -35,6 +37,7 @@ from bench.fanout.run import prepare_loadgen
 from bench.report import conclude, machine, median_of, stamp
 
 GOAL_POINT = Point("grouped", clients=5000, viewports=5000, rate=2000)
+TICKS_MS = (50, 25, 20)  # the tick comparison: the old default, a middle, the default (ServerConfig.tick_ms)
 MEDIAN_KEYS = (
     "deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu", "cpu_us_per_delivery", "kb_per_connection",
     "kernel_kb_per_connection", "gaps", "slow_closes", "node_conflated_frames", "backlog_growth_mb",
@@ -99,6 +102,7 @@ def plan(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     unpinned = replace(setup, server_cpu="")
     result["processes"] = [run_point(replace(goal, processes=n), unpinned) for n in (1, 2)]
     result["storm"] = run_point(replace(mixed, clients=10000, storm=True), setup)
+    result["ticks"] = [run_point(replace(p, tick_ms=t), setup) for p in (goal, mixed) for t in TICKS_MS]
     return result
 
 

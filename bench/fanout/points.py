@@ -22,7 +22,7 @@ import orjson
 
 from bench.fanout.run import ROOT, LoadGen, Server, cpu_s, machine_busy, primed, produce, rss_kb, socket_queues
 from bench.fanout.sockets import kernel_slab_kb, socket_memory
-from ws_server.config import Naming
+from ws_server.config import Naming, ServerConfig
 
 P99_BOUND_MS = 200  # the bound for a phone client
 BACKLOG_GROWTH_MB = 2.0  # unread bytes in client sockets growing this much over a window: clients fall behind
@@ -36,6 +36,7 @@ class Point:
     rate: int  # input records per second
     processes: int = 1  # nodes sharing the port (SO_REUSEPORT)
     storm: bool = False  # after the window, drop every connection and resume them all
+    tick_ms: int = ServerConfig.tick_ms  # the node's tick, for ours and the baselines alike
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def overloaded(result: dict[str, Any]) -> bool:
 def start_nodes(point: Point, setup: Setup, naming: Naming) -> list[Server]:
     argv = [
         sys.executable, "-m", "bench.fanout.serve_node", "--mode", point.mode, "--port", str(setup.port),
-        "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix,
+        "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix, "--tick-ms", str(point.tick_ms),
     ]  # fmt: skip
     if point.processes > 1:
         argv.append("--reuse-port")

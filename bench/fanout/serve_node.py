@@ -24,7 +24,7 @@ import orjson
 from websockets.asyncio.server import broadcast
 
 import settings
-from ws_server.config import Naming
+from ws_server.config import Naming, ServerConfig
 from ws_server.protocol.limits import DEFAULT_LIMITS
 from ws_server.protocol.session import Subscription
 from ws_server.server import Node, config_from_settings
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--topic-prefix", required=True)
     parser.add_argument("--redis-prefix", required=True)
-    parser.add_argument("--tick-ms", type=int, default=50)
+    parser.add_argument("--tick-ms", type=int, default=ServerConfig.tick_ms)
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other nodes (SO_REUSEPORT)")
     args = parser.parse_args()
     logging.basicConfig(level="WARNING")

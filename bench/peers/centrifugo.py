@@ -24,7 +24,7 @@ from typing import Any
 from bench.fanout.points import Samples, backlog_growth_mb, overloaded
 from bench.fanout.run import LoadGen, Server, cpu_s, primed, produce, rss_kb
 from bench.report import ROOT, median_of
-from ws_server.config import Naming
+from ws_server.config import Naming, ServerConfig
 
 VERSION = "v6.9.1"
 GOBIN = ROOT / ".stack/gobin"
@@ -56,6 +56,7 @@ def centrifugo_config(port: int) -> dict[str, Any]:
 def measured_side(
     name: str,
     pid: int,
+    port: int,
     url: str,
     args: argparse.Namespace,
     loadgen: Path,
@@ -63,14 +64,13 @@ def measured_side(
     extra: tuple[str, ...],
     rates: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Connect every client to the server ``pid`` serves at ``url``, then measure one window of input at
+    """Connect every client to the server ``pid`` serves at ``url`` (on ``port``), then measure one window of input at
     ``args.rate``, or with ``rates`` one window per rate on the same connections, stopping after the first
     window past the knee (bench/fanout/points.py ``overloaded``) in ``windows``."""
     subprocess.run([str(loadgen), "-url", url, "-clients", "1", *extra], input="quit\n", text=True,
                    capture_output=True, check=True)  # fmt: skip
     time.sleep(1.0)
     rss_before = rss_kb(pid)
-    port = int(url.split(":")[2].split("/")[0])
     gen = LoadGen(loadgen, url, args.clients, args.loadgen_cpu or None, "json", extra)
     try:
         connected = gen.read()
@@ -138,7 +138,7 @@ def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path, rates: lis
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{args.port}/"
         topic = naming.tier_topic("public", "bus")
-        return measured_side("ours", node.proc.pid, url, args, loadgen, topic, (), rates)
+        return measured_side("ours", node.proc.pid, args.port, url, args, loadgen, topic, (), rates)
     finally:
         stop(node.proc)
 
@@ -161,7 +161,8 @@ def run_centrifugo(
     topic = naming.tier_topic("public", "bus")
     bridge = subprocess.Popen(
         [sys.executable, "-m", "bench.peers.centrifugo_bridge", "--topic", topic, "--bootstrap", args.bootstrap,
-         "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters)],
+         "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters),
+         "--tick-ms", str(ServerConfig.tick_ms)],  # the same grouping per tick as our node's
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -170,7 +171,8 @@ def run_centrifugo(
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{port}/connection/websocket"
         bridge_before = cpu_s(bridge.pid)
-        side = measured_side("centrifugo", server.pid, url, args, loadgen, topic, ("-protocol", "centrifugo"), rates)
+        protocol = ("-protocol", "centrifugo")
+        side = measured_side("centrifugo", server.pid, port, url, args, loadgen, topic, protocol, rates)
         # the bridge's CPU over the whole side (connect included, when it idles): an upper bound
         windows = len(side.get("windows", [None]))
         side["bridge_cpu"] = (cpu_s(bridge.pid) - bridge_before) / ((args.seconds + 1.0) * windows)

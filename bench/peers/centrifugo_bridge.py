@@ -4,7 +4,7 @@ one would use it), and every tick publishes each channel's records as one public
 HTTP server API (``/api/batch`` with ``parallel``: one command per channel), the same grouping per tick our
 server does per stream.
 
-    python -m bench.peers.centrifugo_bridge --topic T --api URL --key K --filters FILE [--tick-ms 50]
+    python -m bench.peers.centrifugo_bridge --topic T --api URL --key K --filters FILE [--tick-ms 20]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from access.identity import kafka_options
+from ws_server.config import ServerConfig
 from ws_server.districts import lookup_district
 from ws_server.protocol.filters import CompiledFilter, compile_filter
 from ws_server.protocol.messages import Filter
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--api", required=True, help="Centrifugo's HTTP server address, e.g. http://127.0.0.1:PORT")
     parser.add_argument("--key", required=True)
     parser.add_argument("--filters", required=True, help="JSON list of the distinct filters; channel fN is the N-th")
-    parser.add_argument("--tick-ms", type=int, default=50)
+    parser.add_argument("--tick-ms", type=int, default=ServerConfig.tick_ms)
     asyncio.run(run(parser.parse_args()))
 
 
