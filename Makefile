@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean chaos bench
+.PHONY: setup map-assets browser-deps apidoc-deps run test lint stop clean chaos bench bench-full
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -71,22 +71,22 @@ lint: setup
 chaos: setup
 	$(BIN)/python -m bench.chaos --out docs/chaos-result.json --markdown docs/chaos.md
 
-## The benchmark set (not part of `make test`): the policy kernel against a numpy port; our pipeline against
-## Quix Streams and our fan-out against Centrifugo in the same run (equal load, then each side's capacity);
-## the pipeline's fair baselines and rate ramp; the end-to-end latency (source poll → client); the fan-out's
-## capacity against its fair baseline; then the capacity model from the inputs. Each writes its result JSON
-## (bench/results/, with the commit) and its generated doc sections, and prints its goals, met or missed.
+## The benchmark set that fits in 30 minutes (not part of `make test`; bench/suite.py): the policy kernel
+## against a numpy port; our pipeline against Quix Streams and our fan-out against Centrifugo in the same run
+## (equal load, then each side's capacity); the pipeline's fair baselines; the fan-out's capacity against its
+## fair baseline; then the capacity model from the inputs. Each writes its result JSON (bench/results/, with
+## the commit) and its generated doc sections, and prints its goals, met or missed; the suite checks its own
+## duration. `make bench-full` adds the pipeline's rate ramp and the end-to-end latency (over an hour).
 ## The soak (`python -m bench.soak`, 15 min) and the chaos run (`make chaos`) are separate.
 bench: setup
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/shfeeds stack up
-	$(BIN)/python -m bench.policy_engine
-	$(BIN)/python -m bench.peers --records 20000 --rounds 3
-	$(BIN)/python -m bench.pipeline.fair
-	$(BIN)/python -m bench.pipeline.ramp --workers 1,2
-	$(BIN)/python -m bench.e2e_latency
-	$(BIN)/python -m bench.fanout.capacity
-	$(BIN)/python -m bench.capacity
+	$(BIN)/python -m bench.suite
+
+bench-full: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/shfeeds stack up
+	$(BIN)/python -m bench.suite --full
 
 ## Stop the local Kafka + Redis.
 stop:

@@ -1,11 +1,13 @@
 """The peers benchmark's report: a saved result is judged against the goals in code (a miss is said as a miss)
-and rendered into the doc sections, naming the result by its file name only. No network."""
+and rendered into the doc sections, naming the result by its file name only; and the Centrifugo bridge's
+pacing. No network."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+from bench.peers.centrifugo_bridge import Paced
 from bench.peers.report import goals, page_body, summary_body
 from bench.report import replace_between
 
@@ -106,3 +108,19 @@ def test_a_run_of_one_peer_leaves_the_other_peers_section_as_it_was(tmp_path: An
     text = page.read_text()
     assert "old quix" in text and "<!-- bench:peers-centrifugo -->" in text and "peers-y.json" in text
     assert "bench:peers-centrifugo-summary" in summary.read_text()
+
+
+def test_the_centrifugo_bridge_keeps_our_frame_gap_per_channel_and_latest_state_per_entity() -> None:
+    paced = Paced(50)
+
+    def publish(channel: str, *records: tuple[str, int]) -> list[dict[str, Any]]:
+        return [{"publish": {"channel": channel, "data": {"records": [{"id": i, "v": v} for i, v in records]}}}]
+
+    paced.add(publish("f0", ("a", 1)))
+    assert [c["publish"]["channel"] for c in paced.due(10.0)] == ["f0"]
+    paced.add(publish("f0", ("a", 2), ("b", 1)))
+    paced.add(publish("f1", ("c", 1)))
+    assert [c["publish"]["channel"] for c in paced.due(10.02)] == ["f1"]  # f0 published 20 ms ago
+    paced.add(publish("f0", ("a", 3)))
+    (late,) = paced.due(10.05)
+    assert late["publish"]["data"]["records"] == [{"id": "a", "v": 3}, {"id": "b", "v": 1}]

@@ -214,6 +214,26 @@ def test_min_interval_batches_and_conflates() -> None:
     assert later["upsert"][0]["lng"] == pytest.approx(121.454)  # only the latest state of the window
 
 
+def test_a_quiet_stream_sends_at_the_next_tick_and_a_busy_one_keeps_the_node_frame_gap() -> None:
+    hub = Hub(lookup_district, node_id="n1", frame_gap_ms=50)
+    hub.source("public", "bus").ready = True
+    sink = ListSink()
+    session = Session(hub, sink, CODECS[JSON], tier="public", limits=DEFAULT_LIMITS["public"], now_ms=T0)
+    send(session, {"type": "subscribe", "id": "a", "feed": "bus"})
+    sink.take()
+    sent_at = []
+    for n in range(10):  # a change every 20 ms tick: a busy stream (a district, the whole feed)
+        hub.ingest("public", "bus", [("b", bus("b", 121.45 + n / 1000, 31.25))])
+        now = T0 + 1000 + n * 20
+        hub.tick(now)
+        sent_at += [now for _ in sink.take()]
+    assert sent_at == [T0 + 1000, T0 + 1060, T0 + 1120, T0 + 1180]  # frames at least 50 ms apart
+    hub.ingest("public", "bus", [("b", bus("b", 121.46, 31.25))])
+    hub.tick(T0 + 1500)  # quiet for longer than the gap: the change goes out at the very next tick
+    (frame,) = sink.take()
+    assert frame["upsert"][0]["lng"] == pytest.approx(121.46)
+
+
 def test_stale_and_removed_states() -> None:
     hub, session, sink = make()
     send(session, {"type": "subscribe", "id": "a", "feed": "bus"})

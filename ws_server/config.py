@@ -24,10 +24,13 @@ class ServerConfig:
     kafka_bootstrap: str = "127.0.0.1:19092"
     redis_url: str = "redis://127.0.0.1:16379/0"
     naming: Naming = field(default_factory=Naming)
-    # How often pending changes become frames. 20 ms, not 50: at 5,000 one-viewport clients it took fan-out
-    # p99 from ~200 to ~110 ms for ~10 % more CPU per delivery (the `tick` table of
-    # docs/benchmarks-fanout.md); a client that wants fewer frames asks for `min_interval_ms`.
+    # How often pending changes become frames, and how far apart one stream's frames are at least. A change
+    # to a quiet stream (a street viewport: about a frame a second) goes out at the next 20 ms tick; a busy
+    # one (a district, the whole feed) still gets at most 20 frames a second, so its clients' frame count and
+    # the server's CPU per delivery stay those of the 50 ms tick this replaced (measured in the tick table of
+    # docs/benchmarks-fanout.md). A client that wants fewer frames asks for `min_interval_ms`.
     tick_ms: int = 20
+    frame_gap_ms: int = 50
     backlog: int = 8192  # listen backlog: reconnect storms of thousands must not stall
     reuse_port: bool = False  # SO_REUSEPORT: several processes share the port
     # Largest client message: a polygon of the most vertices allowed (5,000) fits in JSON with every

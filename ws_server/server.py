@@ -116,6 +116,7 @@ class Node:
             buffer_frames=config.replay_frames,
             replay_bytes=config.replay_bytes_total,
             idle_grace_ms=config.idle_stream_grace_ms,
+            frame_gap_ms=config.frame_gap_ms,
             clock=now_ms,
         )
         self.readers = FeedReaders(

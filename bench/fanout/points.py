@@ -185,6 +185,7 @@ def measure(point: Point, setup: Setup) -> dict[str, Any]:
         result["node_to_written_p99_ms"] = (first.get("node_to_written") or {}).get("p99_ms")
         result["tick_ms_avg"] = first.get("tick_ms_avg")
         result["gc_ms_max"] = first.get("gc_ms_max")
+        result["gc_ms_max_by_generation"] = first.get("gc_ms_max_by_generation")
         rows = samples.rows
         result["backlog_growth_mb"] = backlog_growth_mb(rows)
         result["client_rx_mb_max"] = max((r["client_rx_mb"] for r in rows), default=0.0)

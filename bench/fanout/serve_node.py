@@ -146,6 +146,7 @@ class GcTimer:
         self.started = 0.0
         self.total_s = 0.0
         self.max_s = 0.0
+        self.max_s_by_generation = [0.0, 0.0, 0.0]
         self.full = 0
         gc.callbacks.append(self._callback)
 
@@ -156,10 +157,13 @@ class GcTimer:
         spent = time.perf_counter() - self.started
         self.total_s += spent
         self.max_s = max(self.max_s, spent)
+        generation = info.get("generation", 2)
+        self.max_s_by_generation[generation] = max(self.max_s_by_generation[generation], spent)
         self.full += info.get("generation") == 2
 
     def clear(self) -> None:
         self.total_s = self.max_s = 0.0
+        self.max_s_by_generation = [0.0, 0.0, 0.0]
         self.full = 0
 
 
@@ -183,6 +187,7 @@ def report(node: Node) -> dict[str, Any]:
         "slow_closes": node.hub.slow_closes,
         "gc_ms_total": round(GC.total_s * 1000, 1),
         "gc_ms_max": round(GC.max_s * 1000, 1),
+        "gc_ms_max_by_generation": [round(s * 1000, 1) for s in GC.max_s_by_generation],
         "gc_full_collections": GC.full,
     }
 

@@ -162,7 +162,7 @@ def run_centrifugo(
     bridge = subprocess.Popen(
         [sys.executable, "-m", "bench.peers.centrifugo_bridge", "--topic", topic, "--bootstrap", args.bootstrap,
          "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters),
-         "--tick-ms", str(ServerConfig.tick_ms)],  # the same grouping per tick as our node's
+         "--tick-ms", str(ServerConfig.tick_ms), "--frame-gap-ms", str(ServerConfig.frame_gap_ms)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

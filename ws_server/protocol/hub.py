@@ -39,9 +39,11 @@ class Hub:
         buffer_bytes: int = 16 << 20,
         replay_bytes: int = 256 << 20,
         idle_grace_ms: int = 10_000,
+        frame_gap_ms: int = 0,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.districts = districts
+        self.frame_gap_ms = frame_gap_ms  # a stream's frames at least this far apart (a client may ask more)
         self.node_id = node_id or secrets.token_hex(4)
         self.buffer_frames = buffer_frames
         self.buffer_bytes = buffer_bytes
@@ -147,6 +149,7 @@ class Hub:
                 codec,
                 buffer_frames=self.buffer_frames,
                 buffer_bytes=self.buffer_bytes,
+                frame_gap_ms=self.frame_gap_ms,
                 replay=self.replay,
                 owner=owner,
                 on_cache=self._note_cached,

@@ -73,6 +73,7 @@ class Stream:
         *,
         buffer_frames: int,
         buffer_bytes: int,
+        frame_gap_ms: int = 0,
         replay: ReplayBudget | None = None,
         owner: str | None = None,
         on_cache: Callable[[Stream], None] | None = None,
@@ -91,6 +92,7 @@ class Stream:
         self.idle_since_ms: int | None = None
         self.owner = owner  # who made the node create it (an IP or key): charged to them until it is freed
         self.last_flush_ms = 0
+        self._gap_ms = max(options.min_interval_ms, frame_gap_ms)
         self.pending: dict[str, str] = {}  # entity id → UPSERT / STALE / REMOVE
         self.pending_since: int | None = None  # when the oldest pending change reached the node (ms)
         self.pos = self._position()  # the tier topic position the last frame brought members to
@@ -185,7 +187,7 @@ class Stream:
         return True
 
     def due(self, now_ms: int) -> bool:
-        return bool(self.pending) and now_ms - self.last_flush_ms >= self.options.min_interval_ms
+        return bool(self.pending) and now_ms - self.last_flush_ms >= self._gap_ms
 
     def flush(self, now_ms: int) -> tuple[bytes, tuple[str, ...]] | None:
         """The next delta frame from what is pending, or None if nothing is."""
