@@ -3,6 +3,9 @@ those offsets, so the node's state has no gap. One consumer per (tier, feed), st
 
 Before the snapshot's offsets the reader also reads back a window of the topic into the source's history,
 so this node can tell a client that resumes with another node's position exactly what it missed.
+
+The consumers run on a loop of their own (ws_server/loop_thread.py) so they keep fetching while a tick runs;
+what they read is applied to the hub on the main loop, in the order it was read.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from schemas import now_ms
 
 from .config import Naming
 from .latency import LatencyHistogram
+from .loop_thread import LoopThread
 from .protocol.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,8 @@ class FeedReaders:
         self.naming = naming
         self.history_records = history_records
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}  # on the readers' loop
+        self._thread: LoopThread | None = None  # started with the first consumer
         self.records_read = 0
         self.kafka_latency = LatencyHistogram()  # record timestamp (producer) → read by this node
 
@@ -58,29 +63,31 @@ class FeedReaders:
                 return
             topic = self.naming.tier_topic(tier, feed)
             partitions = await self._partitions(topic)
-            consumer = await self._start_consumer(topic)
+            if self._thread is None:
+                self._thread = LoopThread("kafka-readers")
+            thread = self._thread
+            consumer = await thread.call(self._start_consumer(topic))
             try:
                 values, offsets = await self._snapshot(tier, feed)
                 tps = [TopicPartition(topic, p) for p in partitions]
-                consumer.assign(tps)
-                beginnings = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
+                beginnings = await thread.call(_assign(consumer, tps))
                 # Without a snapshot offset for a partition the state is rebuilt from the start of its log.
                 snapshot = {p: offsets.get(p, beginnings[p]) for p in partitions}
                 per_partition = self.history_records // max(1, len(partitions))
                 starts = {p: max(beginnings[p], snapshot[p] - per_partition) for p in partitions}
-                for tp in tps:
-                    consumer.seek(tp, starts[tp.partition])
+                await thread.call(_seek(consumer, {tp: starts[tp.partition] for tp in tps}))
             except (KafkaError, OSError) as err:
-                await consumer.stop()
+                await thread.call(consumer.stop())
                 raise FeedUnavailable(f"cannot read {topic}: {err}") from err
             except Exception:
-                await consumer.stop()
+                await thread.call(consumer.stop())
                 raise
             src.start_history(starts, snapshot, beginnings)
             src.load(values)
-            history_read = asyncio.get_running_loop().create_future()
-            self._tasks[(tier, feed)] = asyncio.create_task(
-                self._read(tier, feed, consumer, dict(snapshot), history_read)
+            main = asyncio.get_running_loop()
+            history_read = main.create_future()
+            self._tasks[(tier, feed)] = await thread.start(
+                self._read(tier, feed, consumer, dict(snapshot), main, history_read)
             )
             # Resumes need the history up to the snapshot; live records are applied meanwhile.
             with contextlib.suppress(TimeoutError):
@@ -133,20 +140,24 @@ class FeedReaders:
         feed: str,
         consumer: AIOKafkaConsumer,
         history_to: dict[int, int],
+        main: asyncio.AbstractEventLoop,
         history_read: asyncio.Future[None],
     ) -> None:
+        """On the readers' loop: read the topic and hand every batch to the main loop, in order."""
         behind = {p for p, o in history_to.items() if o > 0}
+        told = False
         try:
             while True:
-                if not history_read.done():
+                if not told:
                     for p in list(behind):
                         if (
                             await consumer.position(TopicPartition(self.naming.tier_topic(tier, feed), p))
                             >= (history_to[p])
                         ):
                             behind.discard(p)
-                    if not behind:
-                        history_read.set_result(None)
+                    if not behind:  # after every batch before it, as callbacks run in order
+                        main.call_soon_threadsafe(_done, history_read)
+                        told = True
                 try:
                     batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
                 except KafkaError as err:
@@ -162,16 +173,33 @@ class FeedReaders:
                         for r in records
                         if r.key is not None and r.value is not None
                     ]
-                    self.hub.ingest_records(tier, feed, tp.partition, kept, records[-1].offset + 1, received)
-                    self.records_read += len(records)
-                    if records[-1].offset + 1 >= history_to.get(tp.partition, 0):
-                        histogram = self.kafka_latency
-                        for r in records:
-                            histogram.add(received - r.timestamp)
+                    live = records[-1].offset + 1 >= history_to.get(tp.partition, 0)
+                    stamps = [r.timestamp for r in records] if live else []
+                    main.call_soon_threadsafe(
+                        self._apply, tier, feed, tp.partition, kept, records[-1].offset + 1, received, stamps
+                    )
+                    self.records_read += len(records)  # a counter: read from the main loop, written here
         finally:
-            if not history_read.done():
-                history_read.set_result(None)
+            if not told:
+                with contextlib.suppress(RuntimeError):  # the main loop is already closed
+                    main.call_soon_threadsafe(_done, history_read)
             await consumer.stop()
+
+    def _apply(
+        self,
+        tier: str,
+        feed: str,
+        partition: int,
+        kept: list[tuple[int, str, bytes]],
+        next_offset: int,
+        received: int,
+        stamps: list[int],
+    ) -> None:
+        """On the main loop: one batch into the hub; producer stamps of records read live (not the history)."""
+        self.hub.ingest_records(tier, feed, partition, kept, next_offset, received)
+        histogram = self.kafka_latency
+        for stamp in stamps:
+            histogram.add(received - stamp)
 
     async def wait_for(self, tier: str, feed: str, position: dict[int, int], timeout_s: float) -> None:
         """Wait (bounded) until this node has applied the topic up to ``position``: a client resuming with
@@ -182,12 +210,27 @@ class FeedReaders:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        if self._thread is not None:
+            await self._thread.cancel(list(self._tasks.values()))  # each consumer stopped on its own loop
+            self._tasks.clear()
+            await self._thread.stop()
+            self._thread = None
+
+
+async def _assign(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+    """Assign the partitions; their first offsets still in the log."""
+    consumer.assign(tps)
+    return {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
+
+
+async def _seek(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _text(value: bytes | str) -> str:
