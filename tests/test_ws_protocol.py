@@ -49,8 +49,14 @@ def bus(entity_id: str, lng: float, lat: float, **extra: Any) -> bytes:
     return msgpack.packb(record)
 
 
-def make(tier: str = "public", codec: str = JSON, limits: Limits | None = None) -> tuple[Hub, Session, ListSink]:
-    hub = Hub(lookup_district, node_id="n1")
+def make(
+    tier: str = "public",
+    codec: str = JSON,
+    limits: Limits | None = None,
+    buffer_frames: int = 2048,
+    frame_gap_ms: int = 0,
+) -> tuple[Hub, Session, ListSink]:
+    hub = Hub(lookup_district, node_id="n1", buffer_frames=buffer_frames, frame_gap_ms=frame_gap_ms)
     hub.source(tier, "bus").ready = True
     sink = ListSink()
     session = Session(hub, sink, CODECS[codec], tier=tier, limits=limits or DEFAULT_LIMITS[tier], now_ms=T0)
@@ -215,10 +221,7 @@ def test_min_interval_batches_and_conflates() -> None:
 
 
 def test_a_quiet_stream_sends_at_the_next_tick_and_a_busy_one_keeps_the_node_frame_gap() -> None:
-    hub = Hub(lookup_district, node_id="n1", frame_gap_ms=50)
-    hub.source("public", "bus").ready = True
-    sink = ListSink()
-    session = Session(hub, sink, CODECS[JSON], tier="public", limits=DEFAULT_LIMITS["public"], now_ms=T0)
+    hub, session, sink = make(frame_gap_ms=50)
     send(session, {"type": "subscribe", "id": "a", "feed": "bus"})
     sink.take()
     sent_at = []
@@ -272,10 +275,7 @@ def test_resume_replays_exactly_the_missed_frames() -> None:
 
 
 def test_resume_too_old_or_unknown_gets_an_explicit_reset() -> None:
-    hub = Hub(lookup_district, node_id="n1", buffer_frames=2)
-    hub.source("public", "bus").ready = True
-    sink = ListSink()
-    session = Session(hub, sink, CODECS[JSON], tier="public", limits=DEFAULT_LIMITS["public"], now_ms=T0)
+    hub, session, sink = make(buffer_frames=2)
     send(session, {"type": "subscribe", "id": "a", "feed": "bus"})
     epoch = sink.take()[0]["epoch"]
     for n in range(5):
