@@ -22,14 +22,14 @@ from bench.report import ROOT, Goal, conclude, machine, publish_section, stamp
 
 BUDGET_S = 30 * 60  # the default set's bound
 
-QUICK: list[list[str]] = [
+DEFAULT: list[list[str]] = [
     ["bench.policy_engine"],
     ["bench.peers", "--records", "20000", "--rounds", "3"],
     ["bench.pipeline.fair"],
     ["bench.fanout.capacity", "--seconds", "10"],
     ["bench.capacity"],
 ]
-FULL: list[list[str]] = [*QUICK[:3], ["bench.pipeline.ramp", "--workers", "1,2"], ["bench.e2e_latency"], *QUICK[3:]]
+FULL: list[list[str]] = [*DEFAULT[:3], ["bench.pipeline.ramp", "--workers", "1,2"], ["bench.e2e_latency"], *DEFAULT[3:]]
 
 
 def run_steps(steps: list[list[str]]) -> list[dict[str, Any]]:
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="every benchmark, every ramp point (over an hour)")
     args = parser.parse_args()
     result: dict[str, Any] = {"bench": "bench-suite", **stamp(), "machine": machine(), "full": args.full}
-    result["steps"] = run_steps(FULL if args.full else QUICK)
+    result["steps"] = run_steps(FULL if args.full else DEFAULT)
     conclude(result, publish, goals)
     sys.exit(0 if all(g.met for g in goals(result)) else 1)
 

@@ -3,7 +3,7 @@ every step must have run to its end."""
 
 from __future__ import annotations
 
-from bench.suite import BUDGET_S, FULL, QUICK, goals
+from bench.suite import BUDGET_S, FULL, DEFAULT, goals
 
 
 def result(seconds: list[float], codes: list[int], full: bool = False) -> dict[str, object]:
@@ -25,4 +25,4 @@ def test_a_failed_step_is_named() -> None:
 
 
 def test_the_full_set_holds_every_step_of_the_default_one() -> None:
-    assert {step[0] for step in QUICK} <= {step[0] for step in FULL}
+    assert {step[0] for step in DEFAULT} <= {step[0] for step in FULL}

@@ -189,7 +189,7 @@ def page_body(result: dict[str, Any], source: str) -> str:
 
 
 def tick_section(result: dict[str, Any], secs: float) -> list[str]:
-    """The tick's trade: how long a change waits for its frame against how many frames a delivery takes."""
+    """The tick's trade: how long a change waits for its frame against the CPU per delivery."""
     if "ticks" not in result:  # results saved before the tick comparison was part of the run
         return []
     rows = [p | {"tick": f"{p['tick_ms']} ms, {'viewports' if p['viewports'] else 'mixed'}"} for p in result["ticks"]]

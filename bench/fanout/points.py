@@ -36,7 +36,7 @@ class Point:
     rate: int  # input records per second
     processes: int = 1  # nodes sharing the port (SO_REUSEPORT)
     storm: bool = False  # after the window, drop every connection and resume them all
-    tick_ms: int = ServerConfig.tick_ms  # the node's tick, for ours and the baselines alike
+    tick_ms: int = ServerConfig.tick_ms  # the node's tick (bench/fanout/capacity.py gives the baseline its own)
 
 
 @dataclass(frozen=True)
