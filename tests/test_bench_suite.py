@@ -3,7 +3,7 @@ every step must have run to its end."""
 
 from __future__ import annotations
 
-from bench.suite import BUDGET_S, FULL, DEFAULT, goals
+from bench.suite import BUDGET_S, DEFAULT, FULL, goals
 
 
 def result(seconds: list[float], codes: list[int], full: bool = False) -> dict[str, object]:
