@@ -16,10 +16,12 @@ import orjson
 from aiohttp import web
 
 from adapters.formats import sh_bus_gps
-from adapters.simulators.beijing import format_local
+from adapters.simulators.beijing import OFFSET_S, format_local
 from adapters.simulators.bus import BusFleet
+from adapters.simulators.city import SimulatedCity
+from adapters.simulators.faults import Fault
 from bench.e2e_latency.receivers import OperatorClient, adapter_figures
-from bench.e2e_latency.source import BUS_PATH, ServeLog, bus_reports, serve_time_middleware
+from bench.e2e_latency.source import BUS_PATH, ServeLog, bus_reports, fleet_shift_s, serve_time_middleware
 from bench.e2e_latency.summary import (
     P99_BOUND_MS,
     SLOW_MS,
@@ -107,6 +109,22 @@ def test_the_middleware_notes_bus_bodies_after_writing_them_and_nothing_else() -
     assert sorted(map(tuple, lines[0]["new"])) == sorted(bus_reports(body))
     assert lines[0]["items"] == len(bus_reports(body))
     assert log.bodies == 2
+
+
+def test_the_source_serves_the_stated_hours_fleet_at_the_real_time() -> None:
+    # Whenever the bench runs, the load is the afternoon's: the clock moved, every written time moved back.
+    for now in (1_796_000_000.0, 1_796_030_000.0, 1_796_060_000.0):
+        shift = fleet_shift_s("14:30", now)
+        assert abs(shift) <= 43_200 and int(now + shift + OFFSET_S) % 86_400 == 14 * 3600 + 30 * 60
+    now = time.time()
+    shift = fleet_shift_s("14:30", now)
+    city = SimulatedCity(seed=3, buses=600, lots=5, connectors=5, start_ms=int(now * 1000) + shift * 1000)
+    t_s = city.now_s()
+    body = orjson.loads(city.feeds["bus"].render(t_s, Fault(kind="time_jump", jump_s=-shift), 0).body)
+    assert len(body["data"]) == int(city.bus.in_service(t_s).sum()) > 300  # most of the fleet, not the night's
+    records = sh_bus_gps.parse(orjson.dumps(body), source="s", received_at_ms=0).records
+    observed = [r.observed_at / 1000 for r in records]
+    assert now - 60 < min(observed) and max(observed) < time.time() + 1
 
 
 def test_percentiles_are_values_some_report_had() -> None:

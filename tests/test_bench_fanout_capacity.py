@@ -103,6 +103,9 @@ def test_past_the_knee_is_p99_over_the_bound_a_growing_backlog_or_a_slow_close()
     assert overloaded(point(p99=201))
     assert overloaded(point(p99=-1))  # nothing received at all
     assert overloaded(point(backlog_growth_mb=3.0))
+    # at 300 MB/s a few MB is part of one tick's burst, caught or not by a sample; 50 ms of it is a backlog
+    assert not overloaded(point(backlog_growth_mb=3.0, mb_per_s=300.0))
+    assert overloaded(point(backlog_growth_mb=16.0, mb_per_s=300.0))
     assert overloaded(point(node_slow_closes=1))
     rows = [{"client_rx_mb": v} for v in (0.1, 0.1, 0.2, 1.0, 2.0, 4.1)]
     assert backlog_growth_mb(rows) == pytest.approx(2.95)  # last third against the first

@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from bench.peers.centrifugo_bridge import Paced
+from bench.peers.node_profile import section, split
 from bench.peers.report import goals, page_body, summary_body
 from bench.report import replace_between
 
@@ -124,3 +125,34 @@ def test_the_centrifugo_bridge_keeps_our_frame_gap_per_channel_and_latest_state_
     paced.add(publish("f0", ("a", 3)))
     (late,) = paced.due(10.05)
     assert late["publish"]["data"]["records"] == [{"id": "a", "v": 3}, {"id": "b", "v": 1}]
+
+
+def test_the_node_profile_puts_each_sample_in_the_step_of_its_innermost_named_frame() -> None:
+    raw = "\n".join(
+        [
+            # a frame written to a member's socket: the write, not the delivery that made it
+            "MainThread;run (server.py:10);deliver (session.py:83);write (asyncio/selector_events.py:1070) 30",
+            "MainThread;tick (hub.py:200);deliver (session.py:84) 20",
+            "MainThread;tick (hub.py:200);delta (codec.py:50) 15",
+            "kafka-reader;_read (feed_reader.py:90);getmany (aiokafka/consumer/consumer.py:1200) 25",
+            "MainThread;tick (hub.py:200);flush (stream.py:206) 10",
+            "MainThread 5",  # native code only: counted, named nowhere
+        ]
+    )
+    steps, leaves, total = split(raw)
+    assert total == 105
+    assert steps["socket writes (transport, kernel)"] == 30
+    assert steps["per-member delivery (session, sink, usage)"] == 20
+    assert steps["frame encoding"] == 15
+    assert steps["Kafka read and decode (reader thread)"] == 25
+    assert steps["tick: changes, stream index, filters"] == 10
+    assert steps["other"] == 5 and leaves["(native)"] == 5
+    result = {
+        "when": "2026-12-06T18:00:00Z", "git_sha": "abcdef1234567890", "machine": {"loadavg": [1.0, 1.0, 1.0]},
+        "clients": 2000, "seconds": 15.0, "us_per_delivery": 0.4, "samples": total,
+        "samples_by_step": dict(steps.most_common()), "top_leaves": dict(leaves.most_common()),
+        "window": {"rate": 14000, "deliveries_per_s": 2_146_441.0, "p99_ms": 187, "server_cpu": 0.83},
+    }  # fmt: skip
+    page = section(result, "peers-node-profile-x.json")
+    assert "| socket writes (transport, kernel) | 29 % | 0.11 |" in page
+    assert "14,000 records/s" in page and "2,146,441 deliveries/s" in page

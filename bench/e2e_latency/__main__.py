@@ -31,6 +31,7 @@ from adapters.runtime.sources import get_source
 from adapters.simulators.city import DEFAULT_BUSES
 from bench.e2e_latency.chain import Chain
 from bench.e2e_latency.receivers import AdapterProbe, OperatorClient, TopicStamps, now_ms
+from bench.e2e_latency.source import FLEET_AT
 from bench.e2e_latency.summary import PAGE, SUMMARY, Report, goals, join, page_body, summary_body
 from bench.report import conclude, machine, publish_section, stamp
 from ws_server.keys import KeyStore
@@ -65,7 +66,7 @@ async def measure(
 ) -> dict[str, Any]:
     work = settings.stack_dir / "e2e-latency"
     work.mkdir(parents=True, exist_ok=True)
-    chain = Chain(settings, work, args.buses, args.seed, interval_s)
+    chain = Chain(settings, work, args.buses, args.seed, interval_s, args.fleet_at)
     poll_s = interval_s if interval_s is not None else get_source("sh-bus").interval_s
     await chain.make_topics()
     stop, measuring = asyncio.Event(), asyncio.Event()
@@ -107,6 +108,7 @@ async def measure(
     window_s = (end_ms - start_ms) / 1000
     return {
         "buses": args.buses,
+        "fleet_at": args.fleet_at,
         "interval_s": poll_s,
         "interval_is_default": interval_s is None,
         "warmup_s": args.warmup,
@@ -157,6 +159,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--buses", type=int, default=DEFAULT_BUSES, help="simulated fleet (default: the city's)")
     parser.add_argument("--seed", type=int, default=2019)
+    parser.add_argument("--fleet-at", default=FLEET_AT, help="the Beijing time of day whose fleet is served (HH:MM)")
     parser.add_argument("--intervals", default="default,1", help="adapter poll intervals, s ('default': the source's)")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds after the client subscribed")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (by serve time)")

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import settings as settings_mod
 from access.identity import kafka_options
-from bench.e2e_latency.source import BUS_PATH
+from bench.e2e_latency.source import BUS_PATH, FLEET_AT
 from bench.pipeline.run import delete_redis_keys
 from kafka_admin import delete_topics, ensure_topics
 from schemas import Naming, all_topics
@@ -55,8 +55,17 @@ def wait_until(check: str, timeout_s: float, what: str) -> None:
 class Chain:
     """One run's processes. ``interval_s`` None polls at the source's configured interval."""
 
-    def __init__(self, settings: settings_mod.Settings, work: Path, buses: int, seed: int, interval_s: float | None):
+    def __init__(
+        self,
+        settings: settings_mod.Settings,
+        work: Path,
+        buses: int,
+        seed: int,
+        interval_s: float | None,
+        fleet_at: str = FLEET_AT,
+    ):
         self.settings = settings
+        self.fleet_at = fleet_at
         self.work = work
         self.buses = buses
         self.seed = seed
@@ -101,6 +110,7 @@ class Chain:
         prefix = ["--topic-prefix", self.naming.topic_prefix]
         source = [sys.executable, "-m", "bench.e2e_latency.source", "--port", str(self.source_port)]
         source += ["--buses", str(self.buses), "--seed", str(self.seed), "--serve-log", str(self.serve_log)]
+        source += ["--fleet-at", self.fleet_at]
         self._start("source", source, env)
         # Building the whole city takes a while; the adapter's first polls would only fail meanwhile.
         wait_until(f"http://127.0.0.1:{self.source_port}/", 180, "the bench source")

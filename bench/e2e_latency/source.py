@@ -10,6 +10,12 @@ Run as a child of the bench (``python -m bench.e2e_latency.source``): rendering 
 reading the bodies back costs CPU the measuring process must not share (its receive stamps would wait).
 Each served body with new reports becomes one JSON line
 ``{"served_ms": ..., "items": <reports in the body>, "new": [[id, observed_ms], ...]}``.
+
+The fleet served is the one of a stated Beijing time of day (``--fleet-at``, default 14:30), whenever the
+bench runs: how many buses are in service follows the timetable (a few hundred at 2:00, ~14,000 at
+14:30), so the load would otherwise depend on the hour. The city's clock runs that far ahead (or behind)
+and the simulator's own ``time_jump`` fault writes every time back by as much, so the reports carry the
+real time, as the stream worker and the latency stamps need.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from aiohttp import web
 
 from adapters.formats.common import ItemError, beijing_time_ms
 from adapters.formats.sh_envelope import item_time_ms
+from adapters.simulators.beijing import OFFSET_S
 
 BUS_PATH = "/bus/gps.json"
+FLEET_AT = "14:30"  # an afternoon off-peak: the timetable's all-day lines, ~14,000 of the 17,000 buses
 Report = tuple[str, int]  # (bus id as the adapter writes it, observed_at ms)
 
 
@@ -104,14 +112,26 @@ def serve_time_middleware(log: ServeLog, sink: IO[bytes], clock_ms: Callable[[],
     return note_serve_time
 
 
+def fleet_shift_s(fleet_at: str, now_s: float) -> int:
+    """Seconds to move the city's clock so that it reads ``fleet_at`` (``HH:MM``, Beijing time) now: the
+    nearest such moment, at most 12 hours either way."""
+    hours, _, minutes = fleet_at.partition(":")
+    target = int(hours) * 3600 + int(minutes or 0) * 60
+    local = int(now_s + OFFSET_S) % 86_400
+    shift = (target - local) % 86_400
+    return shift - 86_400 if shift > 43_200 else shift
+
+
 async def run(args: argparse.Namespace) -> None:
     from adapters.simulators.city import SimulatedCity
+    from adapters.simulators.faults import Fault
     from adapters.simulators.server import build_app
 
-    city = SimulatedCity(seed=args.seed, buses=args.buses)
+    shift_s = fleet_shift_s(args.fleet_at, time.time())
+    city = SimulatedCity(seed=args.seed, buses=args.buses, start_ms=int(time.time() * 1000) + shift_s * 1000)
     log = ServeLog()
     with Path(args.serve_log).open("wb") as sink:
-        app = build_app(city)
+        app = build_app(city, faults={"bus": Fault(kind="time_jump", jump_s=-shift_s)} if shift_s else None)
         app.middlewares.append(serve_time_middleware(log, sink, lambda: int(time.time() * 1000)))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -131,6 +151,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--buses", type=int, default=17_000)
     parser.add_argument("--seed", type=int, default=2019)
+    parser.add_argument("--fleet-at", default=FLEET_AT, help="serve the fleet of this Beijing time of day (HH:MM)")
     parser.add_argument("--serve-log", required=True, help="JSON lines, one per body with new reports")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(parser.parse_args()))

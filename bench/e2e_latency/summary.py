@@ -193,6 +193,11 @@ def adapter_line(run: dict[str, Any]) -> str:
     )
 
 
+def _fleet_at(run: dict[str, Any]) -> str:
+    """Whose fleet the source served: the bench states a Beijing time of day (bench/e2e_latency/source.py)."""
+    return f", the fleet of {run['fleet_at']} Beijing time" if run.get("fleet_at") else ""
+
+
 def page_body(result: dict[str, Any], source: str) -> str:
     before = result["machine"]
     lines = [
@@ -208,7 +213,7 @@ def page_body(result: dict[str, Any], source: str) -> str:
             "",
             f"Offered load: {run['served']:,} new position reports served in the {run['seconds']:g} s window "
             f"({run['served'] / run['seconds']:,.0f} reports/s) in {run['bodies']} bodies of the whole fleet "
-            f"({run.get('items_per_body') or 0:,} buses in service, median), "
+            f"({run.get('items_per_body') or 0:,} buses in service{_fleet_at(run)}, median), "
             f"after {run['warmup_s']:g} s of warm-up; receipts awaited {run['grace_s']:g} s past the window.",
             "",
             *stage_table(run),

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000, help="fan-out clients")
     parser.add_argument("--rate", type=int, default=2000, help="fan-out input records/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="fan-out measured window")
-    parser.add_argument("--ramp", default="1000,2000,4000,8000,12000,16000,24000,32000",
+    parser.add_argument("--ramp", default="1000,2000,4000,8000,12000,14000,16000,20000,24000,32000",
                         help="fan-out input rates for each side's knee ('' = none)")  # fmt: skip
     parser.add_argument(
         "--port", type=int, default=18950, help="ours; Centrifugo gets the next one (below the ephemeral range)"

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,10 +64,14 @@ def measured_side(
     topic: str,
     extra: tuple[str, ...],
     rates: list[int] | None = None,
+    bridge_pid: int | None = None,
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
     """Connect every client to the server ``pid`` serves at ``url`` (on ``port``), then measure one window of input at
     ``args.rate``, or with ``rates`` one window per rate on the same connections, stopping after the first
-    window past the knee (bench/fanout/points.py ``overloaded``) in ``windows``."""
+    window past the knee (bench/fanout/points.py ``overloaded``) in ``windows``. ``bridge_pid``: the process
+    that feeds the server (Centrifugo's bridge), whose CPU each window notes apart. ``profile_to``: py-spy
+    samples the server over the (last) window into this file (bench/peers/node_profile.py)."""
     subprocess.run([str(loadgen), "-url", url, "-clients", "1", *extra], input="quit\n", text=True,
                    capture_output=True, check=True)  # fmt: skip
     time.sleep(1.0)
@@ -85,9 +90,13 @@ def measured_side(
         for rate in rates or [args.rate]:
             gen.command("measure")
             cpu_before, gen_before = cpu_s(pid), cpu_s(gen.proc.pid)
+            bridge_before = cpu_s(bridge_pid) if bridge_pid else 0.0
+            spy = start_spy(pid, profile_to) if profile_to else None
             with Samples(port, [pid]) as samples:
                 sent = asyncio.run(produce(args.bootstrap, topic, rate, args.seconds, 7))
                 time.sleep(1.0)
+            if spy is not None:
+                stop_spy(spy)
             rss_loaded = rss_kb(pid)
             gen.command("stop")
             measured = gen.read()
@@ -97,6 +106,7 @@ def measured_side(
                 "input_records": sent,
                 "deliveries_per_s": measured["deliveries_per_s"],
                 "frames_per_s": measured["frames_per_s"],
+                "mb_per_s": measured.get("mb_per_s"),
                 "p50_ms": measured["p50_ms"],
                 "p99_ms": measured["p99_ms"],
                 "max_ms": measured.get("max_ms"),
@@ -104,6 +114,7 @@ def measured_side(
                 "backlog_growth_mb": backlog_growth_mb(samples.rows),
                 "server_cpu": (cpu_s(pid) - cpu_before) / window,
                 "loadgen_cpu": (cpu_s(gen.proc.pid) - gen_before) / window,
+                "bridge_cpu": (cpu_s(bridge_pid) - bridge_before) / window if bridge_pid else None,
                 "kb_per_connection": (rss_loaded - rss_before) / args.clients,
             })  # fmt: skip
             windows[-1]["overloaded"] = overloaded(windows[-1])
@@ -118,6 +129,18 @@ def measured_side(
         gen.close()
 
 
+def start_spy(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (every thread that is not idle) into ``out``, collapsed stacks."""
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format", "raw"]
+    argv += ["-r", str(rate), "-o", str(out), "--pid", str(pid)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    spy.wait(timeout=30)
+
+
 def stop(proc: subprocess.Popen[Any]) -> None:
     proc.terminate()
     try:
@@ -126,7 +149,13 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.kill()
 
 
-def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path, rates: list[int] | None = None) -> dict[str, Any]:
+def run_ours(
+    args: argparse.Namespace,
+    naming: Naming,
+    loadgen: Path,
+    rates: list[int] | None = None,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.fanout.serve_node", "--mode", "grouped", "--port", str(args.port),
             "--topic-prefix", naming.topic_prefix, "--redis-prefix", naming.redis_prefix]  # fmt: skip
     if args.server_cpu:
@@ -138,7 +167,7 @@ def run_ours(args: argparse.Namespace, naming: Naming, loadgen: Path, rates: lis
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{args.port}/"
         topic = naming.tier_topic("public", "bus")
-        return measured_side("ours", node.proc.pid, args.port, url, args, loadgen, topic, (), rates)
+        return measured_side("ours", node.proc.pid, args.port, url, args, loadgen, topic, (), rates, None, profile_to)
     finally:
         stop(node.proc)
 
@@ -159,23 +188,23 @@ def run_centrifugo(
         argv = ["taskset", "-c", args.server_cpu, *argv]
     server = subprocess.Popen(argv, cwd=tmp)
     topic = naming.tier_topic("public", "bus")
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "bench.peers.centrifugo_bridge", "--topic", topic, "--bootstrap", args.bootstrap,
-         "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters),
-         "--tick-ms", str(ServerConfig.tick_ms), "--frame-gap-ms", str(ServerConfig.frame_gap_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    bridge_argv = [
+        sys.executable, "-m", "bench.peers.centrifugo_bridge", "--topic", topic, "--bootstrap", args.bootstrap,
+        "--api", f"http://127.0.0.1:{port}", "--key", API_KEY, "--filters", str(filters),
+        "--tick-ms", str(ServerConfig.tick_ms), "--frame-gap-ms", str(ServerConfig.frame_gap_ms),
+    ]  # fmt: skip
+    if args.server_cpu:
+        # The bridge does for Centrifugo what our node does for itself (read the tier topic, filter, group per
+        # tick): the Kafka → client path of each side gets the same core.
+        bridge_argv = ["taskset", "-c", args.server_cpu, *bridge_argv]
+    bridge = subprocess.Popen(bridge_argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert bridge.stdout is not None
         bridge.stdout.readline()
         time.sleep(1.5)
         url = f"ws://127.0.0.1:{port}/connection/websocket"
-        bridge_before = cpu_s(bridge.pid)
         protocol = ("-protocol", "centrifugo")
-        side = measured_side("centrifugo", server.pid, port, url, args, loadgen, topic, protocol, rates)
-        # the bridge's CPU over the whole side (connect included, when it idles): an upper bound
-        windows = len(side.get("windows", [None]))
-        side["bridge_cpu"] = (cpu_s(bridge.pid) - bridge_before) / ((args.seconds + 1.0) * windows)
+        side = measured_side("centrifugo", server.pid, port, url, args, loadgen, topic, protocol, rates, bridge.pid)
         side["channels"] = len(json.loads(listed.stdout))
         return side
     finally:
