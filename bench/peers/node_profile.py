@@ -24,7 +24,7 @@ import settings
 from bench.fanout.run import primed
 from bench.peers import centrifugo
 from bench.peers.report import PAGE
-from bench.pipeline.cpu_split import classify
+from bench.pipeline.cpu_split import classify, stacks
 from bench.report import machine, publish_section, stamp, write_result
 
 # (step, what a frame's "function (file:line)" text contains), innermost frame first; see classify(). py-spy
@@ -48,12 +48,7 @@ def split(raw: str) -> tuple[Counter[str], Counter[str], int]:
     steps: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = [f for f in stack.split(";") if "(" in f]  # the thread's name first, then its frames
-        n = int(count)
+    for frames, n in stacks(raw):
         steps[classify(frames, STEP_RULES, "other")] += n
         leaves[frames[-1] if frames else "(native)"] += n
         total += n

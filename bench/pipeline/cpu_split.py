@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +76,22 @@ def classify(frames: list[str], rules: list[tuple[str, tuple[str, ...]]], defaul
     return default
 
 
+def stacks(raw: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first, and samples) of each stack in py-spy's raw (collapsed) output."""
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            # py-spy names the thread first; a stack of only that (native code, idle) says nothing
+            yield [f for f in stack.split(";") if "(" in f], int(count)
+
+
 def split(raw: str) -> tuple[Counter[str], Counter[str], Counter[str], int]:
     """(samples per step, per stage, per leaf function, total) from py-spy's raw (collapsed) output."""
     steps: Counter[str] = Counter()
     stages: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
-        # py-spy names the thread first; a stack of only that (native code, idle) says nothing
-        frames = [f for f in frames if "(" in f]
+    for frames, n in stacks(raw):
         steps[classify(frames, STEP_RULES, "other")] += n
         stages[classify(frames, STAGE_RULES, "shared: stage loop, fetch, Kafka client, event loop")] += n
         leaves[frames[-1] if frames else "(native)"] += n
