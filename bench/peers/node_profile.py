@@ -8,12 +8,14 @@ bench/pipeline/cpu_split.py holds here too: a thread waiting for its core counts
 read high on a loaded machine; the node's system CPU bounds the kernel's real share.
 
 Run (needs the stack, Go and py-spy in the venv): .venv/bin/python -m bench.peers.node_profile [--rate 14000]
-Writes bench/results/peers-node-profile-*.json and the profile section of docs/benchmarks-peers.md.
+Writes bench/results/peers-node-profile-*.json and the profile section of docs/benchmarks-peers.md;
+``--render RESULT.json`` writes the section again from a saved result.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -70,7 +72,10 @@ def section(result: dict[str, Any], source: str) -> str:
     total = result["samples"] or 1
     for step, n in result["samples_by_step"].items():
         lines.append(f"| {step} | {100 * n / total:.0f} % | {result['us_per_delivery'] * n / total:.2f} |")
-    top = ", ".join(f"{name} {100 * n / total:.0f} %" for name, n in list(result["top_leaves"].items())[:6])
+    leaves: Counter[str] = Counter()
+    for frame, n in result["top_leaves"].items():  # by function: one function's lines add up
+        leaves[frame.split(" (", 1)[0]] += n
+    top = ", ".join(f"{name} {100 * n / total:.0f} %" for name, n in leaves.most_common(6))
     lines += ["", f"Innermost functions with the most samples: {top}."]
     return "\n".join(lines)
 
@@ -83,7 +88,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18950)
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--loadgen-cpu", default="1")
+    parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
     args = parser.parse_args()
+    if args.render:
+        publish_section(
+            PAGE, "bench:peers-node-profile", section(json.loads(args.render.read_text()), args.render.name)
+        )
+        return
     s = settings.load()
     args.bootstrap, args.redis_url = s.kafka_bootstrap, s.redis_url
     _, loadgen = centrifugo.build()
