@@ -18,7 +18,9 @@ GET until Kafka acknowledged every record and dead letter (acks=all):
 Every fetch-only and runtime cycle starts on a new simulated second, so each pays for a fresh render in
 the simulator, as a real poll would. Then the whole city at once, as ``run_all`` runs it: all five feeds
 polled concurrently into one sink.
-The median of ``--repeat`` cycles is reported.
+The median of ``--repeat`` cycles is reported. Writes bench/results/adapters-e2e-*.json and the generated
+section of docs/benchmarks-adapters.md (``--no-docs``: the JSON only; ``--render RESULT.json``: the section
+again from a saved result).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import socket
 import statistics
@@ -48,6 +51,7 @@ from adapters.runtime.kafka_sink import DEFAULT_PRODUCER_OPTIONS, KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.runtime.routing import OutMessage, dead_letter_message, record_message
 from adapters.runtime.sources import SOURCES
+from bench.report import ROOT, Goal, conclude, machine, publish_section, stamp
 
 FEEDS = {
     "sh-bus": "bus",
@@ -56,6 +60,7 @@ FEEDS = {
     "sh-charging": "charging",
     "sh-scenic": "scenic",
 }
+DOC = ROOT / "docs/benchmarks-adapters.md"
 START = "2026-11-27T08:30:00"  # a Friday morning peak, Beijing time: every feed busy
 
 
@@ -139,11 +144,8 @@ class Bench:
         elapsed = await timed(cycle)
         return elapsed, adapter.stats.records + adapter.stats.rejects
 
-    async def per_feed(self) -> None:
-        print(
-            f"{'feed':9} {'records':>8} {'fetch only':>11} {'parse only':>11} {'kafka only':>11} {'kafka dflt':>11} "
-            f"{'runtime':>9} {'runtime rec/s':>14} {'kafka rec/s':>12} {'ratio':>6}"
-        )
+    async def per_feed(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as session:
             sink = KafkaSink(self.bootstrap)
             await sink.start()
@@ -165,20 +167,30 @@ class Bench:
                         await next_second()
                         elapsed, sent = await self.runtime_cycle(session, sink, source)
                         ours_s.append(elapsed)
-                    f, p, k, d, o = (median_of(x) for x in (fetch_s, parse_s, kafka_s, default_s, ours_s))
-                    print(
-                        f"{feed:9} {sent:8,} {f * 1000:9.0f}ms {p * 1000:9.0f}ms {k * 1000:9.0f}ms {d * 1000:9.0f}ms "
-                        f"{o * 1000:7.0f}ms {sent / o:14,.0f} {len(messages) / k:12,.0f} "
-                        f"{(sent / o) / (len(messages) / k):6.2f}"
-                    )
+                    row = {
+                        "source": source,
+                        "feed": feed,
+                        "interval_s": SOURCES[source].interval_s,
+                        "records": sent,
+                        "messages": len(messages),
+                        "fetch_s": median_of(fetch_s),
+                        "parse_s": median_of(parse_s),
+                        "kafka_s": median_of(kafka_s),
+                        "kafka_default_s": median_of(default_s),
+                        "runtime_s": median_of(ours_s),
+                        "runtime_runs_s": ours_s,
+                    }
+                    print(row_line(row), flush=True)
+                    rows.append(row)
             finally:
                 await sink.close()
+        return rows
 
     async def parse_only(self, source: str, body: bytes) -> None:
         config = SOURCES[source]
         get_format(config.format).parse(body, source=source, received_at_ms=0, **config.options)
 
-    async def whole_city(self) -> None:
+    async def whole_city(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             all_messages: list[OutMessage] = []
             for source in FEEDS:
@@ -203,12 +215,72 @@ class Bench:
                     sent = sum(n for _, n in results)
             finally:
                 await sink.close()
-        k, o = median_of(kafka_s), median_of(ours)
-        ours_rate, kafka_rate = sent / o, len(all_messages) / k
-        print(
-            f"whole city, five feeds concurrently into one sink: {sent:,} messages in {o:.2f} s = {ours_rate:,.0f}/s; "
-            f"plain producer, same messages: {kafka_rate:,.0f}/s; ratio {ours_rate / kafka_rate:.2f}"
+        return {
+            "messages": len(all_messages),
+            "records": sent,
+            "kafka_s": median_of(kafka_s),
+            "runtime_s": median_of(ours),
+        }
+
+
+def row_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['feed']}: {row['records']:,} records, fetch {row['fetch_s'] * 1000:.0f} ms, parse "
+        f"{row['parse_s'] * 1000:.0f} ms, plain producer {row['kafka_s'] * 1000:.0f} ms, runtime cycle "
+        f"{row['runtime_s'] * 1000:.0f} ms"
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def section(result: dict[str, Any], source: Path) -> str:
+    lines = [
+        f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']} before and "
+        f"{result['machine_after']['loadavg']} after, on {result['machine']['cores']} cores; median of "
+        f"{result['repeat']} cycles each; result file `{source.name}`.",
+        "",
+        "| feed | records | fetch only | parse only | plain producer | plain, aiokafka defaults | runtime cycle "
+        "| runtime records/s | plain producer records/s | ratio | poll interval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["feeds"]:
+        ours, plain = row["records"] / row["runtime_s"], row["messages"] / row["kafka_s"]
+        lines.append(
+            f"| {row['feed']} | {row['records']:,} | {ms(row['fetch_s'])} | {ms(row['parse_s'])} | "
+            f"{ms(row['kafka_s'])} | {ms(row['kafka_default_s'])} | {ms(row['runtime_s'])} | {ours:,.0f} | "
+            f"{plain:,.0f} | {ours / plain:.2f} | {row['interval_s']:g} s |"
         )
+    city = result["whole_city"]
+    ours, plain = city["records"] / city["runtime_s"], city["messages"] / city["kafka_s"]
+    lines += [
+        "",
+        f"Whole city, five feeds polled concurrently into one sink: {city['records']:,} messages in "
+        f"{city['runtime_s']:.2f} s = {ours:,.0f} messages/s, against {plain:,.0f}/s for the plain producer on "
+        f"the same messages (ratio {ours / plain:.2f}).",
+        "",
+        "Goals:",
+        "",
+        *(f"- {goal.line()}" for goal in goals(result)),
+    ]
+    return "\n".join(lines)
+
+
+def goals(result: dict[str, Any]) -> list[Goal]:
+    return [
+        Goal(
+            f"a cold poll of {row['feed']} (every record new) delivered within its poll interval",
+            f"≤ {row['interval_s']:g} s",
+            f"{row['runtime_s']:.2f} s",
+            row["runtime_s"] <= row["interval_s"],
+        )
+        for row in result["feeds"]
+    ]
+
+
+def publish(result: dict[str, Any], source: Path) -> None:
+    publish_section(DOC, "bench:adapters-e2e", section(result, source))
 
 
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
@@ -251,7 +323,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bootstrap", default=None, help="use this Kafka (its raw./dlq. topics must exist)")
+    parser.add_argument("--no-docs", action="store_true", help="write the result JSON only")
+    parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
     args = parser.parse_args()
+    if args.render:
+        publish(json.loads(args.render.read_text()), args.render)
+        return
 
     own: settings_mod.Settings | None = None
     folder = None
@@ -270,8 +347,10 @@ def main() -> None:
         asyncio.run(wait_for_simulator(base_url, sim))
         print(f"full simulated city serving on {base_url} ({time.monotonic() - started:.0f} s to build)")
         bench = Bench(bootstrap, base_url, args.repeat)
-        asyncio.run(bench.per_feed())
-        asyncio.run(bench.whole_city())
+        result: dict[str, Any] = {"bench": "adapters-e2e", **stamp(), "machine": machine(), "repeat": args.repeat}
+        result["feeds"] = asyncio.run(bench.per_feed())
+        result["whole_city"] = asyncio.run(bench.whole_city())
+        conclude(result, None if args.no_docs else publish, goals)
     finally:
         sim.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -4,9 +4,10 @@
 
 The default set is the one that fits in 30 minutes on the two-core machine (a goal checked here, from the
 steps' measured durations): the policy kernel, both peers, the pipeline's fair baselines, the fan-out's
-capacity, then the capacity model. ``--full`` adds the pipeline's rate ramp with one and two workers and
-the end-to-end latency. Each step writes its own result and doc sections; this writes the steps' durations
-and exit codes (bench/results/bench-suite-….json) and, for the default set, their table in docs/benchmarks.md.
+capacity, then the capacity model. ``--full`` adds the pipeline's rate ramp with one and two workers, the
+end-to-end latency and the adapters' whole-city poll → Kafka. Each step writes its own result and doc
+sections; this writes the steps' durations and exit codes (bench/results/bench-suite-….json) and, for the
+default set, their table in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ DEFAULT: list[list[str]] = [
     ["bench.fanout.capacity", "--seconds", "10"],
     ["bench.capacity"],
 ]
-FULL: list[list[str]] = [*DEFAULT[:3], ["bench.pipeline.ramp", "--workers", "1,2"], ["bench.e2e_latency"], *DEFAULT[3:]]
+FULL: list[list[str]] = [
+    *DEFAULT[:3],
+    ["bench.pipeline.ramp", "--workers", "1,2"],
+    ["bench.e2e_latency"],
+    ["bench.adapters_e2e"],
+    *DEFAULT[3:],
+]
 
 
 def run_steps(steps: list[list[str]]) -> list[dict[str, Any]]:

@@ -156,9 +156,9 @@ def test_inconsistent_glitches_never_re_anchor():
 async def test_a_rebalance_drops_throttles_and_progress_of_lost_partitions():
     from aiokafka import TopicPartition
 
+    from kafka_admin.partitioning import partition_for
     from schemas import pending_topic, raw_topic
     from streams.config import StreamConfig
-    from streams.io.batch_producer import partition_for
     from streams.logic.enrichment import Enricher
     from streams.stages.clean import CleanStage
     from streams.stages.delay import DelayStage

@@ -1,9 +1,10 @@
-"""Source formats: one module each with ``parse(data, *, source, received_at_ms) -> ParseResult``."""
+"""Source formats: one module each with ``parse(data, *, source, received_at_ms) -> ParseResult``; a module
+whose responses can be long lists also has ``parse_chunks`` (same arguments), yielding the result in parts."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,20 @@ class FormatSpec:
     def parse(self) -> Callable[..., ParseResult]:
         parser: Callable[..., ParseResult] = importlib.import_module(self.module).parse
         return parser
+
+    @property
+    def parse_chunks(self) -> Callable[..., Iterator[ParseResult]]:
+        """The parser yielding its result chunk by chunk; a format without chunks yields ``parse``'s whole."""
+        module = importlib.import_module(self.module)
+        chunks: Callable[..., Iterator[ParseResult]] | None = getattr(module, "parse_chunks", None)
+        if chunks is not None:
+            return chunks
+        parse = self.parse
+
+        def whole(data: bytes, **kwargs: Any) -> Iterator[ParseResult]:
+            yield parse(data, **kwargs)
+
+        return whole
 
 
 FORMATS: dict[str, FormatSpec] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -210,13 +210,31 @@ def epoch_ms(moment: datetime) -> int:
         raise ItemError(f"time {moment.isoformat()} is out of range") from None
 
 
-def to_wgs84(lng: float, lat: float, crs: Any) -> tuple[float, float]:
-    """Convert a point published in ``crs`` (wgs84, gcj02, bd09) to WGS-84."""
-    name = str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
-    if not (-180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0):
+def crs_name(crs: Any) -> str:
+    """A source's coordinate system label as we compare it: ``GCJ-02`` and ``gcj_02`` are ``gcj02``."""
+    return str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
+
+
+def on_globe(lng: float, lat: float) -> bool:
+    return -180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0
+
+
+# A point converted ahead, keyed by (crs_name, lng, lat) as published: see points.ItemPoints.
+Converted = dict[tuple[str, float, float], tuple[float, float]]
+
+
+def to_wgs84(lng: float, lat: float, crs: Any, converted: Converted | None = None) -> tuple[float, float]:
+    """Convert a point published in ``crs`` (wgs84, gcj02, bd09) to WGS-84; ``converted`` holds points a
+    whole list's array pass already converted."""
+    name = crs_name(crs)
+    if not on_globe(lng, lat):
         raise ItemError(f"coordinates ({lng}, {lat}) are outside the globe")
     if name == "wgs84":
         return lng, lat
+    if converted is not None:
+        done = converted.get((name, lng, lat))
+        if done is not None:
+            return done
     if name == "gcj02":
         out = geo_crs.gcj02_to_wgs84(lng, lat)
     elif name in ("bd09", "bd09ll"):
@@ -251,6 +269,18 @@ def build_present(feed: str, fields: JsonDict) -> Record:
 ParseFn = Callable[..., ParseResult]
 
 
+def _whole_response_reject(data: Any, err: Exception, *, source: str, feed: str, received_at_ms: int) -> ParseResult:
+    result = ParseResult()
+    result.reject(
+        bytes(data) if isinstance(data, bytes | bytearray | memoryview) else repr(data).encode(),
+        source=source,
+        feed=feed,
+        reason=f"parser error {type(err).__name__}: {err}",
+        received_at_ms=received_at_ms,
+    )
+    return result
+
+
 def never_raises(feed: str, *, mode_is_feed: bool = True) -> Callable[[ParseFn], ParseFn]:
     """Last line of defence: an unexpected error in a parser becomes a whole-response reject. GTFS-RT
     parsers take the feed as ``mode``, except where ``mode_is_feed`` is False (arrivals: bus or metro trips,
@@ -262,16 +292,30 @@ def never_raises(feed: str, *, mode_is_feed: bool = True) -> Callable[[ParseFn],
             try:
                 return fn(data, source=source, received_at_ms=received_at_ms, **options)
             except Exception as err:  # deliberate: the contract is that no input can crash ingest
-                result = ParseResult()
-                result.reject(
-                    bytes(data) if isinstance(data, bytes | bytearray | memoryview) else repr(data).encode(),
-                    source=source,
-                    feed=str((mode_is_feed and options.get("mode")) or feed),
-                    reason=f"parser error {type(err).__name__}: {err}",
-                    received_at_ms=received_at_ms,
-                )
-                return result
+                which = str((mode_is_feed and options.get("mode")) or feed)
+                return _whole_response_reject(data, err, source=source, feed=which, received_at_ms=received_at_ms)
 
         return parse
+
+    return wrap
+
+
+ChunksFn = Callable[..., Iterator[ParseResult]]
+
+
+def never_raises_chunks(feed: str) -> Callable[[ChunksFn], ChunksFn]:
+    """``never_raises`` for a parser that yields its result in chunks. An error after some chunks were
+    yielded rejects the whole response too: its records already handed on are then also in the dead
+    letter's bytes, which loses nothing."""
+
+    def wrap(fn: ChunksFn) -> ChunksFn:
+        @functools.wraps(fn)
+        def chunks(data: bytes, *, source: str, received_at_ms: int, **options: Any) -> Iterator[ParseResult]:
+            try:
+                yield from fn(data, source=source, received_at_ms=received_at_ms, **options)
+            except Exception as err:  # deliberate, as in never_raises
+                yield _whole_response_reject(data, err, source=source, feed=feed, received_at_ms=received_at_ms)
+
+        return chunks
 
     return wrap

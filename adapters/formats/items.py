@@ -43,6 +43,7 @@ def parse_items(
     where: str | Locate[T],
     original: Callable[[T], bytes] = item_bytes,
     result: ParseResult | None = None,
+    start: int = 0,
 ) -> ParseResult:
     """Build a record from each item; ``parse_item`` gets the item and its index and returns None for an item
     that is not for this feed (a GTFS-RT alert in a positions feed), or a list when one item holds several
@@ -50,10 +51,11 @@ def parse_items(
 
     ``where``: the name of the JSON array the items came from, or how to point at one (asked only for a reject).
     ``original``: the bytes of one item for the dead letter (default: the item as JSON).
+    ``start``: the index of the first item, when ``items`` is a slice of the response's list.
     """
     locate = in_list(where) if isinstance(where, str) else where
     result = ParseResult() if result is None else result
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, start):
         try:
             record = parse_item(item, index)
         except Exception as err:  # deliberate: the builders are pure, so whatever one item raises is that item's
@@ -82,6 +84,7 @@ def parse_list(
     feed: str,
     received_at_ms: int,
     result: ParseResult | None = None,
+    start: int = 0,
 ) -> ParseResult:
     """``parse_items`` for a JSON array: ``parse_item`` gets each item and its name for reasons (``data[3]``)."""
     return parse_items(
@@ -92,4 +95,5 @@ def parse_list(
         feed=feed,
         received_at_ms=received_at_ms,
         result=result,
+        start=start,
     )

@@ -12,10 +12,9 @@ from .common import (
     opt_int,
     opt_num,
     opt_str,
-    req_num,
     req_str,
-    to_wgs84,
 )
+from .points import ItemPoints
 from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "bus"
@@ -36,9 +35,9 @@ def occupancy_status(load_pct: float) -> str:
     return "FULL"
 
 
-def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+def _record(item: JsonDict, header_ms: int | None, source: str, points: ItemPoints) -> Record:
     obu_id = req_str(item, "obuId")
-    lng, lat = to_wgs84(req_num(item, "lng"), req_num(item, "lat"), item.get("coordType"))
+    lng, lat = points.of(item)
     check_in_shanghai(lng, lat)
     observed = item_time_ms(item, "gpsTime", header_ms)
     angle = opt_num(item, "angle")
@@ -72,4 +71,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-parse = envelope_parser(FEED, list_key="data", time_key="updateTime", build_record=_record)
+parse, parse_chunks = envelope_parser(FEED, list_key="data", time_key="updateTime", build_record=_record)

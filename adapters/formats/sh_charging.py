@@ -14,13 +14,12 @@ from .common import (
     opt_num,
     opt_str,
     req_int,
-    req_num,
     req_str,
     require_dict,
     require_list,
-    to_wgs84,
     valid_until,
 )
+from .points import ItemPoints
 from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "charging"
@@ -53,9 +52,9 @@ def _connector(raw: object, where: str) -> JsonDict:
     return {k: v for k, v in connector.items() if v is not None}
 
 
-def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+def _record(item: JsonDict, header_ms: int | None, source: str, points: ItemPoints) -> Record:
     station_id = req_str(item, "stationId")
-    lng, lat = to_wgs84(req_num(item, "lng"), req_num(item, "lat"), item.get("coordType"))
+    lng, lat = points.of(item)
     check_in_shanghai(lng, lat)
     observed = item_time_ms(item, "updateTime", header_ms)
     raw_connectors = require_list(item.get("connectors", []), "connectors")
@@ -80,4 +79,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-parse = envelope_parser(FEED, list_key="stations", time_key="updateTime", build_record=_record)
+parse, parse_chunks = envelope_parser(FEED, list_key="stations", time_key="updateTime", build_record=_record)

@@ -11,11 +11,10 @@ from .common import (
     check_in_shanghai,
     opt_int,
     opt_str,
-    req_num,
     req_str,
-    to_wgs84,
     valid_until,
 )
+from .points import ItemPoints
 from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "parking"
@@ -23,9 +22,9 @@ LOT_STATUS = {1: "open", 0: "closed", 2: "full"}
 LOT_KINDS = {"commuter", "shopping", "scenic", "hospital", "transit", "other"}
 
 
-def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+def _record(item: JsonDict, header_ms: int | None, source: str, points: ItemPoints) -> Record:
     lot_id = req_str(item, "parkId")
-    lng, lat = to_wgs84(req_num(item, "lng"), req_num(item, "lat"), item.get("coordType"))
+    lng, lat = points.of(item)
     check_in_shanghai(lng, lat)
     observed = item_time_ms(item, "updateTime", header_ms)
     status_code = opt_int(item, "status")
@@ -53,4 +52,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-parse = envelope_parser(FEED, list_key="data", time_key="updateTime", build_record=_record)
+parse, parse_chunks = envelope_parser(FEED, list_key="data", time_key="updateTime", build_record=_record)

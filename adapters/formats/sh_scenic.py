@@ -17,6 +17,7 @@ from .common import (
     require_list,
     valid_until,
 )
+from .points import ItemPoints
 from .sh_envelope import envelope_parser, item_time_ms
 
 FEED = "scenic"
@@ -28,7 +29,7 @@ def _zone(raw: object, where: str) -> JsonDict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
+def _record(item: JsonDict, header_ms: int | None, source: str, points: ItemPoints) -> Record:
     code = req_str(item, "code")
     area = scenic_areas().get(code)
     if area is None:
@@ -56,4 +57,4 @@ def _record(item: JsonDict, header_ms: int | None, source: str) -> Record:
     )
 
 
-parse = envelope_parser(FEED, list_key="list", time_key="time", build_record=_record)
+parse, parse_chunks = envelope_parser(FEED, list_key="list", time_key="time", build_record=_record)

@@ -19,8 +19,9 @@ class Ingestor:
         self.stats = stats
         self.change_filter = change_filter or ChangeFilter()
 
-    async def ingest(self, result: ParseResult) -> None:
-        seen: set[str] = set()
+    async def ingest(self, result: ParseResult, seen: set[str] | None = None) -> None:
+        """``seen``: the ids already ingested from the same response (a response parsed in chunks)."""
+        seen = set() if seen is None else seen
         for record in result.records:
             if record.id in seen:
                 self.stats.duplicates += 1

@@ -54,6 +54,7 @@ class PollingAdapter:
         self.name = name
         spec = get_format(format_name)
         self.parse = spec.parse
+        self.parse_chunks = spec.parse_chunks
         self.window = window or spec.window
         self.cursor_ms: int | None = None  # newest observed_at ingested (query-window sources)
         # Where a query-window source left off before this process (see resume.py); asked before its first poll.
@@ -100,8 +101,13 @@ class PollingAdapter:
             self.stats.not_modified += 1
             return
         self._last_body_digest = digest
-        result = self.parse(fetched.body, source=self.name, received_at_ms=now_ms(), **self.options)
-        await self.ingestor.ingest(result)
+        # Chunk by chunk, letting the producer send each chunk's records while the next is built: the first
+        # buses of a whole-fleet response reach Kafka in tens of milliseconds, not after the last is parsed.
+        seen: set[str] = set()
+        received_at_ms = now_ms()
+        for chunk in self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options):
+            await self.ingestor.ingest(chunk, seen)
+            await asyncio.sleep(0)
         self.stats.last_poll_s = time.perf_counter() - started
 
     async def _poll_window(self, window: QueryWindow) -> None:

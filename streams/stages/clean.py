@@ -17,10 +17,11 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from kafka_admin.partitioning import partition_for
 from schemas import InvalidRecord, decode_kafka, now_ms, to_dict
 from streams.config import StreamConfig
 from streams.io import metrics
-from streams.io.batch_producer import BatchProducer, partition_for
+from streams.io.batch_producer import BatchProducer
 from streams.io.stage import Batch, BatchStage, StageOutput
 from streams.io.state_store import StateStore
 from streams.logic.cleaning import Cleaner, EntityMark

@@ -20,10 +20,11 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from kafka_admin.partitioning import partition_for
 from schemas import DeadLetter, encode_dead_letter, now_ms
 from streams.config import StreamConfig
 from streams.io import metrics
-from streams.io.batch_producer import BatchProducer, partition_for
+from streams.io.batch_producer import BatchProducer
 from streams.io.stage import Batch, BatchStage, StageOutput
 from streams.io.state_store import Snapshot, StateStore
 from streams.logic import envelope
