@@ -60,6 +60,18 @@ def model(inputs: dict[str, Any]) -> list[Line]:
         )
     )
 
+    # The adapters: polling, parsing and producing every raw record once.
+    adapter_cores = raw_per_s * m["adapter_us_per_record"] / 1e6
+    adapters = max(1, math.ceil(adapter_cores / clients["cpu_utilisation"]))
+    out.append(
+        Line(
+            "adapter cores",
+            f"{adapter_cores:.2f} busy → {adapters} adapter process{'es' if adapters > 1 else ''}",
+            f"{raw_per_s:,.0f}/s × {m['adapter_us_per_record']} µs (a cold poll's time per record, fetch and "
+            f"acknowledgements included), planned at {clients['cpu_utilisation']:.0%}",
+        )
+    )
+
     # Kafka: what is written, kept and read.
     raw_bytes = sum(rates[f] * m["record_bytes"][f] for f in rates)
     written = raw_bytes * (1 + city["tiers"])

@@ -18,7 +18,14 @@ def test_the_page_shows_the_model_of_its_inputs() -> None:
 
 def test_the_model_sizes_every_part_of_the_service() -> None:
     got = figures()
-    for part in ("stream worker cores", "Kafka writes", "Kafka disk", "WebSocket nodes", "Redis memory"):
+    for part in (
+        "adapter cores",
+        "stream worker cores",
+        "Kafka writes",
+        "Kafka disk",
+        "WebSocket nodes",
+        "Redis memory",
+    ):
         assert part in got, part
     assert got["raw records/s at the peak"] == "2,052"  # 17,000 buses every 10 s are most of it
 
