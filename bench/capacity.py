@@ -34,6 +34,12 @@ def load(path: Path = INPUTS) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+def planned(per_s: float, us_each: float, utilisation: float, at_least: int) -> tuple[float, int]:
+    """(cores busy, processes of one core each planned at ``utilisation``) for ``per_s`` units of ``us_each``."""
+    cores = per_s * us_each / 1e6
+    return cores, max(at_least, math.ceil(cores / utilisation))
+
+
 def model(inputs: dict[str, Any]) -> list[Line]:
     city, clients, m = inputs["city"], inputs["clients"], inputs["measured"]
     out: list[Line] = []
@@ -49,8 +55,7 @@ def model(inputs: dict[str, Any]) -> list[Line]:
             " + ".join(f"{name} {rate:,.0f}" for name, rate in rates.items()),
         )
     )
-    worker_cores = raw_per_s * m["worker_us_per_record"] / 1e6
-    workers = max(2, math.ceil(worker_cores / clients["cpu_utilisation"]))
+    worker_cores, workers = planned(raw_per_s, m["worker_us_per_record"], clients["cpu_utilisation"], at_least=2)
     out.append(
         Line(
             "stream worker cores",
@@ -61,8 +66,7 @@ def model(inputs: dict[str, Any]) -> list[Line]:
     )
 
     # The adapters: polling, parsing and producing every raw record once.
-    adapter_cores = raw_per_s * m["adapter_us_per_record"] / 1e6
-    adapters = max(1, math.ceil(adapter_cores / clients["cpu_utilisation"]))
+    adapter_cores, adapters = planned(raw_per_s, m["adapter_us_per_record"], clients["cpu_utilisation"], at_least=1)
     out.append(
         Line(
             "adapter cores",
