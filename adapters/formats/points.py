@@ -1,8 +1,8 @@
 """Every item's point in WGS-84, converted for a whole list of items in one array pass.
 
-GCJ-02 has no closed-form inverse: one point costs a few iterations of the offset formula, ~10 µs in Python,
-which made converting coordinates half of parsing a whole-fleet bus response. The array functions of
-geo/crs.py do the same iterations for all points at once. ``to_wgs84`` (common.py) stays the one place that
+GCJ-02 has no closed-form inverse: one point costs a few iterations of the offset formula, several µs in
+Python, the largest part of parsing a whole-fleet bus response. The array functions of geo/crs.py do the
+same iterations for all points at once. ``to_wgs84`` (common.py) stays the one place that
 checks a point and says why it is refused; it looks the converted point up here first.
 
 The array pass iterates until every point of the batch has converged, so a point's last bits depend on the

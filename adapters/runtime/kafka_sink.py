@@ -301,20 +301,29 @@ class KafkaSink:
     async def _send_group(
         self, producer: AIOKafkaProducer, topic: str, partition: int, messages: list[OutMessage]
     ) -> None:
+        """Hand ``messages`` (one partition's, in order) to the producer in as few batches as they fit in."""
+
+        def append(batch: Any, message: OutMessage) -> bool:
+            added = batch.append(
+                key=message.key, value=message.value, timestamp=message.timestamp_ms, headers=message.headers
+            )
+            return added is not None
+
         batches: list[tuple[Any, list[OutMessage]]] = []
         batch = producer.create_batch()
         members: list[OutMessage] = []
         for message in messages:
-            if batch.append(key=message.key, value=message.value, timestamp=message.timestamp_ms,
-                            headers=message.headers) is None:  # fmt: skip
-                if members:
-                    batches.append((batch, members))
-                    batch, members = producer.create_batch(), []
-                if batch.append(key=message.key, value=message.value, timestamp=message.timestamp_ms,
-                                headers=message.headers) is None:  # fmt: skip
-                    size = len(message.value)
-                    self._settled_refused(message, MessageSizeTooLargeError(f"{size} bytes exceed a produce batch"))
-                    continue
+            try:
+                if not append(batch, message):
+                    if members:
+                        batches.append((batch, members))
+                        batch, members = producer.create_batch(), []
+                    if not append(batch, message):
+                        size = len(message.value)
+                        raise MessageSizeTooLargeError(f"{size} bytes exceed a produce batch")
+            except (TypeError, ValueError, MessageSizeTooLargeError) as err:  # no retry can send it
+                self._settled_refused(message, err)
+                continue
             members.append(message)
         if members:
             batches.append((batch, members))
