@@ -211,8 +211,10 @@ def epoch_ms(moment: datetime) -> int:
 
 
 def crs_name(crs: Any) -> str:
-    """A source's coordinate system label as we compare it: ``GCJ-02`` and ``gcj_02`` are ``gcj02``."""
-    return str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
+    """A source's coordinate system label as geo/crs.py names it: ``GCJ-02`` and ``gcj_02`` are ``gcj02``,
+    Baidu's ``bd09ll`` is ``bd09``; a label it does not know comes back as given, normalised."""
+    name = str(crs).strip().lower().replace("-", "").replace("_", "") if crs is not None else "wgs84"
+    return "bd09" if name == "bd09ll" else name
 
 
 def on_globe(lng: float, lat: float) -> bool:
@@ -235,12 +237,9 @@ def to_wgs84(lng: float, lat: float, crs: Any, converted: Converted | None = Non
         done = converted.get((name, lng, lat))
         if done is not None:
             return done
-    if name == "gcj02":
-        out = geo_crs.gcj02_to_wgs84(lng, lat)
-    elif name in ("bd09", "bd09ll"):
-        out = geo_crs.bd09_to_wgs84(lng, lat)
-    else:
+    if name not in geo_crs.CRS_NAMES:
         raise ItemError(f"unknown coordinate system {crs!r} (expected wgs84, gcj02 or bd09)")
+    out = geo_crs.convert(lng, lat, name, "wgs84")
     return float(out[0]), float(out[1])
 
 

@@ -13,21 +13,12 @@ published with the same coordinates poll after poll, and the change filter must 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from geo import crs as geo_crs
 
 from .common import Converted, ItemError, JsonDict, crs_name, on_globe, req_num, to_wgs84
-
-ArrayConversion = Callable[[Any, Any], tuple[Any, Any]]
-TO_WGS84_ARRAYS: dict[str, ArrayConversion] = {
-    "gcj02": geo_crs.gcj02_to_wgs84_arrays,
-    "bd09": geo_crs.bd09_to_wgs84_arrays,
-    "bd09ll": geo_crs.bd09_to_wgs84_arrays,
-}
 
 
 class PointMemo:
@@ -72,7 +63,7 @@ class ItemPoints:
             if not isinstance(item, dict):
                 continue
             name = crs_name(item.get(crs_key))
-            if name not in TO_WGS84_ARRAYS:
+            if name == "wgs84" or name not in geo_crs.CRS_NAMES:
                 continue  # WGS-84 already, or a system to_wgs84 refuses with its reason
             try:
                 lng, lat = req_num(item, lng_key), req_num(item, lat_key)
@@ -86,7 +77,7 @@ class ItemPoints:
             else:
                 published.setdefault(name, []).append((lng, lat))
         for name, points in published.items():
-            lngs, lats = TO_WGS84_ARRAYS[name](np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+            lngs, lats = geo_crs.convert_arrays([p[0] for p in points], [p[1] for p in points], name, "wgs84")
             for (lng, lat), done in zip(points, zip(lngs.tolist(), lats.tolist(), strict=True), strict=True):
                 self.converted[(name, lng, lat)] = done
                 MEMO.put((name, lng, lat), done)

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 from bench.fanout.points import Samples, backlog_growth_mb, overloaded
 from bench.fanout.run import LoadGen, Server, cpu_s, primed, produce, rss_kb
+from bench.py_spy import start_spy, stop_spy
 from bench.report import ROOT, median_of
 from ws_server.config import Naming, ServerConfig
 
@@ -127,18 +127,6 @@ def measured_side(
         return side
     finally:
         gen.close()
-
-
-def start_spy(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes]:
-    """py-spy sampling ``pid`` (every thread that is not idle) into ``out``, collapsed stacks."""
-    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format", "raw"]
-    argv += ["-r", str(rate), "-o", str(out), "--pid", str(pid)]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_spy(spy: subprocess.Popen[bytes]) -> None:
-    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-    spy.wait(timeout=30)
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:

@@ -26,7 +26,7 @@ import settings
 from bench.fanout.run import primed
 from bench.peers import centrifugo
 from bench.peers.report import PAGE
-from bench.pipeline.cpu_split import classify, stacks
+from bench.py_spy import classify, stacks
 from bench.report import machine, publish_section, stamp, write_result
 
 # (step, what a frame's "function (file:line)" text contains), innermost frame first; see classify(). py-spy

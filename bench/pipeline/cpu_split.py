@@ -23,18 +23,16 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import settings
 from bench.pipeline.fair import prepared
 from bench.pipeline.run import delete_redis_keys, measure_throughput, stop_workers
+from bench.py_spy import classify, stacks, start_spy, stop_spy
 from bench.report import machine, stamp, write_result
 from kafka_admin import delete_topics
 from schemas import TIERS, Naming
@@ -65,24 +63,6 @@ STAGE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("clean", ("stages/clean.py", "stages/outputs.py")),
     ("plain loop", ("run_plain",)),
 ]
-
-
-def classify(frames: list[str], rules: list[tuple[str, tuple[str, ...]]], default: str) -> str:
-    """The first rule naming a frame, innermost frame first (``frames`` is outermost first, as py-spy)."""
-    for frame in reversed(frames):
-        for name, needles in rules:
-            if any(n in frame for n in needles):
-                return name
-    return default
-
-
-def stacks(raw: str) -> Iterator[tuple[list[str], int]]:
-    """(frames, outermost first, and samples) of each stack in py-spy's raw (collapsed) output."""
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            # py-spy names the thread first; a stack of only that (native code, idle) says nothing
-            yield [f for f in stack.split(";") if "(" in f], int(count)
 
 
 def split(raw: str) -> tuple[Counter[str], Counter[str], Counter[str], int]:
@@ -126,9 +106,7 @@ async def profiled_run(
                 await asyncio.sleep(0.05)
         finally:
             await probe.stop()
-        spy_cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format", "raw"]
-        spy_cmd += ["-r", str(rate), "-o", str(out), "--pid", str(worker.pid)]
-        return subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return start_spy(worker.pid, out, rate)
 
     try:
         attaching = asyncio.create_task(attach_on_first_output())
@@ -141,8 +119,7 @@ async def profiled_run(
         result["worker_system_s"] = int(fields[12]) / os.sysconf("SC_CLK_TCK")
     finally:
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            spy.wait(timeout=30)
+            stop_spy(spy)
         stop_workers([worker])
         await delete_topics(s.kafka_bootstrap, names)
         await delete_redis_keys(s.redis_url, prefix)
