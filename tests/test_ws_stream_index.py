@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgpack
+import msgspec
 import numpy as np
 import orjson
 from hypothesis import given, settings
@@ -15,8 +16,10 @@ from hypothesis import strategies as st
 from tests.test_ws_protocol import ListSink
 from ws_server.districts import lookup_district
 from ws_server.protocol.codec import CODECS, JSON, decode_frame
+from ws_server.protocol.filters import PairTests, compile_filter
 from ws_server.protocol.hub import Hub
 from ws_server.protocol.limits import DEFAULT_LIMITS
+from ws_server.protocol.messages import Filter
 from ws_server.protocol.session import Session
 from ws_server.protocol.stream import Stream
 from ws_server.protocol.stream_index import StreamIndex
@@ -126,3 +129,24 @@ def test_a_large_batch_taken_in_steps_gives_the_same_frames(monkeypatch: Any) ->
     indexed = replay(Hub(lookup_district, node_id="n1"), ticks)
     assert indexed == replay(EveryStreamHub(lookup_district, node_id="n1"), ticks)
     assert sum(len(client) for client in indexed) > 3 * len(FILTERS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(121.38, 121.52), st.floats(31.15, 31.30)), min_size=1, max_size=60),
+    st.floats(100, 3000),
+)
+def test_pair_tests_admit_what_each_filter_mask_admits(points: list[tuple[float, float]], radius: float) -> None:
+    """The twin of CompiledFilter.mask made for (filter, point) pairs of many filters at once (PairTests)."""
+    specs = [*FILTERS, {"near": {"lng": 121.44, "lat": 31.22, "radius_m": radius}}]
+    filters = [compile_filter(msgspec.convert(spec, Filter), "gcj02", lookup_district) for spec in specs]
+    bounded = [f for f in filters if f.bounds is not None]
+    xs = np.array([p[0] for p in points])
+    ys = np.array([p[1] for p in points])
+    rows = np.repeat(np.arange(len(bounded)), xs.size)
+    lng, lat = np.tile(xs, len(bounded)), np.tile(ys, len(bounded))
+    x0, y0, x1, y1 = (np.array([f.bounds[i] for f in bounded])[rows] for i in range(4))  # type: ignore[index]
+    in_envelope = (lng >= x0) & (lng <= x1) & (lat >= y0) & (lat <= y1)
+    admitted = PairTests(bounded).admitted(rows, lng, lat, in_envelope)
+    expected = np.concatenate([f.mask(xs, ys) for f in bounded])
+    assert admitted.tolist() == expected.tolist()

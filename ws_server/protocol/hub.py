@@ -202,8 +202,8 @@ class Hub:
             index = self._indexes.get(src)
             if index is None:
                 index = self._indexes[src] = self.index_streams(streams)
-            for stream, only, in_envelope in index.candidates(xs, ys, was_x, was_y):
-                stream.observe(changes, xs, ys, changed_ids, only, in_envelope)
+            for stream, only, admitted in index.candidates(xs, ys, was_x, was_y):
+                stream.observe(changes, xs, ys, changed_ids, only, admitted)
                 if stream.pending:
                     self._pending[stream] = None
                     if stream.pending_since is None:

@@ -79,9 +79,11 @@ class Subscription:
         if session.closed:
             return False
         if self.behind_since is None:
-            if session.sink.backlog() <= session.limits.byte_budget:
-                session.sink.send(frame)
-                session.delivered(self.stream, frame, len(ids))
+            sink = session.sink
+            if sink.backlog() <= session.limits.byte_budget:
+                sink.send(frame)
+                if session.key_id is not None or session.on_delivered is not None:  # else nothing to count
+                    session.delivered(self.stream, frame, len(ids))
                 return False
             # The peer is not reading: stop queueing frames, remember which entities it is owed.
             self.behind_since = now_ms
@@ -148,9 +150,8 @@ class Session:
         self.closed = False
         self.bucket = TokenBucket(limits.messages_per_s, limits.burst, now_ms)
         self._drops: deque[int] | None = None  # made at the first drop: an empty deque is 0.6 KB a connection
-        self.delivered_records = 0
-        self.delivered_bytes = 0
-        # Per feed since the usage flush last took them: [messages, records, bytes] (agreements/usage.py).
+        # A keyed session's use per feed since the usage flush last took it: [messages, records, bytes]
+        # (agreements/usage.py); an anonymous session has no account to charge, so nothing is counted.
         self.usage: dict[str, list[int]] = {}
         # The source feeds a licensed key's agreement names (None: every feed of the tier); aggregates are
         # open to every tier's keys, so they are never refused here.
@@ -181,14 +182,14 @@ class Session:
             self.sink.close(code, reason)
 
     def delivered(self, stream: Stream, frame: bytes, records: int) -> None:
-        self.delivered_records += records
-        self.delivered_bytes += len(frame)
-        tally = self.usage.get(stream.source.feed)
-        if tally is None:
-            tally = self.usage[stream.source.feed] = [0, 0, 0]
-        tally[0] += 1
-        tally[1] += records
-        tally[2] += len(frame)
+        """A frame was sent: counted for the key's usage, and handed to the access log hook if there is one."""
+        if self.key_id is not None:
+            tally = self.usage.get(stream.source.feed)
+            if tally is None:
+                tally = self.usage[stream.source.feed] = [0, 0, 0]
+            tally[0] += 1
+            tally[1] += records
+            tally[2] += len(frame)
         if self.on_delivered is not None:
             self.on_delivered(stream, frame, records)
 

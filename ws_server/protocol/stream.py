@@ -87,6 +87,7 @@ class Stream:
         self.options = options
         self.codec = codec
         self.crs = options.crs
+        self._encoding = (codec.name, options.crs)  # its records' key in Entry.encodings
         self.seq = 0
         self.members: dict[Member, None] = {}  # insertion-ordered set
         self.idle_since_ms: int | None = None
@@ -106,6 +107,7 @@ class Stream:
         self._snapshot_cache: tuple[int, list[tuple[bytes, int]]] | None = None
         self._on_cache = on_cache  # told when a frame is kept for others joining in the same tick
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
+        self._every_entity = flt.ids is None and flt.stops is None and flt.routes is None  # admits() is True
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
         for i in np.flatnonzero(self._mask(xs, ys)).tolist():  # a viewport holds a few of 17,000 buses
@@ -127,45 +129,53 @@ class Stream:
         ys: np.ndarray,
         ids: list[str],
         only: np.ndarray | None = None,
-        in_envelope: np.ndarray | None = None,
+        admitted: np.ndarray | None = None,
     ) -> None:
         """Take this tick's changes of the source (points as arrays and entity ids as a list, in the same
         order); ``only``: the positions of the changes that can concern this stream (stream_index.py), None
-        for all, and ``in_envelope``: which of those lie in the filter's envelope (for a plain bbox, its mask).
+        for all, and ``admitted``: which of those the filter's spatial part admits, None to test them here.
         Only the changes inside the spatial part, and entities that were inside, are visited one by one: a
         node has thousands of streams, and most changes concern few of them."""
         if only is not None:
-            xs, ys = xs[only], ys[only]
             picked = only.tolist()
             changes = [changes[i] for i in picked]
             ids = [ids[i] for i in picked]
-        flt = self.filter
-        if in_envelope is not None and flt.near is None and flt.geometry is None:
-            mask = in_envelope  # a bbox filter's mask is its envelope test, already made for every stream
-        else:
-            mask = self._mask(xs, ys)
+            if admitted is None:
+                xs, ys = xs[only], ys[only]
+        mask = self._mask(xs, ys) if admitted is None else admitted
         inside = self.inside
         if inside:
             # Entities of this stream whose new point lies outside: C-speed set work, not a Python loop.
             leaving = inside.intersection(compress(ids, np.logical_not(mask).tolist()))
             for entity_id in leaving:
                 self._leave(entity_id)
+        # The loop below runs for every change in every stream's area: what it can skip, it skips.
+        flt = self.filter
+        pending = self.pending
+        every_entity = self._every_entity
+        weighed = self.last_sent is not None
         for i in np.flatnonzero(mask).tolist():
             change = changes[i]
             entry = change.entry
             entity_id = entry.id
-            was_inside = entity_id in inside
-            if change.kind == REMOVE:
-                if was_inside:
+            kind = change.kind
+            if kind == REMOVE:
+                if entity_id in inside:
                     self._leave(entity_id)
                 continue
-            if self.filter.admits(entity_id, entry.route, entry.stop):
-                inside.add(entity_id)
-                if change.kind == STALE:
-                    self.pending[entity_id] = STALE
-                elif self._significant(entry, was_inside):
-                    self.pending[entity_id] = UPSERT
-            elif was_inside:
+            if every_entity or flt.admits(entity_id, entry.route, entry.stop):
+                if kind == STALE:
+                    inside.add(entity_id)
+                    pending[entity_id] = STALE
+                elif weighed:
+                    was_inside = entity_id in inside
+                    inside.add(entity_id)
+                    if self._significant(entry, was_inside):
+                        pending[entity_id] = UPSERT
+                else:
+                    inside.add(entity_id)
+                    pending[entity_id] = UPSERT
+            elif entity_id in inside:
                 self._leave(entity_id)
 
     def _leave(self, entity_id: str) -> None:
@@ -197,6 +207,7 @@ class Stream:
         upserts: list[bytes] = []
         removes: list[str] = []
         stales: list[str] = []
+        encoding = self._encoding
         for entity_id, kind in self.pending.items():
             if kind == REMOVE:
                 removes.append(entity_id)
@@ -205,7 +216,8 @@ class Stream:
             else:
                 entry = entries.get(entity_id)
                 if entry is not None:
-                    upserts.append(entry.encoded(self.codec, self.crs))
+                    data = entry.encodings.get(encoding)  # another stream has usually made it this tick
+                    upserts.append(data if data is not None else entry.encoded(self.codec, self.crs))
         ids = tuple(self.pending)
         self.pending = {}
         self.pending_since = None

@@ -8,7 +8,8 @@ a few numpy steps for all streams together.
 A change concerns a stream when its new point or its point before this tick lies in the stream's envelope
 (``CompiledFilter.bounds``): an entity the stream holds was inside its area when last seen, so it is found by
 its old point even when it left. Streams without an envelope (the whole feed, routes or ids only) are asked
-about every change, as before.
+about every change, as before. For the pairs found, the rest of each filter's spatial test (a circle, a
+polygon) is made here too, for all streams in one pass (filters.py ``PairTests``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .filters import PairTests
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -35,13 +38,14 @@ class StreamIndex:
             (self.unbounded if stream.filter.bounds is None or not envelopes else self.bounded).append(stream)
         bounds = np.array([s.filter.bounds for s in self.bounded], dtype=np.float64).reshape(-1, 4)
         self.x0, self.y0, self.x1, self.y1 = (np.ascontiguousarray(bounds[:, i]) for i in range(4))
+        self.tests = PairTests([s.filter for s in self.bounded])
 
     def candidates(
         self, xs: NDArray[np.float64], ys: NDArray[np.float64], was_x: NDArray[np.float64], was_y: NDArray[np.float64]
     ) -> Iterator[tuple[Stream, NDArray[np.intp] | None, NDArray[np.bool_] | None]]:
         """(stream, the positions of the changes that may concern it in the tick's order, which of those have
-        their new point in the stream's envelope); (stream, None, None) for all changes. Streams no change
-        concerns are left out."""
+        their new point admitted by the stream's spatial test); (stream, None, None) for all changes. Streams
+        no change concerns are left out."""
         for stream in self.unbounded:
             yield stream, None, None
         n = xs.size
@@ -60,11 +64,12 @@ class StreamIndex:
         in_envelope = np.zeros(unique.size, dtype=bool)
         np.logical_or.at(in_envelope, inverse, news)
         rows, cols = np.divmod(unique, n)
+        admitted = self.tests.admitted(rows, xs[cols], ys[cols], in_envelope)
         cuts = (np.flatnonzero(np.diff(rows)) + 1).tolist()
         starts, ends = [0, *cuts], [*cuts, rows.size]
         bounded = self.bounded
         for row, a, b in zip(rows[starts].tolist(), starts, ends, strict=True):
-            yield bounded[row], cols[a:b], in_envelope[a:b]
+            yield bounded[row], cols[a:b], admitted[a:b]
 
     def _pairs(
         self,
