@@ -50,7 +50,9 @@ class ServerConfig:
     replay_bytes_total: int = 256 << 20  # every stream's replay buffer together
     history_records: int = 100_000  # per (tier, feed): how far back a resume from another node can reach
     per_ip_connections: int | None = None  # overrides the public tier's per-IP cap
-    gc_freeze_s: float = 10.0  # freeze surviving objects this often (0 = leave the collector alone)
+    # Freeze surviving objects this often (0 = leave the collector alone); why every second: the GC item of
+    # docs/benchmarks-fanout.md.
+    gc_freeze_s: float = 1.0
     gc_full_s: float = 600.0  # ... and collect everything this often
     heap_trim_s: float = 10.0  # give freed heap memory back to the system this often (0 = never)
     # The simulated network /gtfs/static.zip describes: the simulator's seed and fleet size (`shfeeds run`'s).
