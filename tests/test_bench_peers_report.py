@@ -111,6 +111,25 @@ def test_a_run_of_one_peer_leaves_the_other_peers_section_as_it_was(tmp_path: An
     assert "bench:peers-centrifugo-summary" in summary.read_text()
 
 
+def test_alternated_ramp_rounds_are_judged_by_their_median_ratio() -> None:
+    result = copy.deepcopy(sample())
+    fan = result["centrifugo"]
+    pair = fan.pop("capacity")  # 0.49×: ours held 2,000 records/s, Centrifugo 4,000
+
+    def level(ours_ok: bool) -> dict[str, Any]:
+        ours = [window(2000, 990_000.0, 80, False), window(4000, 2_000_000.0, 150 if ours_ok else 450, not ours_ok)]
+        return {"ours": {"windows": ours}, "centrifugo": pair["centrifugo"]}
+
+    fan["capacity_rounds"] = [pair, level(True), level(True)]
+    goal = {g.name: g for g in goals(result)}["fan-out vs Centrifugo, deliveries/s at capacity with equal p99 bound"]
+    assert goal.met and goal.measured.startswith("1.00× (rounds: 0.49×, 1.00×, 1.00×; median round 2,000,000 at 4,000")
+    fan["capacity_rounds"] = [level(True), pair, level(False)]  # two rounds of three lost: a miss
+    goal = {g.name: g for g in goals(result)}["fan-out vs Centrifugo, deliveries/s at capacity with equal p99 bound"]
+    assert not goal.met and goal.measured.startswith("0.49×")
+    page = page_body(result, "peers-z.json", "centrifugo")
+    assert "3 round(s)" in page and "4,000 vs 4,000, 1.00×; 2,000 vs 4,000, 0.49×; 2,000 vs 4,000, 0.49×" in page
+
+
 def test_the_centrifugo_bridge_keeps_our_frame_gap_per_channel_and_latest_state_per_entity() -> None:
     paced = Paced(50)
 

@@ -3,7 +3,7 @@ is given, our fan-out server against Centrifugo. Writes the result JSON, checks 
 rewrites the generated sections of docs/benchmarks-peers.md and docs/benchmarks.md.
 
 Run (needs the dev stack and Go): nice -n 10 .venv/bin/python -m bench.peers [--peers quix,centrifugo]
-[--records 4000] [--rounds 3] [--clients 2000] [--rate 2000] [--seconds 15]
+[--records 4000] [--rounds 3] [--ramp-rounds 3] [--clients 2000] [--rate 2000] [--seconds 15]
 ``--render RESULT.json`` writes the sections again from a saved result without measuring.
 """
 
@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000, help="fan-out clients")
     parser.add_argument("--rate", type=int, default=2000, help="fan-out input records/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="fan-out measured window")
-    parser.add_argument("--ramp", default="1000,2000,4000,8000,12000,14000,16000,20000,24000,32000",
+    parser.add_argument("--ramp", default="2000,4000,8000,12000,14000,16000,20000,24000,32000",
                         help="fan-out input rates for each side's knee ('' = none)")  # fmt: skip
+    parser.add_argument("--ramp-rounds", type=int, default=3, help="alternated ramps per side (median judged)")
     parser.add_argument(
         "--port", type=int, default=18950, help="ours; Centrifugo gets the next one (below the ephemeral range)"
     )

@@ -218,10 +218,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print(side, json.dumps(run), flush=True)
                 runs[side].append(run)
         ramp = [int(r) for r in args.ramp.split(",")] if args.ramp else []
-        capacity = {}
-        if ramp:  # each side's knee on one set of connections: rates raised until p99 or backlogs give way
-            capacity["ours"] = run_ours(args, naming(), binaries[1], ramp)
-            capacity["centrifugo"] = run_centrifugo(args, naming(), binaries, Path(tmp), ramp)
+        # Each side's knee on one set of connections (rates raised until p99 or backlogs give way), the two
+        # sides back to back and alternated: the machine's load drifts, so each round is judged as a pair.
+        capacity_rounds: list[dict[str, Any]] = []
+        for round_no in range(args.ramp_rounds if ramp else 0):
+            pair: dict[str, Any] = {}
+            for side in ("ours", "centrifugo") if round_no % 2 == 0 else ("centrifugo", "ours"):
+                if side == "ours":
+                    pair["ours"] = run_ours(args, naming(), binaries[1], ramp)
+                else:
+                    pair["centrifugo"] = run_centrifugo(args, naming(), binaries, Path(tmp), ramp)
+            capacity_rounds.append(pair)
     keys = ("deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu",
             "kb_per_idle_connection", "kb_per_connection", "bridge_cpu")  # fmt: skip
     return {
@@ -232,5 +239,5 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "runs": runs,
         "medians": {side: {k: median_of(rs, k) for k in keys} for side, rs in runs.items()},
-        "capacity": capacity,
+        "capacity_rounds": capacity_rounds,
     }
