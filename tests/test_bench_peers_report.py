@@ -117,12 +117,13 @@ def test_alternated_ramp_rounds_are_judged_by_their_median_ratio() -> None:
     pair = fan.pop("capacity")  # 0.49×: ours held 2,000 records/s, Centrifugo 4,000
 
     def level(ours_ok: bool) -> dict[str, Any]:
-        ours = [window(2000, 990_000.0, 80, False), window(4000, 2_000_000.0, 150 if ours_ok else 450, not ours_ok)]
+        # the same knee as Centrifugo's, a few deliveries fewer inside the window: a tie, not a loss
+        ours = [window(2000, 990_000.0, 80, False), window(4000, 1_999_000.0, 150 if ours_ok else 450, not ours_ok)]
         return {"ours": {"windows": ours}, "centrifugo": pair["centrifugo"]}
 
     fan["capacity_rounds"] = [pair, level(True), level(True)]
     goal = {g.name: g for g in goals(result)}["fan-out vs Centrifugo, deliveries/s at capacity with equal p99 bound"]
-    assert goal.met and goal.measured.startswith("1.00× (rounds: 0.49×, 1.00×, 1.00×; median round 2,000,000 at 4,000")
+    assert goal.met and goal.measured.startswith("1.00× (rounds: 0.49×, 1.00×, 1.00×; median round 1,999,000 at 4,000")
     fan["capacity_rounds"] = [level(True), pair, level(False)]  # two rounds of three lost: a miss
     goal = {g.name: g for g in goals(result)}["fan-out vs Centrifugo, deliveries/s at capacity with equal p99 bound"]
     assert not goal.met and goal.measured.startswith("0.49×")

@@ -48,8 +48,12 @@ def capacity_rounds(fan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def round_ratio(pair: dict[str, Any]) -> float:
-    """Our capacity over Centrifugo's in one round (deliveries/s of each side's best window)."""
+    """Our capacity over Centrifugo's in one round (deliveries/s of each side's best window). Knees at the
+    same input rate are a tie: both sides delivered every matching record of the same input, and their
+    deliveries/s differ only by which records fell inside each window (±0.1 %)."""
     mine, theirs = best_window(pair["ours"]), best_window(pair["centrifugo"])
+    if mine and theirs and mine["rate"] == theirs["rate"]:
+        return 1.0
     a = mine["deliveries_per_s"] if mine else 0.0
     b = theirs["deliveries_per_s"] if theirs else 0.0
     return a / b if b else (float("inf") if a else 0.0)
