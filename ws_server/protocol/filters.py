@@ -65,6 +65,11 @@ class CompiledFilter:
             inside[idx] = shapely.contains_xy(self.geometry, lng[idx], lat[idx])
         return inside
 
+    @property
+    def admits_everyone(self) -> bool:
+        """No ids, stops or routes: ``admits`` is True for every record."""
+        return self.ids is None and self.stops is None and self.routes is None
+
     def admits(self, entity_id: str, route_id: object, stop_id: object = None) -> bool:
         """The non-spatial part, for one record whose point already passed ``mask``."""
         if self.ids is not None and entity_id not in self.ids:

@@ -31,23 +31,17 @@ UNKNOWN = b"\x00unknown"  # a value at a past position older than the node's his
 class Entry:
     """One entity's latest record as the tier sees it."""
 
-    __slots__ = ("encodings", "id", "raw", "record", "route", "stale", "stop", "x", "y")
+    __slots__ = ("_encoded", "id", "raw", "record", "route", "stale", "stop", "x", "y")
 
     def __init__(self, entity_id: str, raw: bytes, record: dict[str, Any]) -> None:
         self.id = entity_id
         self.raw = raw
         self.record = record
         self.stale = record.get("state") == STALE
-        route = record.get("route_id")
-        self.route = route if route is not None else record_route(record)
-        lng, lat = record.get("lng"), record.get("lat")
-        if type(lng) is float and type(lat) is float and record.get("crs") == "gcj02":
-            self.x, self.y = lng, lat  # record_point's answer for most records, without the call
-        else:
-            self.x, self.y = record_point(record)  # an aggregate's is the place its group names
+        self.route = record_route(record)
+        self.x, self.y = record_point(record)  # an aggregate's is the place its group names
         self.stop = record.get("stop_id")
-        # Bytes of the record per (codec name, crs): made once, the same for every stream that sends it.
-        self.encodings: dict[tuple[str, str], bytes] = {}
+        self._encoded: dict[tuple[str, str], bytes] = {}
 
     def in_crs(self, crs: str) -> dict[str, Any]:
         """The record with its point in ``crs`` (the tier topic states which datum it holds)."""
@@ -62,13 +56,13 @@ class Entry:
 
     def encoded(self, codec: Codec, crs: str) -> bytes:
         cache_key = (codec.name, crs)
-        data = self.encodings.get(cache_key)
+        data = self._encoded.get(cache_key)
         if data is None:
             if codec.binary and self.record.get("crs", "gcj02") == crs:
                 data = self.raw
             else:
                 data = codec.encode_kept(self.in_crs(crs))
-            self.encodings[cache_key] = data
+            self._encoded[cache_key] = data
         return data
 
 

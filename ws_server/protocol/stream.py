@@ -87,7 +87,6 @@ class Stream:
         self.options = options
         self.codec = codec
         self.crs = options.crs
-        self._encoding = (codec.name, options.crs)  # its records' key in Entry.encodings
         self.seq = 0
         self.members: dict[Member, None] = {}  # insertion-ordered set
         self.idle_since_ms: int | None = None
@@ -107,7 +106,6 @@ class Stream:
         self._snapshot_cache: tuple[int, list[tuple[bytes, int]]] | None = None
         self._on_cache = on_cache  # told when a frame is kept for others joining in the same tick
         self.last_sent: dict[str, Signature] | None = {} if options.significance is not None else None
-        self._every_entity = flt.ids is None and flt.stops is None and flt.routes is None  # admits() is True
         self.inside: set[str] = set()
         entries, xs, ys = source.arrays()
         for i in np.flatnonzero(self._mask(xs, ys)).tolist():  # a viewport holds a few of 17,000 buses
@@ -152,7 +150,7 @@ class Stream:
         # The loop below runs for every change in every stream's area: what it can skip, it skips.
         flt = self.filter
         pending = self.pending
-        every_entity = self._every_entity
+        every_entity = flt.admits_everyone
         weighed = self.last_sent is not None
         for i in np.flatnonzero(mask).tolist():
             change = changes[i]
@@ -207,7 +205,6 @@ class Stream:
         upserts: list[bytes] = []
         removes: list[str] = []
         stales: list[str] = []
-        encoding = self._encoding
         for entity_id, kind in self.pending.items():
             if kind == REMOVE:
                 removes.append(entity_id)
@@ -216,8 +213,7 @@ class Stream:
             else:
                 entry = entries.get(entity_id)
                 if entry is not None:
-                    data = entry.encodings.get(encoding)  # another stream has usually made it this tick
-                    upserts.append(data if data is not None else entry.encoded(self.codec, self.crs))
+                    upserts.append(entry.encoded(self.codec, self.crs))
         ids = tuple(self.pending)
         self.pending = {}
         self.pending_since = None
