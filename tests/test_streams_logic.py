@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import TIERS, to_dict
 from schemas.validity import TTL_MS
 from streams.logic.cleaning import Cleaner
-from streams.logic.fanout import FeedFanout, TierFanout, decode_value, encode_value
+from streams.logic.fanout import FeedFanout, TierFanout, decode_value, encode_value, removed_keys
 from streams.stages.delay import due_prefix
 from streams.stages.worker import load_engine
 
@@ -61,6 +61,23 @@ def test_public_fanout_throttles_per_vehicle_and_blurs():
     marker = dict(recs[-1], state="stale")
     assert len(fanout.release([marker]).records) == 1
     assert fanout.release([marker]).records == []
+
+
+def test_a_removal_passes_a_throttled_tier_and_leaves_the_snapshot_once_it_is_the_last_word():
+    engine = load_engine()
+    fanout = TierFanout(engine, "bus", "public", "gcj02")
+    rec = to_dict(bus("b1", T0))
+    first = fanout.release([rec]).records
+    # The removal carries the same observed_at as the last update (a stale marker would be throttled
+    # against it): it passes, at expiry time, and the tier forgets the entity.
+    removal = fanout.release([dict(rec, state="removed")]).records
+    assert len(removal) == 1 and decode_value(removal[0][1])["state"] == "removed"
+    assert removal[0][2] == rec["expires_at"] and "b1" not in fanout.released
+    key = first[0][0]
+    assert removed_keys(first + removal) == [key]
+    # Back again in the same batch of forwarded records: its snapshot entry must stay.
+    assert removed_keys(first + removal + first) == []
+    assert removed_keys(first) == []
 
 
 def test_every_tier_of_a_feed_at_once_matches_each_tier_alone():

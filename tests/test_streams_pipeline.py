@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from kafka_admin import ensure_topics
-from schemas import TIERS, raw_topic
+from schemas import TIERS, StopArrival, raw_topic
 from streams.config import StreamConfig
 from streams.logic.enrichment import Enricher
 from streams.stages.worker import Pipeline, worker_topics
@@ -39,10 +39,9 @@ def make_config(kafka_bootstrap: str, redis_url: str, unique_name: Any, prefix: 
         app_id=unique_name("app"),
         topic_prefix=prefix,
         redis_prefix=unique_name("r"),
-        feeds=("bus",),
         poll_timeout_ms=50,
         stale_scan_interval_s=0.2,
-        **kw,
+        **{"feeds": ("bus",), **kw},
     )
 
 
@@ -128,6 +127,51 @@ async def test_stale_marker_after_expiry(kafka_bootstrap, redis_url, unique_name
             values = await reader.wait_for(op_topic, 2, timeout_s=15)
     assert [v.get("state") for v in values] == [None, "stale"]
     assert now_ms() >= t0 + 1500
+
+
+def arrival(entity: str, observed_at: int, expires_in_ms: int) -> StopArrival:
+    return StopArrival(
+        id=entity,
+        source="test",
+        observed_at=observed_at,
+        expires_at=observed_at + expires_in_ms,
+        trip_id="71-0-0800",
+        stop_id="71-0-" + entity[-2:],
+        arrival_at=observed_at + 300_000,
+        label="B-0042",
+        vehicle_id="veh-0042",
+    )
+
+
+async def test_a_passed_stops_prediction_is_removed_from_every_tier_and_snapshot(
+    kafka_bootstrap, redis_url, unique_name, topic_prefix
+):
+    # A prediction for a stop the bus has passed never comes back: at expiry it must leave every tier (a
+    # removal marker, after each tier's delay) and every Redis hash, not linger there as stale for ever.
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix, feeds=("arrivals",))
+    t0 = now_ms()
+    passed, ahead = arrival("run-1/12", t0, expires_in_ms=1500), arrival("run-1/13", t0, expires_in_ms=120_000)
+    topics = {tier: config.naming.tier_topic(tier, "arrivals") for tier in TIERS}
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
+            await produce(kafka_bootstrap, config.topic(raw_topic("arrivals")), [passed, ahead])
+            async with TopicReader(kafka_bootstrap, list(topics.values())) as reader:
+                for topic in topics.values():
+                    await reader.wait_for(topic, 3, timeout_s=20)
+                await asyncio.sleep(0.5)  # the snapshot is written after the records are produced
+                await reader.poll()
+            snapshots = {tier: await redis.hgetall(config.naming.state_key(tier, "arrivals")) for tier in TIERS}
+            recovery = await redis.hgetall(config.naming.last_key("arrivals"))
+    finally:
+        await redis.aclose()
+    for tier, topic in topics.items():
+        states = [(v["stop_id"], v.get("state")) for _, v, _, _, _ in reader.records[topic]]
+        assert states[-1] == ("71-0-12", "removed"), tier
+        assert sorted(states[:2]) == [("71-0-12", None), ("71-0-13", None)], tier
+        assert len(states) == 3, f"{tier}: the passed stop is removed once, the one ahead stays"
+        assert [decode_snapshot([v])[0]["stop_id"] for v in snapshots[tier].values()] == ["71-0-13"], tier
+    assert set(recovery) == {b"run-1/13"}
 
 
 async def test_a_refresh_of_the_same_state_keeps_the_entity_from_going_stale(

@@ -218,10 +218,11 @@ async def test_kill_9_mid_stream_releases_every_station_hour_once(
     assert reader.records[dlq] == [], "nothing is late here"
 
 
-async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale():
+async def test_a_finished_session_is_removed_and_forgotten_at_expiry_instead_of_going_stale():
     from aiokafka import ConsumerRecord, TopicPartition
 
     from schemas import encode_kafka
+    from streams.io import metrics
     from streams.logic.cleaning import Cleaner
     from streams.stages.clean import CleanStage
     from streams.stages.worker import load_engine
@@ -243,15 +244,23 @@ async def test_a_finished_session_is_forgotten_at_expiry_instead_of_going_stale(
     )
     state = stage.feeds["charging_sessions"]
     assert "cdr-st-a-3" in state.last and "cdr-st-a-3" in state.cleaner.marks
-    # A day later the session expires: no stale marker is published for it, it is simply forgotten.
+    # A day later the session expires: a removal marker is published for it, not a stale one, and nothing
+    # of it is kept.
+    removed = ("clean", "charging_sessions", "removed")
+    stale = ("clean", "charging_sessions", "stale")
+    before = [metrics.RECORDS.labels(*labels)._value.get() for labels in (removed, stale)]
     clock[0] = rec.expires_at + 1
     assert await stage.periodic() is not None
+    after = [metrics.RECORDS.labels(*labels)._value.get() for labels in (removed, stale)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 0]
     assert "cdr-st-a-3" not in state.last and "cdr-st-a-3" not in state.cleaner.marks
     assert "cdr-st-a-3" not in state.stale and not stage.expiry
 
 
 @pytest.mark.stack
-async def test_forgotten_events_leave_the_redis_recovery_state(redis_url: str, unique_name: Any) -> None:
+async def test_an_ended_entity_leaves_the_tier_snapshot_and_the_recovery_state(
+    redis_url: str, unique_name: Any
+) -> None:
     import redis.asyncio as aioredis
 
     from schemas import Naming
@@ -259,10 +268,21 @@ async def test_forgotten_events_leave_the_redis_recovery_state(redis_url: str, u
 
     client = aioredis.Redis.from_url(redis_url)
     store = StateStore(client, Naming(redis_prefix=unique_name("r")))
+    feed, tier = "charging_sessions", ("operator", "charging_sessions")
+    keys = [store.naming.last_key(feed), store.naming.released_key(*tier), store.naming.state_key(*tier)]
     try:
-        await store.write({}, {}, {"charging_sessions": {"cdr-1": b"a", "cdr-2": b"b"}})
-        await store.write({}, {}, {}, forget={"charging_sessions": ["cdr-1"]})
-        assert set(await store.load(store.naming.last_key("charging_sessions"))) == {"cdr-2"}
+        both = {"cdr-1": b"a", "cdr-2": b"b"}
+        await store.write({tier: both}, {}, {feed: both}, release_marks={tier: both})
+        # cdr-1 ended: its removal marker is the tier's last record of it, written and then deleted.
+        await store.write(
+            {tier: [(b"cdr-1", b"removed", 1)]},
+            {},
+            {},
+            forget={feed: ["cdr-1"]},
+            forget_marks={tier: ["cdr-1"]},
+            removed={tier: [b"cdr-1"]},
+        )
+        assert [set(await store.load(key)) for key in keys] == [{"cdr-2"}] * 3
     finally:
-        await client.delete(store.naming.last_key("charging_sessions"))
+        await client.delete(*keys)
         await client.aclose()

@@ -17,7 +17,7 @@ CONSUMER_POSITION = Gauge(
 )
 RECORDS = Counter(
     "shfeeds_streams_records_total",
-    "Records handled by outcome (accepted, duplicate, rejected, late, published, stale, forgotten)",
+    "Records handled by outcome (accepted, duplicate, rejected, late, published, stale, removed, forgotten)",
     ["stage", "feed", "outcome"],
 )
 TIER_RECORDS = Counter(

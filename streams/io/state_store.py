@@ -3,9 +3,10 @@ names are spelled in ``schemas/naming.py``; what each key holds:
 
 - ``<prefix>:state:<tier>:<feed>`` hash entity → tier value bytes, and ``...:offsets`` hash partition →
   next tier-topic offset the snapshot covers; both written in one MULTI so a reader never sees values
-  without their offsets.
+  without their offsets. An entity whose last tier record is a removal marker is deleted from the hash.
 - ``<prefix>:streams:last:<feed>`` hash entity → the last clean value (MessagePack dict): lets a restarted
-  or newly assigned worker recover duplicate detection and stale marking. Rebuildable from Kafka.
+  or newly assigned worker recover duplicate detection and stale marking. Rebuildable from Kafka. An
+  ended entity (``ENDING_FEEDS`` in ``streams/logic/cleaning.py``) is deleted here, and from the next key.
 - ``<prefix>:streams:released:<tier>:<feed>`` hash source entity id → (observed_at, stale) of the last
   release to a throttled tier, so a restarted worker keeps the per-entity throttle.
 - ``<prefix>:streams:forwarded:<tier>:<feed>`` hash partition → next ``pending.<tier>.<feed>`` offset not yet
@@ -56,8 +57,14 @@ class StateStore:
         windows: dict[tuple[str, str], dict[bytes, bytes]] | None = None,
         decided: dict[tuple[str, str], dict[int, int]] | None = None,
         forget: dict[str, list[str]] | None = None,
+        forget_marks: dict[tuple[str, str], list[str]] | None = None,
+        removed: Mapping[tuple[str, str], Sequence[bytes]] | None = None,
     ) -> None:
-        """One round trip for a batch's state: tier snapshots with their offsets, and recovery state."""
+        """One round trip for a batch's state: tier snapshots with their offsets, and recovery state.
+
+        ``removed``: per tier snapshot, the keys of entities gone (deleted after the values are set, so a
+        batch's removal marker does not stay behind); ``forget`` and ``forget_marks``: ended entities whose
+        recovery state and release marks go."""
         commands: list[tuple[str, Snapshot | Mapping[Any, Any]]] = []
         for (tier, feed), values in tier_values.items():
             commands.append((self.naming.state_key(tier, feed), values))
@@ -74,9 +81,13 @@ class StateStore:
         for (tier, feed), offsets in (decided or {}).items():
             commands.append((self.naming.decided_key(tier, feed), offsets))
         packed = [_pack_hset(key, mapping) for key, mapping in commands if mapping]
-        packed += [
-            _pack_hdel(self.naming.last_key(feed), entities) for feed, entities in (forget or {}).items() if entities
+        deletes: list[tuple[str, Sequence[str | bytes]]] = []
+        deletes += [(self.naming.state_key(tier, feed), keys) for (tier, feed), keys in (removed or {}).items()]
+        deletes += [(self.naming.last_key(feed), entities) for feed, entities in (forget or {}).items()]
+        deletes += [
+            (self.naming.released_key(tier, feed), entities) for (tier, feed), entities in (forget_marks or {}).items()
         ]
+        packed += [_pack_hdel(key, fields) for key, fields in deletes if fields]
         if packed:
             await asyncio.wait_for(self._transaction(packed), self.timeout_s)
 
@@ -112,7 +123,7 @@ _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _pack_hdel(key: str, fields: list[str]) -> bytes:
+def _pack_hdel(key: str, fields: Sequence[str | bytes]) -> bytes:
     # hiredis's stub types the argument as a one-element tuple; any number of arguments is accepted.
     return pack_command(cast(Any, (b"HDEL", key, *fields)))
 

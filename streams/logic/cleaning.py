@@ -22,11 +22,13 @@ MAX_SPEED_KMH: dict[str, float] = {"bus": 150.0, "metro": 450.0}
 # A fix this close to the previous one is accepted whatever the time gap (GPS jitter at standstill).
 JUMP_TOLERANCE_M = 300.0
 MAX_CLOCK_AHEAD_MS = 120_000
-# Feeds whose records are finished events, each its own entity (a charging session), not the changing
-# state of a lasting one: they never go stale, and once expired they are forgotten (the workers' memory
-# and the Redis recovery state would otherwise grow by every session ever seen). An event that arrives
-# already expired is refused, so forgetting it cannot let a replay through as new.
-EVENT_FEEDS = frozenset({"charging_sessions"})
+# Feeds whose entities end, each record its own short-lived entity rather than the changing state of a
+# lasting one: a finished charging session, the prediction for a stop a vehicle has since passed. Such an
+# entity never comes back, so at expiry it does not go stale: it is removed from every tier (a
+# ``"state": "removed"`` marker) and forgotten, or the workers, the tier snapshots and every WebSocket node
+# would grow by every session and every stop-passing ever seen. A record that arrives already expired is
+# refused, so forgetting cannot let a replay through as new.
+ENDING_FEEDS = frozenset({"charging_sessions", "arrivals"})
 # A run of this many fixes that agree with each other but not with the remembered position wins: the
 # remembered one was the glitch (a bad fix accepted after a long gap, or a stale mark after a restart),
 # so the entity is re-anchored instead of being rejected until enough time has passed.
@@ -71,7 +73,7 @@ class Cleaner:
 
     def __init__(self, feed: str) -> None:
         self.feed = feed
-        self.events = feed in EVENT_FEEDS
+        self.ending = feed in ENDING_FEEDS
         self.max_speed_kmh = MAX_SPEED_KMH.get(feed)
         self.marks: dict[str, EntityMark] = {}
         # Per entity: the last fix rejected as an impossible jump, and how many consecutive rejected fixes
@@ -104,8 +106,8 @@ class Cleaner:
             if observed > now_ms + MAX_CLOCK_AHEAD_MS:
                 result.rejected.append((i, f"observed_at is {(observed - now_ms) // 1000} s in the future"))
                 continue
-            if self.events and rec["expires_at"] <= now_ms:
-                result.rejected.append((i, "expired on arrival: an event older than its expiry is not news"))
+            if self.ending and rec["expires_at"] <= now_ms:
+                result.rejected.append((i, "expired on arrival: a record of an ended entity is not news"))
                 continue
             entity = rec["id"]
             seq = rec.get("seq")

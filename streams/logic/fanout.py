@@ -7,7 +7,7 @@ tier from the operator record.
 The output value is MessagePack of the tier's dict plus ``crs`` and ``policy_version`` (docs/contracts.md).
 A tier never releases an entity update older than (or equal to) the last one it released for that
 entity, so replays are dropped here instead of reaching clients twice; state markers
-(``"state": "stale"``) pass for the record they mark.
+(``"state": "stale"``) pass for the record they mark, removal markers (``"state": "removed"``) always.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from schemas.validity import VOUCHED_FEEDS, known_since
 from streams.policy import Window
 
 _encoder = msgspec.msgpack.Encoder()
+REMOVED = "removed"  # the ``state`` of a record that marks an entity gone (docs/contracts.md)
+# How a removal marker's ``state`` looks in a tier value: a bytes search finds the few candidates among
+# forwarded records without decoding every one (``removed_keys``).
+_REMOVED_BYTES = _encoder.encode("state") + _encoder.encode(REMOVED)
 _V = TypeVar("_V")
 _decoder = msgspec.msgpack.Decoder()
 
@@ -127,7 +131,13 @@ class TierFanout:
         released = self.released
         for i, rec in enumerate(records):
             entity, observed = rec["id"], rec["observed_at"]
-            stale = rec.get("state") == "stale"
+            state = rec.get("state")
+            if state == REMOVED:
+                # Always passes, and leaves nothing behind: the entity has ended (cleaning.ENDING_FEEDS).
+                released.pop(entity, None)
+                out.append(i)
+                continue
+            stale = state == "stale"
             last = released.get(entity)
             if last is not None:
                 if stale:
@@ -151,8 +161,8 @@ class TierFanout:
         state = source.get("state")
         if state is not None:
             view.setdefault("state", state)
-            if state == "stale":
-                # A stale marker is news at expiry time: delayed tiers count their delay from then.
+            if state == "stale" or state == REMOVED:
+                # A state marker is news at expiry time: delayed tiers count their delay from then.
                 ts = max(ts, source.get("expires_at", ts))
         entity = view.get("id") or source.get("id", "")
         if type(entity) is not str:
@@ -254,3 +264,15 @@ def _rows_of_encoded(
             ts = max(ts, known_since(feed, records[i]))
         append((entity.encode(), value, ts))
     return out
+
+
+def removed_keys(records: Iterable[TierRecord]) -> list[bytes]:
+    """Keys whose last record in ``records`` (in offset order) marks the entity removed: the fields to delete
+    from the tier's snapshot after writing the records' values."""
+    last: dict[bytes, bool] = {}
+    for key, value, _ in records:
+        if _REMOVED_BYTES in value:
+            last[key] = decode_value(value).get("state") == REMOVED
+        elif key in last:
+            last[key] = False
+    return [key for key, gone in last.items() if gone]

@@ -5,7 +5,9 @@ duplicates, enrich with vectorised place lookups, compute every tier's view in o
 policy engine, throttle per entity and tier, then publish: undelayed tiers straight to their tier topics
 (with the Redis snapshot), delayed tiers to ``pending.<tier>.<feed>``, which ``DelayStage`` forwards when
 due. The latest clean value of each entity goes to Redis (recovery, aggregates). Entities that outlive
-``expires_at`` without a newer record get a ``"state": "stale"`` marker, published the same way.
+``expires_at`` without a newer record get a ``"state": "stale"`` marker, published the same way; those of
+feeds whose entities end (``cleaning.ENDING_FEEDS``) get a ``"state": "removed"`` marker instead, which
+also deletes them from the tier snapshots, and are forgotten.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class FeedState:
         self.windowed = windowed or {}
         self.last: dict[str, bytes] = {}
         self.stale: set[str] = set()
+        # Tiers whose release marks are kept in Redis: a forgotten entity's mark is deleted there too.
+        self.marked_tiers = [tier for tier, f in self.fanouts.items() if f.persist_marks]
 
     def forget(self, entities: set[str]) -> None:
         self.cleaner.forget(entities)
@@ -184,15 +188,18 @@ class CleanStage(BatchStage):
             self.scheduled[key] = expires_at
             heapq.heappush(self.expiry, (expires_at, feed, entity))
 
-    def _release(self, state: FeedState, records: list[dict[str, Any]], out: StageOutputs) -> None:
+    def _release(
+        self, state: FeedState, records: list[dict[str, Any]], out: StageOutputs, removals: bool = False
+    ) -> None:
         for tier, release in state.fanout.release(records).items():
-            out.tier(tier, state.feed, release, state.fanouts[tier], tier in state.delayed)
+            out.tier(tier, state.feed, release, state.fanouts[tier], tier in state.delayed, removals)
 
     # ------------------------------------------------------------------------------------ stale markers
 
     async def periodic(self) -> StageOutput | None:
         now = self.clock()
-        due: dict[str, list[dict[str, Any]]] = {}
+        due: dict[str, list[dict[str, Any]]] = {}  # feed → stale markers
+        removed: dict[str, list[dict[str, Any]]] = {}  # feed → removal markers of ended entities
         forgotten: dict[str, list[str]] = {}
         while self.expiry and self.expiry[0][0] <= now:
             expires_at, feed, entity = heapq.heappop(self.expiry)
@@ -207,24 +214,35 @@ class CleanStage(BatchStage):
                 continue
             if mark.expires_at != expires_at:
                 continue
-            if state.cleaner.events:
-                # A finished event does not go stale: forget it (see cleaning.EVENT_FEEDS).
-                state.forget({entity})
-                forgotten.setdefault(feed, []).append(entity)
-                continue
             value = state.last.get(entity)
+            if state.cleaner.ending:
+                # An ended entity does not go stale: it is removed and forgotten (see cleaning.ENDING_FEEDS).
+                if value is not None:
+                    removed.setdefault(feed, []).append({**decode_value(value), "state": "removed"})
+                else:
+                    state.forget({entity})
+                    forgotten.setdefault(feed, []).append(entity)
+                continue
             if value is None:
                 continue
             marker = decode_value(value)
             marker["state"] = "stale"
             due.setdefault(feed, []).append(marker)
             state.stale.add(entity)
-        if not due and not forgotten:
+        if not due and not removed and not forgotten:
             return None
         out = StageOutputs()
+        for feed, markers in removed.items():
+            state = self.feeds[feed]
+            metrics.RECORDS.labels(self.name, feed, "removed").inc(len(markers))
+            self._release(state, markers, out, removals=True)
+            # After the release, which needs the tiers' marks: nothing of these entities is kept.
+            entities = [m["id"] for m in markers]
+            state.forget(set(entities))
+            forgotten.setdefault(feed, []).extend(entities)
         for feed, entities in forgotten.items():
             metrics.RECORDS.labels(self.name, feed, "forgotten").inc(len(entities))
-            out.forget(feed, entities)
+            out.forget(feed, entities, self.feeds[feed].marked_tiers)
         for feed, markers in due.items():
             state = self.feeds[feed]
             metrics.RECORDS.labels(self.name, feed, "stale").inc(len(markers))

@@ -8,7 +8,7 @@ due yet the consumer seeks back to it and pauses the partition until it is due. 
 only up to what was forwarded, so after a crash the restarted worker resumes from there: nothing is
 released early and nothing is lost. The offsets forwarded so far are written to Redis with the tier
 snapshot in one transaction, so a batch forwarded but not yet committed when a worker died is skipped,
-not sent twice.
+not sent twice. A forwarded removal marker deletes its entity from the snapshot.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from streams.io.batch_producer import BatchProducer
 from streams.io.stage import Batch, BatchStage, StageOutput
 from streams.io.state_store import Snapshot, StateStore
 from streams.logic import envelope
-from streams.logic.fanout import TierFanout, TierPolicy, decode_value
+from streams.logic.fanout import TierFanout, TierPolicy, decode_value, removed_keys
 from streams.logic.windows import Release, WindowGate
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,10 @@ class DelayStage(BatchStage):
                 (self.tier, f): [row for g in rows[f].values() for part in g.values() for row in part] for f in feeds
             }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
-            await self.store.write(values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided)
+            removed = {key: gone for key, rows_of in values.items() if (gone := removed_keys(rows_of))}
+            await self.store.write(
+                values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided, removed=removed
+            )
             for feed in feeds:
                 n = sum(len(part) for g in rows[feed].values() for part in g.values())
                 metrics.TIER_RECORDS.labels(self.name, feed, self.tier, "released").inc(n)

@@ -29,7 +29,9 @@ class StageOutputs:
         self.tier_records: dict[tuple[str, str], tuple[list[TierRecord], TierFanout, bool]] = {}
         self.release_marks: dict[tuple[str, str], dict[str, bytes]] = {}
         self.last_values: dict[str, dict[str, bytes]] = {}
-        self.forgotten: dict[str, list[str]] = {}  # feed → expired events to drop from the recovery state
+        self.forgotten: dict[str, list[str]] = {}  # feed → ended entities to drop from the recovery state
+        self.forgotten_marks: dict[tuple[str, str], list[str]] = {}  # the same for persisted release marks
+        self.removed: dict[tuple[str, str], list[bytes]] = {}  # undelayed tier → keys to drop from its snapshot
         self._sent: list[dict[int, int]] | None = None  # the tier topics' end offsets, once produced
 
     def dead_letter(self, feed: str, rec: ConsumerRecord[bytes, bytes], reason: str, now: int) -> None:
@@ -52,10 +54,19 @@ class StageOutputs:
         """``last`` for many entities, in order (the last value per entity wins)."""
         self.last_values.setdefault(feed, {}).update(pairs)
 
-    def forget(self, feed: str, entities: list[str]) -> None:
+    def forget(self, feed: str, entities: list[str], marked_tiers: Iterable[str] = ()) -> None:
+        """Drop ended entities from the recovery state, and their release marks at ``marked_tiers``."""
         self.forgotten.setdefault(feed, []).extend(entities)
+        for tier in marked_tiers:
+            self.forgotten_marks.setdefault((tier, feed), []).extend(entities)
 
-    def tier(self, tier: str, feed: str, release: TierRelease, fanout: TierFanout, delayed: bool) -> None:
+    def tier(
+        self, tier: str, feed: str, release: TierRelease, fanout: TierFanout, delayed: bool, removals: bool = False
+    ) -> None:
+        """A tier's release; ``removals``: its records are all removal markers, whose keys leave the snapshot
+        (a delayed tier's leave it when the delay stage forwards them)."""
+        if removals and not delayed:
+            self.removed.setdefault((tier, feed), []).extend(key for key, _, _ in release.records)
         if release.records:
             prev = self.tier_records.get((tier, feed))
             records = (prev[0] + release.records) if prev else release.records
@@ -105,4 +116,12 @@ class StageOutputs:
             # wins (see Snapshot), no re-encoding.
             tier_values[(tier, feed)] = released
             metrics.TIER_RECORDS.labels(stage, feed, tier, "released").inc(len(released))
-        await store.write(tier_values, tier_offsets, self.last_values, self.release_marks, forget=self.forgotten)
+        await store.write(
+            tier_values,
+            tier_offsets,
+            self.last_values,
+            self.release_marks,
+            forget=self.forgotten,
+            forget_marks=self.forgotten_marks,
+            removed=self.removed,
+        )
