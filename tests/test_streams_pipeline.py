@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from kafka_admin import ensure_topics
-from schemas import TIERS, StopArrival, raw_topic
+from schemas import TIERS, StopArrival, raw_topic, to_dict
 from streams.config import StreamConfig
 from streams.logic.enrichment import Enricher
 from streams.stages.worker import Pipeline, worker_topics
@@ -172,6 +172,30 @@ async def test_a_passed_stops_prediction_is_removed_from_every_tier_and_snapshot
         assert len(states) == 3, f"{tier}: the passed stop is removed once, the one ahead stays"
         assert [decode_snapshot([v])[0]["stop_id"] for v in snapshots[tier].values()] == ["71-0-13"], tier
     assert set(recovery) == {b"run-1/13"}
+
+
+async def test_an_arrival_an_earlier_version_kept_as_stale_is_removed_on_recovery(
+    kafka_bootstrap, redis_url, unique_name, topic_prefix
+):
+    # Before ended entities were removed, an expired arrival stayed in the recovery state as stale; a worker
+    # that recovers one must remove it, or it would be held for ever.
+    from streams.logic.fanout import encode_value
+
+    config = make_config(kafka_bootstrap, redis_url, unique_name, topic_prefix, feeds=("arrivals",))
+    old = {**to_dict(arrival("run-0/07", now_ms() - 600_000, expires_in_ms=120_000)), "state": "stale"}
+    op_topic = config.naming.tier_topic("operator", "arrivals")
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.hset(config.naming.last_key("arrivals"), "run-0/07", encode_value(old))
+        async with Pipeline(config, engine=short_policy_engine(), enricher=Enricher({}), aggregates=False):
+            async with TopicReader(kafka_bootstrap, [op_topic]) as reader:
+                values = await reader.wait_for(op_topic, 1, timeout_s=20)
+                await asyncio.sleep(0.5)  # the recovery state is written after the records are produced
+            recovery = await redis.hgetall(config.naming.last_key("arrivals"))
+    finally:
+        await redis.aclose()
+    assert [(v["id"], v.get("state")) for v in values] == [("run-0/07", "removed")]
+    assert recovery == {}
 
 
 async def test_a_refresh_of_the_same_state_keeps_the_entity_from_going_stale(

@@ -24,6 +24,7 @@ import contextlib
 import functools
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -190,7 +191,10 @@ class Soak:
         for name, value in SOAK_DEFAULTS.items():
             env.setdefault(name, value)
         self.env = env
-        Path(env["SHFEEDS_STACK_DIR"]).mkdir(parents=True, exist_ok=True)
+        # A fresh city each run, as at a first ``shfeeds run``: topics, Redis and archive left by an earlier
+        # soak would be recovered by this one's workers and counted as its memory.
+        shutil.rmtree(env["SHFEEDS_STACK_DIR"], ignore_errors=True)
+        Path(env["SHFEEDS_STACK_DIR"]).mkdir(parents=True)
         run_args = argparse.Namespace(no_simulator=False, seed=2019, time_scale=1.0, buses=args.buses)
 
         def children(settings: settings_mod.Settings) -> list[ChildSpec]:

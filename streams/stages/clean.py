@@ -275,9 +275,10 @@ class CleanStage(BatchStage):
             mark = EntityMark(rec["observed_at"], rec.get("seq"), rec.get("lng"), rec.get("lat"), rec["expires_at"])
             state.cleaner.remember([(entity, mark)])
             state.last[entity] = value
-            if rec.get("state") == "stale":
+            if rec.get("state") == "stale" and not state.cleaner.ending:
                 state.stale.add(entity)
             else:
+                # An ended entity kept as stale by an earlier version is removed at the first scan.
                 self._schedule(feed, entity, rec["expires_at"])
             recovered += 1
         for tier, fanout in state.fanouts.items():
