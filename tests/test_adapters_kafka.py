@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -16,12 +17,15 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from access.identity import kafka_options
+from adapters.formats.common import BEIJING
 from adapters.formats.ocpi_auth import authorization_header
+from adapters.runtime.change_filter import next_refresh
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
 from adapters.runtime.push import BASE_PATH, PushReceiver
 from kafka_admin import ensure_topics
 from schemas import decode_dead_letter, decode_kafka, dlq_topic, raw_topic
+from schemas.validity import TTL_MS
 
 from .adapters_helpers import shared
 from .streams_support import topic_prefix_fixture  # noqa: F401  (the fixture, by its name)
@@ -83,6 +87,15 @@ def _bus(example_item: dict, obu: str, **change) -> dict:
     return {**example_item, "obuId": obu, **change}
 
 
+def _moved_short_of_refresh(item: dict) -> str:
+    """``item``'s ``gpsTime`` moved on by up to 30 s, but not to the bus's refresh mark (change_filter.py)."""
+    reported = datetime.fromisoformat(item["gpsTime"]).replace(tzinfo=BEIJING)
+    expires = int(reported.timestamp() * 1000) + TTL_MS["bus"]
+    due = next_refresh(item["obuId"], expires, TTL_MS["bus"]) - expires
+    later = reported + timedelta(seconds=min(30, (due - 1) // 1000))
+    return later.strftime("%Y-%m-%d %H:%M:%S")
+
+
 async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running_stack, unique_name, topic_prefix):
     name = unique_name("src")
     prefix = name[-12:]
@@ -105,11 +118,11 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
             "not an object",
         ],
     }
-    # Second poll: the same buses with only times moved (duplicates), one repeated inside the response,
-    # and one new bus.
+    # Second poll: the same buses with only times moved (duplicates: not as far as a bus's refresh mark,
+    # which would send it again), one repeated inside the response, and one new bus.
     second = copy.deepcopy(first)
     second["data"] = [
-        _bus(d, d["obuId"], gpsTime="2026-11-27 13:05:30", seq=d.get("seq", 0) + 1) for d in first["data"][:2]
+        _bus(d, d["obuId"], gpsTime=_moved_short_of_refresh(d), seq=d.get("seq", 0) + 1) for d in first["data"][:2]
     ]
     second["data"] += [second["data"][0], _bus(good, ids[3], lng=121.6)]
     garbage_response = b"\x1f\x8b garbage, not JSON"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import aiohttp
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from adapters.formats import parse_with
 from adapters.runtime.backoff import Backoff
-from adapters.runtime.change_filter import ChangeFilter
+from adapters.runtime.change_filter import ChangeFilter, next_refresh
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.poller import HttpPoller, PollError
 from adapters.runtime.routing import OutMessage
@@ -34,8 +35,12 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
 def test_unchanged_records_are_skipped_but_any_real_change_passes():
     example = documented_example("sh-bus-gps")
     first = parse("sh-bus-gps", example).records[0]
-    example["data"][0].update(gpsTime="2026-11-27 13:05:08", seq=88214)  # only time and sequence moved
+    # Only time and sequence moved, and not as far as the entity's refresh mark (see the refresh tests).
+    example["data"][0].update(gpsTime="2026-11-27 13:05:01", seq=88214)
     same = parse("sh-bus-gps", example).records[0]
+    assert first.observed_at < same.observed_at and same.expires_at < next_refresh(
+        first.id, first.expires_at, TTL_MS["bus"]
+    )
     example["data"][0].update(lng=example["data"][0]["lng"] + 0.0001)
     moved = parse("sh-bus-gps", example).records[0]
     seen = ChangeFilter()
@@ -108,18 +113,49 @@ def test_an_entity_repeating_itself_is_refreshed_before_its_copy_would_go_stale(
     receipt = seen.claim("bus", first)
     assert receipt is not None
     receipt(True)
-    assert seen.claim("bus", repeat(ttl // 2 - 1)) is None  # the copy downstream is still fresh
-    refresh = seen.claim("bus", repeat(ttl // 2))  # half its validity used: send it again
-    assert refresh is not None
-    refresh(True)
-    assert seen.claim("bus", repeat(ttl // 2 + 1)) is None  # the refresh is what counts now
-    assert seen.claim("bus", repeat(ttl)) is not None
+    # Reported again every second for three validity periods: the copy downstream is renewed at most half a
+    # period after the last one, then every half period, and never in between.
+    sent = []
+    for after in range(1000, 3 * ttl, 1000):
+        refresh = seen.claim("bus", repeat(after))
+        if refresh is not None:
+            refresh(True)
+            sent.append(after)
+    assert 0 < sent[0] <= ttl // 2
+    assert {b - a for a, b in itertools.pairwise(sent)} == {ttl // 2}
     # The very same report again is never a refresh, even for content valid no time at all.
     instant = msgspec.structs.replace(first, id="instant", expires_at=first.observed_at)
     instant_receipt = seen.claim("bus", instant)
     assert instant_receipt is not None
     instant_receipt(True)
     assert seen.claim("bus", instant) is None
+
+
+def test_entities_first_sent_together_are_refreshed_spread_over_the_polls():
+    import msgspec
+
+    # A whole feed sent at start-up, then polled every 30 s with nothing changed (predictions that hold):
+    # each poll re-sends about its share of the entities, not all of them every other poll.
+    first = parse("sh-bus-gps", documented_example("sh-bus-gps")).records[0]
+    poll = TTL_MS["bus"] // 4  # the arrivals' poll against their TTL
+    fleet = [msgspec.structs.replace(first, id=f"OBU-{i:05d}") for i in range(2000)]
+    seen = ChangeFilter()
+    per_poll = []
+    for n in range(9):
+        sent = 0
+        for rec in fleet:
+            again = msgspec.structs.replace(
+                rec, observed_at=rec.observed_at + n * poll, expires_at=rec.expires_at + n * poll
+            )
+            receipt = seen.claim("bus", again)
+            if receipt is not None:
+                receipt(True)
+                sent += 1
+        per_poll.append(sent)
+    assert per_poll[0] == len(fleet)
+    # Half a period is two polls: every entity once in two polls, about half of them in each.
+    assert all(0.4 * len(fleet) <= n <= 0.6 * len(fleet) for n in per_poll[1:]), per_poll
+    assert sum(per_poll[1:]) == len(fleet) * (len(per_poll) - 1) // 2
 
 
 def test_a_station_unchanged_for_hours_is_refreshed_as_each_poll_vouches_for_it():
@@ -139,8 +175,10 @@ def test_a_station_unchanged_for_hours_is_refreshed_as_each_poll_vouches_for_it(
     receipt = seen.claim("charging", station)
     assert receipt is not None
     receipt(True)
-    assert seen.claim("charging", polled(ttl // 2 - 1)) is None
-    assert seen.claim("charging", polled(ttl // 2)) is not None
+    due = next_refresh(station.id, station.expires_at, ttl) - station.expires_at
+    assert 0 < due <= ttl // 2
+    assert seen.claim("charging", polled(due - 1)) is None
+    assert seen.claim("charging", polled(due)) is not None
 
 
 async def _serve(handler) -> tuple[web.AppRunner, str]:

@@ -34,7 +34,7 @@ import settings as settings_mod
 from access.identity import kafka_options
 from adapters.formats import get_format
 from adapters.runtime import AdapterRuntime, KafkaSink
-from adapters.runtime.change_filter import fingerprint
+from adapters.runtime.change_filter import fingerprint, next_refresh
 from adapters.runtime.sources import SOURCES
 from adapters.simulators.city import SimulatedCity
 from adapters.simulators.server import build_app
@@ -76,7 +76,7 @@ class Tap:
 def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.Counter[Any], list[bytes]]:
     """What the runtime must have produced for these bodies: changed records (as Kafka values) and the
     original bytes of every reject. Consecutive identical bodies are one (the adapter skips the repeat).
-    Unchanged content is sent again once it would stay current half a TTL longer than the sent copy."""
+    Unchanged content is sent again once it would stay current past the sent copy's next refresh mark."""
     config = SOURCES[source]
     parse = get_format(config.format).parse
     last: dict[str, tuple[bytes, int]] = {}
@@ -92,7 +92,7 @@ def expected_from_served(source: str, bodies: list[bytes]) -> tuple[collections.
             mark = fingerprint(record)
             sent = last.get(record.id)
             if sent is None or sent[0] != mark or record.expires_at >= sent[1]:
-                last[record.id] = (mark, record.expires_at + TTL_MS[config.feed] // 2)
+                last[record.id] = (mark, next_refresh(record.id, record.expires_at, TTL_MS[config.feed]))
                 values[(record.id, encode_kafka(record))] += 1
         originals.extend(letter.original for letter in result.rejects)
     return values, originals

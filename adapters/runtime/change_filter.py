@@ -1,9 +1,14 @@
 """Skip records that repeat the entity's last content (only the timestamps or sequence moved).
 
-A repeat is still sent once it would keep the entity current for half a validity period (the feed's TTL)
-longer than the copy downstream: an entity that keeps reporting the same content (a parked bus, a full car
-park, a charging station whose status has not changed for hours) is alive, and without a fresh copy the
-stream workers would mark it stale at its expiry.
+A repeat is still sent once it would keep the entity current past the copy downstream's next refresh
+mark: an entity that keeps reporting the same content (a parked bus, a full car park, a charging station
+whose status has not changed for hours, a prediction that holds) is alive, and without a fresh copy the
+stream workers would mark it stale at its expiry. The marks come every half validity period (the feed's
+TTL), so a copy is renewed at most half a period after the last, at a phase of each entity's own:
+entities first sent together (a whole feed at start-up) are then refreshed spread over the polls of a
+half period, not all in one. All at once, the 90,000 predicted arrivals of the city
+were re-sent in one poll a minute, and the stream worker took seconds to get through them while the
+buses' positions queued behind.
 
 A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import zlib
 from collections.abc import Callable
 
 import msgspec
@@ -46,6 +52,14 @@ def fingerprint(record: Record) -> bytes:
     return hashlib.blake2b(encode_kafka(stripped), digest_size=16).digest()
 
 
+def next_refresh(entity: str, expires_at: int, ttl_ms: int) -> int:
+    """The first of ``entity``'s refresh marks after ``expires_at``, the expiry of the copy sent: marks come
+    every half ``ttl_ms`` at a phase of the entity's own, so the next is at most half a period on."""
+    half = max(1, ttl_ms // 2)
+    phase = zlib.crc32(entity.encode()) % half
+    return expires_at - (expires_at - phase) % half + half
+
+
 class ChangeFilter:
     """Per-entity fingerprints, per feed: the last acknowledged one and the last one on its way."""
 
@@ -64,9 +78,8 @@ class ChangeFilter:
         latest = self._pending.get(key) or self._acknowledged.get(key)
         if latest is not None and latest[1] == mark and record.expires_at < latest[3]:
             return None
-        # Half a validity period on: a repeat that far refreshes the copy well before it could go stale.
         ttl = TTL_MS.get(feed, record.expires_at - record.observed_at)
-        refresh_at = record.expires_at + max(1, ttl // 2)
+        refresh_at = next_refresh(record.id, record.expires_at, ttl)
         claimed = (next(self._claims), mark, record.expires_at, refresh_at)
         if claimed[0] % _SWEEP_EVERY == _SWEEP_EVERY - 1:
             self.sweep()
