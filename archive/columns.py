@@ -21,6 +21,8 @@ KAFKA_COLUMNS = [
 ]
 VALUE_COLUMN = pa.field("value", pa.binary(), nullable=False)
 _SCALARS = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
+# The Python type a value of each column type already has when ``_fit`` would keep it as it is.
+_EXACT: dict[pa.DataType, type] = {pa.int64(): int, pa.float64(): float, pa.string(): str, pa.bool_(): bool}
 
 
 def _arrow_type(prop: dict[str, Any]) -> tuple[pa.DataType, bool]:
@@ -82,11 +84,13 @@ class RecordColumns:
     def _record_columns(self, values: Sequence[dict[str, Any]]) -> list[list[Any]]:
         columns: list[list[Any]] = []
         for name, kind, as_json in self.fields:
-            col = [v.get(name) for v in values]
             if as_json:
-                col = [None if x is None else orjson.dumps(x).decode() for x in col]
+                col = [None if (x := v.get(name)) is None else orjson.dumps(x).decode() for v in values]
             else:
-                col = [_fit(x, kind) for x in col]
+                # Per value and field, so only a value not already of the column's type goes through _fit,
+                # which would return it unchanged (about three quarters of the archiver's CPU, before).
+                exact = _EXACT[kind]
+                col = [x if (x := v.get(name)) is None or type(x) is exact else _fit(x, kind) for v in values]
             columns.append(col)
         return columns
 

@@ -36,6 +36,7 @@ PUSH_RECEIVERS = ("ocpi-push",)
 ADAPTER_METRICS_BASE = 18801  # the adapters' /metrics: 18801, 18802, ... in SIMULATED_SOURCES order, then the
 # push receivers
 STREAMS_METRICS_PORT = 18810
+ARCHIVER_NICE = 10
 
 
 def adapter_metrics_ports() -> dict[str, int]:
@@ -79,7 +80,10 @@ def children(args: argparse.Namespace, settings: settings_mod.Settings) -> list[
     if args.buses is not None:
         serve += ["--network-buses", str(args.buses)]
     specs.append(ChildSpec("ws-server", component_argv(*serve)))
-    specs.append(ChildSpec("archiver", component_argv("archive", "run")))
+    # The archiver is a batch job (minutes behind costs nothing, its input waits in Kafka); on one machine it
+    # took a third of a core from the live path in the soak (docs/benchmarks-soak.md). Niced, it gets the CPU
+    # the live path leaves.
+    specs.append(ChildSpec("archiver", component_argv("archive", "run"), nice=ARCHIVER_NICE))
     # Feed health (its own Faust worker and consumer group): /health, /health/feeds, `shfeeds health`.
     # It also publishes the aggregate feeds (the holder of the publishing lease); Faust's working
     # directory goes with the stack's other state rather than into the current directory.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import signal
 import sys
 import time
@@ -26,6 +28,8 @@ class ChildSpec:
     argv: list[str]
     # A port the child serves that the children after it need: they start once it accepts connections.
     ready_port: int | None = None
+    # Added to the child's nice value: background work that must not take the CPU from the live path.
+    nice: int = 0
     restarts: int = 0
     started_at: float = 0.0
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
@@ -102,6 +106,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=functools.partial(os.nice, child.nice) if child.nice else None,
             )
             log(f"{child.name} started (pid {child.process.pid})")
             assert child.process.stdout is not None

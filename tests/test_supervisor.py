@@ -39,6 +39,27 @@ async def test_a_component_that_exits_is_restarted(tmp_path: Path, capsys: pytes
     assert "flaky exited with code 0" in out
 
 
+async def test_a_background_component_runs_niced_and_the_archiver_is_one(tmp_path: Path) -> None:
+    import argparse
+
+    from shfeeds_cli import cmd_run
+
+    niceness = tmp_path / "nice"
+    script = f"import os; open({str(niceness)!r}, 'w').write(str(os.nice(0)))"
+    child = ChildSpec("batch", [sys.executable, "-c", script], nice=7)
+    sup = Supervisor(settings_mod.load(), [child], watch_stack=False)
+    task = asyncio.create_task(sup.run())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (niceness.exists() and niceness.read_text()):
+        await asyncio.sleep(0.1)
+    sup._stopping.set()
+    await asyncio.wait_for(task, 20)
+    assert int(niceness.read_text()) == os.nice(0) + 7
+    run_args = argparse.Namespace(no_simulator=True, seed=1, time_scale=1.0, buses=None)
+    by_name = {c.name: c for c in cmd_run.children(run_args, settings_mod.load())}
+    assert by_name["archiver"].nice > 0 and by_name["streams"].nice == 0 and by_name["ws-server"].nice == 0
+
+
 async def test_killed_kafka_is_reported_clearly_and_comes_back(
     isolated_stack: settings_mod.Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

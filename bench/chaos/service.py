@@ -151,6 +151,19 @@ class Service:
                         total += int(line.split()[1]) * 1024
         return total
 
+    def cpu_seconds(self, name: str) -> float | None:
+        """User + system CPU a component's process (and its children) used so far."""
+        pid = self.pid(name)
+        if pid is None:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for p in [pid, *_children(pid)]:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
     # ------------------------------------------------------------------------------------------ stack blows
 
     async def leader_broker(self, topic: str, partition: int = 0) -> stack.KafkaService:

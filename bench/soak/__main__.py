@@ -209,6 +209,7 @@ class Soak:
 
     async def sample(self, population: Population, redis: aioredis.Redis) -> dict[str, Any]:
         rss = {c.name: self.service.rss_bytes(c.name) for c in self.service.children}
+        cpu = {c.name: self.service.cpu_seconds(c.name) for c in self.service.children}
         info = await redis.info("memory")
         persistence = await redis.info("persistence")
         entries = await tier_entries(redis)
@@ -217,6 +218,7 @@ class Soak:
         return {
             "t_s": self.t(),
             "rss": rss,
+            "cpu_s": cpu,
             "redis_used_bytes": int(info["used_memory"]),
             "redis_rdb_saves": int(persistence.get("rdb_saves", 0) or 0),
             "redis_tier_entries": entries,
@@ -314,6 +316,22 @@ def rss_growth(samples: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def cpu_shares(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Per component, the share of one core it used over the second half, busiest first (components restarted
+    in it, whose counters started again, are left out)."""
+    _, second = _half(samples)
+    if len(second) < 2 or "cpu_s" not in second[0]:
+        return {}
+    start, end = second[0], second[-1]
+    wall = end["t_s"] - start["t_s"]
+    out = {}
+    for name, used in end["cpu_s"].items():
+        before = start["cpu_s"].get(name)
+        if used is not None and before is not None and used >= before and wall > 0:
+            out[name] = (used - before) / wall
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def goals(result: dict[str, Any]) -> list[Goal]:
     samples = result["samples"]
     first, second = _half(samples)
@@ -385,6 +403,10 @@ def section(result: dict[str, Any], source: str) -> str:
             f"| {delays:,} | {s['undelayed_p99_ms']} | {s['client_frames']:,} | {s['loadavg']} |"
         )
     lines += ["", f"RSS growth over the second half (MiB): {rss_growth(samples)}."]
+    shares = cpu_shares(samples)
+    if shares:
+        busy = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        lines.append(f"CPU over the second half, share of one core (busiest first): {busy}.")
     if samples and samples[-1].get("redis_tier_entries"):
         last = samples[-1]
         per = last["redis_used_bytes"] / last["redis_tier_entries"]
