@@ -16,7 +16,8 @@ the two alternating for ``--rounds`` rounds, and compares the best CPU of each; 
 every round, machine load) goes to bench/results/. Nothing is published: it is a tool for a change, as
 bench/pipeline/compare.py is for the stream worker.
 
-Run: .venv/bin/python -m bench.fanout.tick [--rate 8000] [--clients 2000] [--against REV] [--rounds 5]
+Run: .venv/bin/python -m bench.fanout.tick [--rate 8000] [--clients 2000] [--viewports] [--against REV]
+    [--rounds 5]   (``--viewports``: each client a map screen of its own instead of the mix)
 """
 
 from __future__ import annotations
@@ -88,7 +89,16 @@ class CountingSink:
         pass
 
 
-def measure(rate: int, seconds: int, clients: int, seed: int = 1) -> dict[str, Any]:
+def viewport(n: int) -> dict[str, Any]:
+    """Client ``n``'s own map screen, ~3 × 2.8 km in the buses' area: the load generator's ``-viewports``
+    clients (the capacity bench's goal point has one per client), from a sequence of its own."""
+    rng = random.Random(7919 * n + 17)
+    x, y = round(121.20 + rng.random() * 0.57, 5), round(30.90 + rng.random() * 0.525, 5)
+    filt = {"bbox": [x, y, x + 0.03, y + 0.025]}
+    return {"type": "subscribe", "id": "s", "feed": "bus", "filter": filt, "options": {"snapshot": True}}
+
+
+def measure(rate: int, seconds: int, clients: int, seed: int = 1, viewports: bool = False) -> dict[str, Any]:
     """One run on the code first on the path: CPU of ``seconds`` of input, frames and their digest."""
     from bench.fanout.run import FLEET, Fleet, bus
     from ws_server.districts import lookup_district
@@ -109,7 +119,8 @@ def measure(rate: int, seconds: int, clients: int, seed: int = 1) -> dict[str, A
         session = Session(
             hub, sink, CODECS["shfeeds.v1.json"], tier="public", limits=DEFAULT_LIMITS["public"], now_ms=T0
         )
-        session.receive(orjson.dumps(subscription(n, choose)).decode(), T0)
+        message = viewport(n) if viewports else subscription(n, choose)
+        session.receive(orjson.dumps(message).decode(), T0)
     offset, per_tick, now = FLEET, rate * TICK_MS // 1000, T0 + TICK_MS
     batches = []
     for t in range(seconds * 1000 // TICK_MS):
@@ -152,7 +163,8 @@ def run_tree(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load_args(args: argparse.Namespace) -> list[str]:
-    return ["--rate", str(args.rate), "--seconds", str(args.seconds), "--clients", str(args.clients)]
+    mix = ["--viewports"] if args.viewports else []
+    return ["--rate", str(args.rate), "--seconds", str(args.seconds), "--clients", str(args.clients), *mix]
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,7 +189,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "fanout-tick",
         **stamp(),
         "revisions": shas,
-        "load": {"rate": args.rate, "seconds": args.seconds, "clients": args.clients},
+        "load": {"rate": args.rate, "seconds": args.seconds, "clients": args.clients, "viewports": args.viewports},
         "runs": runs,
         "best_cpu_s": best,
         "after_over_before": round(best["after"] / best["before"], 3),
@@ -196,13 +208,14 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=8000, help="position reports a second")
     parser.add_argument("--seconds", type=int, default=10, help="seconds of input")
     parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--viewports", action="store_true", help="a map viewport of its own per client")
     parser.add_argument("--repeat", type=int, default=3, help="runs of this tree without --against (best counts)")
     parser.add_argument("--against", help="a git revision to compare with, alternating")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one run, JSON out (run_tree)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.rate, args.seconds, args.clients)))
+        print(json.dumps(measure(args.rate, args.seconds, args.clients, viewports=args.viewports)))
     elif args.against:
         compare(args)
     else:

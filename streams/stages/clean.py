@@ -28,7 +28,7 @@ from streams.io.stage import Batch, BatchStage, StageOutput
 from streams.io.state_store import StateStore
 from streams.logic.cleaning import Cleaner, EntityMark
 from streams.logic.enrichment import Enricher
-from streams.logic.fanout import FeedFanout, TierFanout, TierPolicy, TierRelease, decode_value, encode_value
+from streams.logic.fanout import REMOVED, FeedFanout, TierFanout, TierPolicy, TierRelease, decode_value, encode_value
 from streams.logic.windows import pending_row
 from streams.policy import Window
 from streams.stages.outputs import StageOutputs
@@ -218,7 +218,7 @@ class CleanStage(BatchStage):
             if state.cleaner.ending:
                 # An ended entity does not go stale: it is removed and forgotten (see cleaning.ENDING_FEEDS).
                 if value is not None:
-                    removed.setdefault(feed, []).append({**decode_value(value), "state": "removed"})
+                    removed.setdefault(feed, []).append({**decode_value(value), "state": REMOVED})
                 else:
                     state.forget({entity})
                     forgotten.setdefault(feed, []).append(entity)
