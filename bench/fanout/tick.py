@@ -66,7 +66,8 @@ def subscription(n: int, rng: random.Random) -> dict[str, Any]:
 
 
 class CountingSink:
-    """A session's sink that keeps only a count and a hash of what it was sent."""
+    """A session's sink that keeps only a count and a hash of what it was sent. Its own class, not one shared
+    with ws_server: ``--against`` runs this file on older revisions' code."""
 
     __slots__ = ("digest", "frames")
 
