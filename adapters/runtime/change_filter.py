@@ -3,12 +3,11 @@
 A repeat is still sent once it would keep the entity current past the copy downstream's next refresh
 mark: an entity that keeps reporting the same content (a parked bus, a full car park, a charging station
 whose status has not changed for hours, a prediction that holds) is alive, and without a fresh copy the
-stream workers would mark it stale at its expiry. The marks come every half validity period (the feed's
-TTL), so a copy is renewed at most half a period after the last, at a phase of each entity's own:
-entities first sent together (a whole feed at start-up) are then refreshed spread over the polls of a
-half period, not all in one. All at once, the 90,000 predicted arrivals of the city
-were re-sent in one poll a minute, and the stream worker took seconds to get through them while the
-buses' positions queued behind.
+stream workers would mark it stale (an arrival: remove it) at its expiry. The marks come every half
+validity period (the feed's TTL), so a copy is renewed at most half a period after the last, at a phase
+of each entity's own: entities first sent together (a whole feed at start-up) are then refreshed spread
+over the polls of a half period. With one mark for all, the city's ~88,000 predicted arrivals were re-sent
+in one poll a minute, and the buses' positions queued behind them in the stream worker for seconds.
 
 A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a receipt, and until the
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
