@@ -21,13 +21,14 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from kafka_admin.partitioning import partition_for
-from schemas import DeadLetter, encode_dead_letter, now_ms
+from schemas import AGGREGATE_FEEDS, DeadLetter, encode_dead_letter, now_ms
 from streams.config import StreamConfig
 from streams.io import metrics
 from streams.io.batch_producer import BatchProducer
 from streams.io.stage import Batch, BatchStage, StageOutput
 from streams.io.state_store import Snapshot, StateStore
 from streams.logic import envelope
+from streams.logic.cleaning import ENDING_FEEDS
 from streams.logic.fanout import TierFanout, TierPolicy, decode_value, removed_keys
 from streams.logic.windows import Release, WindowGate
 
@@ -50,6 +51,9 @@ Headers = tuple[tuple[str, bytes], ...]
 # released rows per feed, offsets to commit, offsets decided per (tier, feed)
 WindowsTaken = tuple[dict[str, Release], dict[TopicPartition, int], dict[tuple[str, str], dict[int, int]]]
 _REHASH = -1  # rows computed here, not forwarded from a pending partition: partition them by key
+# Feeds whose tier records can be removal markers (ended entities, emptied aggregate groups): only theirs are
+# scanned for keys to delete from the snapshot.
+REMOVING_FEEDS = ENDING_FEEDS | frozenset(AGGREGATE_FEEDS)
 
 
 class DelayStage(BatchStage):
@@ -263,7 +267,11 @@ class DelayStage(BatchStage):
                 (self.tier, f): [row for g in rows[f].values() for part in g.values() for row in part] for f in feeds
             }
             offsets = {(self.tier, f): e for f, e in zip(feeds, ends, strict=True)}
-            removed = {key: gone for key, rows_of in values.items() if (gone := removed_keys(rows_of))}
+            removed = {
+                key: gone
+                for key, rows_of in values.items()
+                if key[1] in REMOVING_FEEDS and (gone := removed_keys(rows_of))
+            }
             await self.store.write(
                 values, offsets, {}, forwarded=marks, windows=window_marks, decided=decided, removed=removed
             )
