@@ -78,8 +78,8 @@ def cluster(
         topic_partitions=2,
     )
     stack.share_secrets(running_stack, own)
-    stack.up(own, quiet=True)
     try:
+        stack.up(own, quiet=True)  # inside the try: a start that fails part-way leaves nothing running
         yield own
     finally:
         stack.down(own)
