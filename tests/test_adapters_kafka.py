@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from access.identity import kafka_options
 from adapters.formats.common import BEIJING
 from adapters.formats.ocpi_auth import authorization_header
+from adapters.formats.sh_envelope import CHUNK_ITEMS
 from adapters.runtime.change_filter import next_refresh
 from adapters.runtime.kafka_sink import KafkaSink
 from adapters.runtime.polling_adapter import PollingAdapter
@@ -177,6 +178,45 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
     assert b'"not an object"' in originals and garbage_response in originals
     assert all(letter.reason and letter.source == name and letter.feed == "bus" for letter in letters)
     assert {m.key for m in got[topic_prefix + dlq_topic("bus")]} == {name.encode()}
+
+
+async def test_a_whole_fleet_response_reaches_kafka_while_it_is_still_being_parsed(
+    kafka_bootstrap, running_stack, unique_name, topic_prefix
+):
+    """The first chunks of a city-sized response are acknowledged by Kafka before the poll has built the
+    last one, so the stream worker can start on them (docs/benchmarks-e2e.md). Built on the event loop, the
+    chunks left the adapter only once the whole body was parsed."""
+    prefix = unique_name("fleet")[-12:]
+    await ensure_topics(
+        kafka_bootstrap,
+        running_stack.topic_partitions,
+        names=[topic_prefix + raw_topic("bus"), topic_prefix + dlq_topic("bus")],
+    )
+    example = documented_example("sh-bus-gps")
+    good = example["data"][0]
+    buses = 20 * CHUNK_ITEMS
+    fleet = [_bus(good, f"{prefix}-{i}", lng=121.2 + i / buses / 2, lat=31.0 + i / buses / 2) for i in range(buses)]
+    body = json.dumps({**example, "data": fleet}).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    runner, url = await _serve_bus(handler)
+    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
+    await sink.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            adapter = PollingAdapter(
+                name=prefix, format_name="sh-bus-gps", url=url, interval_s=10, timeout_s=30, session=session, sink=sink
+            )
+            await adapter.poll_once()
+            acknowledged_when_parsed = sink.stats.delivered
+            await sink.flush(timeout_s=60)
+    finally:
+        await sink.close()
+        await runner.cleanup()
+    assert adapter.stats.records == buses and sink.stats.delivered == buses
+    assert acknowledged_when_parsed >= CHUNK_ITEMS, acknowledged_when_parsed
 
 
 async def test_ocpi_push_receiver_to_kafka(kafka_bootstrap, running_stack, unique_name, topic_prefix):

@@ -101,13 +101,15 @@ class PollingAdapter:
             self.stats.not_modified += 1
             return
         self._last_body_digest = digest
-        # Chunk by chunk, letting the producer send each chunk's records while the next is built: the first
-        # buses of a whole-fleet response reach Kafka in tens of milliseconds, not after the last is parsed.
+        # Chunk by chunk, each chunk built in a thread while the event loop sends the ones before it: the
+        # first buses of a whole-fleet response reach Kafka in tens of milliseconds, not after the last is
+        # parsed. Built on the loop itself, with a yield between chunks, the producer advanced one step per
+        # chunk and nothing was acknowledged before the last chunk (docs/benchmarks-e2e.md).
         seen: set[str] = set()
         received_at_ms = now_ms()
-        for chunk in self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options):
+        chunks = iter(self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options))
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             await self.ingestor.ingest(chunk, seen)
-            await asyncio.sleep(0)
         self.stats.last_poll_s = time.perf_counter() - started
 
     async def _poll_window(self, window: QueryWindow) -> None:
@@ -118,7 +120,9 @@ class PollingAdapter:
             if fetched.body is None:
                 self.stats.not_modified += 1
                 break
-            result = self.parse(fetched.body, source=self.name, received_at_ms=now_ms(), **self.options)
+            result = await asyncio.to_thread(
+                self.parse, fetched.body, source=self.name, received_at_ms=now_ms(), **self.options
+            )
             await self.ingestor.ingest(result)
             for record in result.records:
                 newest = record.observed_at if newest is None else max(newest, record.observed_at)
