@@ -221,6 +221,32 @@ def test_cached_district_lookup_gives_the_exact_answers():
     assert any(v is None for v in exact) and len({v for v in exact if v}) == 16
 
 
+async def test_a_mass_expiry_is_marked_a_batch_at_a_time():
+    """Entities expiring together (a worker recovering a city's predictions after a pause) are marked a
+    batch's worth per scan, and the stage asks to scan again at once while some are left."""
+    from streams.config import StreamConfig
+    from streams.logic.enrichment import Enricher
+    from streams.stages.clean import CleanStage
+
+    now = [T0]
+    config = StreamConfig(bootstrap="unused:9092", redis_url="redis://unused", feeds=("bus",), max_poll_records=10)
+    stage = CleanStage(config, load_engine(), None, None, Enricher({}), ("operator",), clock=lambda: now[0])  # type: ignore[arg-type]
+    state = stage.feeds["bus"]
+    for k in range(25):
+        rec = to_dict(bus(f"b{k}", T0, expires_in_ms=1000))
+        state.cleaner.clean([rec], now[0])
+        state.last[rec["id"]] = encode_value(rec)
+        stage._schedule("bus", rec["id"], rec["expires_at"])
+    assert not stage.periodic_backlog()
+    now[0] = T0 + 2000
+    marked = []
+    while stage.periodic_backlog():
+        assert await stage.periodic() is not None
+        marked.append(len(state.stale))
+    assert marked == [10, 20, 25]
+    assert await stage.periodic() is None
+
+
 async def test_stale_markers_follow_the_newest_expiry_with_one_timer_per_vehicle():
     from streams.config import StreamConfig
     from streams.logic.enrichment import Enricher

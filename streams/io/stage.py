@@ -84,6 +84,11 @@ class BatchStage(ABC):
         """Work not driven by input (stale markers, aggregates); called between batches."""
         return None
 
+    def periodic_backlog(self) -> bool:
+        """True when ``periodic`` left due work for its next call, which then comes right after the next
+        poll (one that does not wait for input) instead of a scan interval later."""
+        return False
+
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned |= assigned
 
@@ -143,9 +148,10 @@ class BatchStage(ABC):
             if self._failure is not None:
                 raise self._failure
             self.before_poll()
+            backlog = self.periodic_backlog()
             try:
                 batch: Batch = await consumer.getmany(
-                    timeout_ms=self.poll_timeout_ms(), max_records=self.config.max_poll_records
+                    timeout_ms=0 if backlog else self.poll_timeout_ms(), max_records=self.config.max_poll_records
                 )
             except IllegalStateError:
                 # Raised while the consumer is being stopped.
@@ -168,7 +174,7 @@ class BatchStage(ABC):
                         self.ops.batch_done(self.name, sum(map(len, batch.values())), consumer, self.positions)
                 elif self._inflight is not None:
                     await self.drain()  # idle: nothing to overlap with, finish (and commit) now
-                if time.monotonic() >= next_periodic:
+                if backlog or time.monotonic() >= next_periodic:
                     next_periodic = time.monotonic() + self.config.stale_scan_interval_s
                     extra = await self.periodic()
                     if extra is not None:

@@ -196,12 +196,22 @@ class CleanStage(BatchStage):
 
     # ------------------------------------------------------------------------------------ stale markers
 
+    def periodic_backlog(self) -> bool:
+        """Entities past their expiry that the last scan left for the next (see ``periodic``)."""
+        return bool(self.expiry) and self.expiry[0][0] <= self.clock()
+
     async def periodic(self) -> StageOutput | None:
+        """Stale and removal markers for the entities past their expiry, at most a batch's worth
+        (``max_poll_records``) per call: the rest stay due and the stage scans again after its next poll.
+        All at once, a city's worth of predictions expiring together (a worker recovering them after a
+        pause) made one batch of ~120,000 tier records and one Redis transaction of ~100 MB, which took the
+        worker's memory up by hundreds of MiB for good and held up the live records behind it."""
         now = self.clock()
+        room = self.config.max_poll_records
         due: dict[str, list[dict[str, Any]]] = {}  # feed → stale markers
         removed: dict[str, list[dict[str, Any]]] = {}  # feed → removal markers of ended entities
         forgotten: dict[str, list[str]] = {}
-        while self.expiry and self.expiry[0][0] <= now:
+        while self.expiry and self.expiry[0][0] <= now and room > 0:
             expires_at, feed, entity = heapq.heappop(self.expiry)
             if self.scheduled.get((feed, entity)) == expires_at:
                 del self.scheduled[(feed, entity)]
@@ -222,6 +232,7 @@ class CleanStage(BatchStage):
                 else:
                     state.forget({entity})
                     forgotten.setdefault(feed, []).append(entity)
+                room -= 1
                 continue
             if value is None:
                 continue
@@ -229,6 +240,7 @@ class CleanStage(BatchStage):
             marker["state"] = "stale"
             due.setdefault(feed, []).append(marker)
             state.stale.add(entity)
+            room -= 1
         if not due and not removed and not forgotten:
             return None
         out = StageOutputs()
