@@ -6,8 +6,10 @@ source), every bad one in dlq.<feed> with its original bytes and a reason.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +86,19 @@ async def _serve_bus(handler: Any) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/bus/gps.json"
 
 
+@contextlib.asynccontextmanager
+async def _bus_adapter(bootstrap: str, topic_prefix: str, url: str, **options: Any) -> AsyncIterator[PollingAdapter]:
+    """A bus adapter polling ``url`` into a Kafka sink of its own, which is flushed and closed after."""
+    sink = KafkaSink(bootstrap, topic_prefix=topic_prefix)
+    await sink.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield PollingAdapter(format_name="sh-bus-gps", url=url, session=session, sink=sink, **options)
+        await sink.flush(timeout_s=60)
+    finally:
+        await sink.close()
+
+
 def _bus(example_item: dict, obu: str, **change) -> dict:
     return {**example_item, "obuId": obu, **change}
 
@@ -144,20 +159,13 @@ async def test_good_records_once_in_raw_bad_ones_in_dlq(kafka_bootstrap, running
     runner, url = await _serve_bus(handler)
 
     start = await _end_offsets(kafka_bootstrap, topics)
-    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
-    await sink.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            adapter = PollingAdapter(
-                name=name, format_name="sh-bus-gps", url=url, interval_s=1, timeout_s=5, session=session, sink=sink
-            )
+        async with _bus_adapter(kafka_bootstrap, topic_prefix, url, name=name, interval_s=1, timeout_s=5) as adapter:
             for _ in range(4):
                 await adapter.poll_once()
             with pytest.raises(Exception, match="HTTP 500"):
                 await adapter.poll_once()
-        await sink.flush(timeout_s=60)
     finally:
-        await sink.close()
         await runner.cleanup()
 
     stats = adapter.stats
@@ -202,20 +210,15 @@ async def test_a_whole_fleet_response_reaches_kafka_while_it_is_still_being_pars
         return web.Response(body=body, content_type="application/json")
 
     runner, url = await _serve_bus(handler)
-    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix)
-    await sink.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            adapter = PollingAdapter(
-                name=prefix, format_name="sh-bus-gps", url=url, interval_s=10, timeout_s=30, session=session, sink=sink
-            )
+        async with _bus_adapter(
+            kafka_bootstrap, topic_prefix, url, name=prefix, interval_s=10, timeout_s=30
+        ) as adapter:
             await adapter.poll_once()
-            acknowledged_when_parsed = sink.stats.delivered
-            await sink.flush(timeout_s=60)
+            acknowledged_when_parsed = adapter.ingestor.sink.stats.delivered
     finally:
-        await sink.close()
         await runner.cleanup()
-    assert adapter.stats.records == buses and sink.stats.delivered == buses
+    assert adapter.stats.records == buses and adapter.ingestor.sink.stats.delivered == buses
     assert acknowledged_when_parsed >= CHUNK_ITEMS, acknowledged_when_parsed
 
 

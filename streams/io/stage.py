@@ -62,6 +62,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class BatchStage(ABC):
     name: str = "stage"
+    # What one fetch may bring per partition. The consumer keeps what it fetched for a partition until the
+    # stage takes it, so a stage may hold up to this much for every partition it reads.
+    fetch_bytes_per_partition: int = 2 * 1024 * 1024
     ops: StageStats | None = None  # per-batch stats for the control plane (ops.stats), when set
 
     def __init__(self, config: StreamConfig, topics: list[str]) -> None:
@@ -123,7 +126,7 @@ class BatchStage(ABC):
             auto_offset_reset="earliest",
             max_poll_records=self.config.max_poll_records,
             fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=self.fetch_bytes_per_partition,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=30_000,

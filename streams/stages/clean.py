@@ -204,8 +204,8 @@ class CleanStage(BatchStage):
         """Stale and removal markers for the entities past their expiry, at most a batch's worth
         (``max_poll_records``) per call: the rest stay due and the stage scans again after its next poll.
         All at once, a city's worth of predictions expiring together (a worker recovering them after a
-        pause) made one batch of ~120,000 tier records and one Redis transaction of ~100 MB, which took the
-        worker's memory up by hundreds of MiB for good and held up the live records behind it."""
+        pause) made one batch of ~120,000 tier records and one Redis transaction of ~100 MB: ~700 MiB of the
+        worker's memory at once, with the live records waiting behind it (docs/benchmarks-soak.md)."""
         now = self.clock()
         room = self.config.max_poll_records
         due: dict[str, list[dict[str, Any]]] = {}  # feed → stale markers
