@@ -107,7 +107,7 @@ class PollingAdapter:
         # chunk and nothing was acknowledged before the last chunk (docs/benchmarks-e2e.md).
         seen: set[str] = set()
         received_at_ms = now_ms()
-        chunks = iter(self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options))
+        chunks = self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             await self.ingestor.ingest(chunk, seen)
         self.stats.last_poll_s = time.perf_counter() - started
