@@ -7,10 +7,14 @@ variant a fresh topic prefix and a backlog, measures records/s and CPU per recor
 (bench/pipeline/run.py), then reads every tier topic back and holds it to the reference output
 (bench/pipeline/outputs.py). The order rotates each round; figures are medians over the rounds.
 
+``--ablation`` runs ours with and without its duties (the pending topics and delay stages, the Redis writes)
+next to the overlapping plain loop instead, to measure what each duty costs.
+
 Run (needs the stack): .venv/bin/python -m bench.pipeline.fair [--rounds 3] [--workers 1]
-    [--variants pipeline,plain-overlap,faust-batched,quix,faust] [--backlog pipeline=100000,...]
+    [--variants pipeline,plain-overlap,faust-batched,quix,faust] [--backlog pipeline=100000,...] [--ablation]
 Writes bench/results/pipeline-fair-*.json and the generated sections of docs/benchmarks-pipeline.md and
-docs/benchmarks.md; ``--render RESULT.json`` writes them again from a saved result.
+docs/benchmarks.md (the ablation: its own section of the first); ``--render RESULT.json`` writes them again
+from a saved result.
 """
 
 from __future__ import annotations
@@ -26,9 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import settings
-from bench.pipeline.fair_report import PAGE, SUMMARY, goals, page_body, rebalance_body, summary_body
+from bench.pipeline.fair_report import (
+    PAGE,
+    SUMMARY,
+    ablation_body,
+    goals,
+    page_body,
+    rebalance_body,
+    summary_body,
+)
 from bench.pipeline.outputs import check_run, equivalence, reference_counts, tier_output
 from bench.pipeline.run import delete_redis_keys, measure_throughput, preload, stop_workers, throughput_medians
+from bench.pipeline.variants import ABLATIONS
 from bench.report import conclude, machine, publish_section, stamp
 from kafka_admin import delete_topics, ensure_topics
 from schemas import Naming, raw_topic
@@ -38,7 +51,9 @@ VARIANTS_PY = Path(__file__).with_name("variants.py")
 DEFAULT_VARIANTS = "pipeline,plain-overlap,faust-batched,quix,faust"
 # Backlog per variant: enough for a few seconds of steady work at each one's speed on this machine.
 DEFAULT_BACKLOG = {"pipeline": 100_000, "plain-overlap": 100_000, "plain": 100_000, "faust-batched": 30_000,
-                   "quix": 6_000, "faust": 4_000}  # fmt: skip
+                   "quix": 6_000, "faust": 4_000, **{v: 100_000 for v in ABLATIONS}}  # fmt: skip
+# What each of our duties costs: ours, ours without one or both, and the loop without any (``--ablation``).
+ABLATION_VARIANTS = ",".join(["pipeline", *ABLATIONS, "plain-overlap"])
 QUICK = "pipeline=30000,plain-overlap=30000,plain=30000,faust-batched=10000,quix=2000,faust=1000"
 
 
@@ -126,6 +141,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             runs[variant].append(run)
     medians = throughput_medians(runs)
     return {
+        "ablation": args.ablation,
         "rounds": args.rounds,
         "workers": args.workers,
         "stagger_seconds": args.stagger_seconds,
@@ -139,6 +155,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def publish(result: dict[str, Any], path: Path) -> None:
     if result.get("stagger_seconds"):  # the rebalance demonstration, not the comparison
         publish_section(PAGE, "bench:pipeline-rebalance", rebalance_body(result, path.name))
+        return
+    if result.get("ablation"):  # what our duties cost, not the comparison with the baselines
+        publish_section(PAGE, "bench:pipeline-ablation", ablation_body(result, path.name))
         return
     publish_section(PAGE, "bench:pipeline-fair", page_body(result, path.name))
     publish_section(SUMMARY, "bench:pipeline-fair-summary", summary_body(result, path.name))
@@ -155,8 +174,15 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=2.0)
     parser.add_argument("--render", type=Path, help="publish this saved result; measure nothing")
     parser.add_argument("--no-publish", action="store_true", help="write the result JSON only")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help=f"what each of our duties costs: the variants {ABLATION_VARIANTS} (a section of its own)",
+    )
     parser.add_argument("--quick", action="store_true", help=f"one round on small backlogs ({QUICK}), not published")
     args = parser.parse_args()
+    if args.ablation:
+        args.variants = ABLATION_VARIANTS
     if args.quick:
         args.rounds, args.backlog, args.no_publish = 1, QUICK, True
     if args.render:

@@ -21,6 +21,9 @@ LABELS = {
     "faust-batched": "Faust, `stream.take` + the same vectorised code",
     "quix": "Quix Streams",
     "faust": "Faust, naive per event (secondary)",
+    "pipeline-undelayed": "ours, every tier released at once (no pending topics, no delay stages)",
+    "pipeline-no-state": "ours, no Redis writes",
+    "pipeline-bare": "ours, neither",
 }
 
 
@@ -130,6 +133,37 @@ def summary_body(result: dict[str, Any], source: str) -> str:
         f"Stream pipeline against fair baselines, same job, same run (docs/benchmarks-pipeline.md, `{source}`, "
         f"load {result['machine']['loadavg'][0]}):\n\n{goal_lines(goals(result))}"
     )
+
+
+def ablation_body(result: dict[str, Any], source: str) -> str:
+    """What each duty of ours costs (``--ablation``): CPU per record with and without it, against the loop."""
+    med = result["medians"]
+    loop = med.get("plain-overlap", {}).get("cpu_us_per_record")
+    ours = med.get("pipeline", {}).get("cpu_us_per_record")
+    lines = [
+        f"Measured {result['when']} at `{result['git_sha'][:12]}`, load {result['machine']['loadavg']} before and "
+        f"{result['machine_after']['loadavg']} after, on {result['machine']['cores']} cores; one worker process "
+        f"per variant, {result['rounds']} rounds in rotating order, medians; result file `{source}`.",
+        "",
+        "| variant | CPU µs/record | vs the overlapping loop | less than ours |",
+        "|---|---|---|---|",
+    ]
+    for v, m in med.items():
+        cpu = m["cpu_us_per_record"]
+        saved = ours - cpu if ours and cpu else None
+        lines.append(
+            f"| {LABELS.get(v, v)} | {_fmt(cpu, '{:.1f}')} | {_fmt(_ratio(cpu, loop), '{:.2f}×')} | "
+            f"{'–' if v == 'pipeline' else _fmt(saved, '{:.1f} µs')} |"
+        )
+    lines += ["", "Every run (CPU µs/record, 1-minute load, output check):", ""]
+    for v, runs in result["runs"].items():
+        each = "; ".join(
+            f"{_fmt(r.get('cpu_us_per_record'), '{:.1f}')}, {r['machine']['loadavg'][0]}, {_check_cell(r)}"
+            for r in runs
+        )
+        lines.append(f"- {LABELS.get(v, v)}: {each}")
+    lines += ["", "Goals (the same checks as the comparison above, on this run):", "", goal_lines(goals(result))]
+    return "\n".join(lines)
 
 
 def rebalance_body(result: dict[str, Any], source: str) -> str:

@@ -9,6 +9,11 @@
   is being delivered and acknowledged, batch n+1 is fetched and computed; batch n's offsets are committed
   only once its records are delivered, and batch n+1 is queued to the producer only after that, so each
   partition's order is kept. The fair baseline for CPU per record.
+- ``pipeline-undelayed``, ``pipeline-no-state``, ``pipeline-bare``: ours with one or both of the duties the
+  plain loops do not have taken away, to measure what each costs (``--ablation`` in bench/pipeline/fair.py):
+  every tier released by the clean stage (no pending topics, no delay stages; with the backlog's old event
+  times the output is the same), no Redis writes (snapshots, recovery state, release marks), or neither.
+  Diagnostic only: each breaks a guarantee the service makes (docs/contracts.md, docs/design-notes.md).
 - ``faust-batched``: the same job as a Faust agent written for throughput: ``stream.take(N, within=…)``
   hands it up to N raw records at a time and it runs the same vectorised code on each batch, then sends
   the tier records (Faust's ``send``, the producer batching them). The fair Faust baseline.
@@ -57,8 +62,32 @@ def feed_fanout(engine: TierPolicy) -> FeedFanout:
     return FeedFanout(engine, "bus", {t: TierFanout(engine, "bus", t, "gcj02", persist_marks=False) for t in TIERS})
 
 
+class Undelayed:
+    """The policy with every delay taken away (``pipeline-undelayed``): the worker then makes no delay stage."""
+
+    def __init__(self, engine: TierPolicy) -> None:
+        self._engine = engine
+
+    def delay_ms(self, feed: str, tier: str) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
 async def run_pipeline(args: argparse.Namespace) -> None:
+    from streams.io.state_store import StateStore
     from streams.stages.worker import Pipeline
+
+    engine: Any = load_engine()
+    if args.variant in ("pipeline-undelayed", "pipeline-bare"):
+        engine = Undelayed(engine)
+    if args.variant in ("pipeline-no-state", "pipeline-bare"):
+
+        async def write_nothing(self: StateStore, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        StateStore.write = write_nothing  # type: ignore[method-assign]
 
     config = StreamConfig(
         bootstrap=args.bootstrap,
@@ -70,7 +99,7 @@ async def run_pipeline(args: argparse.Namespace) -> None:
         feeds=("bus",),
         max_poll_records=args.max_poll,
     )
-    async with Pipeline(config, engine=load_engine(), enricher=Enricher.from_geo(), aggregates=False):
+    async with Pipeline(config, engine=engine, enricher=Enricher.from_geo(), aggregates=False):
         tune_gc()  # as ``shfeeds streams worker`` does
         await asyncio.sleep(args.seconds)
 
@@ -315,7 +344,8 @@ def run_quix(args: argparse.Namespace) -> None:
     app.run()  # until the benchmark stops the process
 
 
-VARIANTS = ["pipeline", "plain", "plain-overlap", "faust", "faust-batched", "faust-forward", "quix"]
+ABLATIONS = ["pipeline-undelayed", "pipeline-no-state", "pipeline-bare"]
+VARIANTS = ["pipeline", *ABLATIONS, "plain", "plain-overlap", "faust", "faust-batched", "faust-forward", "quix"]
 
 
 def main() -> None:
@@ -333,7 +363,8 @@ def main() -> None:
     elif args.variant == "quix":
         run_quix(args)
     else:
-        runner = {"pipeline": run_pipeline, "plain": run_plain, "plain-overlap": run_plain_overlap}[args.variant]
+        runners = {"plain": run_plain, "plain-overlap": run_plain_overlap}
+        runner = runners.get(args.variant, run_pipeline)
         asyncio.run(runner(args))
 
 
