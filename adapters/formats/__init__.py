@@ -32,6 +32,9 @@ class FormatSpec:
     feed: str  # the feed its records go to (GTFS-RT: the default, a source may say metro)
     description: str
     window: QueryWindow | None = None  # None: the whole current state is fetched from one URL each poll
+    # ``parse_chunks`` takes ``unchanged`` and skips the items whose record the runtime already holds
+    # (sh_envelope.RepeatKey): only formats whose record depends on the item alone.
+    skips_unchanged: bool = False
 
     @property
     def parse(self) -> Callable[..., ParseResult]:
@@ -56,7 +59,7 @@ class FormatSpec:
 FORMATS: dict[str, FormatSpec] = {
     spec.name: spec
     for spec in (
-        FormatSpec("sh-bus-gps", "adapters.formats.sh_bus_gps", "bus", "Shanghai bus GPS JSON"),
+        FormatSpec("sh-bus-gps", "adapters.formats.sh_bus_gps", "bus", "Shanghai bus GPS JSON", skips_unchanged=True),
         FormatSpec("sh-parking", "adapters.formats.sh_parking", "parking", "Shanghai parking free slots JSON"),
         FormatSpec("sh-charging", "adapters.formats.sh_charging", "charging", "Shanghai charging piles JSON"),
         FormatSpec("sh-scenic", "adapters.formats.sh_scenic", "scenic", "Shanghai scenic visitor counts JSON"),

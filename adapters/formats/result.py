@@ -11,6 +11,10 @@ from schemas import DeadLetter, Record
 class ParseResult:
     records: list[Record] = field(default_factory=list)
     rejects: list[DeadLetter] = field(default_factory=list)
+    # Filled by a parser asked to skip unchanged items (``Unchanged`` in sh_envelope.py): the JSON of the item
+    # each record was built from, in step with ``records``, and the ids of the items it did not build.
+    item_json: list[bytes] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
     def reject(
         self,
@@ -36,3 +40,5 @@ class ParseResult:
     def extend(self, other: ParseResult) -> None:
         self.records.extend(other.records)
         self.rejects.extend(other.rejects)
+        self.item_json.extend(other.item_json)
+        self.unchanged.extend(other.unchanged)

@@ -15,7 +15,7 @@ from .common import (
     req_str,
 )
 from .points import ItemPoints
-from .sh_envelope import envelope_parser, item_time_ms
+from .sh_envelope import RepeatKey, envelope_parser, item_time_ms
 
 FEED = "bus"
 
@@ -71,4 +71,7 @@ def _record(item: JsonDict, header_ms: int | None, source: str, points: ItemPoin
     )
 
 
-parse, parse_chunks = envelope_parser(FEED, list_key="data", time_key="updateTime", build_record=_record)
+# A record is its item's alone once the item has its gpsTime (the expiry is that time plus the feed's TTL).
+parse, parse_chunks = envelope_parser(
+    FEED, list_key="data", time_key="updateTime", build_record=_record, repeat=RepeatKey("obuId", "gpsTime")
+)

@@ -13,6 +13,12 @@ A record counts as sent only once Kafka acknowledged it: ``claim`` hands out a r
 receipt says "delivered" the content is merely pending. Pending content still suppresses repeats (it is on
 its way), but if Kafka refuses it for good the next poll sends the entity again.
 
+Each claim may bring the JSON of the source item the record was built from. The filter then remembers the
+item with the record's fingerprint and expiry, and ``unchanged`` answers, for a later item, whether it is
+that same item and a claim of its record would be turned down: the parser then skips building it
+(adapters/formats/sh_envelope.py). The answer applies the claim's own rule to the remembered record, so it
+changes exactly when a claim's would: a refused record is built and sent again at the next poll.
+
 Memory stays bounded: an entity whose last content expired more than ``horizon_ms`` before the newest
 record the filter has seen is forgotten (a fleet's vehicles stay, but finished charging sessions, each its
 own entity, would otherwise pile up by the hundred thousand a day). Times are the records' own, so a
@@ -68,12 +74,17 @@ class ChangeFilter:
         self._pending: dict[_Key, _Mark] = {}
         self._claims = itertools.count()
         self._newest = 0  # the latest observed_at claimed so far
+        # entity → (its last source item's JSON, that item's record's fingerprint and expires_at)
+        self._items: dict[_Key, tuple[bytes, bytes, int]] = {}
 
-    def claim(self, feed: str, record: Record) -> Receipt | None:
-        """None if the record repeats the entity's latest content; otherwise a receipt to settle it with."""
+    def claim(self, feed: str, record: Record, item_json: bytes = b"") -> Receipt | None:
+        """None if the record repeats the entity's latest content; otherwise a receipt to settle it with.
+        ``item_json``: the source item the record was built from, remembered for ``unchanged``."""
         key = (feed, record.id)
         mark = fingerprint(record)
         self._newest = max(self._newest, record.observed_at)
+        if item_json:
+            self._items[key] = (item_json, mark, record.expires_at)
         latest = self._pending.get(key) or self._acknowledged.get(key)
         if latest is not None and latest[1] == mark and record.expires_at < latest[3]:
             return None
@@ -85,6 +96,16 @@ class ChangeFilter:
         self._pending[key] = claimed
         return functools.partial(self._settle, key, claimed)
 
+    def unchanged(self, feed: str, entity: str, item_json: bytes) -> bool:
+        """True when ``item_json`` is the entity's last claimed item and a claim of its record now would return
+        None. Called from the parser's thread: it only reads, one dictionary lookup at a time."""
+        key = (feed, entity)
+        item = self._items.get(key)
+        if item is None or item[0] != item_json:
+            return False
+        latest = self._pending.get(key) or self._acknowledged.get(key)
+        return latest is not None and latest[1] == item[1] and item[2] < latest[3]
+
     def sweep(self) -> int:
         """Forget acknowledged entities whose content expired ``horizon_ms`` before the newest record; how
         many were forgotten."""
@@ -92,6 +113,7 @@ class ChangeFilter:
         gone = [key for key, mark in self._acknowledged.items() if mark[2] < cutoff]
         for key in gone:
             del self._acknowledged[key]
+            self._items.pop(key, None)
         return len(gone)
 
     def _settle(self, key: _Key, claimed: _Mark, delivered: bool) -> None:

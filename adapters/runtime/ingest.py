@@ -22,18 +22,25 @@ class Ingestor:
     async def ingest(self, result: ParseResult, seen: set[str] | None = None) -> None:
         """``seen``: the ids already ingested from the same response (a response parsed in chunks)."""
         seen = set() if seen is None else seen
-        for record in result.records:
+        # the source items' JSON, when the parser kept it (a parser that skips unchanged items)
+        items = result.item_json if len(result.item_json) == len(result.records) else [b""] * len(result.records)
+        for record, item_json in zip(result.records, items, strict=True):
             if record.id in seen:
                 self.stats.duplicates += 1
             seen.add(record.id)
             # The filter learns the record was sent only when Kafka acknowledges it (the receipt).
-            receipt = self.change_filter.claim(feed_of(record), record)
+            receipt = self.change_filter.claim(feed_of(record), record, item_json)
             if receipt is None:
                 self.stats.skipped += 1
                 continue
             await self.sink.submit(record_message(record, receipt))
             self.stats.records += 1
-        if result.records:  # the source is delivering data, changed or not
+        for entity in result.unchanged:  # items the parser did not build: skipped as the filter would have
+            if entity in seen:
+                self.stats.duplicates += 1
+            seen.add(entity)
+        self.stats.skipped += len(result.unchanged)
+        if result.records or result.unchanged:  # the source is delivering data, changed or not
             self.stats.last_record_ms = time.time_ns() // 1_000_000
         for letter in result.rejects:
             await self.sink.submit(dead_letter_message(letter))

@@ -55,6 +55,7 @@ class PollingAdapter:
         spec = get_format(format_name)
         self.parse = spec.parse
         self.parse_chunks = spec.parse_chunks
+        self.skips_unchanged = spec.skips_unchanged
         self.window = window or spec.window
         self.cursor_ms: int | None = None  # newest observed_at ingested (query-window sources)
         # Where a query-window source left off before this process (see resume.py); asked before its first poll.
@@ -107,7 +108,11 @@ class PollingAdapter:
         # chunk and nothing was acknowledged before the last chunk (docs/benchmarks-e2e.md).
         seen: set[str] = set()
         received_at_ms = now_ms()
-        chunks = self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **self.options)
+        options = dict(self.options)
+        if self.skips_unchanged:
+            # items equal to what the change filter holds are not built at all (adapters/formats/sh_envelope.py)
+            options["unchanged"] = self.ingestor.change_filter.unchanged
+        chunks = self.parse_chunks(fetched.body, source=self.name, received_at_ms=received_at_ms, **options)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             await self.ingestor.ingest(chunk, seen)
         self.stats.last_poll_s = time.perf_counter() - started
