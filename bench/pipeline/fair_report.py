@@ -4,6 +4,7 @@ same way again."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.report import ROOT, Goal
@@ -53,12 +54,17 @@ def goals(result: dict[str, Any]) -> list[Goal]:
             )
         )
     if "plain-overlap" in med:
-        r = _ratio(ours.get("cpu_us_per_record"), med["plain-overlap"]["cpu_us_per_record"])
+        # Judged round by round: the machine's speed drifts between rounds by more than the gap measured, and
+        # the two runs of a round are minutes apart. Without such pairs, on the medians.
+        paired = round_ratios(result)
+        r = statistics.median(paired) if paired else _ratio(ours.get("cpu_us_per_record"),
+                                                            med["plain-overlap"]["cpu_us_per_record"])  # fmt: skip
+        how = f"median of the rounds' {', '.join(f'{x:.2f}×' for x in paired)}; " if paired else ""
         out.append(
             Goal(
                 "pipeline CPU per record vs the overlapping plain loop",
                 f"≤ {CPU_MAX_RATIO}×",
-                f"{_fmt(r, '{:.2f}×')} ({_fmt(ours.get('cpu_us_per_record'), '{:.1f}')} vs "
+                f"{_fmt(r, '{:.2f}×')} ({how}medians {_fmt(ours.get('cpu_us_per_record'), '{:.1f}')} vs "
                 f"{_fmt(med['plain-overlap']['cpu_us_per_record'], '{:.1f}')} µs)",
                 r is not None and r <= CPU_MAX_RATIO,
             )
@@ -123,7 +129,7 @@ def page_body(result: dict[str, Any], source: str) -> str:
             "",
             "Our CPU per record over the overlapping loop's, round by round (the two runs of a round minutes apart, "
             f"so on a machine in much the same state): {', '.join(f'{r:.2f}×' for r in paired)}. The goal is "
-            "judged on the medians above.",
+            "judged on their median: the medians above can pair a fast moment of one with a slow one of the other.",
         ]
     eq = result["equivalence"]
     per_tier = ", ".join(f"{t} {n:,}" for t, n in eq["per_tier_records"].items())
