@@ -45,7 +45,7 @@ import settings  # noqa: E402
 from access.identity import kafka_options  # noqa: E402
 from control_plane.emitter import StatsEmitter  # noqa: E402
 from control_plane.figures import source_record  # noqa: E402
-from kafka_admin import delete_topics, ensure_topics  # noqa: E402
+from kafka_admin import delete_topics_under, ensure_topics  # noqa: E402
 from schemas import (  # noqa: E402
     Naming,
     VehiclePosition,
@@ -216,13 +216,7 @@ async def sustained_span(cfg: settings.Settings, args: argparse.Namespace) -> di
 
 async def delete_run_topics(bootstrap: str, prefix: str, app: str) -> None:
     """Every topic of one run: the worker's (all feeds), the control plane's inputs and its changelogs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith((prefix, app + "-"))]
-    finally:
-        await admin.close()
-    await delete_topics(bootstrap, names)
+    await delete_topics_under(bootstrap, prefix, app + "-")
 
 
 async def wait_http(url: str, timeout_s: float = 120) -> None:

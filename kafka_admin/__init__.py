@@ -9,6 +9,20 @@ the names it needs (from ``schemas/topics.py``, through its ``schemas.Naming``),
 only the topics it writes.
 """
 
-from .topics import TopicSetupError, delete_topics, ensure_topics, topic_config, topic_partitions
+from .topics import (
+    TopicSetupError,
+    delete_topics,
+    delete_topics_under,
+    ensure_topics,
+    topic_config,
+    topic_partitions,
+)
 
-__all__ = ["TopicSetupError", "delete_topics", "ensure_topics", "topic_config", "topic_partitions"]
+__all__ = [
+    "TopicSetupError",
+    "delete_topics",
+    "delete_topics_under",
+    "ensure_topics",
+    "topic_config",
+    "topic_partitions",
+]

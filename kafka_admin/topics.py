@@ -41,6 +41,22 @@ async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) 
     return sorted(p["partition"] for p in described.get("partitions", []))
 
 
+async def delete_topics_under(bootstrap: str, *prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (a test's or a benchmark run's own:
+    left behind, they pile up on a shared broker, each partition holding open files); returns their names."""
+    if not prefixes or not all(prefixes):
+        raise ValueError("an empty prefix would name every topic")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **kafka_options())
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefixes))
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+    return names
+
+
 async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (those that exist); for tests and benchmarks that made their own."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **kafka_options())

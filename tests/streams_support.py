@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from access.identity import kafka_options
 from schemas import VehiclePosition, encode_kafka, now_ms
@@ -154,16 +153,9 @@ def short_policy_engine(path: Path | None = None) -> PolicyEngine:
 async def drop_prefixed_topics(bootstrap: str, prefix: str) -> None:
     """Delete every topic whose name starts with ``prefix``: a test's topics must not pile up on the shared
     development broker (each partition holds open files there)."""
-    from kafka_admin import delete_topics
+    from kafka_admin import delete_topics_under
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-    finally:
-        await admin.close()
-    if names:
-        await delete_topics(bootstrap, names)
+    await delete_topics_under(bootstrap, prefix)
 
 
 @pytest.fixture(name="topic_prefix")

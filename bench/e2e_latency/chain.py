@@ -14,13 +14,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 import settings as settings_mod
-from access.identity import kafka_options
 from bench.e2e_latency.source import BUS_PATH, FLEET_AT
 from bench.pipeline.run import delete_redis_keys
-from kafka_admin import delete_topics, ensure_topics
+from kafka_admin import delete_topics_under, ensure_topics
 from schemas import Naming, all_topics
 from shfeeds_cli.supervisor import component_argv
 
@@ -89,13 +86,7 @@ class Chain:
 
     async def remove_state(self) -> None:
         """Every topic under the run's prefix (the adapter makes some of its own) and its Redis keys."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, **kafka_options())
-        await admin.start()
-        try:
-            names = [t for t in await admin.list_topics() if t.startswith(self.naming.topic_prefix)]
-        finally:
-            await admin.close()
-        await delete_topics(self.settings.kafka_bootstrap, names)
+        await delete_topics_under(self.settings.kafka_bootstrap, self.naming.topic_prefix)
         await delete_redis_keys(self.settings.redis_url, self.naming.redis_prefix + ":")
 
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:

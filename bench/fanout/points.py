@@ -147,8 +147,12 @@ def distinct_filters(point: Point, setup: Setup) -> int:
 
 
 def measure(point: Point, setup: Setup) -> dict[str, Any]:
+    with primed(setup.bootstrap, setup.redis_url, "benchcap") as naming:
+        return measure_on(point, setup, naming)
+
+
+def measure_on(point: Point, setup: Setup, naming: Naming) -> dict[str, Any]:
     url = f"ws://127.0.0.1:{setup.port}/"
-    naming = primed(setup.bootstrap, setup.redis_url, "benchcap")
     nodes = start_nodes(point, setup, naming)
     pids = [n.proc.pid for n in nodes]  # taskset execs the node, so the pid is the node's
     result: dict[str, Any] = asdict(point)

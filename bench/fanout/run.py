@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from access.identity import kafka_options
+from bench.pipeline.run import delete_redis_keys
+from kafka_admin import delete_topics_under
 from ws_server.config import Naming
 from ws_server.testing import TierWriter, create_tier_topics
 
@@ -218,13 +222,24 @@ async def produce(bootstrap: str, topic: str, rate: int, seconds: float, seed: i
     return sent
 
 
-def primed(bootstrap: str, redis_url: str, tag: str) -> Naming:
+@contextlib.contextmanager
+def primed(bootstrap: str, redis_url: str, tag: str) -> Iterator[Naming]:
     """A fresh prefix with the fleet primed in it: a node started on it reads no earlier run's records (a
-    node catching up on minutes of a shared topic would send them to its new clients as late deliveries)."""
+    node catching up on minutes of a shared topic would send them to its new clients as late deliveries).
+    Its topics and Redis keys go on the way out: a fan-out ramp primes dozens, and once left behind they
+    had grown the development stack to 900 topics and hundreds of megabytes of Redis."""
     prefix = f"{tag}-{uuid.uuid4().hex[:8]}"
     naming = Naming(prefix + ".", prefix)
-    asyncio.run(prime(bootstrap, redis_url, naming))
-    return naming
+    try:
+        asyncio.run(prime(bootstrap, redis_url, naming))
+        yield naming
+    finally:
+        asyncio.run(discard(bootstrap, redis_url, naming))
+
+
+async def discard(bootstrap: str, redis_url: str, naming: Naming) -> None:
+    await delete_topics_under(bootstrap, naming.topic_prefix)
+    await delete_redis_keys(redis_url, naming.redis_prefix + ":")
 
 
 async def prime(bootstrap: str, redis_url: str, naming: Naming) -> None:
@@ -413,10 +428,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     binary = prepare_loadgen()
-    prefix = f"benchfanout-{uuid.uuid4().hex[:8]}"
-    naming = Naming(prefix + ".", prefix)
-    asyncio.run(prime(args.bootstrap, args.redis_url, naming))
-    results = [run_mode(mode, args, naming, binary) for mode in args.modes.split(",")]
+    with primed(args.bootstrap, args.redis_url, "benchfanout") as naming:
+        results = [run_mode(mode, args, naming, binary) for mode in args.modes.split(",")]
     for result in results:
         print(orjson.dumps(result).decode(), flush=True)
     if len(results) != 2:

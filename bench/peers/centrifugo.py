@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -203,7 +204,8 @@ def run_centrifugo(
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     binaries = build()
 
-    def naming() -> Naming:  # a fresh topic per run: our node must not start behind on earlier runs' records
+    def naming() -> contextlib.AbstractContextManager[Naming]:
+        # a fresh topic per run: our node must not start behind on earlier runs' records
         return primed(args.bootstrap, args.redis_url, "peerfanout")
 
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "centrifugo": []}
@@ -212,9 +214,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             order = ("ours", "centrifugo") if round_no % 2 == 0 else ("centrifugo", "ours")
             for side in order:
                 if side == "ours":
-                    run = run_ours(args, naming(), binaries[1])
+                    with naming() as fresh:
+                        run = run_ours(args, fresh, binaries[1])
                 else:
-                    run = run_centrifugo(args, naming(), binaries, Path(tmp))
+                    with naming() as fresh:
+                        run = run_centrifugo(args, fresh, binaries, Path(tmp))
                 print(side, json.dumps(run), flush=True)
                 runs[side].append(run)
         ramp = [int(r) for r in args.ramp.split(",")] if args.ramp else []
@@ -225,9 +229,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             pair: dict[str, Any] = {}
             for side in ("ours", "centrifugo") if round_no % 2 == 0 else ("centrifugo", "ours"):
                 if side == "ours":
-                    pair["ours"] = run_ours(args, naming(), binaries[1], ramp)
+                    with naming() as fresh:
+                        pair["ours"] = run_ours(args, fresh, binaries[1], ramp)
                 else:
-                    pair["centrifugo"] = run_centrifugo(args, naming(), binaries, Path(tmp), ramp)
+                    with naming() as fresh:
+                        pair["centrifugo"] = run_centrifugo(args, fresh, binaries, Path(tmp), ramp)
             capacity_rounds.append(pair)
     keys = ("deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu",
             "kb_per_idle_connection", "kb_per_connection", "bridge_cpu")  # fmt: skip

@@ -100,8 +100,8 @@ def main() -> None:
     _, loadgen = centrifugo.build()
     out = Path(tempfile.mkdtemp(prefix="shfeeds-node-profile-")) / "stacks.txt"
     try:
-        naming = primed(args.bootstrap, args.redis_url, "peerprofile")
-        side = centrifugo.run_ours(args, naming, loadgen, [args.rate], profile_to=out)
+        with primed(args.bootstrap, args.redis_url, "peerprofile") as naming:
+            side = centrifugo.run_ours(args, naming, loadgen, [args.rate], profile_to=out)
         raw = out.read_text() if out.exists() else ""
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
