@@ -5,6 +5,7 @@ same way again."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from bench.report import ROOT, Goal
@@ -115,14 +116,7 @@ def page_body(result: dict[str, Any], source: str) -> str:
             f"| {LABELS.get(v, v)} | {result['backlogs'][v]:,} | {_fmt(m['records_per_s'])} | "
             f"{_fmt(m['sustained_per_s'])} | {_fmt(m['cpu_us_per_record'], '{:.1f}')} | {_fmt(rel, '{:.2f}')} |"
         )
-    lines += ["", "Every run (sustained records/s, CPU µs/record, 1-minute load, output check):", ""]
-    for v, runs in result["runs"].items():
-        each = "; ".join(
-            f"{_fmt(r.get('sustained_per_s'))}, {_fmt(r.get('cpu_us_per_record'), '{:.1f}')}, "
-            f"{r['machine']['loadavg'][0]}, {_check_cell(r)}"
-            for r in runs
-        )
-        lines.append(f"- {LABELS.get(v, v)}: {each}")
+    lines += _every_run(result, "sustained records/s, CPU µs/record", lambda r: f"{_fmt(r.get('sustained_per_s'))}, ")
     paired = round_ratios(result)
     if paired:
         lines += [
@@ -136,6 +130,19 @@ def page_body(result: dict[str, Any], source: str) -> str:
     lines += ["", f"Tier records of the first run ({per_tier}); every run is held to the reference for its backlog.",
               "", "Goals:", "", goal_lines(goals(result))]  # fmt: skip
     return "\n".join(lines)
+
+
+def _every_run(result: dict[str, Any], figures: str, first: Callable[[dict[str, Any]], str]) -> list[str]:
+    """A line per variant with each of its runs: ``first`` (the figure before the CPU, if any), the CPU per
+    record, the 1-minute load and the output check."""
+    lines = ["", f"Every run ({figures}, 1-minute load, output check):", ""]
+    for v, runs in result["runs"].items():
+        each = "; ".join(
+            f"{first(r)}{_fmt(r.get('cpu_us_per_record'), '{:.1f}')}, {r['machine']['loadavg'][0]}, {_check_cell(r)}"
+            for r in runs
+        )
+        lines.append(f"- {LABELS.get(v, v)}: {each}")
+    return lines
 
 
 def round_ratios(result: dict[str, Any]) -> list[float]:
@@ -177,13 +184,7 @@ def ablation_body(result: dict[str, Any], source: str) -> str:
             f"| {LABELS.get(v, v)} | {_fmt(cpu, '{:.1f}')} | {_fmt(_ratio(cpu, loop), '{:.2f}×')} | "
             f"{'–' if v == 'pipeline' else _fmt(saved, '{:.1f} µs')} |"
         )
-    lines += ["", "Every run (CPU µs/record, 1-minute load, output check):", ""]
-    for v, runs in result["runs"].items():
-        each = "; ".join(
-            f"{_fmt(r.get('cpu_us_per_record'), '{:.1f}')}, {r['machine']['loadavg'][0]}, {_check_cell(r)}"
-            for r in runs
-        )
-        lines.append(f"- {LABELS.get(v, v)}: {each}")
+    lines += _every_run(result, "CPU µs/record", lambda r: "")
     lines += ["", "Goals (the same checks as the comparison above, on this run):", "", goal_lines(goals(result))]
     return "\n".join(lines)
 
