@@ -87,10 +87,11 @@ class _Sent:
         self.messages: list[OutMessage] = []
         self.refuse: set[bytes] = set()
 
-    async def submit(self, message: OutMessage) -> None:
-        self.messages.append(message)
-        if message.receipt is not None:
-            message.receipt(message.key not in self.refuse)
+    async def submit_many(self, messages: list[OutMessage]) -> None:
+        for message in messages:
+            self.messages.append(message)
+            if message.receipt is not None:
+                message.receipt(message.key not in self.refuse)
 
 
 def test_a_poll_builds_only_the_items_whose_record_would_be_sent():

@@ -24,6 +24,7 @@ class Ingestor:
         seen = set() if seen is None else seen
         # the source items' JSON, when the parser kept it (a parser that skips unchanged items)
         items = result.item_json if len(result.item_json) == len(result.records) else [b""] * len(result.records)
+        out = []
         for record, item_json in zip(result.records, items, strict=True):
             if record.id in seen:
                 self.stats.duplicates += 1
@@ -33,8 +34,9 @@ class Ingestor:
             if receipt is None:
                 self.stats.skipped += 1
                 continue
-            await self.sink.submit(record_message(record, receipt))
-            self.stats.records += 1
+            out.append(record_message(record, receipt))
+        await self.sink.submit_many(out)
+        self.stats.records += len(out)
         for entity in result.unchanged:  # items the parser did not build: skipped as the filter would have
             if entity in seen:
                 self.stats.duplicates += 1
