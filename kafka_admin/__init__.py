@@ -16,6 +16,7 @@ from .topics import (
     ensure_topics,
     topic_config,
     topic_partitions,
+    topics_under,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "ensure_topics",
     "topic_config",
     "topic_partitions",
+    "topics_under",
 ]

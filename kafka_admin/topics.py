@@ -41,19 +41,24 @@ async def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 15.0) 
     return sorted(p["partition"] for p in described.get("partitions", []))
 
 
-async def delete_topics_under(bootstrap: str, *prefixes: str) -> list[str]:
-    """Delete every topic whose name starts with one of ``prefixes`` (a test's or a benchmark run's own:
-    left behind, they pile up on a shared broker, each partition holding open files); returns their names."""
+async def topics_under(bootstrap: str, *prefixes: str) -> list[str]:
+    """The topics whose name starts with one of ``prefixes``, sorted."""
     if not prefixes or not all(prefixes):
         raise ValueError("an empty prefix would name every topic")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000, **kafka_options())
     await admin.start()
     try:
-        names = sorted(t for t in await admin.list_topics() if t.startswith(prefixes))
-        if names:
-            await admin.delete_topics(names)
+        return sorted(t for t in await admin.list_topics() if t.startswith(prefixes))
     finally:
         await admin.close()
+
+
+async def delete_topics_under(bootstrap: str, *prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (a test's or a benchmark run's own:
+    left behind, they pile up on a shared broker, each partition holding open files); returns their names."""
+    names = await topics_under(bootstrap, *prefixes)
+    if names:
+        await delete_topics(bootstrap, names)
     return names
 
 

@@ -7,22 +7,12 @@ import asyncio
 
 import pytest
 import redis
-from aiokafka.admin import AIOKafkaAdminClient
 
 import settings
-from access.identity import kafka_options
 from bench.fanout.run import primed
+from kafka_admin import topics_under
 
 pytestmark = pytest.mark.stack
-
-
-async def topics_under(bootstrap: str, prefix: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_options())
-    await admin.start()
-    try:
-        return [t for t in await admin.list_topics() if t.startswith(prefix)]
-    finally:
-        await admin.close()
 
 
 def test_a_primed_fleet_leaves_no_topic_or_key_behind(running_stack: settings.Settings) -> None:

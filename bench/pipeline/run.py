@@ -156,7 +156,7 @@ async def measure_throughput(bootstrap: str, prefix: str, count: int, procs: lis
         elapsed = max(last - first + 0.2, 1e-3)
         lo, hi = _at(samples, 0.2 * previous), _at(samples, 0.8 * previous)
         # From the last sample before any output to the first that held all of it: the whole backlog's work.
-        start = max((row for row in samples if row[1] == 0), key=lambda row: row[0], default=samples[0])
+        start = next((row for row in reversed(samples) if row[1] == 0), samples[0])
         end = next(row for row in samples if row[1] >= previous)
         middle = max(hi[0] - lo[0], 0.2)
         return {
